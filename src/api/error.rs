@@ -1,0 +1,127 @@
+//! Every error a client can see, and its mapping to an HTTP status and OpenAI's error shape
+//! (`{"error": {"message", "type", "param", "code"}}`). This is the one place that mapping lives.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON, or not the JSON this endpoint takes.
+    #[error("{message}")]
+    InvalidBody {
+        message: String,
+        param: Option<String>,
+    },
+    /// A field has a value outside what the endpoint accepts.
+    #[error("{message}")]
+    InvalidValue {
+        message: String,
+        param: &'static str,
+    },
+    #[error("This model's maximum context length is {max_context} tokens. However, you requested {requested} tokens ({prompt} in the messages, {completion} in the completion). Please reduce the length of the messages or completion.")]
+    ContextLengthExceeded {
+        max_context: u32,
+        requested: u64,
+        prompt: u64,
+        completion: u64,
+    },
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("Unknown request URL: {method} {path}.")]
+    UnknownRoute { method: String, path: String },
+    #[error("The server is overloaded: {0}")]
+    Overloaded(String),
+    #[error("Internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidBody { .. }
+            | Self::InvalidValue { .. }
+            | Self::ContextLengthExceeded { .. } => StatusCode::BAD_REQUEST,
+            Self::ModelNotFound(_) | Self::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+            Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.status() {
+            StatusCode::INTERNAL_SERVER_ERROR | StatusCode::SERVICE_UNAVAILABLE => "server_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            Self::InvalidBody { param, .. } => param.as_deref(),
+            Self::InvalidValue { param, .. } => Some(param),
+            Self::ContextLengthExceeded { .. } => Some("messages"),
+            Self::ModelNotFound(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::ContextLengthExceeded { .. } => Some("context_length_exceeded"),
+            Self::ModelNotFound(_) => Some("model_not_found"),
+            Self::UnknownRoute { .. } => Some("unknown_url"),
+            _ => None,
+        }
+    }
+
+    /// The OpenAI-shaped JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"message": self.to_string(), "type": self.kind(), "param": self.param(), "code": self.code()}})
+    }
+
+    /// A serde_json error on a request body, naming the field when serde does.
+    pub fn from_json(e: &serde_json::Error) -> Self {
+        let msg = e.to_string();
+        let param = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.starts_with("missing field"))
+            .map(str::to_string);
+        let message = match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                format!("We could not parse the JSON body of your request ({msg}).")
+            }
+            _ => format!("Invalid request body: {msg}."),
+        };
+        Self::InvalidBody { message, param }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status(), axum::Json(self.body())).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_name_the_missing_field() {
+        let e = serde_json::from_str::<crate::api::openai::ChatRequest>(r#"{"messages": []}"#)
+            .unwrap_err();
+        let api = ApiError::from_json(&e);
+        assert_eq!(api.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(api.body()["error"]["param"], "model");
+        let e = serde_json::from_str::<crate::api::openai::ChatRequest>("{not json").unwrap_err();
+        assert!(ApiError::from_json(&e)
+            .to_string()
+            .contains("could not parse"));
+    }
+}

@@ -1,0 +1,7 @@
+//! The OpenAI-compatible surface: wire types and the error mapping shared by the emulator and
+//! the gateway.
+
+pub mod error;
+pub mod openai;
+
+pub use error::ApiError;

@@ -1,0 +1,477 @@
+//! `tollgate emulate`: an OpenAI-compatible HTTP server whose timing comes from the engine
+//! model. Chat and text completions (plain and SSE), embeddings, models, health and vLLM-named
+//! metrics.
+
+use super::engine::Submission;
+use super::metrics::Metrics;
+use super::runtime::{Delivery, Fleet, Ticket};
+use super::text;
+use crate::api::openai::{
+    ChatRequest, CompletionRequest, EmbeddingRequest, Endpoint, Generation, Usage,
+};
+use crate::api::ApiError;
+use crate::capacity::Profile;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use futures::stream::{self, Stream, StreamExt};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Settings of one emulator server.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    pub profile: Profile,
+    /// Model name served (defaults to the profile's model).
+    pub model_name: String,
+    pub replicas: usize,
+    pub seed: u64,
+    /// Emulated seconds per wall-clock second.
+    pub time_scale: f64,
+}
+
+pub struct Emulator {
+    cfg: EmulatorConfig,
+    fleet: Fleet,
+    metrics: Metrics,
+    created: u64,
+}
+
+/// Default embedding width (as all-MiniLM-L6-v2).
+const EMBEDDING_DIMS: usize = 384;
+const MAX_EMBEDDING_DIMS: i64 = 8192;
+
+impl Emulator {
+    /// Starts the engine replicas; must be called inside a tokio runtime.
+    pub fn start(cfg: EmulatorConfig) -> Arc<Emulator> {
+        let metrics = Metrics::new();
+        let fleet = Fleet::start(&cfg.profile, cfg.replicas, cfg.time_scale, metrics.clone());
+        Arc::new(Emulator {
+            cfg,
+            fleet,
+            metrics,
+            created: unix_now(),
+        })
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/completions", post(completions))
+            .route("/v1/embeddings", post(embeddings))
+            .route("/v1/models", get(models))
+            .route("/health", get(|| async { StatusCode::OK }))
+            .route("/metrics", get(metrics))
+            .fallback(unknown_route)
+            .with_state(self.clone())
+    }
+
+    fn check_model(&self, model: &str) -> Result<(), ApiError> {
+        if model == self.cfg.model_name {
+            Ok(())
+        } else {
+            Err(ApiError::ModelNotFound(model.to_string()))
+        }
+    }
+
+    /// Validates lengths and decides how many tokens to generate.
+    fn output_len(
+        &self,
+        gen: &Generation,
+        prompt: u32,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<u32, ApiError> {
+        let max_context = self.cfg.profile.max_context;
+        let requested = gen.max_tokens()?;
+        let min = gen.min_tokens()?;
+        let too_long = |completion: u64| ApiError::ContextLengthExceeded {
+            max_context,
+            requested: u64::from(prompt) + completion,
+            prompt: u64::from(prompt),
+            completion,
+        };
+        if prompt >= max_context {
+            return Err(too_long(u64::from(requested.unwrap_or(1))));
+        }
+        let room = max_context - prompt;
+        if let Some(m) = requested {
+            if m > room {
+                return Err(too_long(u64::from(m)));
+            }
+        }
+        if min > requested.unwrap_or(room) {
+            return Err(ApiError::InvalidValue {
+                message: format!(
+                    "min_tokens ({min}) must not exceed the completion limit ({}).",
+                    requested.unwrap_or(room)
+                ),
+                param: "min_tokens",
+            });
+        }
+        let limit = requested.unwrap_or(room);
+        Ok(if gen.ignore_eos {
+            limit
+        } else {
+            text::sample_output_len(rng, min.max(1), limit)
+        })
+    }
+
+    /// A request's random source: reproducible from the request's `seed` and prompt when given,
+    /// else from the server seed and the request number.
+    fn request_rng(&self, gen: &Generation, prompt: &[u32], id: u64) -> ChaCha8Rng {
+        let seed = match gen.seed {
+            Some(s) => (s as u64) ^ text::tokens_hash(prompt).rotate_left(17),
+            None => self.cfg.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        };
+        text::rng(seed)
+    }
+
+    async fn generate(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        gen: Generation,
+        prompt: Vec<u32>,
+        headers: &HeaderMap,
+    ) -> Result<Response, ApiError> {
+        gen.validate()?;
+        let arrived = Instant::now();
+        let id = self.fleet.next_id();
+        let mut rng = self.request_rng(&gen, &prompt, id);
+        let prompt_len = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
+        if prompt_len == 0 {
+            return Err(ApiError::InvalidValue {
+                message: "The prompt must not be empty.".into(),
+                param: "prompt",
+            });
+        }
+        let output = self.output_len(&gen, prompt_len, &mut rng)?;
+        let ticket = self
+            .fleet
+            .submit(Submission {
+                id,
+                prompt_tokens: prompt_len,
+                block_hashes: text::block_hashes(&prompt),
+                output_tokens: output,
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let req = Running {
+            emu: self.clone(),
+            endpoint,
+            rid: format!(
+                "{}-{id}",
+                if endpoint == Endpoint::Chat {
+                    "chatcmpl"
+                } else {
+                    "cmpl"
+                }
+            ),
+            prompt_tokens: prompt_len,
+            target: output,
+            limit_hit: gen.ignore_eos || gen.max_tokens().ok().flatten() == Some(output),
+            rng,
+            arrived,
+            ticket,
+        };
+        let mut resp = if gen.stream {
+            req.stream(gen.include_usage()).into_response()
+        } else {
+            req.collect().await?.into_response()
+        };
+        if let Some(v) = headers.get("x-request-id") {
+            resp.headers_mut().insert("x-request-id", v.clone());
+        }
+        Ok(resp)
+    }
+}
+
+/// One admitted request, between submission and its last token.
+struct Running {
+    emu: Arc<Emulator>,
+    endpoint: Endpoint,
+    rid: String,
+    prompt_tokens: u32,
+    target: u32,
+    /// Whether stopping at `target` is the length limit ("length") rather than a natural end.
+    limit_hit: bool,
+    rng: ChaCha8Rng,
+    arrived: Instant,
+    ticket: Ticket,
+}
+
+impl Running {
+    fn finish_reason(&self) -> &'static str {
+        if self.limit_hit {
+            "length"
+        } else {
+            "stop"
+        }
+    }
+
+    fn model(&self) -> &str {
+        &self.emu.cfg.model_name
+    }
+
+    fn emulated_secs(&self) -> f64 {
+        self.arrived.elapsed().as_secs_f64() * self.emu.cfg.time_scale
+    }
+
+    fn record_first_token(&self) {
+        self.emu
+            .metrics
+            .ttft
+            .with_label_values(&[self.model()])
+            .observe(self.emulated_secs());
+    }
+
+    fn record_done(&mut self) {
+        self.ticket.finish();
+        let m = &self.emu.metrics;
+        m.e2e
+            .with_label_values(&[self.model()])
+            .observe(self.emulated_secs());
+        m.success
+            .with_label_values(&[self.model(), self.finish_reason()])
+            .inc();
+    }
+
+    async fn collect(mut self) -> Result<Json<serde_json::Value>, ApiError> {
+        let mut out = String::new();
+        let mut cached = 0;
+        while let Some(d) = self.ticket.rx.recv().await {
+            if let Delivery::Token {
+                index,
+                last,
+                cached: c,
+            } = d
+            {
+                if index == 0 {
+                    self.record_first_token();
+                    cached = c;
+                }
+                out.push_str(text::WORDS[text::next_word(&mut self.rng)]);
+                if last {
+                    self.record_done();
+                    let usage = Usage::new(u64::from(self.prompt_tokens), u64::from(self.target));
+                    return Ok(Json(self.endpoint.response(
+                        &self.rid,
+                        self.emu.created,
+                        self.model(),
+                        &out,
+                        self.finish_reason(),
+                        usage.to_json(u64::from(cached)),
+                    )));
+                }
+            }
+        }
+        Err(ApiError::Internal("engine stopped".into()))
+    }
+
+    fn stream(self, include_usage: bool) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+        // Token chunks are the hot path: build them from a precomputed prefix and suffix.
+        let skeleton = self
+            .endpoint
+            .chunk(
+                &self.rid,
+                self.emu.created,
+                self.model(),
+                "\u{1}",
+                false,
+                None,
+                include_usage,
+            )
+            .to_string();
+        let (prefix, suffix) = skeleton
+            .split_once("\"\\u0001\"")
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .expect("marker present");
+        let events = stream::unfold((self, 0u32, false), move |(mut req, mut cached, done)| {
+            let (prefix, suffix) = (prefix.clone(), suffix.clone());
+            async move {
+                if done {
+                    return None;
+                }
+                let Some(Delivery::Token { index, last, cached: c }) = req.ticket.rx.recv().await else {
+                    let err = json!({"error": {"message": "engine stopped", "type": "server_error", "param": null, "code": null}});
+                    return Some((vec![SseEvent::default().data(err.to_string())], (req, cached, true)));
+                };
+                let word = text::WORDS[text::next_word(&mut req.rng)];
+                let mut out = Vec::with_capacity(4);
+                if index == 0 {
+                    req.record_first_token();
+                    cached = c;
+                    if req.endpoint == Endpoint::Chat {
+                        let first = req.endpoint.chunk(&req.rid, req.emu.created, req.model(), "", true, None, include_usage);
+                        out.push(SseEvent::default().data(first.to_string()));
+                    }
+                }
+                out.push(SseEvent::default().data(format!("{prefix}{}{suffix}", json_str(word))));
+                if last {
+                    req.record_done();
+                    let fin = req.endpoint.chunk(&req.rid, req.emu.created, req.model(), "", false, Some(req.finish_reason()), include_usage);
+                    out.push(SseEvent::default().data(fin.to_string()));
+                    if include_usage {
+                        let usage = Usage::new(u64::from(req.prompt_tokens), u64::from(req.target)).to_json(u64::from(cached));
+                        out.push(SseEvent::default().data(req.endpoint.usage_chunk(&req.rid, req.emu.created, req.model(), usage).to_string()));
+                    }
+                    out.push(SseEvent::default().data("[DONE]"));
+                }
+                Some((out, (req, cached, last)))
+            }
+        })
+        .flat_map(|v| stream::iter(v.into_iter().map(Ok)));
+        Sse::new(events)
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).expect("string serialises")
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))
+}
+
+async fn chat(
+    State(emu): State<Arc<Emulator>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: ChatRequest = parse(&body)?;
+    emu.check_model(&req.model)?;
+    if req.messages.is_empty() {
+        return Err(ApiError::InvalidValue {
+            message: "messages must contain at least one message.".into(),
+            param: "messages",
+        });
+    }
+    let prompt = text::chat_prompt_tokens(&req.messages);
+    emu.generate(Endpoint::Chat, req.gen, prompt, &headers)
+        .await
+}
+
+async fn completions(
+    State(emu): State<Arc<Emulator>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: CompletionRequest = parse(&body)?;
+    emu.check_model(&req.model)?;
+    let prompt = text::completion_prompt_tokens(&req.prompt);
+    emu.generate(Endpoint::Completion, req.gen, prompt, &headers)
+        .await
+}
+
+async fn embeddings(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Response, ApiError> {
+    let req: EmbeddingRequest = parse(&body)?;
+    emu.check_model(&req.model)?;
+    let dims = match req.dimensions {
+        None => EMBEDDING_DIMS,
+        Some(d) if (1..=MAX_EMBEDDING_DIMS).contains(&d) => d as usize,
+        Some(d) => {
+            return Err(ApiError::InvalidValue {
+                message: format!("dimensions must be between 1 and {MAX_EMBEDDING_DIMS}; got {d}."),
+                param: "dimensions",
+            })
+        }
+    };
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::InvalidValue {
+                message: format!("encoding_format must be 'float' or 'base64'; got '{other}'."),
+                param: "encoding_format",
+            })
+        }
+    };
+    let inputs = text::embedding_inputs(&req.input);
+    if inputs.is_empty() || inputs.iter().any(Vec::is_empty) {
+        return Err(ApiError::InvalidValue {
+            message: "input must not be empty.".into(),
+            param: "input",
+        });
+    }
+    let max_context = emu.cfg.profile.max_context;
+    // Each input is a prefill-only request through the engine, so embeddings load it as they would.
+    let mut tickets = Vec::new();
+    for toks in &inputs {
+        let n = toks.len() as u32;
+        if n > max_context {
+            return Err(ApiError::ContextLengthExceeded {
+                max_context,
+                requested: u64::from(n),
+                prompt: u64::from(n),
+                completion: 0,
+            });
+        }
+        let id = emu.fleet.next_id();
+        let t = emu
+            .fleet
+            .submit(Submission {
+                id,
+                prompt_tokens: n,
+                block_hashes: text::block_hashes(toks),
+                output_tokens: 0,
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        tickets.push(t);
+    }
+    let mut data = Vec::new();
+    let mut total = 0u64;
+    for (i, (mut t, toks)) in tickets.into_iter().zip(&inputs).enumerate() {
+        match t.rx.recv().await {
+            Some(Delivery::Prefilled { .. }) => t.finish(),
+            _ => return Err(ApiError::Internal("engine stopped".into())),
+        }
+        total += toks.len() as u64;
+        let v = text::embedding(toks, dims);
+        let emb = if base64 {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+        } else {
+            json!(v)
+        };
+        data.push(json!({"object": "embedding", "index": i, "embedding": emb}));
+    }
+    Ok(Json(json!({"object": "list", "data": data, "model": emu.cfg.model_name, "usage": {"prompt_tokens": total, "total_tokens": total}})).into_response())
+}
+
+async fn models(State(emu): State<Arc<Emulator>>) -> Json<serde_json::Value> {
+    Json(json!({"object": "list", "data": [{
+        "id": emu.cfg.model_name, "object": "model", "created": emu.created, "owned_by": "tollgate-emulator",
+        "max_model_len": emu.cfg.profile.max_context, "profile": emu.cfg.profile.name,
+    }]}))
+}
+
+async fn metrics(State(emu): State<Arc<Emulator>>) -> Response {
+    let mut r = emu.metrics.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::UnknownRoute {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
