@@ -143,13 +143,7 @@ fn list_profiles() -> anyhow::Result<()> {
     for p in Profile::builtins() {
         let c = p.capacity(1024, 256);
         let err = if p.fit.rows > 0 {
-            format!(
-                "{:.1}%",
-                100.0
-                    * p.fit
-                        .prompt_time_median_rel_err
-                        .max(p.fit.token_time_median_rel_err)
-            )
+            format!("{:.1}%", 100.0 * p.fit.prompt_time_median_rel_err.max(p.fit.token_time_median_rel_err))
         } else {
             "derived".into()
         };
@@ -165,19 +159,15 @@ fn list_profiles() -> anyhow::Result<()> {
             err
         );
     }
-    println!("(per-token figures at a 1024-token prompt and 256-token output; decode amortised over the operating batch)");
+    println!(
+        "(per-token figures at a 1024-token prompt and 256-token output; decode amortised over the operating batch)"
+    );
     Ok(())
 }
 
 fn emulate(a: EmulateArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        a.time_scale > 0.0 && a.time_scale.is_finite(),
-        "--time-scale must be a positive number"
-    );
-    anyhow::ensure!(
-        (1..=1024).contains(&a.replicas),
-        "--replicas must be between 1 and 1024"
-    );
+    anyhow::ensure!(a.time_scale > 0.0 && a.time_scale.is_finite(), "--time-scale must be a positive number");
+    anyhow::ensure!((1..=1024).contains(&a.replicas), "--replicas must be between 1 and 1024");
     let profile = Profile::resolve(&a.profile)?;
     let cfg = EmulatorConfig {
         model_name: a.model_name.unwrap_or_else(|| profile.model.clone()),
@@ -189,17 +179,15 @@ fn emulate(a: EmulateArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let addr = format!("{}:{}", a.host, a.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(
             addr = %listener.local_addr()?, profile = %cfg.profile.name, model = %cfg.model_name,
             replicas = cfg.replicas, time_scale = cfg.time_scale, "emulator listening"
         );
+        // Machine-readable, for scripts and tests that start the emulator on port 0.
+        println!("tollgate emulator listening on http://{}", listener.local_addr()?);
         let emu = Emulator::start(cfg);
-        axum::serve(listener, emu.router())
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        axum::serve(listener, emu.router()).with_graceful_shutdown(shutdown_signal()).await?;
         Ok(())
     })
 }
@@ -233,7 +221,12 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     let p = &cal.profile;
     println!(
         "fit: prefill {:.3} ms + {:.5} ms/token + {:.3e} ms/pair; decode {:.3} ms + {:.4} ms/seq + {:.3e} ms/ctx token",
-        p.prefill.base_ms, p.prefill.per_token_ms, p.prefill.per_pair_ms, p.decode.base_ms, p.decode.per_seq_ms, p.decode.per_ctx_token_ms
+        p.prefill.base_ms,
+        p.prefill.per_token_ms,
+        p.prefill.per_pair_ms,
+        p.decode.base_ms,
+        p.decode.per_seq_ms,
+        p.decode.per_ctx_token_ms
     );
     println!(
         "median relative error: prefill {:.1}%, decode {:.1}%; kv_tokens {}, max_batch {}, max_context {}",
@@ -243,8 +236,7 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         p.max_batch,
         p.max_context
     );
-    let header =
-        "# Written by `tollgate calibrate`; load with `tollgate emulate --profile FILE`.\n";
+    let header = "# Written by `tollgate calibrate`; load with `tollgate emulate --profile FILE`.\n";
     std::fs::write(&a.out, format!("{header}{}", p.to_toml()))
         .with_context(|| format!("writing {}", a.out.display()))?;
     println!("wrote {}", a.out.display());

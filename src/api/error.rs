@@ -9,23 +9,12 @@ use serde_json::json;
 pub enum ApiError {
     /// The body is not JSON, or not the JSON this endpoint takes.
     #[error("{message}")]
-    InvalidBody {
-        message: String,
-        param: Option<String>,
-    },
+    InvalidBody { message: String, param: Option<String> },
     /// A field has a value outside what the endpoint accepts.
     #[error("{message}")]
-    InvalidValue {
-        message: String,
-        param: &'static str,
-    },
+    InvalidValue { message: String, param: &'static str },
     #[error("This model's maximum context length is {max_context} tokens. However, you requested {requested} tokens ({prompt} in the messages, {completion} in the completion). Please reduce the length of the messages or completion.")]
-    ContextLengthExceeded {
-        max_context: u32,
-        requested: u64,
-        prompt: u64,
-        completion: u64,
-    },
+    ContextLengthExceeded { max_context: u32, requested: u64, prompt: u64, completion: u64 },
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error("Unknown request URL: {method} {path}.")]
@@ -39,9 +28,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidBody { .. }
-            | Self::InvalidValue { .. }
-            | Self::ContextLengthExceeded { .. } => StatusCode::BAD_REQUEST,
+            Self::InvalidBody { .. } | Self::InvalidValue { .. } | Self::ContextLengthExceeded { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Self::ModelNotFound(_) | Self::UnknownRoute { .. } => StatusCode::NOT_FOUND,
             Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,14 +68,35 @@ impl ApiError {
         json!({"error": {"message": self.to_string(), "type": self.kind(), "param": self.param(), "code": self.code()}})
     }
 
+    /// A body that failed to deserialise, naming the offending field (`messages[0].content`).
+    pub fn from_json_path(e: &serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let inner = e.inner();
+        if matches!(inner.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof) {
+            return Self::from_json(inner);
+        }
+        let path = e.path().to_string();
+        let msg = inner.to_string();
+        let missing = msg.strip_prefix("missing field `").and_then(|r| r.split('`').next());
+        let param = match (path.as_str(), missing) {
+            (".", Some(f)) => Some(f.to_string()),
+            (p, Some(f)) => Some(format!("{p}.{f}")),
+            (".", None) => None,
+            (p, None) => Some(p.to_string()),
+        };
+        let mut api = Self::from_json(inner);
+        if let Self::InvalidBody { param: p, message } = &mut api {
+            *p = param.clone();
+            if let (Some(field), None) = (&param, missing) {
+                *message = format!("Invalid value for '{field}': {msg}.");
+            }
+        }
+        api
+    }
+
     /// A serde_json error on a request body, naming the field when serde does.
     pub fn from_json(e: &serde_json::Error) -> Self {
         let msg = e.to_string();
-        let param = msg
-            .split('`')
-            .nth(1)
-            .filter(|_| msg.starts_with("missing field"))
-            .map(str::to_string);
+        let param = msg.split('`').nth(1).filter(|_| msg.starts_with("missing field")).map(str::to_string);
         let message = match e.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 format!("We could not parse the JSON body of your request ({msg}).")
@@ -100,12 +110,24 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status(), axum::Json(self.body())).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp
     }
+}
+
+/// Parses a JSON request body into a value, or an OpenAI-shaped 400 when it is not JSON.
+pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))
+}
+
+/// Reads `T` out of a parsed body, or an OpenAI-shaped 400 naming the field at fault.
+pub fn from_value<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(v).map_err(|e| ApiError::from_json_path(&e))
+}
+
+/// Parses a JSON request body into `T`.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    from_value(&parse_json(body)?)
 }
 
 #[cfg(test)]
@@ -114,14 +136,11 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_missing_field() {
-        let e = serde_json::from_str::<crate::api::openai::ChatRequest>(r#"{"messages": []}"#)
-            .unwrap_err();
+        let e = serde_json::from_str::<crate::api::openai::ChatRequest>(r#"{"messages": []}"#).unwrap_err();
         let api = ApiError::from_json(&e);
         assert_eq!(api.status(), StatusCode::BAD_REQUEST);
         assert_eq!(api.body()["error"]["param"], "model");
         let e = serde_json::from_str::<crate::api::openai::ChatRequest>("{not json").unwrap_err();
-        assert!(ApiError::from_json(&e)
-            .to_string()
-            .contains("could not parse"));
+        assert!(ApiError::from_json(&e).to_string().contains("could not parse"));
     }
 }

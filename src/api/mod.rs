@@ -4,4 +4,4 @@
 pub mod error;
 pub mod openai;
 
-pub use error::ApiError;
+pub use error::{from_value, parse_body, parse_json, ApiError};

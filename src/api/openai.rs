@@ -42,11 +42,7 @@ impl ChatMessage {
         match &self.content {
             None => String::new(),
             Some(Content::Text(s)) => s.clone(),
-            Some(Content::Parts(p)) => p
-                .iter()
-                .filter_map(|p| p.text.as_deref())
-                .collect::<Vec<_>>()
-                .join(""),
+            Some(Content::Parts(p)) => p.iter().filter_map(|p| p.text.as_deref()).collect::<Vec<_>>().join(""),
         }
     }
 }
@@ -79,9 +75,7 @@ pub struct Generation {
 
 impl Generation {
     pub fn include_usage(&self) -> bool {
-        self.stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage)
+        self.stream_options.as_ref().is_some_and(|o| o.include_usage)
     }
 
     /// The requested completion limit (`max_completion_tokens` wins), validated.
@@ -105,10 +99,7 @@ impl Generation {
     pub fn validate(&self) -> Result<(), ApiError> {
         if let Some(n) = self.n {
             if n != 1 {
-                return Err(ApiError::InvalidValue {
-                    message: format!("n must be 1 here; got {n}."),
-                    param: "n",
-                });
+                return Err(ApiError::InvalidValue { message: format!("n must be 1 here; got {n}."), param: "n" });
             }
         }
         if let Some(t) = self.temperature {
@@ -127,7 +118,10 @@ impl Generation {
 
 fn positive(v: i64, param: &'static str) -> Result<u32, ApiError> {
     u32::try_from(v).ok().filter(|v| *v >= 1).ok_or_else(|| ApiError::InvalidValue {
-        message: format!("Invalid '{param}': integer {v} is out of range; it must be at least 1 and at most {}.", u32::MAX),
+        message: format!(
+            "Invalid '{param}': integer {v} is out of range; it must be at least 1 and at most {}.",
+            u32::MAX
+        ),
         param,
     })
 }
@@ -136,8 +130,6 @@ fn positive(v: i64, param: &'static str) -> Result<u32, ApiError> {
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
-    #[serde(flatten)]
-    pub gen: Generation,
 }
 
 /// A completion prompt: a string, a list of strings, or token ids.
@@ -153,8 +145,14 @@ pub enum Prompt {
 pub struct CompletionRequest {
     pub model: String,
     pub prompt: Prompt,
-    #[serde(flatten)]
-    pub gen: Generation,
+}
+
+/// Parses a chat or completion body: the endpoint's own fields and the generation fields.
+/// (Two typed reads of one parsed value rather than `#[serde(flatten)]`, which would lose the
+/// path of a bad field.)
+pub fn parse_generation_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(T, Generation), ApiError> {
+    let v = super::error::parse_json(body)?;
+    Ok((super::error::from_value(&v)?, super::error::from_value(&v)?))
 }
 
 /// Embedding input: a string, strings, or token ids.
@@ -186,11 +184,7 @@ pub struct Usage {
 
 impl Usage {
     pub fn new(prompt: u64, completion: u64) -> Self {
-        Self {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: prompt + completion,
-        }
+        Self { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
     }
 
     /// Usage JSON, with cached prompt tokens reported as OpenAI does.
@@ -221,15 +215,7 @@ impl Endpoint {
     }
 
     /// A non-streaming response.
-    pub fn response(
-        self,
-        id: &str,
-        created: u64,
-        model: &str,
-        text: &str,
-        finish: &str,
-        usage: Value,
-    ) -> Value {
+    pub fn response(self, id: &str, created: u64, model: &str, text: &str, finish: &str, usage: Value) -> Value {
         let choice = match self {
             Endpoint::Chat => {
                 json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": finish})
@@ -267,7 +253,8 @@ impl Endpoint {
                 json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
             }
         };
-        let mut v = json!({"id": id, "object": self.object(true), "created": created, "model": model, "choices": [choice]});
+        let mut v =
+            json!({"id": id, "object": self.object(true), "created": created, "model": model, "choices": [choice]});
         if with_usage_field {
             v["usage"] = Value::Null;
         }

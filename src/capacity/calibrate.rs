@@ -39,20 +39,13 @@ pub enum CalibrateError {
     #[error("request to {url} failed: {source}")]
     Http { url: String, source: reqwest::Error },
     #[error("{url} answered {status}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
-    },
+    Status { url: String, status: u16, body: String },
     #[error("the engine's stream had no usable tokens or usage ({0})")]
     BadStream(String),
     #[error("could not fit the {0} model to the measurements")]
     Fit(&'static str),
     #[error("the engine does not report {what}; pass --{flag}")]
-    Missing {
-        what: &'static str,
-        flag: &'static str,
-    },
+    Missing { what: &'static str, flag: &'static str },
 }
 
 /// One streamed request as measured by the client.
@@ -69,8 +62,7 @@ pub struct Sample {
 impl Sample {
     /// Mean seconds per token after the first.
     pub fn per_token(&self) -> Option<f64> {
-        (self.completion_tokens > 1)
-            .then(|| self.decode_span / f64::from(self.completion_tokens - 1))
+        (self.completion_tokens > 1).then(|| self.decode_span / f64::from(self.completion_tokens - 1))
     }
 }
 
@@ -95,10 +87,7 @@ impl Client {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self
-            .http
-            .request(method, self.endpoint(path))
-            .timeout(self.opts.timeout);
+        let r = self.http.request(method, self.endpoint(path)).timeout(self.opts.timeout);
         match &self.opts.api_key {
             Some(k) => r.bearer_auth(k),
             None => r,
@@ -143,10 +132,7 @@ impl Client {
             .json(&body)
             .send()
             .await
-            .map_err(|e| CalibrateError::Http {
-                url: url.clone(),
-                source: e,
-            })?;
+            .map_err(|e| CalibrateError::Http { url: url.clone(), source: e })?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             let body = resp.text().await.unwrap_or_default();
@@ -156,10 +142,7 @@ impl Client {
         let mut buf = Vec::new();
         let mut chunks = resp.bytes_stream();
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| CalibrateError::Http {
-                url: url.clone(),
-                source: e,
-            })?;
+            let chunk = chunk.map_err(|e| CalibrateError::Http { url: url.clone(), source: e })?;
             buf.extend_from_slice(&chunk);
             while let Some(pos) = buf.windows(2).position(|w| w == b"\n\n") {
                 let event: Vec<u8> = buf.drain(..pos + 2).collect();
@@ -191,10 +174,7 @@ impl Client {
             return Err(CalibrateError::BadStream("no token chunks".into()));
         };
         let count = |k: &str| {
-            usage[k]
-                .as_u64()
-                .map(|v| v as u32)
-                .ok_or_else(|| CalibrateError::BadStream(format!("usage without {k}")))
+            usage[k].as_u64().map(|v| v as u32).ok_or_else(|| CalibrateError::BadStream(format!("usage without {k}")))
         };
         Ok(Sample {
             prompt_tokens: count("prompt_tokens")?,
@@ -230,40 +210,29 @@ impl Client {
             }
         }
         if let Some(models) = self.get_json("/v1/models").await {
-            let this = models["data"]
-                .as_array()
-                .and_then(|d| d.iter().find(|m| m["id"] == self.opts.model.as_str()));
+            let this = models["data"].as_array().and_then(|d| d.iter().find(|m| m["id"] == self.opts.model.as_str()));
             if let Some(len) = this.and_then(|m| m["max_model_len"].as_u64()) {
                 ctx = Some(len as u32);
             }
         }
-        let kv = self.opts.kv_tokens.or(kv).ok_or(CalibrateError::Missing {
-            what: "its KV-cache size",
-            flag: "kv-tokens",
-        })?;
+        let kv = self
+            .opts
+            .kv_tokens
+            .or(kv)
+            .ok_or(CalibrateError::Missing { what: "its KV-cache size", flag: "kv-tokens" })?;
         let batch = self
             .opts
             .max_batch
             .or(batch)
-            .ok_or(CalibrateError::Missing {
-                what: "its maximum batch",
-                flag: "max-batch",
-            })?;
-        let ctx = self
-            .opts
-            .max_context
-            .or(ctx)
-            .unwrap_or(kv.min(u64::from(u32::MAX)) as u32);
+            .ok_or(CalibrateError::Missing { what: "its maximum batch", flag: "max-batch" })?;
+        let ctx = self.opts.max_context.or(ctx).unwrap_or(kv.min(u64::from(u32::MAX)) as u32);
         Ok((kv, batch, ctx))
     }
 }
 
 /// Runs the measurements and fits a profile.
 pub async fn calibrate(opts: CalibrateOptions) -> Result<Calibration, CalibrateError> {
-    let client = Client {
-        http: reqwest::Client::new(),
-        opts: opts.clone(),
-    };
+    let client = Client { http: reqwest::Client::new(), opts: opts.clone() };
     let (kv_tokens, max_batch, max_context) = client.limits().await?;
     // Warm-up, so that lazy initialisation does not count as prefill.
     client.stream(8, 2).await?;
@@ -281,19 +250,13 @@ pub async fn calibrate(opts: CalibrateOptions) -> Result<Calibration, CalibrateE
     let probe = |b: u32, prompt: u32| {
         let client = &client;
         async move {
-            let runs = futures::future::join_all(
-                (0..b).map(|_| client.stream(prompt, opts.decode_tokens)),
-            )
-            .await;
+            let runs = futures::future::join_all((0..b).map(|_| client.stream(prompt, opts.decode_tokens))).await;
             let samples: Vec<Sample> = runs.into_iter().collect::<Result<_, _>>()?;
             let per: Vec<f64> = samples.iter().filter_map(Sample::per_token).collect();
-            let step = median(&per).ok_or_else(|| {
-                CalibrateError::BadStream("fewer than two tokens per stream".into())
-            })?;
-            let ctx: u64 = samples
-                .iter()
-                .map(|s| u64::from(s.prompt_tokens) + u64::from(s.completion_tokens) / 2)
-                .sum();
+            let step =
+                median(&per).ok_or_else(|| CalibrateError::BadStream("fewer than two tokens per stream".into()))?;
+            let ctx: u64 =
+                samples.iter().map(|s| u64::from(s.prompt_tokens) + u64::from(s.completion_tokens) / 2).sum();
             Ok::<_, CalibrateError>((b, ctx, step))
         }
     };
@@ -310,31 +273,21 @@ pub async fn calibrate(opts: CalibrateOptions) -> Result<Calibration, CalibrateE
         .iter()
         .map(|&(p, t)| {
             let (p, ms) = (f64::from(p), t * 1000.0);
-            Obs {
-                x: vec![1.0, p, p * p],
-                y: ms,
-                w: 1.0 / (ms * ms),
-            }
+            Obs { x: vec![1.0, p, p * p], y: ms, w: 1.0 / (ms * ms) }
         })
         .collect();
     let dobs: Vec<Obs> = decode
         .iter()
         .map(|&(b, ctx, s)| {
             let ms = s * 1000.0;
-            Obs {
-                x: vec![1.0, f64::from(b), ctx as f64],
-                y: ms,
-                w: 1.0 / (ms * ms),
-            }
+            Obs { x: vec![1.0, f64::from(b), ctx as f64], y: ms, w: 1.0 / (ms * ms) }
         })
         .collect();
     let pc = nnls(&pobs, 3).ok_or(CalibrateError::Fit("prefill"))?;
     let dc = nnls(&dobs, 3).ok_or(CalibrateError::Fit("decode"))?;
     let rel = |obs: &[Obs], c: &[f64]| {
-        let e: Vec<f64> = obs
-            .iter()
-            .map(|o| (o.x.iter().zip(c).map(|(a, b)| a * b).sum::<f64>() - o.y).abs() / o.y)
-            .collect();
+        let e: Vec<f64> =
+            obs.iter().map(|o| (o.x.iter().zip(c).map(|(a, b)| a * b).sum::<f64>() - o.y).abs() / o.y).collect();
         median(&e).unwrap_or(f64::NAN)
     };
     let name = format!("{}-calibrated", opts.model.replace(['/', ' ', ':'], "-"));
@@ -364,9 +317,5 @@ pub async fn calibrate(opts: CalibrateOptions) -> Result<Calibration, CalibrateE
             excluded: String::new(),
         },
     };
-    Ok(Calibration {
-        profile,
-        prefill,
-        decode,
-    })
+    Ok(Calibration { profile, prefill, decode })
 }

@@ -30,11 +30,7 @@ pub enum FitError {
     #[error("{path}: {source}")]
     Csv { path: String, source: csv::Error },
     #[error("{path} line {line}: {problem}")]
-    Row {
-        path: String,
-        line: u64,
-        problem: String,
-    },
+    Row { path: String, line: u64, problem: String },
     #[error("no rows for {0}")]
     Empty(String),
     #[error("fit failed for {0}")]
@@ -73,15 +69,7 @@ impl Arch {
 /// Llama-2-70B (GQA, 8 KV heads), BLOOM-176B (MHA), Llama-3-8B (GQA). Context: the measured
 /// grid reaches 8,192-token prompts, so the fitted profiles allow 8,192 tokens.
 pub const ARCHS: &[Arch] = &[
-    Arch {
-        name: "llama2-70b",
-        params: 69.0e9,
-        layers: 80,
-        kv_heads: 8,
-        q_heads: 64,
-        head_dim: 128,
-        max_context: 8192,
-    },
+    Arch { name: "llama2-70b", params: 69.0e9, layers: 80, kv_heads: 8, q_heads: 64, head_dim: 128, max_context: 8192 },
     Arch {
         name: "bloom-176b",
         params: 176.2e9,
@@ -91,22 +79,11 @@ pub const ARCHS: &[Arch] = &[
         head_dim: 128,
         max_context: 8192,
     },
-    Arch {
-        name: "llama3-8b",
-        params: 8.03e9,
-        layers: 32,
-        kv_heads: 8,
-        q_heads: 32,
-        head_dim: 128,
-        max_context: 8192,
-    },
+    Arch { name: "llama3-8b", params: 8.03e9, layers: 32, kv_heads: 8, q_heads: 32, head_dim: 128, max_context: 8192 },
 ];
 
 pub fn arch(name: &str) -> Result<&'static Arch, FitError> {
-    ARCHS
-        .iter()
-        .find(|a| a.name == name)
-        .ok_or_else(|| FitError::UnknownModel(name.into()))
+    ARCHS.iter().find(|a| a.name == name).ok_or_else(|| FitError::UnknownModel(name.into()))
 }
 
 /// Accelerator facts: memory per GPU (bytes), thermal design power (W).
@@ -120,24 +97,9 @@ pub struct Gpu {
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 pub const GPUS: &[Gpu] = &[
-    Gpu {
-        name: "a100-80gb",
-        short: "a100",
-        memory: 80.0 * GIB,
-        tdp_watts: 400.0,
-    },
-    Gpu {
-        name: "h100-80gb",
-        short: "h100",
-        memory: 80.0 * GIB,
-        tdp_watts: 700.0,
-    },
-    Gpu {
-        name: "h100-80gb-pcap",
-        short: "h100pcap",
-        memory: 80.0 * GIB,
-        tdp_watts: 700.0,
-    },
+    Gpu { name: "a100-80gb", short: "a100", memory: 80.0 * GIB, tdp_watts: 400.0 },
+    Gpu { name: "h100-80gb", short: "h100", memory: 80.0 * GIB, tdp_watts: 700.0 },
+    Gpu { name: "h100-80gb-pcap", short: "h100pcap", memory: 80.0 * GIB, tdp_watts: 700.0 },
 ];
 
 /// vLLM's default `gpu_memory_utilization`: the share of GPU memory for weights and KV cache.
@@ -157,19 +119,12 @@ pub fn kv_tokens(arch: &Arch, gpu: &Gpu, tp: u32) -> u64 {
 /// Reads the Splitwise CSV; every row must parse, or the error names its line.
 pub fn read_perf_csv(path: &Path) -> Result<Vec<PerfRow>, FitError> {
     let p = path.display().to_string();
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| FitError::Csv {
-        path: p.clone(),
-        source: e,
-    })?;
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| FitError::Csv { path: p.clone(), source: e })?;
     let mut rows = Vec::new();
     for rec in rdr.deserialize::<PerfRow>() {
         let row = rec.map_err(|e| {
             let line = e.position().map(|pos| pos.line()).unwrap_or(0);
-            FitError::Row {
-                path: p.clone(),
-                line,
-                problem: e.to_string(),
-            }
+            FitError::Row { path: p.clone(), line, problem: e.to_string() }
         })?;
         if row.prompt_time <= 0.0 || row.token_time <= 0.0 || row.batch_size == 0 {
             return Err(FitError::Row {
@@ -188,8 +143,7 @@ pub fn read_perf_csv(path: &Path) -> Result<Vec<PerfRow>, FitError> {
 pub fn is_artefact(r: &PerfRow) -> bool {
     r.model == "llama2-70b" && r.tensor_parallel == 2 && r.batch_size == 64
 }
-const ARTEFACT_NOTE: &str =
-    "llama2-70b TP2 batch-64 rows (measurement artefact: prompt time 8x below batch 32)";
+const ARTEFACT_NOTE: &str = "llama2-70b TP2 batch-64 rows (measurement artefact: prompt time 8x below batch 32)";
 
 /// Features of the prompt-time model for one measured row: `[1, tokens, pairs]`.
 pub fn prompt_features(r: &PerfRow) -> [f64; 3] {
@@ -200,11 +154,7 @@ pub fn prompt_features(r: &PerfRow) -> [f64; 3] {
 /// Features of the token-time model: `[1, batch, context tokens]`, the context being the
 /// prompt plus half the output (the mean over the decode phase).
 pub fn token_features(r: &PerfRow) -> [f64; 3] {
-    let (b, p, t) = (
-        f64::from(r.batch_size),
-        f64::from(r.prompt_size),
-        f64::from(r.token_size),
-    );
+    let (b, p, t) = (f64::from(r.batch_size), f64::from(r.prompt_size), f64::from(r.token_size));
     [1.0, b, b * (p + t / 2.0)]
 }
 
@@ -212,10 +162,7 @@ pub fn token_features(r: &PerfRow) -> [f64; 3] {
 pub fn predict(profile: &Profile, r: &PerfRow) -> (f64, f64) {
     let f = prompt_features(r);
     let g = token_features(r);
-    (
-        profile.prefill_ms(f[1], f[2]),
-        profile.decode_ms(g[1], g[2]),
-    )
+    (profile.prefill_ms(f[1], f[2]), profile.decode_ms(g[1], g[2]))
 }
 
 /// Median relative errors (prompt, token) of `profile` on `rows`.
@@ -226,10 +173,7 @@ pub fn errors(profile: &Profile, rows: &[&PerfRow]) -> (f64, f64) {
         pe.push((p - r.prompt_time).abs() / r.prompt_time);
         te.push((t - r.token_time).abs() / r.token_time);
     }
-    (
-        median(&pe).unwrap_or(f64::NAN),
-        median(&te).unwrap_or(f64::NAN),
-    )
+    (median(&pe).unwrap_or(f64::NAN), median(&te).unwrap_or(f64::NAN))
 }
 
 fn fit3(
@@ -239,14 +183,7 @@ fn fit3(
     what: &str,
 ) -> Result<[f64; 3], FitError> {
     // Weights 1/y^2 make the least squares minimise relative error.
-    let obs: Vec<Obs> = rows
-        .iter()
-        .map(|r| Obs {
-            x: feat(r).to_vec(),
-            y: y(r),
-            w: 1.0 / y(r).powi(2),
-        })
-        .collect();
+    let obs: Vec<Obs> = rows.iter().map(|r| Obs { x: feat(r).to_vec(), y: y(r), w: 1.0 / y(r).powi(2) }).collect();
     let c = nnls(&obs, 3).ok_or_else(|| FitError::Singular(what.into()))?;
     Ok([c[0], c[1], c[2]])
 }
@@ -260,10 +197,7 @@ pub fn profile_name(model: &str, gpu: &Gpu, tp: u32) -> String {
 pub fn fit_all(rows: &[PerfRow]) -> Result<Vec<Profile>, FitError> {
     let mut groups: BTreeMap<(String, String, u32), Vec<&PerfRow>> = BTreeMap::new();
     for r in rows {
-        groups
-            .entry((r.model.clone(), r.hardware.clone(), r.tensor_parallel))
-            .or_default()
-            .push(r);
+        groups.entry((r.model.clone(), r.hardware.clone(), r.tensor_parallel)).or_default().push(r);
     }
     let mut out = Vec::new();
     for ((model, hw, tp), all) in &groups {
@@ -273,10 +207,7 @@ pub fn fit_all(rows: &[PerfRow]) -> Result<Vec<Profile>, FitError> {
             return Err(FitError::Empty(name_hint));
         }
         let arch = arch(model)?;
-        let gpu = GPUS
-            .iter()
-            .find(|g| g.name == hw)
-            .ok_or_else(|| FitError::UnknownModel(hw.clone()))?;
+        let gpu = GPUS.iter().find(|g| g.name == hw).ok_or_else(|| FitError::UnknownModel(hw.clone()))?;
         let prefill = fit_prefill(&used, &name_hint)?;
         let dc = fit3(&used, token_features, |r| r.token_time, &name_hint)?;
         let mut p = Profile {
@@ -321,8 +252,7 @@ fn fit_prefill(rows: &[&PerfRow], what: &str) -> Result<PrefillModel, FitError> 
     cuts.dedup();
     let mut best: Option<(f64, PrefillModel)> = None;
     for &cut in &cuts {
-        let (low, high): (Vec<&PerfRow>, Vec<&PerfRow>) =
-            rows.iter().partition(|r| tokens(r) < cut);
+        let (low, high): (Vec<&PerfRow>, Vec<&PerfRow>) = rows.iter().partition(|r| tokens(r) < cut);
         if high.len() < 4 {
             continue;
         }
@@ -330,18 +260,12 @@ fn fit_prefill(rows: &[&PerfRow], what: &str) -> Result<PrefillModel, FitError> 
         let Ok(c) = fit3(&high, prompt_features, |r| r.prompt_time, what) else {
             continue;
         };
-        let m = PrefillModel {
-            floor_ms: floor,
-            base_ms: c[0],
-            per_token_ms: c[1],
-            per_pair_ms: c[2],
-        };
+        let m = PrefillModel { floor_ms: floor, base_ms: c[0], per_token_ms: c[1], per_pair_ms: c[2] };
         let err: Vec<f64> = rows
             .iter()
             .map(|r| {
                 let f = prompt_features(r);
-                let pred =
-                    (m.base_ms + m.per_token_ms * f[1] + m.per_pair_ms * f[2]).max(m.floor_ms);
+                let pred = (m.base_ms + m.per_token_ms * f[1] + m.per_pair_ms * f[2]).max(m.floor_ms);
                 (pred - r.prompt_time).abs() / r.prompt_time
             })
             .collect();
@@ -350,8 +274,7 @@ fn fit_prefill(rows: &[&PerfRow], what: &str) -> Result<PrefillModel, FitError> 
             best = Some((e, m));
         }
     }
-    best.map(|(_, m)| m)
-        .ok_or_else(|| FitError::Singular(what.into()))
+    best.map(|(_, m)| m).ok_or_else(|| FitError::Singular(what.into()))
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -364,9 +287,7 @@ fn round(x: f64, digits: i32) -> f64 {
 fn measured_power_share(rows: &[PerfRow], model: &str, hw: &str, tp: u32) -> Option<f64> {
     let v: Vec<f64> = rows
         .iter()
-        .filter(|r| {
-            r.model == model && r.hardware == hw && r.tensor_parallel == tp && r.average_power > 0.0
-        })
+        .filter(|r| r.model == model && r.hardware == hw && r.tensor_parallel == tp && r.average_power > 0.0)
         .map(|r| r.average_power)
         .collect();
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
@@ -379,11 +300,7 @@ fn engine_watts(rows: &[PerfRow], model: &str, gpu: &Gpu, tp: u32) -> f64 {
     let share = measured_power_share(rows, model, gpu.name, tp)
         .or_else(|| measured_power_share(rows, model, "a100-80gb", tp))
         .unwrap_or(0.6);
-    let cap = if gpu.name.ends_with("pcap") {
-        PCAP_POWER_SHARE
-    } else {
-        1.0
-    };
+    let cap = if gpu.name.ends_with("pcap") { PCAP_POWER_SHARE } else { 1.0 };
     share * gpu.tdp_watts * f64::from(tp) * cap
 }
 
@@ -396,8 +313,7 @@ pub fn derive(base: &Profile, base_arch: &Arch, target: &Arch, gpu: &Gpu, tp: u3
     let per_gpu = |a: &Arch, t: u32| a.params / f64::from(t);
     let weights = per_gpu(target, tp) / per_gpu(base_arch, base.tensor_parallel);
     let compute = weights;
-    let attn = (target.attn_width() / f64::from(tp))
-        / (base_arch.attn_width() / f64::from(base.tensor_parallel));
+    let attn = (target.attn_width() / f64::from(tp)) / (base_arch.attn_width() / f64::from(base.tensor_parallel));
     let kv = (target.kv_bytes_per_token() / f64::from(tp))
         / (base_arch.kv_bytes_per_token() / f64::from(base.tensor_parallel));
     let per_gpu_watts = base.watts / f64::from(base.tensor_parallel);
@@ -438,17 +354,8 @@ pub fn all_profiles(rows: &[PerfRow]) -> Result<Vec<Profile>, FitError> {
         .find(|p| p.name == "llama2-70b-h100-tp2")
         .cloned()
         .ok_or_else(|| FitError::Empty("llama2-70b h100-80gb tp2".into()))?;
-    let h100 = GPUS
-        .iter()
-        .find(|g| g.name == "h100-80gb")
-        .expect("h100 listed");
-    out.push(derive(
-        &base,
-        arch("llama2-70b")?,
-        arch("llama3-8b")?,
-        h100,
-        1,
-    ));
+    let h100 = GPUS.iter().find(|g| g.name == "h100-80gb").expect("h100 listed");
+    out.push(derive(&base, arch("llama2-70b")?, arch("llama3-8b")?, h100, 1));
     Ok(out)
 }
 
@@ -456,12 +363,8 @@ pub fn all_profiles(rows: &[PerfRow]) -> Result<Vec<Profile>, FitError> {
 pub fn write_profiles(profiles: &[Profile], dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for p in profiles {
-        let header =
-            "# Generated by `tollgate profiles fit`; do not edit by hand (docs/profiles.md).\n";
-        std::fs::write(
-            dir.join(format!("{}.toml", p.name)),
-            format!("{header}{}", p.to_toml()),
-        )?;
+        let header = "# Generated by `tollgate profiles fit`; do not edit by hand (docs/profiles.md).\n";
+        std::fs::write(dir.join(format!("{}.toml", p.name)), format!("{header}{}", p.to_toml()))?;
     }
     Ok(())
 }
@@ -472,8 +375,7 @@ mod tests {
     use crate::capacity::Profile;
 
     fn shipped_csv() -> Vec<PerfRow> {
-        read_perf_csv(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/perf/perf_model.csv"))
-            .unwrap()
+        read_perf_csv(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/perf/perf_model.csv")).unwrap()
     }
 
     /// The shipped profiles reproduce every measured (model, hardware, TP) grid of the CSV with a
@@ -487,11 +389,8 @@ mod tests {
             let grid: Vec<&PerfRow> = rows
                 .iter()
                 .filter(|r| {
-                    profile_name(
-                        &r.model,
-                        GPUS.iter().find(|g| g.name == r.hardware).unwrap(),
-                        r.tensor_parallel,
-                    ) == p.name
+                    profile_name(&r.model, GPUS.iter().find(|g| g.name == r.hardware).unwrap(), r.tensor_parallel)
+                        == p.name
                 })
                 .filter(|r| !is_artefact(r))
                 .collect();
@@ -508,12 +407,7 @@ mod tests {
     #[test]
     fn refitting_reproduces_the_shipped_profiles() {
         for p in all_profiles(&shipped_csv()).unwrap() {
-            assert_eq!(
-                Profile::builtin(&p.name).unwrap(),
-                p,
-                "{} differs from a fresh fit",
-                p.name
-            );
+            assert_eq!(Profile::builtin(&p.name).unwrap(), p, "{} differs from a fresh fit", p.name);
         }
     }
 

@@ -100,11 +100,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    })
+    Some(if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 })
 }
 
 #[cfg(test)]
@@ -116,29 +112,17 @@ mod tests {
         let obs: Vec<Obs> = (1..20)
             .map(|i| {
                 let x = i as f64;
-                Obs {
-                    x: vec![1.0, x, x * x],
-                    y: 3.0 + 2.0 * x + 0.5 * x * x,
-                    w: 1.0,
-                }
+                Obs { x: vec![1.0, x, x * x], y: 3.0 + 2.0 * x + 0.5 * x * x, w: 1.0 }
             })
             .collect();
         let c = nnls(&obs, 3).unwrap();
-        assert!(
-            (c[0] - 3.0).abs() < 1e-6 && (c[1] - 2.0).abs() < 1e-6 && (c[2] - 0.5).abs() < 1e-6
-        );
+        assert!((c[0] - 3.0).abs() < 1e-6 && (c[1] - 2.0).abs() < 1e-6 && (c[2] - 0.5).abs() < 1e-6);
     }
 
     #[test]
     fn clamps_negative_coefficients_to_zero() {
         // y = 5 - x would need a negative slope; the best non-negative fit has slope 0.
-        let obs: Vec<Obs> = (0..10)
-            .map(|i| Obs {
-                x: vec![1.0, i as f64],
-                y: 5.0 - i as f64,
-                w: 1.0,
-            })
-            .collect();
+        let obs: Vec<Obs> = (0..10).map(|i| Obs { x: vec![1.0, i as f64], y: 5.0 - i as f64, w: 1.0 }).collect();
         let c = nnls(&obs, 2).unwrap();
         assert_eq!(c[1], 0.0);
         assert!((c[0] - 0.5).abs() < 1e-9);

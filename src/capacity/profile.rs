@@ -105,73 +105,28 @@ pub enum ProfileError {
     #[error("unknown profile `{0}` (try `tollgate emulate --list-profiles`)")]
     Unknown(String),
     #[error("reading profile {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("parsing profile {path}: {source}")]
-    Parse {
-        path: String,
-        source: Box<toml::de::Error>,
-    },
+    Parse { path: String, source: Box<toml::de::Error> },
     #[error("profile {name}: {problem}")]
     Invalid { name: String, problem: String },
 }
 
 /// Built-in profiles, embedded from `profiles/`.
 const BUILTIN: &[(&str, &str)] = &[
-    (
-        "llama2-70b-a100-tp2",
-        include_str!("../../profiles/llama2-70b-a100-tp2.toml"),
-    ),
-    (
-        "llama2-70b-a100-tp4",
-        include_str!("../../profiles/llama2-70b-a100-tp4.toml"),
-    ),
-    (
-        "llama2-70b-a100-tp8",
-        include_str!("../../profiles/llama2-70b-a100-tp8.toml"),
-    ),
-    (
-        "llama2-70b-h100-tp2",
-        include_str!("../../profiles/llama2-70b-h100-tp2.toml"),
-    ),
-    (
-        "llama2-70b-h100-tp4",
-        include_str!("../../profiles/llama2-70b-h100-tp4.toml"),
-    ),
-    (
-        "llama2-70b-h100-tp8",
-        include_str!("../../profiles/llama2-70b-h100-tp8.toml"),
-    ),
-    (
-        "llama2-70b-h100pcap-tp2",
-        include_str!("../../profiles/llama2-70b-h100pcap-tp2.toml"),
-    ),
-    (
-        "llama2-70b-h100pcap-tp4",
-        include_str!("../../profiles/llama2-70b-h100pcap-tp4.toml"),
-    ),
-    (
-        "llama2-70b-h100pcap-tp8",
-        include_str!("../../profiles/llama2-70b-h100pcap-tp8.toml"),
-    ),
-    (
-        "bloom-176b-a100-tp8",
-        include_str!("../../profiles/bloom-176b-a100-tp8.toml"),
-    ),
-    (
-        "bloom-176b-h100-tp8",
-        include_str!("../../profiles/bloom-176b-h100-tp8.toml"),
-    ),
-    (
-        "bloom-176b-h100pcap-tp8",
-        include_str!("../../profiles/bloom-176b-h100pcap-tp8.toml"),
-    ),
-    (
-        "llama3-8b-h100-tp1",
-        include_str!("../../profiles/llama3-8b-h100-tp1.toml"),
-    ),
+    ("llama2-70b-a100-tp2", include_str!("../../profiles/llama2-70b-a100-tp2.toml")),
+    ("llama2-70b-a100-tp4", include_str!("../../profiles/llama2-70b-a100-tp4.toml")),
+    ("llama2-70b-a100-tp8", include_str!("../../profiles/llama2-70b-a100-tp8.toml")),
+    ("llama2-70b-h100-tp2", include_str!("../../profiles/llama2-70b-h100-tp2.toml")),
+    ("llama2-70b-h100-tp4", include_str!("../../profiles/llama2-70b-h100-tp4.toml")),
+    ("llama2-70b-h100-tp8", include_str!("../../profiles/llama2-70b-h100-tp8.toml")),
+    ("llama2-70b-h100pcap-tp2", include_str!("../../profiles/llama2-70b-h100pcap-tp2.toml")),
+    ("llama2-70b-h100pcap-tp4", include_str!("../../profiles/llama2-70b-h100pcap-tp4.toml")),
+    ("llama2-70b-h100pcap-tp8", include_str!("../../profiles/llama2-70b-h100pcap-tp8.toml")),
+    ("bloom-176b-a100-tp8", include_str!("../../profiles/bloom-176b-a100-tp8.toml")),
+    ("bloom-176b-h100-tp8", include_str!("../../profiles/bloom-176b-h100-tp8.toml")),
+    ("bloom-176b-h100pcap-tp8", include_str!("../../profiles/bloom-176b-h100pcap-tp8.toml")),
+    ("llama3-8b-h100-tp1", include_str!("../../profiles/llama3-8b-h100-tp1.toml")),
 ];
 
 /// The profile `tollgate emulate` uses when none is named.
@@ -180,47 +135,36 @@ pub const DEFAULT_PROFILE: &str = "llama3-8b-h100-tp1";
 impl Profile {
     /// Parses and validates a profile from TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Profile, ProfileError> {
-        let p: Profile = toml::from_str(text).map_err(|e| ProfileError::Parse {
-            path: origin.to_string(),
-            source: Box::new(e),
-        })?;
+        let p: Profile =
+            toml::from_str(text).map_err(|e| ProfileError::Parse { path: origin.to_string(), source: Box::new(e) })?;
         p.validate()?;
         Ok(p)
     }
 
     /// Loads a profile from a file.
     pub fn from_file(path: &Path) -> Result<Profile, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ProfileError::Read {
-            path: path.display().to_string(),
-            source: e,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ProfileError::Read { path: path.display().to_string(), source: e })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
     /// A built-in profile by name.
     pub fn builtin(name: &str) -> Result<Profile, ProfileError> {
-        let (_, text) = BUILTIN
-            .iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| ProfileError::Unknown(name.to_string()))?;
+        let (_, text) =
+            BUILTIN.iter().find(|(n, _)| *n == name).ok_or_else(|| ProfileError::Unknown(name.to_string()))?;
         Self::from_toml(text, name)
     }
 
     /// All built-in profiles.
     pub fn builtins() -> Vec<Profile> {
-        BUILTIN
-            .iter()
-            .map(|(n, t)| Self::from_toml(t, n).expect("built-in profiles are valid"))
-            .collect()
+        BUILTIN.iter().map(|(n, t)| Self::from_toml(t, n).expect("built-in profiles are valid")).collect()
     }
 
     /// Resolves `spec` as a built-in name, or else as a path to a profile file.
     pub fn resolve(spec: &str) -> Result<Profile, ProfileError> {
         match Self::builtin(spec) {
             Ok(p) => Ok(p),
-            Err(ProfileError::Unknown(_)) if Path::new(spec).is_file() => {
-                Self::from_file(Path::new(spec))
-            }
+            Err(ProfileError::Unknown(_)) if Path::new(spec).is_file() => Self::from_file(Path::new(spec)),
             Err(e) => Err(e),
         }
     }
@@ -230,12 +174,7 @@ impl Profile {
     }
 
     fn validate(&self) -> Result<(), ProfileError> {
-        let bad = |problem: &str| {
-            Err(ProfileError::Invalid {
-                name: self.name.clone(),
-                problem: problem.to_string(),
-            })
-        };
+        let bad = |problem: &str| Err(ProfileError::Invalid { name: self.name.clone(), problem: problem.to_string() });
         let coeffs = [
             self.prefill.floor_ms,
             self.prefill.base_ms,
@@ -287,8 +226,7 @@ impl Profile {
     /// (chunked prefill) pays the decode step plus the prefill's marginal compute: the fixed
     /// per-step cost (reading the weights) is paid once.
     pub fn step_seconds(&self, w: &StepWork) -> f64 {
-        let decode = (w.decode_seqs > 0)
-            .then(|| self.decode_ms(f64::from(w.decode_seqs), w.decode_ctx_tokens as f64));
+        let decode = (w.decode_seqs > 0).then(|| self.decode_ms(f64::from(w.decode_seqs), w.decode_ctx_tokens as f64));
         let tokens = f64::from(w.prefill_tokens);
         let ms = match (decode, w.prefill_tokens > 0) {
             (None, false) => 0.0,
@@ -344,38 +282,18 @@ mod tests {
         assert!(all.iter().any(|p| p.name == DEFAULT_PROFILE));
         for p in &all {
             let c = p.capacity(1024, 256);
-            assert!(
-                c.prefill_s_per_token > 0.0 && c.decode_s_per_token > 0.0,
-                "{}",
-                p.name
-            );
+            assert!(c.prefill_s_per_token > 0.0 && c.decode_s_per_token > 0.0, "{}", p.name);
             // Batching amortises decode: per-token cost at the operating batch is lower than alone.
-            assert!(
-                c.decode_s_per_token < p.decode_s_per_token(1, 1152),
-                "{}",
-                p.name
-            );
+            assert!(c.decode_s_per_token < p.decode_s_per_token(1, 1152), "{}", p.name);
         }
     }
 
     #[test]
     fn mixed_step_pays_overhead_once() {
         let p = Profile::builtin(DEFAULT_PROFILE).unwrap();
-        let d = StepWork {
-            decode_seqs: 8,
-            decode_ctx_tokens: 8000,
-            ..Default::default()
-        };
-        let f = StepWork {
-            prefill_tokens: 512,
-            prefill_pairs: 512.0 * 512.0,
-            ..Default::default()
-        };
-        let both = StepWork {
-            prefill_tokens: 512,
-            prefill_pairs: 512.0 * 512.0,
-            ..d
-        };
+        let d = StepWork { decode_seqs: 8, decode_ctx_tokens: 8000, ..Default::default() };
+        let f = StepWork { prefill_tokens: 512, prefill_pairs: 512.0 * 512.0, ..Default::default() };
+        let both = StepWork { prefill_tokens: 512, prefill_pairs: 512.0 * 512.0, ..d };
         let sum = p.step_seconds(&d) + p.step_seconds(&f);
         let mixed = p.step_seconds(&both);
         assert!(mixed < sum && mixed > p.step_seconds(&d));

@@ -22,11 +22,7 @@ pub enum Delivery {
 }
 
 enum Command {
-    Submit(
-        Submission,
-        mpsc::UnboundedSender<Delivery>,
-        oneshot::Sender<Result<(), SubmitError>>,
-    ),
+    Submit(Submission, mpsc::UnboundedSender<Delivery>, oneshot::Sender<Result<(), SubmitError>>),
     Abort(RequestId),
 }
 
@@ -84,10 +80,7 @@ impl Fleet {
                 Replica { tx, outstanding }
             })
             .collect();
-        Fleet {
-            replicas,
-            next_id: AtomicU64::new(1),
-        }
+        Fleet { replicas, next_id: AtomicU64::new(1) }
     }
 
     pub fn next_id(&self) -> RequestId {
@@ -96,11 +89,8 @@ impl Fleet {
 
     /// Submits to the replica with the fewest outstanding requests.
     pub async fn submit(&self, mut s: Submission) -> Result<Ticket, SubmitError> {
-        let r = self
-            .replicas
-            .iter()
-            .min_by_key(|r| r.outstanding.load(Ordering::Relaxed))
-            .expect("at least one replica");
+        let r =
+            self.replicas.iter().min_by_key(|r| r.outstanding.load(Ordering::Relaxed)).expect("at least one replica");
         if s.id == 0 {
             s.id = self.next_id();
         }
@@ -109,17 +99,9 @@ impl Fleet {
         let (ack_tx, ack_rx) = oneshot::channel();
         r.outstanding.fetch_add(1, Ordering::Relaxed);
         let sent = r.tx.send(Command::Submit(s, tok_tx, ack_tx)).is_ok();
-        let mut ticket = Ticket {
-            rx: tok_rx,
-            id,
-            tx: r.tx.clone(),
-            done: false,
-        };
-        let accepted = if sent {
-            ack_rx.await.unwrap_or(Err(SubmitError::EmptyPrompt))
-        } else {
-            Err(SubmitError::EmptyPrompt)
-        };
+        let mut ticket = Ticket { rx: tok_rx, id, tx: r.tx.clone(), done: false };
+        let accepted =
+            if sent { ack_rx.await.unwrap_or(Err(SubmitError::EmptyPrompt)) } else { Err(SubmitError::EmptyPrompt) };
         if let Err(e) = accepted {
             ticket.finish();
             return Err(e);
@@ -169,30 +151,12 @@ impl Driver {
         let waiting = self.metrics.waiting.with_label_values(&labels);
         let kv = self.metrics.kv_usage.with_label_values(&labels);
         let kv1 = self.metrics.kv_usage_v1.with_label_values(&labels);
-        let gen = self
-            .metrics
-            .generation_tokens
-            .with_label_values(&[model.as_str()]);
-        let prompt = self
-            .metrics
-            .prompt_tokens
-            .with_label_values(&[model.as_str()]);
-        let pq = self
-            .metrics
-            .prefix_queries
-            .with_label_values(&[model.as_str()]);
-        let ph = self
-            .metrics
-            .prefix_hits
-            .with_label_values(&[model.as_str()]);
-        let pre = self
-            .metrics
-            .preemptions
-            .with_label_values(&[model.as_str()]);
-        let lag = self
-            .metrics
-            .step_lag
-            .with_label_values(&[self.label.as_str()]);
+        let gen = self.metrics.generation_tokens.with_label_values(&[model.as_str()]);
+        let prompt = self.metrics.prompt_tokens.with_label_values(&[model.as_str()]);
+        let pq = self.metrics.prefix_queries.with_label_values(&[model.as_str()]);
+        let ph = self.metrics.prefix_hits.with_label_values(&[model.as_str()]);
+        let pre = self.metrics.preemptions.with_label_values(&[model.as_str()]);
+        let lag = self.metrics.step_lag.with_label_values(&[self.label.as_str()]);
         let steps = self.metrics.steps.with_label_values(&[self.label.as_str()]);
         // Engine time `base_clock` corresponds to wall time `base_wall`.
         let mut base_wall = Instant::now();
@@ -213,10 +177,7 @@ impl Driver {
             let Some(step) = self.engine.step() else {
                 continue;
             };
-            let due = base_wall
-                + std::time::Duration::from_secs_f64(
-                    (self.engine.clock() - base_clock) / self.scale,
-                );
+            let due = base_wall + std::time::Duration::from_secs_f64((self.engine.clock() - base_clock) / self.scale);
             tokio::time::sleep_until(due).await;
             lag.observe(Instant::now().saturating_duration_since(due).as_secs_f64());
             steps.inc();
@@ -240,20 +201,7 @@ impl Driver {
 
     fn deliver(&mut self, ev: Event) {
         let (id, d, done) = match ev {
-            Event::Token {
-                id,
-                index,
-                last,
-                cached,
-            } => (
-                id,
-                Delivery::Token {
-                    index,
-                    last,
-                    cached,
-                },
-                last,
-            ),
+            Event::Token { id, index, last, cached } => (id, Delivery::Token { index, last, cached }, last),
             Event::Prefilled { id, cached } => (id, Delivery::Prefilled { cached }, true),
         };
         let Some(tx) = self.streams.get(&id) else {

@@ -7,9 +7,9 @@ use super::metrics::Metrics;
 use super::runtime::{Delivery, Fleet, Ticket};
 use super::text;
 use crate::api::openai::{
-    ChatRequest, CompletionRequest, EmbeddingRequest, Endpoint, Generation, Usage,
+    parse_generation_request, ChatRequest, CompletionRequest, EmbeddingRequest, Endpoint, Generation, Usage,
 };
-use crate::api::ApiError;
+use crate::api::{parse_body as parse, ApiError};
 use crate::capacity::Profile;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -54,12 +54,7 @@ impl Emulator {
     pub fn start(cfg: EmulatorConfig) -> Arc<Emulator> {
         let metrics = Metrics::new();
         let fleet = Fleet::start(&cfg.profile, cfg.replicas, cfg.time_scale, metrics.clone());
-        Arc::new(Emulator {
-            cfg,
-            fleet,
-            metrics,
-            created: unix_now(),
-        })
+        Arc::new(Emulator { cfg, fleet, metrics, created: unix_now() })
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
@@ -83,12 +78,7 @@ impl Emulator {
     }
 
     /// Validates lengths and decides how many tokens to generate.
-    fn output_len(
-        &self,
-        gen: &Generation,
-        prompt: u32,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<u32, ApiError> {
+    fn output_len(&self, gen: &Generation, prompt: u32, rng: &mut ChaCha8Rng) -> Result<u32, ApiError> {
         let max_context = self.cfg.profile.max_context;
         let requested = gen.max_tokens()?;
         let min = gen.min_tokens()?;
@@ -117,11 +107,7 @@ impl Emulator {
             });
         }
         let limit = requested.unwrap_or(room);
-        Ok(if gen.ignore_eos {
-            limit
-        } else {
-            text::sample_output_len(rng, min.max(1), limit)
-        })
+        Ok(if gen.ignore_eos { limit } else { text::sample_output_len(rng, min.max(1), limit) })
     }
 
     /// A request's random source: reproducible from the request's `seed` and prompt when given,
@@ -147,10 +133,7 @@ impl Emulator {
         let mut rng = self.request_rng(&gen, &prompt, id);
         let prompt_len = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
         if prompt_len == 0 {
-            return Err(ApiError::InvalidValue {
-                message: "The prompt must not be empty.".into(),
-                param: "prompt",
-            });
+            return Err(ApiError::InvalidValue { message: "The prompt must not be empty.".into(), param: "prompt" });
         }
         let output = self.output_len(&gen, prompt_len, &mut rng)?;
         let ticket = self
@@ -166,14 +149,7 @@ impl Emulator {
         let req = Running {
             emu: self.clone(),
             endpoint,
-            rid: format!(
-                "{}-{id}",
-                if endpoint == Endpoint::Chat {
-                    "chatcmpl"
-                } else {
-                    "cmpl"
-                }
-            ),
+            rid: format!("{}-{id}", if endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }),
             prompt_tokens: prompt_len,
             target: output,
             limit_hit: gen.ignore_eos || gen.max_tokens().ok().flatten() == Some(output),
@@ -225,34 +201,21 @@ impl Running {
     }
 
     fn record_first_token(&self) {
-        self.emu
-            .metrics
-            .ttft
-            .with_label_values(&[self.model()])
-            .observe(self.emulated_secs());
+        self.emu.metrics.ttft.with_label_values(&[self.model()]).observe(self.emulated_secs());
     }
 
     fn record_done(&mut self) {
         self.ticket.finish();
         let m = &self.emu.metrics;
-        m.e2e
-            .with_label_values(&[self.model()])
-            .observe(self.emulated_secs());
-        m.success
-            .with_label_values(&[self.model(), self.finish_reason()])
-            .inc();
+        m.e2e.with_label_values(&[self.model()]).observe(self.emulated_secs());
+        m.success.with_label_values(&[self.model(), self.finish_reason()]).inc();
     }
 
     async fn collect(mut self) -> Result<Json<serde_json::Value>, ApiError> {
         let mut out = String::new();
         let mut cached = 0;
         while let Some(d) = self.ticket.rx.recv().await {
-            if let Delivery::Token {
-                index,
-                last,
-                cached: c,
-            } = d
-            {
+            if let Delivery::Token { index, last, cached: c } = d {
                 if index == 0 {
                     self.record_first_token();
                     cached = c;
@@ -279,20 +242,10 @@ impl Running {
         // Token chunks are the hot path: build them from a precomputed prefix and suffix.
         let skeleton = self
             .endpoint
-            .chunk(
-                &self.rid,
-                self.emu.created,
-                self.model(),
-                "\u{1}",
-                false,
-                None,
-                include_usage,
-            )
+            .chunk(&self.rid, self.emu.created, self.model(), "\u{1}", false, None, include_usage)
             .to_string();
-        let (prefix, suffix) = skeleton
-            .split_once("\"\\u0001\"")
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .expect("marker present");
+        let (prefix, suffix) =
+            skeleton.split_once("\"\\u0001\"").map(|(a, b)| (a.to_string(), b.to_string())).expect("marker present");
         let events = stream::unfold((self, 0u32, false), move |(mut req, mut cached, done)| {
             let (prefix, suffix) = (prefix.clone(), suffix.clone());
             async move {
@@ -336,16 +289,8 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).expect("string serialises")
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))
-}
-
-async fn chat(
-    State(emu): State<Arc<Emulator>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let req: ChatRequest = parse(&body)?;
+async fn chat(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let (req, gen): (ChatRequest, Generation) = parse_generation_request(&body)?;
     emu.check_model(&req.model)?;
     if req.messages.is_empty() {
         return Err(ApiError::InvalidValue {
@@ -354,20 +299,14 @@ async fn chat(
         });
     }
     let prompt = text::chat_prompt_tokens(&req.messages);
-    emu.generate(Endpoint::Chat, req.gen, prompt, &headers)
-        .await
+    emu.generate(Endpoint::Chat, gen, prompt, &headers).await
 }
 
-async fn completions(
-    State(emu): State<Arc<Emulator>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let req: CompletionRequest = parse(&body)?;
+async fn completions(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let (req, gen): (CompletionRequest, Generation) = parse_generation_request(&body)?;
     emu.check_model(&req.model)?;
     let prompt = text::completion_prompt_tokens(&req.prompt);
-    emu.generate(Endpoint::Completion, req.gen, prompt, &headers)
-        .await
+    emu.generate(Endpoint::Completion, gen, prompt, &headers).await
 }
 
 async fn embeddings(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Response, ApiError> {
@@ -395,10 +334,7 @@ async fn embeddings(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Res
     };
     let inputs = text::embedding_inputs(&req.input);
     if inputs.is_empty() || inputs.iter().any(Vec::is_empty) {
-        return Err(ApiError::InvalidValue {
-            message: "input must not be empty.".into(),
-            param: "input",
-        });
+        return Err(ApiError::InvalidValue { message: "input must not be empty.".into(), param: "input" });
     }
     let max_context = emu.cfg.profile.max_context;
     // Each input is a prefill-only request through the engine, so embeddings load it as they would.
@@ -416,12 +352,7 @@ async fn embeddings(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Res
         let id = emu.fleet.next_id();
         let t = emu
             .fleet
-            .submit(Submission {
-                id,
-                prompt_tokens: n,
-                block_hashes: text::block_hashes(toks),
-                output_tokens: 0,
-            })
+            .submit(Submission { id, prompt_tokens: n, block_hashes: text::block_hashes(toks), output_tokens: 0 })
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         tickets.push(t);
@@ -455,23 +386,14 @@ async fn models(State(emu): State<Arc<Emulator>>) -> Json<serde_json::Value> {
 
 async fn metrics(State(emu): State<Arc<Emulator>>) -> Response {
     let mut r = emu.metrics.render().into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> ApiError {
-    ApiError::UnknownRoute {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-    }
+    ApiError::UnknownRoute { method: method.to_string(), path: uri.path().to_string() }
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -12,23 +12,29 @@ fn bpe() -> &'static CoreBPE {
     cl100k_base_singleton()
 }
 
-/// Token ids of a chat prompt rendered in ChatML, with the assistant turn opened.
+/// ChatML markers as OpenAI's chat models number them (`<|im_start|>`, `<|im_end|>`, `<|im_sep|>`).
+const IM_START: u32 = 100_264;
+const IM_END: u32 = 100_265;
+const IM_SEP: u32 = 100_266;
+
+/// Token ids of a chat prompt in ChatML, with the assistant turn opened: three marker tokens a
+/// message plus its role, name and text, and three to prime the reply, as OpenAI counts them.
 pub fn chat_prompt_tokens(messages: &[ChatMessage]) -> Vec<u32> {
-    let mut rendered = String::new();
+    let mut out = Vec::new();
     for m in messages {
-        rendered.push_str("<|im_start|>");
-        rendered.push_str(&m.role);
+        out.push(IM_START);
+        out.extend(bpe().encode_ordinary(&m.role));
         if let Some(name) = &m.name {
-            rendered.push(' ');
-            rendered.push_str(name);
+            out.extend(bpe().encode_ordinary(name));
         }
-        rendered.push('\n');
-        rendered.push_str(&m.text());
-        rendered.push_str("<|im_end|>\n");
+        out.push(IM_SEP);
+        out.extend(bpe().encode_ordinary(&m.text()));
+        out.push(IM_END);
     }
-    rendered.push_str("<|im_start|>assistant\n");
-    // ChatML markers are special tokens of cl100k; user text is encoded as ordinary text.
-    bpe().encode_with_special_tokens(&rendered)
+    out.push(IM_START);
+    out.extend(bpe().encode_ordinary("assistant"));
+    out.push(IM_SEP);
+    out
 }
 
 /// Token ids of a completion prompt (lists of strings are joined).
@@ -84,12 +90,11 @@ pub fn tokens_hash(tokens: &[u32]) -> u64 {
 /// Output words: each a single cl100k token with its leading space, so that re-tokenising the
 /// output gives back the number of tokens the engine emitted.
 pub const WORDS: &[&str] = &[
-    " the", " of", " and", " to", " in", " is", " that", " for", " it", " as", " with", " on",
-    " be", " by", " this", " are", " from", " at", " or", " an", " can", " which", " have", " not",
-    " we", " model", " token", " time", " data", " value", " price", " work", " system", " cost",
-    " each", " more", " when", " will", " one", " all", " there", " their", " they", " has",
-    " but", " was", " what", " so", " if", " about", " use", " into", " than", " then", " its",
-    " other", " only", " new", " some", " could", " these", " two", " may", " first",
+    " the", " of", " and", " to", " in", " is", " that", " for", " it", " as", " with", " on", " be", " by", " this",
+    " are", " from", " at", " or", " an", " can", " which", " have", " not", " we", " model", " token", " time",
+    " data", " value", " price", " work", " system", " cost", " each", " more", " when", " will", " one", " all",
+    " there", " their", " they", " has", " but", " was", " what", " so", " if", " about", " use", " into", " than",
+    " then", " its", " other", " only", " new", " some", " could", " these", " two", " may", " first",
 ];
 
 /// A request's seeded random source.
@@ -122,12 +127,7 @@ pub fn sample_output_len(rng: &mut ChaCha8Rng, min: u32, max: u32) -> u32 {
 pub fn embedding(tokens: &[u32], dims: usize) -> Vec<f32> {
     let mut r = rng(tokens_hash(tokens));
     let mut v: Vec<f32> = (0..dims).map(|_| r.random_range(-1.0f32..1.0)).collect();
-    let norm = v
-        .iter()
-        .map(|x| x * x)
-        .sum::<f32>()
-        .sqrt()
-        .max(f32::MIN_POSITIVE);
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
     v.iter_mut().for_each(|x| *x /= norm);
     v
 }
@@ -135,6 +135,18 @@ pub fn embedding(tokens: &[u32], dims: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_prompts_count_as_openai_counts_them() {
+        let m = |role: &str, text: &str| ChatMessage {
+            role: role.into(),
+            content: Some(crate::api::openai::Content::Text(text.into())),
+            name: None,
+        };
+        // "hi" is one token: 3 markers + role + 1 for the message, 3 to prime the reply.
+        assert_eq!(chat_prompt_tokens(&[m("user", "hi")]).len(), 8);
+        assert_eq!(chat_prompt_tokens(&[m("system", "hi"), m("user", "hello there")]).len(), 8 + 5 + 1);
+    }
 
     #[test]
     fn output_words_are_single_tokens() {
@@ -157,9 +169,7 @@ mod tests {
     #[test]
     fn output_lengths_respect_bounds_and_centre_near_the_trace_median() {
         let mut r = rng(1);
-        let mut v: Vec<u32> = (0..4001)
-            .map(|_| sample_output_len(&mut r, 1, 4000))
-            .collect();
+        let mut v: Vec<u32> = (0..4001).map(|_| sample_output_len(&mut r, 1, 4000)).collect();
         v.sort();
         assert!((100..=160).contains(&v[2000]), "median {}", v[2000]);
         assert!(v.iter().all(|x| (1..=4000).contains(x)));

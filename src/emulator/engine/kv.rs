@@ -28,14 +28,7 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(capacity: u64) -> Self {
-        Self {
-            capacity,
-            private: 0,
-            blocks: HashMap::new(),
-            evictable: BTreeMap::new(),
-            clock: 0,
-            evictions: 0,
-        }
+        Self { capacity, private: 0, blocks: HashMap::new(), evictable: BTreeMap::new(), clock: 0, evictions: 0 }
     }
 
     pub fn capacity(&self) -> u64 {
@@ -50,8 +43,7 @@ impl KvCache {
     /// Tokens that could be handed out now, counting evictable blocks as free.
     pub fn available(&self) -> u64 {
         let pinned = self.blocks.len() - self.evictable.len();
-        self.capacity
-            .saturating_sub(self.private + pinned as u64 * u64::from(BLOCK_TOKENS))
+        self.capacity.saturating_sub(self.private + pinned as u64 * u64::from(BLOCK_TOKENS))
     }
 
     pub fn evictions(&self) -> u64 {
@@ -60,10 +52,7 @@ impl KvCache {
 
     /// Number of leading `hashes` present in the cache.
     pub fn cached_prefix(&self, hashes: &[u64]) -> usize {
-        hashes
-            .iter()
-            .take_while(|h| self.blocks.contains_key(h))
-            .count()
+        hashes.iter().take_while(|h| self.blocks.contains_key(h)).count()
     }
 
     /// Takes `n` private tokens, evicting LRU blocks if needed. False if they cannot fit.
@@ -72,11 +61,7 @@ impl KvCache {
             return false;
         }
         while self.capacity - self.used() < n {
-            let (&stamp, &hash) = self
-                .evictable
-                .iter()
-                .next()
-                .expect("available() counted it");
+            let (&stamp, &hash) = self.evictable.iter().next().expect("available() counted it");
             self.evictable.remove(&stamp);
             self.blocks.remove(&hash);
             self.evictions += 1;
@@ -148,10 +133,7 @@ mod tests {
         assert!(!kv.contains(1) && kv.contains(2) && kv.contains(3));
         assert!(kv.alloc(u64::from(BLOCK_TOKENS)));
         assert!(!kv.contains(3) && kv.contains(2));
-        assert!(
-            !kv.alloc(1),
-            "pinned block and private tokens fill the cache"
-        );
+        assert!(!kv.alloc(1), "pinned block and private tokens fill the cache");
         assert_eq!(kv.evictions(), 2);
     }
 }

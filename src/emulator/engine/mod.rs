@@ -42,12 +42,7 @@ pub enum SubmitError {
 pub enum Event {
     /// Output token number `index` (from 0). `last` is set on the final token; `cached` is the
     /// number of prompt tokens that came from the prefix cache.
-    Token {
-        id: RequestId,
-        index: u32,
-        last: bool,
-        cached: u32,
-    },
+    Token { id: RequestId, index: u32, last: bool, cached: u32 },
     /// A prefill-only request finished its prompt.
     Prefilled { id: RequestId, cached: u32 },
 }
@@ -120,14 +115,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(profile: Profile) -> Self {
         let kv = KvCache::new(profile.kv_tokens);
-        Self {
-            profile,
-            waiting: VecDeque::new(),
-            running: Vec::new(),
-            kv,
-            clock: 0.0,
-            counters: Counters::default(),
-        }
+        Self { profile, waiting: VecDeque::new(), running: Vec::new(), kv, clock: 0.0, counters: Counters::default() }
     }
 
     pub fn profile(&self) -> &Profile {
@@ -158,11 +146,7 @@ impl Engine {
 
     /// Prompt tokens of `id` that came from the prefix cache, if it is in the engine.
     pub fn cached_tokens(&self, id: RequestId) -> Option<u32> {
-        self.running
-            .iter()
-            .chain(self.waiting.iter())
-            .find(|s| s.id == id)
-            .map(|s| s.cached_tokens)
+        self.running.iter().chain(self.waiting.iter()).find(|s| s.id == id).map(|s| s.cached_tokens)
     }
 
     /// Queues a request. It waits until the batch has room and its prompt fits in the KV cache.
@@ -172,17 +156,9 @@ impl Engine {
         }
         let needed = u64::from(s.prompt_tokens) + u64::from(s.output_tokens);
         if needed > u64::from(self.profile.max_context) {
-            return Err(SubmitError::TooLong {
-                needed,
-                max_context: self.profile.max_context,
-            });
+            return Err(SubmitError::TooLong { needed, max_context: self.profile.max_context });
         }
-        if self
-            .running
-            .iter()
-            .chain(self.waiting.iter())
-            .any(|q| q.id == s.id)
-        {
+        if self.running.iter().chain(self.waiting.iter()).any(|q| q.id == s.id) {
             return Err(SubmitError::Duplicate(s.id));
         }
         let full_blocks = (s.prompt_tokens / BLOCK_TOKENS) as usize;
@@ -273,11 +249,7 @@ impl Engine {
         self.clock += duration;
         self.counters.steps += 1;
         self.counters.prompt_tokens_computed += u64::from(work.prefill_tokens);
-        Some(Step {
-            duration,
-            work,
-            events,
-        })
+        Some(Step { duration, work, events })
     }
 
     /// Takes the KV tokens for `s`'s uncached context and pins its cached prefix blocks.
@@ -315,11 +287,7 @@ impl Engine {
         work.prefill_pairs += f64::from(c) * (2.0 * f64::from(s.computed) + f64::from(c));
         s.computed += c;
         *budget -= c;
-        s.sched = if s.computed == s.prefill_len {
-            Sched::PrefillDone
-        } else {
-            Sched::Prefill
-        };
+        s.sched = if s.computed == s.prefill_len { Sched::PrefillDone } else { Sched::Prefill };
     }
 
     /// Sends a sequence back to the front of the queue; it will recompute its context.
@@ -351,10 +319,7 @@ impl Engine {
                         s.pinned.push(*h);
                     }
                     if s.target == 0 {
-                        events.push(Event::Prefilled {
-                            id: s.id,
-                            cached: s.cached_tokens,
-                        });
+                        events.push(Event::Prefilled { id: s.id, cached: s.cached_tokens });
                         finished.push(i);
                     }
                     s.target > 0
@@ -362,12 +327,7 @@ impl Engine {
             };
             if emits {
                 let last = s.generated + 1 == s.target;
-                events.push(Event::Token {
-                    id: s.id,
-                    index: s.generated,
-                    last,
-                    cached: s.cached_tokens,
-                });
+                events.push(Event::Token { id: s.id, index: s.generated, last, cached: s.cached_tokens });
                 s.generated += 1;
                 self.counters.generated_tokens += 1;
                 if last {

@@ -8,12 +8,7 @@ fn profile() -> Profile {
 }
 
 fn sub(id: RequestId, prompt: u32, out: u32) -> Submission {
-    Submission {
-        id,
-        prompt_tokens: prompt,
-        block_hashes: Vec::new(),
-        output_tokens: out,
-    }
+    Submission { id, prompt_tokens: prompt, block_hashes: Vec::new(), output_tokens: out }
 }
 
 /// Runs until idle; returns (engine time of each request's first token, of its last token).
@@ -22,9 +17,7 @@ fn run(e: &mut Engine) -> std::collections::HashMap<RequestId, (f64, f64)> {
     while let Some(step) = e.step() {
         for ev in step.events {
             match ev {
-                Event::Token {
-                    id, index, last, ..
-                } => {
+                Event::Token { id, index, last, .. } => {
                     let entry = t.entry(id).or_insert((f64::NAN, f64::NAN));
                     if index == 0 {
                         entry.0 = e.clock();
@@ -49,15 +42,7 @@ fn single_request_prefills_then_decodes_one_token_per_step() {
     e.submit(sub(1, 1000, 10)).unwrap();
     let first = e.step().unwrap();
     assert_eq!(first.work.prefill_tokens, 1000);
-    assert_eq!(
-        first.events,
-        vec![Event::Token {
-            id: 1,
-            index: 0,
-            last: false,
-            cached: 0
-        }]
-    );
+    assert_eq!(first.events, vec![Event::Token { id: 1, index: 0, last: false, cached: 0 }]);
     let expect = p.prefill_ms(1000.0, 1e6) / 1000.0;
     assert!((first.duration - expect).abs() < 1e-12);
     let mut steps = 1;
@@ -79,14 +64,7 @@ fn long_prompt_is_prefilled_in_chunks_within_the_step_budget() {
     let a = e.step().unwrap();
     let b = e.step().unwrap();
     let c = e.step().unwrap();
-    assert_eq!(
-        (
-            a.work.prefill_tokens,
-            b.work.prefill_tokens,
-            c.work.prefill_tokens
-        ),
-        (budget, budget, 100)
-    );
+    assert_eq!((a.work.prefill_tokens, b.work.prefill_tokens, c.work.prefill_tokens), (budget, budget, 100));
     assert!(a.events.is_empty() && b.events.is_empty());
     assert_eq!(c.events.len(), 1);
     // Chunks sum to the same attention work as one prompt.
@@ -113,12 +91,7 @@ fn concurrent_requests_share_decode_steps_and_finish_sooner_than_in_series() {
         max_batch = max_batch.max(s.work.decode_seqs);
     }
     assert_eq!(max_batch, 16);
-    assert!(
-        e.clock() < series / 5.0,
-        "batched {} vs series {}",
-        e.clock(),
-        series
-    );
+    assert!(e.clock() < series / 5.0, "batched {} vs series {}", e.clock(), series);
 }
 
 #[test]
@@ -130,14 +103,7 @@ fn batch_size_is_capped_and_the_rest_wait() {
         e.submit(sub(id, 100, 50)).unwrap();
     }
     e.step().unwrap();
-    assert_eq!(
-        e.load(),
-        Load {
-            running: 4,
-            waiting: 6,
-            kv_usage: e.load().kv_usage
-        }
-    );
+    assert_eq!(e.load(), Load { running: 4, waiting: 6, kv_usage: e.load().kv_usage });
     let t = run(&mut e);
     assert_eq!(t.len(), 10);
     // FCFS: the fifth request starts only after one of the first four finished.
@@ -157,10 +123,7 @@ fn requests_wait_when_the_kv_cache_is_full() {
     assert_eq!((e.load().running, e.load().waiting), (1, 1));
     assert!(e.load().kv_usage > 0.7);
     let t = run(&mut e);
-    assert!(
-        t[&2].0 > t[&1].1,
-        "second starts after the first frees its KV"
-    );
+    assert!(t[&2].0 > t[&1].1, "second starts after the first frees its KV");
 }
 
 #[test]
@@ -206,8 +169,7 @@ fn shared_prefix_skips_prefill_and_lru_evicts_it_under_pressure() {
 
     // Other prompts fill the cache; the least recently used blocks (11, 12, 13, 99) go first.
     for id in 3..6 {
-        e.submit(with(id, vec![id * 100, id * 100 + 1, id * 100 + 2]))
-            .unwrap();
+        e.submit(with(id, vec![id * 100, id * 100 + 1, id * 100 + 2])).unwrap();
         run(&mut e);
     }
     e.submit(with(9, vec![11, 12, 13])).unwrap();
@@ -218,12 +180,7 @@ fn shared_prefix_skips_prefill_and_lru_evicts_it_under_pressure() {
 #[test]
 fn fully_cached_prompt_still_computes_its_last_token() {
     let mut e = Engine::new(profile());
-    let s = |id| Submission {
-        id,
-        prompt_tokens: 2 * BLOCK_TOKENS,
-        block_hashes: vec![1, 2],
-        output_tokens: 1,
-    };
+    let s = |id| Submission { id, prompt_tokens: 2 * BLOCK_TOKENS, block_hashes: vec![1, 2], output_tokens: 1 };
     e.submit(s(1)).unwrap();
     run(&mut e);
     e.submit(s(2)).unwrap();
@@ -253,10 +210,7 @@ fn abort_frees_everything_and_bad_submissions_are_refused() {
     assert_eq!(e.load(), Load::default());
     assert!(e.step().is_none());
     assert_eq!(e.submit(sub(2, 0, 1)), Err(SubmitError::EmptyPrompt));
-    assert!(matches!(
-        e.submit(sub(3, max, 1)),
-        Err(SubmitError::TooLong { .. })
-    ));
+    assert!(matches!(e.submit(sub(3, max, 1)), Err(SubmitError::TooLong { .. })));
     e.submit(sub(4, 10, 1)).unwrap();
     assert_eq!(e.submit(sub(4, 10, 1)), Err(SubmitError::Duplicate(4)));
 }
