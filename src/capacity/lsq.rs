@@ -80,11 +80,12 @@ fn solve_subset(obs: &[Obs], idx: &[usize]) -> Option<Vec<f64>> {
             return None;
         }
         a.swap(col, piv);
-        for r in 0..m {
+        let pivot = a[col].clone();
+        for (r, row) in a.iter_mut().enumerate() {
             if r != col {
-                let f = a[r][col] / a[col][col];
-                for c in col..=m {
-                    a[r][c] -= f * a[col][c];
+                let f = row[col] / pivot[col];
+                for (v, p) in row.iter_mut().zip(&pivot).skip(col) {
+                    *v -= f * p;
                 }
             }
         }

@@ -7,7 +7,8 @@ use super::metrics::Metrics;
 use super::runtime::{Delivery, Fleet, Ticket};
 use super::text;
 use crate::api::openai::{
-    parse_generation_request, ChatRequest, CompletionRequest, EmbeddingRequest, Endpoint, Generation, Usage,
+    parse_generation_request, ChatRequest, CompletionRequest, EmbeddingRequest, Endpoint, Generation, ResponseMeta,
+    Usage,
 };
 use crate::api::{parse_body as parse, ApiError};
 use crate::capacity::Profile;
@@ -148,8 +149,13 @@ impl Emulator {
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let req = Running {
             emu: self.clone(),
-            endpoint,
-            rid: format!("{}-{id}", if endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }),
+            meta: ResponseMeta {
+                endpoint,
+                id: format!("{}-{id}", if endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }),
+                created: self.created,
+                model: self.cfg.model_name.clone(),
+                include_usage: gen.include_usage(),
+            },
             prompt_tokens: prompt_len,
             target: output,
             limit_hit: gen.ignore_eos || gen.max_tokens().ok().flatten() == Some(output),
@@ -157,11 +163,7 @@ impl Emulator {
             arrived,
             ticket,
         };
-        let mut resp = if gen.stream {
-            req.stream(gen.include_usage()).into_response()
-        } else {
-            req.collect().await?.into_response()
-        };
+        let mut resp = if gen.stream { req.stream().into_response() } else { req.collect().await?.into_response() };
         if let Some(v) = headers.get("x-request-id") {
             resp.headers_mut().insert("x-request-id", v.clone());
         }
@@ -172,8 +174,7 @@ impl Emulator {
 /// One admitted request, between submission and its last token.
 struct Running {
     emu: Arc<Emulator>,
-    endpoint: Endpoint,
-    rid: String,
+    meta: ResponseMeta,
     prompt_tokens: u32,
     target: u32,
     /// Whether stopping at `target` is the length limit ("length") rather than a natural end.
@@ -224,64 +225,70 @@ impl Running {
                 if last {
                     self.record_done();
                     let usage = Usage::new(u64::from(self.prompt_tokens), u64::from(self.target));
-                    return Ok(Json(self.endpoint.response(
-                        &self.rid,
-                        self.emu.created,
-                        self.model(),
-                        &out,
-                        self.finish_reason(),
-                        usage.to_json(u64::from(cached)),
-                    )));
+                    return Ok(Json(self.meta.response(&out, self.finish_reason(), usage.to_json(u64::from(cached)))));
                 }
             }
         }
         Err(ApiError::Internal("engine stopped".into()))
     }
 
-    fn stream(self, include_usage: bool) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    fn stream(self) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
         // Token chunks are the hot path: build them from a precomputed prefix and suffix.
-        let skeleton = self
-            .endpoint
-            .chunk(&self.rid, self.emu.created, self.model(), "\u{1}", false, None, include_usage)
-            .to_string();
-        let (prefix, suffix) =
-            skeleton.split_once("\"\\u0001\"").map(|(a, b)| (a.to_string(), b.to_string())).expect("marker present");
-        let events = stream::unfold((self, 0u32, false), move |(mut req, mut cached, done)| {
-            let (prefix, suffix) = (prefix.clone(), suffix.clone());
-            async move {
-                if done {
-                    return None;
-                }
-                let Some(Delivery::Token { index, last, cached: c }) = req.ticket.rx.recv().await else {
-                    let err = json!({"error": {"message": "engine stopped", "type": "server_error", "param": null, "code": null}});
-                    return Some((vec![SseEvent::default().data(err.to_string())], (req, cached, true)));
-                };
-                let word = text::WORDS[text::next_word(&mut req.rng)];
-                let mut out = Vec::with_capacity(4);
-                if index == 0 {
-                    req.record_first_token();
-                    cached = c;
-                    if req.endpoint == Endpoint::Chat {
-                        let first = req.endpoint.chunk(&req.rid, req.emu.created, req.model(), "", true, None, include_usage);
-                        out.push(SseEvent::default().data(first.to_string()));
-                    }
-                }
-                out.push(SseEvent::default().data(format!("{prefix}{}{suffix}", json_str(word))));
-                if last {
-                    req.record_done();
-                    let fin = req.endpoint.chunk(&req.rid, req.emu.created, req.model(), "", false, Some(req.finish_reason()), include_usage);
-                    out.push(SseEvent::default().data(fin.to_string()));
-                    if include_usage {
-                        let usage = Usage::new(u64::from(req.prompt_tokens), u64::from(req.target)).to_json(u64::from(cached));
-                        out.push(SseEvent::default().data(req.endpoint.usage_chunk(&req.rid, req.emu.created, req.model(), usage).to_string()));
-                    }
-                    out.push(SseEvent::default().data("[DONE]"));
-                }
-                Some((out, (req, cached, last)))
+        let skeleton = self.meta.chunk("\u{1}", false, None).to_string();
+        let (prefix, suffix) = skeleton.split_once("\"\\u0001\"").expect("marker present");
+        let state =
+            StreamState { req: self, prefix: prefix.to_string(), suffix: suffix.to_string(), cached: 0, done: false };
+        let events = stream::unfold(state, |mut st| async move {
+            if st.done {
+                return None;
             }
+            st.next_events().await.map(|events| (events, st))
         })
         .flat_map(|v| stream::iter(v.into_iter().map(Ok)));
         Sse::new(events)
+    }
+}
+
+/// A streaming response between chunks.
+struct StreamState {
+    req: Running,
+    prefix: String,
+    suffix: String,
+    cached: u32,
+    done: bool,
+}
+
+impl StreamState {
+    /// The SSE events for the next engine delivery.
+    async fn next_events(&mut self) -> Option<Vec<SseEvent>> {
+        let req = &mut self.req;
+        let Some(Delivery::Token { index, last, cached }) = req.ticket.rx.recv().await else {
+            self.done = true;
+            let err = ApiError::Internal("engine stopped".into()).body();
+            return Some(vec![SseEvent::default().data(err.to_string())]);
+        };
+        let word = text::WORDS[text::next_word(&mut req.rng)];
+        let mut out = Vec::with_capacity(4);
+        if index == 0 {
+            req.record_first_token();
+            self.cached = cached;
+            if req.meta.endpoint == Endpoint::Chat {
+                out.push(SseEvent::default().data(req.meta.chunk("", true, None).to_string()));
+            }
+        }
+        out.push(SseEvent::default().data(format!("{}{}{}", self.prefix, json_str(word), self.suffix)));
+        if last {
+            self.done = true;
+            req.record_done();
+            out.push(SseEvent::default().data(req.meta.chunk("", false, Some(req.finish_reason())).to_string()));
+            if req.meta.include_usage {
+                let usage =
+                    Usage::new(u64::from(req.prompt_tokens), u64::from(req.target)).to_json(u64::from(self.cached));
+                out.push(SseEvent::default().data(req.meta.usage_chunk(usage).to_string()));
+            }
+            out.push(SseEvent::default().data("[DONE]"));
+        }
+        Some(out)
     }
 }
 

@@ -88,10 +88,11 @@ impl KvCache {
     /// If another sequence published the same block meanwhile, the private copy is freed.
     pub fn publish(&mut self, hash: u64) {
         self.free(u64::from(BLOCK_TOKENS));
-        if self.blocks.contains_key(&hash) {
-            self.pin(hash);
-        } else {
-            self.blocks.insert(hash, Block { refs: 1, stamp: 0 });
+        match self.blocks.get(&hash) {
+            Some(_) => self.pin(hash),
+            None => {
+                self.blocks.insert(hash, Block { refs: 1, stamp: 0 });
+            }
         }
     }
 

@@ -1,0 +1,117 @@
+//! `tollgate calibrate` against a real llama.cpp `llama-server` (built by scripts/test-deps.sh):
+//! the tiny random-weight model written at test time, and SmolLM2-135M-Instruct.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tollgate::capacity::Profile;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts llama-server on `model` with `slots` parallel sequences sharing `ctx` KV tokens.
+fn llama_server(model: &Path, slots: u32, ctx: u32) -> (Server, String) {
+    let port = free_port();
+    let child = Command::new(common::prepared("TOLLGATE_LLAMA_SERVER"))
+        .args(["-m", model.to_str().unwrap(), "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["-t", "1", "--parallel", &slots.to_string(), "-c", &ctx.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start llama-server");
+    let server = Server(child);
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ok = reqwest::blocking::get(format!("{url}/health")).map(|r| r.status().is_success()).unwrap_or(false);
+        if ok {
+            return (server, url);
+        }
+        assert!(Instant::now() < deadline, "llama-server did not become healthy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn calibrate(url: &str, model: &str, out: &Path, extra: &[&str]) -> Profile {
+    let run = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["calibrate", "--url", url, "--model", model, "--out", out.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    println!("{stdout}");
+    assert!(run.status.success(), "calibrate failed: {stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    Profile::from_file(out).expect("calibrate writes a loadable profile")
+}
+
+#[test]
+fn calibrates_a_tiny_llama_server_and_the_emulator_runs_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("tiny.gguf");
+    let made =
+        Command::new(common::python()).arg(common::script("scripts/make_tiny_gguf.py")).arg(&gguf).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (_server, url) = llama_server(&gguf, 4, 4096);
+    let out = dir.path().join("tiny.toml");
+    let p = calibrate(
+        &url,
+        "tiny",
+        &out,
+        &["--prompt-sizes", "16,128,512,900", "--batches", "1,2,4", "--decode-tokens", "64", "--repeats", "2"],
+    );
+    // Limits come from llama-server's /props: 4 slots of 1,024 tokens each.
+    assert_eq!((p.max_batch, p.max_context, p.kv_tokens), (4, 1024, 4096));
+    assert!(p.prefill.per_token_ms > 0.0 || p.prefill.per_pair_ms > 0.0, "{p:?}");
+    assert!(p.decode.base_ms + p.decode.per_seq_ms > 0.0, "{p:?}");
+    assert!(p.fit.rows == 4 * 2 + 3 * 2 + 2);
+    // The timing model describes the measurements it was fitted on.
+    assert!(p.fit.prompt_time_median_rel_err < 0.35, "{:?}", p.fit);
+    assert!(p.fit.token_time_median_rel_err < 0.35, "{:?}", p.fit);
+
+    // The emulator serves with the calibrated profile.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let emu = common::start_emulator(p.clone(), 1, 10.0).await;
+        let body = serde_json::json!({"model": "tiny", "prompt": "hello", "max_tokens": 5, "ignore_eos": true});
+        let r: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/v1/completions", emu.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["usage"]["completion_tokens"], 5, "{r}");
+    });
+}
+
+#[test]
+fn calibrates_smollm2_on_llama_server() {
+    let gguf = common::prepared("TOLLGATE_SMOLLM2_GGUF");
+    let (_server, url) = llama_server(&gguf, 2, 4096);
+    let dir = tempfile::tempdir().unwrap();
+    let p = calibrate(
+        &url,
+        "smollm2",
+        &dir.path().join("smollm2.toml"),
+        &["--prompt-sizes", "16,128,512", "--batches", "1,2", "--decode-tokens", "32", "--repeats", "1"],
+    );
+    assert_eq!((p.max_batch, p.kv_tokens), (2, 4096));
+    // A real model on one core: prefill costs more per token than the tiny one's noise floor.
+    assert!(p.prefill_ms(512.0, 512.0 * 512.0) > p.prefill_ms(16.0, 256.0), "{p:?}");
+    assert!(p.decode.base_ms > 0.5, "{p:?}");
+}
