@@ -15,6 +15,8 @@ pub enum ApiError {
     InvalidValue { message: String, param: &'static str },
     #[error("This model's maximum context length is {max_context} tokens. However, you requested {requested} tokens ({prompt} in the messages, {completion} in the completion). Please reduce the length of the messages or completion.")]
     ContextLengthExceeded { max_context: u32, requested: u64, prompt: u64, completion: u64 },
+    #[error("The request body is larger than the {limit}-byte limit.")]
+    BodyTooLarge { limit: usize },
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error("Unknown request URL: {method} {path}.")]
@@ -31,6 +33,7 @@ impl ApiError {
             Self::InvalidBody { .. } | Self::InvalidValue { .. } | Self::ContextLengthExceeded { .. } => {
                 StatusCode::BAD_REQUEST
             }
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ModelNotFound(_) | Self::UnknownRoute { .. } => StatusCode::NOT_FOUND,
             Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,6 +115,19 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status(), axum::Json(self.body())).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp
+    }
+}
+
+/// Largest request body accepted, bytes (axum's default).
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::BodyTooLarge { limit: BODY_LIMIT }
+        } else {
+            Self::InvalidBody { message: format!("Could not read the request body: {r}."), param: None }
+        }
     }
 }
 

@@ -7,12 +7,13 @@ use super::metrics::Metrics;
 use super::runtime::{Delivery, Fleet, Ticket};
 use super::text;
 use crate::api::openai::{
-    parse_generation_request, ChatRequest, CompletionRequest, EmbeddingRequest, Endpoint, Generation, ResponseMeta,
-    Usage,
+    parse_generation_request, ChatRequest, CompletionRequest, EmbeddingRequest, Endpoint, Generation, Prompt,
+    ResponseMeta, Usage,
 };
 use crate::api::{parse_body as parse, ApiError};
 use crate::capacity::Profile;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::sse::{Event as SseEvent, Sse};
@@ -296,7 +297,11 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).expect("string serialises")
 }
 
-async fn chat(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+/// A request body, or the reason it could not be read (too large, say).
+type Body = Result<Bytes, BytesRejection>;
+
+async fn chat(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let body = body?;
     let (req, gen): (ChatRequest, Generation) = parse_generation_request(&body)?;
     emu.check_model(&req.model)?;
     if req.messages.is_empty() {
@@ -309,14 +314,22 @@ async fn chat(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Bytes)
     emu.generate(Endpoint::Chat, gen, prompt, &headers).await
 }
 
-async fn completions(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn completions(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let body = body?;
     let (req, gen): (CompletionRequest, Generation) = parse_generation_request(&body)?;
     emu.check_model(&req.model)?;
+    if matches!(&req.prompt, Prompt::Texts(v) if v.len() != 1) {
+        return Err(ApiError::InvalidValue {
+            message: "The emulator takes one prompt per request; send a string or a list of one string.".into(),
+            param: "prompt",
+        });
+    }
     let prompt = text::completion_prompt_tokens(&req.prompt);
     emu.generate(Endpoint::Completion, gen, prompt, &headers).await
 }
 
-async fn embeddings(State(emu): State<Arc<Emulator>>, body: Bytes) -> Result<Response, ApiError> {
+async fn embeddings(State(emu): State<Arc<Emulator>>, body: Body) -> Result<Response, ApiError> {
+    let body = body?;
     let req: EmbeddingRequest = parse(&body)?;
     emu.check_model(&req.model)?;
     let dims = match req.dimensions {

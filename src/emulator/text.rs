@@ -37,7 +37,7 @@ pub fn chat_prompt_tokens(messages: &[ChatMessage]) -> Vec<u32> {
     out
 }
 
-/// Token ids of a completion prompt (lists of strings are joined).
+/// Token ids of a completion prompt (a list of strings is read as one prompt, joined).
 pub fn completion_prompt_tokens(prompt: &Prompt) -> Vec<u32> {
     match prompt {
         Prompt::Text(s) => bpe().encode_ordinary(s),

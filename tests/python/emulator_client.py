@@ -108,6 +108,12 @@ expect(openai.BadRequestError, lambda: chat(model=model, messages=[]), "messages
 expect(openai.BadRequestError, lambda: chat(model=model, messages=[{"role": "user", "content": "x"}], n=3), "n")
 expect(openai.BadRequestError, lambda: chat(model=model, messages=[{"role": "user", "content": "word " * (max_context + 10)}]), "messages", "context_length_exceeded")
 expect(openai.BadRequestError, lambda: client.embeddings.create(model=model, input="x", dimensions=0), "dimensions")
+expect(openai.BadRequestError, lambda: client.completions.create(model=model, prompt=["a", "b"]), "prompt")
+try:
+    chat(model=model, messages=[{"role": "user", "content": "x" * (3 * 1024 * 1024)}])
+    raise AssertionError("expected 413")
+except openai.APIStatusError as err:
+    assert err.status_code == 413 and err.body["type"] == "invalid_request_error", (err.status_code, err.body)
 
 def raw(body: bytes, path="/v1/chat/completions"):
     req = urllib.request.Request(base + path, data=body, headers={"content-type": "application/json"})
