@@ -232,7 +232,13 @@ impl Client {
 
 /// Runs the measurements and fits a profile.
 pub async fn calibrate(opts: CalibrateOptions) -> Result<Calibration, CalibrateError> {
-    let client = Client { http: reqwest::Client::new(), opts: opts.clone() };
+    // A fresh connection per request: llama.cpp's server closes the connection after every
+    // streamed response although it advertises keep-alive, so a pooled one may be dead.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| CalibrateError::Http { url: opts.url.clone(), source: e })?;
+    let client = Client { http, opts: opts.clone() };
     let (kv_tokens, max_batch, max_context) = client.limits().await?;
     // Warm-up, so that lazy initialisation does not count as prefill.
     client.stream(8, 2).await?;
