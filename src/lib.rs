@@ -2,6 +2,12 @@
 //! See ARCHITECTURE.md for the map of the modules below.
 
 pub mod api;
+pub mod auth;
+pub mod backends;
 pub mod capacity;
 pub mod cli;
+pub mod config;
 pub mod emulator;
+pub mod metering;
+pub mod serve;
+pub mod store;

@@ -17,6 +17,21 @@ pub enum ApiError {
     ContextLengthExceeded { max_context: u32, requested: u64, prompt: u64, completion: u64 },
     #[error("The request body is larger than the {limit}-byte limit.")]
     BodyTooLarge { limit: usize },
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("Your API key may not use the model `{0}`.")]
+    ModelNotAllowed(String),
+    #[error("Admin endpoints need the admin key.")]
+    AdminOnly,
+    #[error("No backend for `{0}` is available now (all unhealthy, circuit open or at capacity).")]
+    NoBackend(String),
+    /// An upstream's own error response, relayed with its status.
+    #[error("{message}")]
+    UpstreamStatus { status: u16, message: String },
+    #[error("The upstream failed: {0}")]
+    Upstream(String),
+    #[error("The upstream timed out: {0}")]
+    UpstreamTimeout(String),
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error("Unknown request URL: {method} {path}.")]
@@ -34,6 +49,12 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized(_) | Self::AdminOnly => StatusCode::UNAUTHORIZED,
+            Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::NoBackend(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamStatus { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
+            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::ModelNotFound(_) | Self::UnknownRoute { .. } => StatusCode::NOT_FOUND,
             Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -42,7 +63,12 @@ impl ApiError {
 
     fn kind(&self) -> &'static str {
         match self.status() {
-            StatusCode::INTERNAL_SERVER_ERROR | StatusCode::SERVICE_UNAVAILABLE => "server_error",
+            StatusCode::INTERNAL_SERVER_ERROR
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::GATEWAY_TIMEOUT => "server_error",
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
             _ => "invalid_request_error",
         }
     }
@@ -52,7 +78,7 @@ impl ApiError {
             Self::InvalidBody { param, .. } => param.as_deref(),
             Self::InvalidValue { param, .. } => Some(param),
             Self::ContextLengthExceeded { .. } => Some("messages"),
-            Self::ModelNotFound(_) => Some("model"),
+            Self::ModelNotFound(_) | Self::ModelNotAllowed(_) => Some("model"),
             _ => None,
         }
     }
@@ -61,6 +87,8 @@ impl ApiError {
         match self {
             Self::ContextLengthExceeded { .. } => Some("context_length_exceeded"),
             Self::ModelNotFound(_) => Some("model_not_found"),
+            Self::Unauthorized(_) | Self::AdminOnly => Some("invalid_api_key"),
+            Self::ModelNotAllowed(_) => Some("model_not_allowed"),
             Self::UnknownRoute { .. } => Some("unknown_url"),
             _ => None,
         }

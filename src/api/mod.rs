@@ -1,7 +1,12 @@
 //! The OpenAI-compatible surface: wire types and the error mapping shared by the emulator and
-//! the gateway.
+//! the gateway, the gateway's routes and layers, its request path, and the admin API.
 
+pub mod admin;
 pub mod error;
+pub mod gateway;
 pub mod openai;
+pub mod proxy;
+pub mod sse;
+pub mod tokens;
 
 pub use error::{from_value, parse_body, parse_json, ApiError};

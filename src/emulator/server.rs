@@ -10,7 +10,7 @@ use crate::api::openai::{
     parse_generation_request, ChatRequest, CompletionRequest, EmbeddingRequest, Endpoint, Generation, Prompt,
     ResponseMeta, Usage,
 };
-use crate::api::{parse_body as parse, ApiError};
+use crate::api::{parse_body as parse, tokens, ApiError};
 use crate::capacity::Profile;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -310,7 +310,7 @@ async fn chat(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Body) 
             param: "messages",
         });
     }
-    let prompt = text::chat_prompt_tokens(&req.messages);
+    let prompt = tokens::chat_prompt_tokens(&req.messages);
     emu.generate(Endpoint::Chat, gen, prompt, &headers).await
 }
 
@@ -324,7 +324,7 @@ async fn completions(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body:
             param: "prompt",
         });
     }
-    let prompt = text::completion_prompt_tokens(&req.prompt);
+    let prompt = tokens::completion_prompt_tokens(&req.prompt);
     emu.generate(Endpoint::Completion, gen, prompt, &headers).await
 }
 
@@ -352,7 +352,7 @@ async fn embeddings(State(emu): State<Arc<Emulator>>, body: Body) -> Result<Resp
             })
         }
     };
-    let inputs = text::embedding_inputs(&req.input);
+    let inputs = tokens::embedding_inputs(&req.input);
     if inputs.is_empty() || inputs.iter().any(Vec::is_empty) {
         return Err(ApiError::InvalidValue { message: "input must not be empty.".into(), param: "input" });
     }

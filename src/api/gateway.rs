@@ -1,0 +1,166 @@
+//! The gateway's HTTP surface: shared state, routes, and the layers in front of them.
+//!
+//! Layers, outermost first: body limit -> authentication (tenant key, or admin key for
+//! `/v1/tollgate/*`) -> handler. The proxied endpoints hand over to [`super::proxy`].
+
+use super::admin;
+use super::proxy::{self, Route};
+use super::ApiError;
+use crate::auth::{bearer, Authenticator, Caller};
+use crate::backends::Registry;
+use crate::config::Config;
+use crate::metering::{LedgerSink, Rates};
+use crate::store::Store;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+
+pub struct Gateway {
+    pub cfg: Config,
+    pub auth: Authenticator,
+    pub registry: Registry,
+    pub sink: LedgerSink,
+    pub store: Arc<dyn Store>,
+}
+
+impl Gateway {
+    /// What the tenant's tier charges (zero for an unknown tenant).
+    pub fn tier_rates(&self, tenant: &str) -> Rates {
+        self.cfg
+            .tenant(tenant)
+            .and_then(|t| self.cfg.tier(&t.tier))
+            .map(|t| Rates { input_per_1m: t.input_price_per_1m, output_per_1m: t.output_price_per_1m })
+            .unwrap_or_default()
+    }
+}
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let tenant_routes = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route_layer(middleware::from_fn_with_state(gw.clone(), tenant_auth));
+    let admin_routes = Router::new()
+        .route("/v1/tollgate/usage", get(admin::usage))
+        .route("/v1/tollgate/ledger", get(admin::ledger))
+        .route("/v1/tollgate/keys", post(admin::create_key).get(admin::list_keys))
+        .route("/v1/tollgate/keys/{id}", delete(admin::revoke_key))
+        .route_layer(middleware::from_fn_with_state(gw.clone(), admin_auth));
+    Router::new()
+        .merge(tenant_routes)
+        .merge(admin_routes)
+        .route("/health", get(|| async { StatusCode::OK }))
+        .fallback(unknown_route)
+        .layer(DefaultBodyLimit::max(gw.cfg.body_limit_bytes))
+        .with_state(gw)
+}
+
+fn token(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
+}
+
+/// Authenticates a tenant key and passes the [`Caller`] on; 401 otherwise.
+async fn tenant_auth(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
+    match gw.auth.tenant(token(req.headers())).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Admits only the admin key; tenant keys get 401 here.
+async fn admin_auth(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    if gw.auth.is_admin(token(req.headers())) {
+        next.run(req).await
+    } else {
+        ApiError::AdminOnly.into_response()
+    }
+}
+
+/// The client's request id if it is sane, else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()))
+}
+
+async fn proxied(
+    gw: Arc<Gateway>,
+    route: Route,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let rid = request_id(&headers);
+    match body {
+        Ok(body) => proxy::handle(&gw, route, &caller, rid, body).await,
+        Err(rejection) => {
+            // Still one ledger row: the request passed authentication.
+            let err = ApiError::from(rejection);
+            let meter = crate::metering::Meter::new(
+                gw.sink.clone(),
+                rid,
+                &caller.tenant,
+                &caller.key_id,
+                route.path(),
+                Rates::default(),
+            );
+            meter.finish(err.status().as_u16(), crate::metering::Outcome::ClientError, Some(err.to_string()));
+            err.into_response()
+        }
+    }
+}
+
+async fn chat(
+    State(gw): State<Arc<Gateway>>,
+    Extension(c): Extension<Caller>,
+    h: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Response {
+    proxied(gw, Route::Chat, c, h, b).await
+}
+
+async fn completions(
+    State(gw): State<Arc<Gateway>>,
+    Extension(c): Extension<Caller>,
+    h: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Response {
+    proxied(gw, Route::Completions, c, h, b).await
+}
+
+async fn embeddings(
+    State(gw): State<Arc<Gateway>>,
+    Extension(c): Extension<Caller>,
+    h: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Response {
+    proxied(gw, Route::Embeddings, c, h, b).await
+}
+
+/// The models this caller's key may use.
+async fn models(State(gw): State<Arc<Gateway>>, Extension(c): Extension<Caller>) -> Json<serde_json::Value> {
+    let tenant = gw.cfg.tenant(&c.tenant);
+    let mut names: Vec<&str> = gw.registry.models().filter(|m| tenant.is_some_and(|t| t.may_use(m))).collect();
+    names.sort_unstable();
+    let data: Vec<_> =
+        names.iter().map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "tollgate"})).collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::UnknownRoute { method: method.to_string(), path: uri.path().to_string() }
+}

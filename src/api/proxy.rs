@@ -1,0 +1,501 @@
+//! The request path of the gateway: classify -> route -> upstream -> relay, metering throughout.
+//!
+//! Authentication happened in a layer before this (the `Caller` extension). From here on every
+//! request carries a [`Meter`], so it ends in exactly one ledger row whatever happens: a
+//! response, an error, a retry exhausted, or the client going away mid-stream.
+
+use super::openai::ChatMessage;
+use super::sse::{SseSplitter, MAX_EVENT_BYTES};
+use super::{from_value, parse_json, tokens, ApiError};
+use crate::auth::Caller;
+use crate::backends::upstream::{self, Opened, UpstreamError};
+use crate::backends::{Lease, Pool, Report};
+use crate::metering::{Meter, Outcome, Tokens};
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use serde_json::Value;
+use std::time::Duration;
+
+use super::gateway::Gateway;
+
+/// The OpenAI endpoints the gateway proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Route {
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::Chat => "/v1/chat/completions",
+            Route::Completions => "/v1/completions",
+            Route::Embeddings => "/v1/embeddings",
+        }
+    }
+}
+
+/// A request after classification: what to send where.
+struct Classified<'a> {
+    pool: &'a Pool,
+    stream: bool,
+    /// Whether the client asked for the usage chunk (tollgate always asks upstream).
+    client_wants_usage: bool,
+    body: Bytes,
+    /// Prompt tokens counted locally, used only if the upstream reports no usage.
+    prompt_estimate: i64,
+}
+
+/// Largest non-streamed upstream response accepted.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Runs one proxied request. Never fails: errors become OpenAI-shaped responses and ledger rows.
+pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, request_id: String, body: Bytes) -> Response {
+    let tier = gw.tier_rates(&caller.tenant);
+    let mut meter =
+        Some(Meter::new(gw.sink.clone(), request_id.clone(), &caller.tenant, &caller.key_id, route.path(), tier));
+    let result = run(gw, route, caller, &request_id, body, &mut meter).await;
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(err) => {
+            if let Some(m) = meter.take() {
+                let outcome = match err.status().as_u16() {
+                    503 => Outcome::NoBackend,
+                    s if s >= 500 => Outcome::UpstreamError,
+                    _ => Outcome::ClientError,
+                };
+                m.finish(err.status().as_u16(), outcome, Some(err.to_string()));
+            }
+            err.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn run(
+    gw: &Gateway,
+    route: Route,
+    caller: &Caller,
+    request_id: &str,
+    body: Bytes,
+    meter: &mut Option<Meter>,
+) -> Result<Response, ApiError> {
+    let c = classify(gw, route, caller, &body)?;
+    if let Some(m) = meter.as_mut() {
+        m.requested(&c.pool.model, c.stream);
+        m.tokens(Tokens { input: c.prompt_estimate, output: 0, estimated: true });
+    }
+    let mut tried: Vec<String> = Vec::new();
+    // A transport error on a backend's first attempt may be a pooled connection the server had
+    // already closed (llama.cpp's server closes after every stream): retry it once on the same
+    // backend before counting it as a failure.
+    let mut retried_same: Vec<String> = Vec::new();
+    let mut last_err: Option<ApiError> = None;
+    let mut last_upstream: Option<(StatusCode, Option<String>, Bytes)> = None;
+    while let Some(lease) = c.pool.pick(&tried) {
+        let backend = lease.backend.clone();
+        let m = meter.as_mut().expect("meter present until the response is built");
+        m.attempt(&c.pool.upstream_model, &backend.name, backend.cost_rates());
+        match upstream::open(&backend, route.path(), c.body.clone(), request_id).await {
+            Err(UpstreamError::Transport(e)) if !retried_same.contains(&backend.name) => {
+                tracing::debug!(backend = %backend.name, error = %e, "transport error; retrying on the same backend");
+                retried_same.push(backend.name.clone());
+                drop(lease);
+                continue;
+            }
+            Ok(opened) if opened.status.is_success() => {
+                m.first_token();
+                let meter = meter.take().expect("meter present");
+                let headers = served_headers(&c.pool.model, &backend.name);
+                return Ok(if c.stream {
+                    relay_stream(opened, lease, meter, &c, headers)
+                } else {
+                    relay_whole(opened, lease, meter, &c, headers).await
+                });
+            }
+            Ok(opened) => {
+                tried.push(backend.name.clone());
+                let status = opened.status;
+                let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                lease.report(if status.is_server_error() { Report::Failure } else { Report::Neutral });
+                let body = collect(opened, Duration::from_millis(backend.cfg.idle_timeout_ms), 1 << 20).await;
+                if !retryable {
+                    // The client's own mistake as the upstream saw it: pass it through.
+                    return Err(passthrough_error(status, body));
+                }
+                last_upstream = Some((status, None, body));
+            }
+            Err(e) => {
+                tried.push(backend.name.clone());
+                lease.report(Report::Failure);
+                tracing::warn!(backend = %backend.name, error = %e, "upstream attempt failed");
+                last_err = Some(match e {
+                    UpstreamError::FirstByteTimeout(_) => ApiError::UpstreamTimeout(e.to_string()),
+                    _ => ApiError::Upstream(e.to_string()),
+                });
+            }
+        }
+    }
+    if let Some((status, _, body)) = last_upstream {
+        return Err(passthrough_error(status, body));
+    }
+    Err(last_err.unwrap_or_else(|| ApiError::NoBackend(c.pool.model.clone())))
+}
+
+fn classify<'a>(gw: &'a Gateway, route: Route, caller: &Caller, body: &[u8]) -> Result<Classified<'a>, ApiError> {
+    let mut v = parse_json(body)?;
+    let obj = v.as_object_mut().ok_or_else(|| ApiError::InvalidBody {
+        message: "The request body must be a JSON object.".into(),
+        param: None,
+    })?;
+    let model = match obj.get("model") {
+        Some(Value::String(m)) => m.clone(),
+        Some(_) => {
+            return Err(ApiError::InvalidBody {
+                message: "'model' must be a string.".into(),
+                param: Some("model".into()),
+            })
+        }
+        None => {
+            return Err(ApiError::InvalidBody {
+                message: "you must provide a model parameter.".into(),
+                param: Some("model".into()),
+            })
+        }
+    };
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::InvalidBody {
+                message: "'stream' must be a boolean.".into(),
+                param: Some("stream".into()),
+            })
+        }
+    };
+    if stream && route == Route::Embeddings {
+        return Err(ApiError::InvalidValue { message: "Embeddings cannot be streamed.".into(), param: "stream" });
+    }
+    let prompt_estimate = estimate_prompt(route, obj)?;
+    let pool = gw.registry.pool(&model).ok_or_else(|| ApiError::ModelNotFound(model.clone()))?;
+    let tenant = gw.cfg.tenant(&caller.tenant).ok_or_else(|| ApiError::ModelNotAllowed(model.clone()))?;
+    if !tenant.may_use(&model) {
+        return Err(ApiError::ModelNotAllowed(model));
+    }
+    let client_wants_usage =
+        obj.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+    obj.insert("model".into(), Value::String(pool.upstream_model.clone()));
+    if stream {
+        // Always meter: ask the upstream for usage even when the client did not.
+        let opts = obj.entry("stream_options").or_insert_with(|| Value::Object(Default::default()));
+        if let Some(o) = opts.as_object_mut() {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    let body = Bytes::from(serde_json::to_vec(&v).map_err(|e| ApiError::Internal(e.to_string()))?);
+    Ok(Classified { pool, stream, client_wants_usage, body, prompt_estimate })
+}
+
+/// Validates the endpoint's required field and counts its prompt tokens.
+fn estimate_prompt(route: Route, obj: &serde_json::Map<String, Value>) -> Result<i64, ApiError> {
+    let missing = |f: &str| ApiError::InvalidBody {
+        message: format!("Missing required parameter: '{f}'."),
+        param: Some(f.into()),
+    };
+    Ok(match route {
+        Route::Chat => {
+            let msgs = obj.get("messages").ok_or_else(|| missing("messages"))?;
+            let msgs: Vec<ChatMessage> = from_value(msgs).map_err(|e| prefix_param(e, "messages"))?;
+            if msgs.is_empty() {
+                return Err(ApiError::InvalidValue {
+                    message: "messages must not be empty.".into(),
+                    param: "messages",
+                });
+            }
+            tokens::chat_prompt_tokens(&msgs).len() as i64
+        }
+        Route::Completions => {
+            let p = obj.get("prompt").ok_or_else(|| missing("prompt"))?;
+            let p = from_value(p).map_err(|e| prefix_param(e, "prompt"))?;
+            tokens::completion_prompt_tokens(&p).len() as i64
+        }
+        Route::Embeddings => {
+            let i = obj.get("input").ok_or_else(|| missing("input"))?;
+            let i = from_value(i).map_err(|e| prefix_param(e, "input"))?;
+            tokens::embedding_inputs(&i).iter().map(Vec::len).sum::<usize>() as i64
+        }
+    })
+}
+
+fn prefix_param(e: ApiError, field: &str) -> ApiError {
+    match e {
+        ApiError::InvalidBody { message, param } => ApiError::InvalidBody {
+            message,
+            param: Some(match param {
+                Some(p) if p.starts_with('[') => format!("{field}{p}"),
+                Some(p) => format!("{field}.{p}"),
+                None => field.into(),
+            }),
+        },
+        other => other,
+    }
+}
+
+fn served_headers(model: &str, backend: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(model) {
+        h.insert("x-tollgate-model", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(backend) {
+        h.insert("x-tollgate-backend", v);
+    }
+    h
+}
+
+fn passthrough_error(status: StatusCode, body: Bytes) -> ApiError {
+    let message = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
+    ApiError::UpstreamStatus { status: status.as_u16(), message }
+}
+
+/// Reads the rest of a response, each chunk within `idle`, up to `limit` bytes.
+async fn collect(opened: Opened, idle: Duration, limit: usize) -> Bytes {
+    let mut buf = Vec::new();
+    if let Some(f) = opened.first {
+        buf.extend_from_slice(&f);
+    }
+    let mut rest = opened.rest;
+    while buf.len() < limit {
+        match tokio::time::timeout(idle, rest.next()).await {
+            Ok(Some(Ok(b))) => buf.extend_from_slice(&b),
+            _ => break,
+        }
+    }
+    Bytes::from(buf)
+}
+
+/// Usage reported in a response or chunk, if any.
+fn usage_of(v: &Value) -> Option<(i64, i64)> {
+    let u = v.get("usage")?;
+    let p = u.get("prompt_tokens")?.as_i64()?;
+    let c = u.get("completion_tokens").and_then(Value::as_i64).unwrap_or(0);
+    Some((p, c))
+}
+
+/// Output text in a response or chunk (for estimating tokens when usage is missing).
+fn text_of(v: &Value, out: &mut String) {
+    if let Some(choices) = v.get("choices").and_then(Value::as_array) {
+        for c in choices {
+            for t in [&c["message"]["content"], &c["delta"]["content"], &c["text"]] {
+                if let Some(s) = t.as_str() {
+                    out.push_str(s);
+                }
+            }
+        }
+    }
+}
+
+async fn relay_whole(
+    opened: Opened,
+    lease: Lease,
+    mut meter: Meter,
+    c: &Classified<'_>,
+    mut headers: HeaderMap,
+) -> Response {
+    let idle = Duration::from_millis(lease.backend.cfg.idle_timeout_ms);
+    let status = opened.status;
+    let content_type = opened.content_type.clone();
+    let mut buf = Vec::new();
+    if let Some(f) = &opened.first {
+        buf.extend_from_slice(f);
+    }
+    let mut rest = opened.rest;
+    loop {
+        match tokio::time::timeout(idle, rest.next()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(b))) if buf.len() + b.len() <= MAX_RESPONSE_BYTES => buf.extend_from_slice(&b),
+            Ok(Some(Ok(_))) => return fail(meter, lease, ApiError::Upstream("response too large".into())),
+            Ok(Some(Err(e))) => return fail(meter, lease, ApiError::Upstream(format!("response cut: {e}"))),
+            Err(_) => return fail(meter, lease, ApiError::UpstreamTimeout("idle between chunks".into())),
+        }
+    }
+    let parsed: Option<Value> = serde_json::from_slice(&buf).ok();
+    let tokens = match parsed.as_ref().and_then(usage_of) {
+        Some((p, o)) => Tokens { input: p, output: o, estimated: false },
+        None => {
+            let mut text = String::new();
+            if let Some(v) = &parsed {
+                text_of(v, &mut text);
+            }
+            Tokens { input: c.prompt_estimate, output: tokens::count_text(&text) as i64, estimated: true }
+        }
+    };
+    meter.tokens(tokens);
+    lease.report(Report::Success);
+    meter.finish(status.as_u16(), Outcome::Ok, None);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type.as_deref().unwrap_or("application/json"))
+            .unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    (status, headers, Body::from(buf)).into_response()
+}
+
+fn fail(meter: Meter, lease: Lease, err: ApiError) -> Response {
+    lease.report(Report::Failure);
+    meter.finish(err.status().as_u16(), Outcome::UpstreamError, Some(err.to_string()));
+    err.into_response()
+}
+
+/// A streaming relay between upstream chunks.
+struct Relay {
+    rest: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    pending_first: Option<Bytes>,
+    splitter: SseSplitter,
+    meter: Option<Meter>,
+    lease: Option<Lease>,
+    idle: Duration,
+    client_wants_usage: bool,
+    prompt_estimate: i64,
+    usage: Option<(i64, i64)>,
+    text: String,
+    content_events: i64,
+    saw_done: bool,
+    finished: bool,
+}
+
+const MAX_ESTIMATE_TEXT: usize = 4 * 1024 * 1024;
+
+impl Relay {
+    /// Processes upstream bytes into the bytes to forward.
+    fn process(&mut self, chunk: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(chunk.len());
+        for ev in self.splitter.push(chunk) {
+            if ev.data == "[DONE]" {
+                self.saw_done = true;
+                out.extend_from_slice(&ev.raw);
+                continue;
+            }
+            let mut forward = true;
+            if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
+                if let Some(u) = usage_of(&v) {
+                    self.usage = Some(u);
+                    let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+                    forward = self.client_wants_usage || !usage_only;
+                }
+                let before = self.text.len();
+                if before < MAX_ESTIMATE_TEXT {
+                    text_of(&v, &mut self.text);
+                }
+                if self.text.len() > before {
+                    self.content_events += 1;
+                }
+                // Cheap running figure (an event is about a token) in case the client leaves;
+                // the exact count is taken once at the end.
+                let running = match self.usage {
+                    Some((p, o)) => Tokens { input: p, output: o, estimated: false },
+                    None => Tokens { input: self.prompt_estimate, output: self.content_events, estimated: true },
+                };
+                if let Some(m) = self.meter.as_mut() {
+                    m.tokens(running);
+                }
+            }
+            if forward {
+                out.extend_from_slice(&ev.raw);
+            }
+        }
+        Bytes::from(out)
+    }
+
+    fn tokens(&self) -> Tokens {
+        match self.usage {
+            Some((p, o)) => Tokens { input: p, output: o, estimated: false },
+            None => {
+                Tokens { input: self.prompt_estimate, output: tokens::count_text(&self.text) as i64, estimated: true }
+            }
+        }
+    }
+
+    /// Ends the stream: the ledger row, the backend's report, and for failures an error event.
+    fn end(&mut self, err: Option<ApiError>) -> Option<Bytes> {
+        self.finished = true;
+        let (meter, lease) = (self.meter.take()?, self.lease.take()?);
+        let mut meter = meter;
+        meter.tokens(self.tokens());
+        match err {
+            None => {
+                lease.report(Report::Success);
+                meter.finish(200, Outcome::Ok, None);
+                None
+            }
+            Some(e) => {
+                lease.report(Report::Failure);
+                meter.finish(e.status().as_u16(), Outcome::UpstreamError, Some(e.to_string()));
+                Some(Bytes::from(format!("data: {}\n\ndata: [DONE]\n\n", e.body())))
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            if let Some(first) = self.pending_first.take() {
+                let out = self.process(&first);
+                if !out.is_empty() {
+                    return Some(out);
+                }
+                continue;
+            }
+            match tokio::time::timeout(self.idle, self.rest.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    let out = self.process(&chunk);
+                    if self.splitter.pending() > MAX_EVENT_BYTES {
+                        return self.end(Some(ApiError::Upstream("an SSE event exceeded 8 MiB".into())));
+                    }
+                    if !out.is_empty() {
+                        return Some(out);
+                    }
+                }
+                Ok(Some(Err(e))) => return self.end(Some(ApiError::Upstream(format!("stream cut: {e}")))),
+                Ok(None) if self.saw_done => return self.end(None),
+                Ok(None) => return self.end(Some(ApiError::Upstream("stream ended before [DONE]".into()))),
+                Err(_) => return self.end(Some(ApiError::UpstreamTimeout("idle between chunks".into()))),
+            }
+        }
+    }
+}
+
+fn relay_stream(opened: Opened, lease: Lease, meter: Meter, c: &Classified<'_>, mut headers: HeaderMap) -> Response {
+    let relay = Relay {
+        idle: Duration::from_millis(lease.backend.cfg.idle_timeout_ms),
+        rest: opened.rest,
+        pending_first: opened.first,
+        splitter: SseSplitter::default(),
+        meter: Some(meter),
+        lease: Some(lease),
+        client_wants_usage: c.client_wants_usage,
+        prompt_estimate: c.prompt_estimate,
+        usage: None,
+        text: String::new(),
+        content_events: 0,
+        saw_done: false,
+        finished: false,
+    };
+    let body =
+        futures::stream::unfold(relay, |mut r| async move { r.next().await.map(|b| (Ok::<_, std::io::Error>(b), r)) });
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    (StatusCode::OK, headers, Body::from_stream(body)).into_response()
+}

@@ -1,0 +1,173 @@
+//! Command-line interface: one subcommand per job, each a thin wrapper over a library module.
+
+mod engine;
+mod gateway;
+
+use crate::capacity::DEFAULT_PROFILE;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "An LLM gateway that allocates scarce inference capacity by opportunity cost"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: with no --config, in front of an emulated fleet with a demo tenant.
+    Serve(ServeArgs),
+    /// Manage tenant API keys in the gateway's store.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Run an emulated inference engine (OpenAI-compatible, vLLM-like timing and metrics).
+    Emulate(EmulateArgs),
+    /// Measure a live OpenAI-compatible engine and write its profile.
+    Calibrate(CalibrateArgs),
+    /// Engine profiles: list them, or refit the shipped ones from measured data.
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EmulateArgs {
+    /// Built-in profile name, or a path to a profile TOML (e.g. from `tollgate calibrate`).
+    #[arg(long, default_value = DEFAULT_PROFILE)]
+    pub profile: String,
+    /// Engine replicas behind this server.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Seed for output lengths and text.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Emulated seconds per wall-clock second (10 runs ten times faster than real time).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Model name to serve (defaults to the profile's model).
+    #[arg(long)]
+    pub model_name: Option<String>,
+    /// List the built-in profiles and their capacity figures, then exit.
+    #[arg(long)]
+    pub list_profiles: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    /// Base URL of the engine, e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    pub url: String,
+    /// Model name to request.
+    #[arg(long)]
+    pub model: String,
+    /// Where to write the profile TOML.
+    #[arg(long, default_value = "calibrated.toml")]
+    pub out: PathBuf,
+    /// Bearer key for the engine, read from this environment variable if set.
+    #[arg(long, env = "TOLLGATE_CALIBRATE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Prompt lengths (approximate tokens) for the prefill probes.
+    #[arg(long, value_delimiter = ',', default_value = "32,128,512,1024")]
+    pub prompt_sizes: Vec<u32>,
+    /// Concurrent streams for the decode probes.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub batches: Vec<u32>,
+    /// Tokens generated per decode probe.
+    #[arg(long, default_value_t = 64)]
+    pub decode_tokens: u32,
+    #[arg(long, default_value_t = 3)]
+    pub repeats: u32,
+    #[arg(long)]
+    pub kv_tokens: Option<u64>,
+    #[arg(long)]
+    pub max_batch: Option<u32>,
+    #[arg(long)]
+    pub max_context: Option<u32>,
+    /// Power draw of the engine, watts (not measurable from outside).
+    #[arg(long, default_value_t = 0.0)]
+    pub watts: f64,
+    #[arg(long, default_value = "unknown")]
+    pub hardware: String,
+    /// Per-request timeout, seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// List the built-in profiles with their capacity figures.
+    List,
+    /// Refit the shipped profiles from Splitwise's perf_model.csv.
+    Fit {
+        #[arg(long, default_value = "data/perf/perf_model.csv")]
+        csv: PathBuf,
+        #[arg(long, default_value = "profiles")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Gateway configuration (see tollgate.example.toml). Without it: the embedded default.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Listen address (overrides the configuration).
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key for a tenant and print it (once: only its hash is stored).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// The gateway configuration whose store and tenants to use.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data directory, when there is no configuration (the embedded default's).
+    #[arg(long, default_value = "tollgate-data")]
+    pub data_dir: PathBuf,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(a) => gateway::serve(a),
+        Command::Keys(k) => gateway::keys(k),
+        Command::Emulate(a) if a.list_profiles => engine::list_profiles(),
+        Command::Emulate(a) => engine::emulate(a),
+        Command::Calibrate(a) => engine::run_calibrate(a),
+        Command::Profiles(ProfilesCommand::List) => engine::list_profiles(),
+        Command::Profiles(ProfilesCommand::Fit { csv, out }) => engine::fit_profiles(&csv, &out),
+    }
+}

@@ -1,0 +1,359 @@
+//! The gateway's configuration (`tollgate.toml`): listen address, backends, models and their
+//! pools, tiers and tenants. Parsed with field paths in errors and validated as a whole at start,
+//! so a bad file fails with a message naming the field (`models[1].backends[0]: unknown backend`).
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where the SQLite ledger and key store live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Environment variable holding the admin key.
+    #[serde(default = "default_admin_key_env")]
+    pub admin_key_env: String,
+    /// Largest request body accepted, bytes.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub circuit: CircuitConfig,
+    pub backends: Vec<BackendConfig>,
+    pub models: Vec<ModelConfig>,
+    pub tiers: Vec<TierConfig>,
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Any server speaking OpenAI's HTTP API (vLLM, SGLang, llama.cpp, TGI, hosted APIs).
+    #[default]
+    Openai,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    pub name: String,
+    /// Base URL; `/v1/...` paths are appended.
+    pub url: String,
+    #[serde(default)]
+    pub kind: BackendKind,
+    /// Environment variable holding the upstream's API key (never the client's).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the upstream's response head and first body bytes.
+    #[serde(default = "default_first_byte_timeout")]
+    pub first_byte_timeout_ms: u64,
+    /// Longest silence between two chunks of a response.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Reuse connections; set false for servers that close them after each response anyway.
+    #[serde(default = "yes")]
+    pub keep_alive: bool,
+    /// Path probed by active health checks.
+    #[serde(default = "default_health_path")]
+    pub health_path: String,
+    /// What serving costs, USD per 1M tokens (hosted API list price, or internal cost).
+    #[serde(default)]
+    pub cost_per_1m_input: f64,
+    #[serde(default)]
+    pub cost_per_1m_output: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Public name clients ask for.
+    pub name: String,
+    /// Name sent upstream (defaults to `name`).
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    /// The pool: backends that serve this model.
+    pub backends: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    pub name: String,
+    /// What the tenant pays, USD per 1M tokens.
+    pub input_price_per_1m: f64,
+    pub output_price_per_1m: f64,
+    #[serde(default)]
+    pub ttft_slo_ms: Option<u64>,
+    #[serde(default)]
+    pub e2e_slo_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    pub tier: String,
+    /// Models this tenant may use; `["*"]` for all.
+    #[serde(default = "all_models")]
+    pub models: Vec<String>,
+    /// Monthly budget, USD (recorded now; enforced by admission).
+    #[serde(default)]
+    pub monthly_budget_usd: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    #[serde(default = "default_health_interval")]
+    pub interval_ms: u64,
+    #[serde(default = "default_health_timeout")]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitConfig {
+    /// Consecutive failures that open a backend's circuit.
+    #[serde(default = "default_failures")]
+    pub failure_threshold: u32,
+    /// How long an open circuit stays open before a half-open probe.
+    #[serde(default = "default_open_ms")]
+    pub open_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { interval_ms: default_health_interval(), timeout_ms: default_health_timeout() }
+    }
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        Self { failure_threshold: default_failures(), open_ms: default_open_ms() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("tollgate-data")
+}
+fn default_admin_key_env() -> String {
+    "TOLLGATE_ADMIN_KEY".into()
+}
+fn default_body_limit() -> usize {
+    2 * 1024 * 1024
+}
+fn default_connect_timeout() -> u64 {
+    2_000
+}
+fn default_first_byte_timeout() -> u64 {
+    60_000
+}
+fn default_idle_timeout() -> u64 {
+    30_000
+}
+fn default_max_in_flight() -> usize {
+    1_024
+}
+fn default_health_path() -> String {
+    "/health".into()
+}
+fn default_health_interval() -> u64 {
+    5_000
+}
+fn default_health_timeout() -> u64 {
+    2_000
+}
+fn default_failures() -> u32 {
+    5
+}
+fn default_open_ms() -> u64 {
+    10_000
+}
+fn yes() -> bool {
+    true
+}
+fn all_models() -> Vec<String> {
+    vec!["*".into()]
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {field}: {message}")]
+    Parse { path: String, field: String, message: String },
+    #[error("{origin}: {field}: {message}")]
+    Invalid { origin: String, field: String, message: String },
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), source: e })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates; `origin` names the source in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+            path: origin.into(),
+            field: "(syntax)".into(),
+            message: e.to_string().trim().to_string(),
+        })?;
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Parse {
+            path: origin.into(),
+            field: e.path().to_string(),
+            message: e.inner().message().trim().to_string(),
+        })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// Checks what types cannot: references resolve, names are unique, numbers are sane.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |field: String, message: String| Err(ConfigError::Invalid { origin: origin.into(), field, message });
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad("listen".into(), format!("`{}` is not an address like 127.0.0.1:8080", self.listen));
+        }
+        if self.body_limit_bytes < 1024 {
+            return bad("body_limit_bytes".into(), "must be at least 1024".into());
+        }
+        if self.circuit.failure_threshold == 0 {
+            return bad("circuit.failure_threshold".into(), "must be at least 1".into());
+        }
+        let mut names = HashSet::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let f = |k: &str| format!("backends[{i}].{k}");
+            if !names.insert(b.name.as_str()) {
+                return bad(f("name"), format!("duplicate backend `{}`", b.name));
+            }
+            match reqwest::Url::parse(&b.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => return bad(f("url"), format!("`{}` is not an http(s) URL", b.url)),
+            }
+            if b.connect_timeout_ms == 0 || b.first_byte_timeout_ms == 0 || b.idle_timeout_ms == 0 {
+                return bad(f("*_timeout_ms"), "timeouts must be positive".into());
+            }
+            if b.max_in_flight == 0 {
+                return bad(f("max_in_flight"), "must be at least 1".into());
+            }
+            if b.cost_per_1m_input < 0.0 || b.cost_per_1m_output < 0.0 {
+                return bad(f("cost_per_1m_input"), "costs must be non-negative".into());
+            }
+        }
+        if self.models.is_empty() {
+            return bad("models".into(), "at least one model is needed".into());
+        }
+        let mut models = HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            if !models.insert(m.name.as_str()) {
+                return bad(format!("models[{i}].name"), format!("duplicate model `{}`", m.name));
+            }
+            if m.backends.is_empty() {
+                return bad(format!("models[{i}].backends"), "a model needs at least one backend".into());
+            }
+            for (j, b) in m.backends.iter().enumerate() {
+                if !names.contains(b.as_str()) {
+                    return bad(format!("models[{i}].backends[{j}]"), format!("unknown backend `{b}`"));
+                }
+            }
+        }
+        let mut tiers = HashSet::new();
+        for (i, t) in self.tiers.iter().enumerate() {
+            if !tiers.insert(t.name.as_str()) {
+                return bad(format!("tiers[{i}].name"), format!("duplicate tier `{}`", t.name));
+            }
+            if !(t.input_price_per_1m >= 0.0 && t.output_price_per_1m >= 0.0) {
+                return bad(format!("tiers[{i}].input_price_per_1m"), "prices must be non-negative".into());
+            }
+        }
+        let mut tenants = HashSet::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            if !tenants.insert(t.name.as_str()) {
+                return bad(format!("tenants[{i}].name"), format!("duplicate tenant `{}`", t.name));
+            }
+            if !tiers.contains(t.tier.as_str()) {
+                return bad(format!("tenants[{i}].tier"), format!("unknown tier `{}`", t.tier));
+            }
+            for (j, m) in t.models.iter().enumerate() {
+                if m != "*" && !models.contains(m.as_str()) {
+                    return bad(format!("tenants[{i}].models[{j}]"), format!("unknown model `{m}`"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn tier(&self, name: &str) -> Option<&TierConfig> {
+        self.tiers.iter().find(|t| t.name == name)
+    }
+
+    pub fn tenant(&self, name: &str) -> Option<&TenantConfig> {
+        self.tenants.iter().find(|t| t.name == name)
+    }
+}
+
+impl TenantConfig {
+    pub fn may_use(&self, model: &str) -> bool {
+        self.models.iter().any(|m| m == "*" || m == model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:9000"
+[[backends]]
+name = "a"
+url = "http://127.0.0.1:8001"
+[[models]]
+name = "m"
+backends = ["a"]
+[[tiers]]
+name = "std"
+input_price_per_1m = 1.0
+output_price_per_1m = 2.0
+[[tenants]]
+name = "t"
+tier = "std"
+"#;
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tollgate.example.toml");
+        Config::from_file(&path).unwrap();
+        let c = Config::from_toml(GOOD, "good").unwrap();
+        assert!(c.tenant("t").unwrap().may_use("m"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (GOOD.replace("backends = [\"a\"]", "backends = [\"zz\"]"), "models[0].backends[0]"),
+            (GOOD.replace("http://127.0.0.1:8001", "ftp:/x"), "backends[0].url"),
+            (GOOD.replace("tier = \"std\"", "tier = \"gold\""), "tenants[0].tier"),
+            (GOOD.replace("input_price_per_1m = 1.0", "input_price_per_1m = \"cheap\""), "tiers[0].input_price_per_1m"),
+            (GOOD.replace("listen = ", "lisen = "), "lisen"),
+            (GOOD.replace("127.0.0.1:9000", "nowhere"), "listen"),
+        ];
+        for (text, field) in cases {
+            let err = Config::from_toml(&text, "x").unwrap_err().to_string();
+            assert!(err.contains(field), "{err} should name {field}");
+        }
+    }
+}

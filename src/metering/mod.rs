@@ -1,0 +1,196 @@
+//! Metering: what each request used, cost and was worth, written to the ledger exactly once.
+//!
+//! A [`Meter`] is created for every request that passed authentication and travels with it. It
+//! writes its ledger row when finished, or on drop if the request ended any other way (the client
+//! went away, a task was cancelled), so no path can skip or double the row.
+
+mod writer;
+
+pub use writer::{LedgerSink, LedgerWriter};
+
+use serde::Serialize;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// One row of the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LedgerRow {
+    pub id: String,
+    pub tenant: String,
+    pub key_id: String,
+    pub endpoint: String,
+    pub model_requested: String,
+    pub model_served: Option<String>,
+    pub backend: Option<String>,
+    pub stream: bool,
+    pub status: u16,
+    /// `ok`, `client_error`, `upstream_error`, `client_closed`, `no_backend`, ...
+    pub outcome: String,
+    pub error: Option<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// True when the upstream reported no usage and tokens were counted by tollgate.
+    pub tokens_estimated: bool,
+    pub attempts: u32,
+    pub ttft_ms: Option<f64>,
+    pub latency_ms: f64,
+    pub cost_usd: f64,
+    pub value_usd: f64,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+}
+
+/// USD per 1M input and output tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rates {
+    pub input_per_1m: f64,
+    pub output_per_1m: f64,
+}
+
+impl Rates {
+    pub fn charge(&self, t: Tokens) -> f64 {
+        (t.input as f64 * self.input_per_1m + t.output as f64 * self.output_per_1m) / 1e6
+    }
+}
+
+/// Tokens a request used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub input: i64,
+    pub output: i64,
+    pub estimated: bool,
+}
+
+pub fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    ClientError,
+    UpstreamError,
+    NoBackend,
+    ClientClosed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ClientError => "client_error",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::NoBackend => "no_backend",
+            Outcome::ClientClosed => "client_closed",
+        }
+    }
+}
+
+/// The ledger entry of one request in flight.
+pub struct Meter {
+    row: LedgerRow,
+    sink: LedgerSink,
+    started: Instant,
+    first_token: Option<Instant>,
+    value_rates: Rates,
+    cost_rates: Rates,
+    tokens: Tokens,
+    written: bool,
+}
+
+impl Meter {
+    pub fn new(sink: LedgerSink, id: String, tenant: &str, key_id: &str, endpoint: &str, value_rates: Rates) -> Self {
+        let now = unix_ms();
+        Self {
+            row: LedgerRow {
+                id,
+                tenant: tenant.into(),
+                key_id: key_id.into(),
+                endpoint: endpoint.into(),
+                model_requested: String::new(),
+                model_served: None,
+                backend: None,
+                stream: false,
+                status: 0,
+                outcome: String::new(),
+                error: None,
+                input_tokens: 0,
+                output_tokens: 0,
+                tokens_estimated: false,
+                attempts: 0,
+                ttft_ms: None,
+                latency_ms: 0.0,
+                cost_usd: 0.0,
+                value_usd: 0.0,
+                started_at_ms: now,
+                finished_at_ms: now,
+            },
+            sink,
+            started: Instant::now(),
+            first_token: None,
+            value_rates,
+            cost_rates: Rates::default(),
+            tokens: Tokens::default(),
+            written: false,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.row.id
+    }
+
+    pub fn requested(&mut self, model: &str, stream: bool) {
+        self.row.model_requested = model.into();
+        self.row.stream = stream;
+    }
+
+    /// Records an attempt on `backend` serving `model` at `cost_rates`.
+    pub fn attempt(&mut self, model: &str, backend: &str, cost_rates: Rates) {
+        self.row.attempts += 1;
+        self.row.model_served = Some(model.into());
+        self.row.backend = Some(backend.into());
+        self.cost_rates = cost_rates;
+    }
+
+    pub fn first_token(&mut self) {
+        self.first_token.get_or_insert_with(Instant::now);
+    }
+
+    /// Tokens known so far (updated as a stream goes, so a cut stream still records them).
+    pub fn tokens(&mut self, t: Tokens) {
+        self.tokens = t;
+    }
+
+    /// Writes the row with its final status.
+    pub fn finish(mut self, status: u16, outcome: Outcome, error: Option<String>) {
+        self.write(status, outcome, error);
+    }
+
+    fn write(&mut self, status: u16, outcome: Outcome, error: Option<String>) {
+        if self.written {
+            return;
+        }
+        self.written = true;
+        let r = &mut self.row;
+        r.status = status;
+        r.outcome = outcome.as_str().into();
+        r.error = error;
+        r.input_tokens = self.tokens.input;
+        r.output_tokens = self.tokens.output;
+        r.tokens_estimated = self.tokens.estimated;
+        r.ttft_ms = self.first_token.map(|t| t.duration_since(self.started).as_secs_f64() * 1e3);
+        r.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        r.finished_at_ms = unix_ms();
+        // Value is earned only by a completed response; cost is incurred by whatever was generated.
+        r.value_usd = if outcome == Outcome::Ok { self.value_rates.charge(self.tokens) } else { 0.0 };
+        r.cost_usd = self.cost_rates.charge(self.tokens);
+        self.sink.record(r.clone());
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        // Any end other than `finish`: the client went away (nginx's 499).
+        self.write(499, Outcome::ClientClosed, Some("client closed the connection".into()));
+    }
+}
