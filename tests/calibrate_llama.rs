@@ -3,50 +3,13 @@
 
 mod common;
 
-use std::net::TcpListener;
+use common::llama::{llama_server, tiny_gguf};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 use tollgate::capacity::Profile;
 
 /// Calibration measures time: run one at a time so the two tests do not slow each other down.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Starts llama-server on `model` with `slots` parallel sequences sharing `ctx` KV tokens.
-fn llama_server(model: &Path, slots: u32, ctx: u32) -> (Server, String) {
-    let port = free_port();
-    let child = Command::new(common::prepared("TOLLGATE_LLAMA_SERVER"))
-        .args(["-m", model.to_str().unwrap(), "--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["-t", "1", "--parallel", &slots.to_string(), "-c", &ctx.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start llama-server");
-    let server = Server(child);
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ok = reqwest::blocking::get(format!("{url}/health")).map(|r| r.status().is_success()).unwrap_or(false);
-        if ok {
-            return (server, url);
-        }
-        assert!(Instant::now() < deadline, "llama-server did not become healthy");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn calibrate(url: &str, model: &str, out: &Path, extra: &[&str]) -> Profile {
     let run = Command::new(env!("CARGO_BIN_EXE_tollgate"))
@@ -64,10 +27,7 @@ fn calibrate(url: &str, model: &str, out: &Path, extra: &[&str]) -> Profile {
 fn calibrates_a_tiny_llama_server_and_the_emulator_runs_the_result() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let gguf = dir.path().join("tiny.gguf");
-    let made =
-        Command::new(common::python()).arg(common::script("scripts/make_tiny_gguf.py")).arg(&gguf).output().unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let gguf = tiny_gguf(dir.path());
     let (_server, url) = llama_server(&gguf, 4, 4096);
     let out = dir.path().join("tiny.toml");
     let p = calibrate(

@@ -17,7 +17,7 @@ async fn openai_client_through_the_gateway() {
         common::backend("emu-small", &e1.base, ""),
         common::backend("emu-big", &e2.base, ""),
         common::TIERS_AND_TENANTS
-    );
+    ) + "[[tenants]]\nname = \"narrow\"\ntier = \"standard\"\nmodels = [\"llama3-8b\"]\n";
     let gw = common::start_gateway(&config).await;
     let (key, narrow) = (gw.key("acme").await, gw.key("narrow").await);
     let out = tokio::process::Command::new(common::python())

@@ -451,27 +451,28 @@ impl Relay {
             if self.finished {
                 return None;
             }
-            if let Some(first) = self.pending_first.take() {
-                let out = self.process(&first);
-                if !out.is_empty() {
-                    return Some(out);
-                }
-                continue;
+            let chunk = match self.pending_first.take() {
+                Some(first) => first,
+                None => match tokio::time::timeout(self.idle, self.rest.next()).await {
+                    Ok(Some(Ok(chunk))) => chunk,
+                    Ok(Some(Err(e))) => return self.end(Some(ApiError::Upstream(format!("stream cut: {e}")))),
+                    Ok(None) if self.saw_done => return self.end(None),
+                    Ok(None) => return self.end(Some(ApiError::Upstream("stream ended before [DONE]".into()))),
+                    Err(_) => return self.end(Some(ApiError::UpstreamTimeout("idle between chunks".into()))),
+                },
+            };
+            let out = self.process(&chunk);
+            if self.saw_done {
+                // The response is complete: record it now, before the client (which stops reading
+                // at [DONE]) closes the connection.
+                self.end(None);
+                return (!out.is_empty()).then_some(out);
             }
-            match tokio::time::timeout(self.idle, self.rest.next()).await {
-                Ok(Some(Ok(chunk))) => {
-                    let out = self.process(&chunk);
-                    if self.splitter.pending() > MAX_EVENT_BYTES {
-                        return self.end(Some(ApiError::Upstream("an SSE event exceeded 8 MiB".into())));
-                    }
-                    if !out.is_empty() {
-                        return Some(out);
-                    }
-                }
-                Ok(Some(Err(e))) => return self.end(Some(ApiError::Upstream(format!("stream cut: {e}")))),
-                Ok(None) if self.saw_done => return self.end(None),
-                Ok(None) => return self.end(Some(ApiError::Upstream("stream ended before [DONE]".into()))),
-                Err(_) => return self.end(Some(ApiError::UpstreamTimeout("idle between chunks".into()))),
+            if self.splitter.pending() > MAX_EVENT_BYTES {
+                return self.end(Some(ApiError::Upstream("an SSE event exceeded 8 MiB".into())));
+            }
+            if !out.is_empty() {
+                return Some(out);
             }
         }
     }

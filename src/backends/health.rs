@@ -14,7 +14,9 @@ pub fn spawn_health_checks(backends: &[Arc<Backend>], cfg: &HealthConfig) -> Vec
             let b = b.clone();
             let (every, timeout) = (Duration::from_millis(cfg.interval_ms), Duration::from_millis(cfg.timeout_ms));
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
+                // The first probe comes after one interval: until then passive detection (failed
+                // requests and the circuit breaker) covers a backend that is down at start.
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;

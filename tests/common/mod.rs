@@ -2,6 +2,9 @@
 //! Python interpreter and engines that `scripts/test-deps.sh` prepared.
 #![allow(dead_code)]
 
+pub mod llama;
+pub mod stub;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use tollgate::capacity::Profile;
@@ -133,8 +136,4 @@ output_price_per_1m = 2.0
 name = "acme"
 tier = "standard"
 models = ["*"]
-[[tenants]]
-name = "narrow"
-tier = "standard"
-models = ["llama3-8b"]
 "#;

@@ -1,0 +1,51 @@
+//! A real llama.cpp `llama-server` for tests (built by scripts/test-deps.sh).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts llama-server on `model` with `slots` parallel sequences sharing `ctx` KV tokens.
+pub fn llama_server(model: &Path, slots: u32, ctx: u32) -> (Server, String) {
+    let port = free_port();
+    let child = Command::new(super::prepared("TOLLGATE_LLAMA_SERVER"))
+        .args(["-m", model.to_str().unwrap(), "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["-t", "1", "--parallel", &slots.to_string(), "-c", &ctx.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start llama-server");
+    let server = Server(child);
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ok = reqwest::blocking::get(format!("{url}/health")).map(|r| r.status().is_success()).unwrap_or(false);
+        if ok {
+            return (server, url);
+        }
+        assert!(Instant::now() < deadline, "llama-server did not become healthy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Writes the tiny random-weight GGUF into `dir`.
+pub fn tiny_gguf(dir: &Path) -> PathBuf {
+    let gguf = dir.join("tiny.gguf");
+    let made =
+        Command::new(super::python()).arg(super::script("scripts/make_tiny_gguf.py")).arg(&gguf).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    gguf
+}
