@@ -41,9 +41,7 @@ fn serve_embedded_default_then_sigterm_drains_and_flushes() {
     let (demo, admin) = (demo.unwrap(), admin.unwrap());
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::blocking::Client::new();
-    let chat = |stream: bool, max: u32| {
-        serde_json::json!({"model": "llama3-8b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": max, "ignore_eos": true, "stream": stream})
-    };
+    let chat = |stream: bool, max: u32| serde_json::json!({"model": "llama3-8b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": max, "ignore_eos": true, "stream": stream});
     let r = client.post(format!("{base}/v1/chat/completions")).bearer_auth(&demo).json(&chat(false, 5)).send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-tollgate-backend"], "emulator-llama3-8b");
@@ -54,13 +52,26 @@ fn serve_embedded_default_then_sigterm_drains_and_flushes() {
     // SIGTERM arrives: it must complete, and its row must be in the ledger after exit.
     let stream = std::thread::spawn({
         let (base, demo, body) = (base.clone(), demo.clone(), chat(true, 150));
-        move || reqwest::blocking::Client::new().post(format!("{base}/v1/chat/completions")).bearer_auth(demo).json(&body).send().unwrap().text().unwrap()
+        move || {
+            reqwest::blocking::Client::new()
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(demo)
+                .json(&body)
+                .send()
+                .unwrap()
+                .text()
+                .unwrap()
+        }
     });
     std::thread::sleep(Duration::from_millis(300));
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let text = stream.join().unwrap();
-    assert!(text.trim_end().ends_with("data: [DONE]"), "the in-flight stream was cut: {}", &text[text.len().saturating_sub(200)..]);
+    assert!(
+        text.trim_end().ends_with("data: [DONE]"),
+        "the in-flight stream was cut: {}",
+        &text[text.len().saturating_sub(200)..]
+    );
     assert_eq!(text.matches("\"content\":\" ").count(), 150);
     let status = child.wait().unwrap();
     assert!(status.success(), "serve exited with {status}");
@@ -84,7 +95,11 @@ fn keys_cli_creates_lists_and_revokes() {
     let data = dir.path().join("data");
     let run = |args: &[&str]| {
         let out = tollgate().args(args).args(["--data-dir", data.to_str().unwrap()]).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     let (ok, key, _) = run(&["keys", "create", "--tenant", "demo", "--label", "ci"]);
     assert!(ok);

@@ -4,7 +4,7 @@
 //! request carries a [`Meter`], so it ends in exactly one ledger row whatever happens: a
 //! response, an error, a retry exhausted, or the client going away mid-stream.
 
-use super::openai::ChatMessage;
+use super::openai::{ChatMessage, EmbeddingInput, Prompt};
 use super::sse::{SseSplitter, MAX_EVENT_BYTES};
 use super::{from_value, parse_json, tokens, ApiError};
 use crate::auth::Caller;
@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::gateway::Gateway;
@@ -47,8 +48,26 @@ struct Classified<'a> {
     /// Whether the client asked for the usage chunk (tollgate always asks upstream).
     client_wants_usage: bool,
     body: Bytes,
-    /// Prompt tokens counted locally, used only if the upstream reports no usage.
-    prompt_estimate: i64,
+    /// The validated prompt, counted locally only if the upstream reports no usage.
+    prompt: Arc<PromptInput>,
+}
+
+/// A request's prompt, kept so that tokens can be counted if (and only if) the upstream does not
+/// report usage: tokenising every prompt would cost more than the rest of the request path.
+enum PromptInput {
+    Chat(Vec<ChatMessage>),
+    Completion(Prompt),
+    Embedding(EmbeddingInput),
+}
+
+impl PromptInput {
+    fn count(&self) -> i64 {
+        (match self {
+            PromptInput::Chat(m) => tokens::chat_prompt_tokens(m).len(),
+            PromptInput::Completion(p) => tokens::completion_prompt_tokens(p).len(),
+            PromptInput::Embedding(i) => tokens::embedding_inputs(i).iter().map(Vec::len).sum(),
+        }) as i64
+    }
 }
 
 /// Largest non-streamed upstream response accepted.
@@ -91,7 +110,6 @@ async fn run(
     let c = classify(gw, route, caller, &body)?;
     if let Some(m) = meter.as_mut() {
         m.requested(&c.pool.model, c.stream);
-        m.tokens(Tokens { input: c.prompt_estimate, output: 0, estimated: true });
     }
     let mut tried: Vec<String> = Vec::new();
     // A transport error on a backend's first attempt may be a pooled connection the server had
@@ -184,7 +202,7 @@ fn classify<'a>(gw: &'a Gateway, route: Route, caller: &Caller, body: &[u8]) -> 
     if stream && route == Route::Embeddings {
         return Err(ApiError::InvalidValue { message: "Embeddings cannot be streamed.".into(), param: "stream" });
     }
-    let prompt_estimate = estimate_prompt(route, obj)?;
+    let prompt = Arc::new(validate_prompt(route, obj)?);
     let pool = gw.registry.pool(&model).ok_or_else(|| ApiError::ModelNotFound(model.clone()))?;
     let tenant = gw.cfg.tenant(&caller.tenant).ok_or_else(|| ApiError::ModelNotAllowed(model.clone()))?;
     if !tenant.may_use(&model) {
@@ -201,11 +219,11 @@ fn classify<'a>(gw: &'a Gateway, route: Route, caller: &Caller, body: &[u8]) -> 
         }
     }
     let body = Bytes::from(serde_json::to_vec(&v).map_err(|e| ApiError::Internal(e.to_string()))?);
-    Ok(Classified { pool, stream, client_wants_usage, body, prompt_estimate })
+    Ok(Classified { pool, stream, client_wants_usage, body, prompt })
 }
 
-/// Validates the endpoint's required field and counts its prompt tokens.
-fn estimate_prompt(route: Route, obj: &serde_json::Map<String, Value>) -> Result<i64, ApiError> {
+/// Validates the endpoint's required prompt field.
+fn validate_prompt(route: Route, obj: &serde_json::Map<String, Value>) -> Result<PromptInput, ApiError> {
     let missing = |f: &str| ApiError::InvalidBody {
         message: format!("Missing required parameter: '{f}'."),
         param: Some(f.into()),
@@ -220,17 +238,15 @@ fn estimate_prompt(route: Route, obj: &serde_json::Map<String, Value>) -> Result
                     param: "messages",
                 });
             }
-            tokens::chat_prompt_tokens(&msgs).len() as i64
+            PromptInput::Chat(msgs)
         }
         Route::Completions => {
             let p = obj.get("prompt").ok_or_else(|| missing("prompt"))?;
-            let p = from_value(p).map_err(|e| prefix_param(e, "prompt"))?;
-            tokens::completion_prompt_tokens(&p).len() as i64
+            PromptInput::Completion(from_value(p).map_err(|e| prefix_param(e, "prompt"))?)
         }
         Route::Embeddings => {
             let i = obj.get("input").ok_or_else(|| missing("input"))?;
-            let i = from_value(i).map_err(|e| prefix_param(e, "input"))?;
-            tokens::embedding_inputs(&i).iter().map(Vec::len).sum::<usize>() as i64
+            PromptInput::Embedding(from_value(i).map_err(|e| prefix_param(e, "input"))?)
         }
     })
 }
@@ -337,7 +353,7 @@ async fn relay_whole(
             if let Some(v) = &parsed {
                 text_of(v, &mut text);
             }
-            Tokens { input: c.prompt_estimate, output: tokens::count_text(&text) as i64, estimated: true }
+            Tokens { input: c.prompt.count(), output: tokens::count_text(&text) as i64, estimated: true }
         }
     };
     meter.tokens(tokens);
@@ -366,7 +382,7 @@ struct Relay {
     lease: Option<Lease>,
     idle: Duration,
     client_wants_usage: bool,
-    prompt_estimate: i64,
+    prompt: Arc<PromptInput>,
     usage: Option<(i64, i64)>,
     text: String,
     content_events: i64,
@@ -404,7 +420,7 @@ impl Relay {
                 // the exact count is taken once at the end.
                 let running = match self.usage {
                     Some((p, o)) => Tokens { input: p, output: o, estimated: false },
-                    None => Tokens { input: self.prompt_estimate, output: self.content_events, estimated: true },
+                    None => Tokens { input: 0, output: self.content_events, estimated: true },
                 };
                 if let Some(m) = self.meter.as_mut() {
                     m.tokens(running);
@@ -421,7 +437,7 @@ impl Relay {
         match self.usage {
             Some((p, o)) => Tokens { input: p, output: o, estimated: false },
             None => {
-                Tokens { input: self.prompt_estimate, output: tokens::count_text(&self.text) as i64, estimated: true }
+                Tokens { input: self.prompt.count(), output: tokens::count_text(&self.text) as i64, estimated: true }
             }
         }
     }
@@ -478,6 +494,17 @@ impl Relay {
     }
 }
 
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // The client left before the end: meter what was generated, counting the prompt now
+        // if the upstream never reported usage.
+        let tokens = self.meter.is_some().then(|| self.tokens());
+        if let (Some(m), Some(t)) = (self.meter.as_mut(), tokens) {
+            m.tokens(t);
+        }
+    }
+}
+
 fn relay_stream(opened: Opened, lease: Lease, meter: Meter, c: &Classified<'_>, mut headers: HeaderMap) -> Response {
     let relay = Relay {
         idle: Duration::from_millis(lease.backend.cfg.idle_timeout_ms),
@@ -487,7 +514,7 @@ fn relay_stream(opened: Opened, lease: Lease, meter: Meter, c: &Classified<'_>, 
         meter: Some(meter),
         lease: Some(lease),
         client_wants_usage: c.client_wants_usage,
-        prompt_estimate: c.prompt_estimate,
+        prompt: c.prompt.clone(),
         usage: None,
         text: String::new(),
         content_events: 0,

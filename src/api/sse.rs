@@ -56,7 +56,7 @@ fn find_boundary(b: &[u8]) -> Option<(usize, usize)> {
 fn data_of(event: &[u8]) -> String {
     let text = String::from_utf8_lossy(event);
     let mut data = String::new();
-    for line in text.lines() {
+    for line in text.lines().map(|l| l.trim_end_matches('\r')) {
         if let Some(d) = line.strip_prefix("data:") {
             if !data.is_empty() {
                 data.push('\n');
