@@ -153,8 +153,7 @@ async fn embeddings(
 
 /// The models this caller's key may use.
 async fn models(State(gw): State<Arc<Gateway>>, Extension(c): Extension<Caller>) -> Json<serde_json::Value> {
-    let tenant = gw.cfg.tenant(&c.tenant);
-    let mut names: Vec<&str> = gw.registry.models().filter(|m| tenant.is_some_and(|t| t.may_use(m))).collect();
+    let mut names: Vec<&str> = gw.registry.models().filter(|m| gw.cfg.may_use(&c.tenant, m)).collect();
     names.sort_unstable();
     let data: Vec<_> =
         names.iter().map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "tollgate"})).collect();

@@ -204,8 +204,7 @@ fn classify<'a>(gw: &'a Gateway, route: Route, caller: &Caller, body: &[u8]) -> 
     }
     let prompt = Arc::new(validate_prompt(route, obj)?);
     let pool = gw.registry.pool(&model).ok_or_else(|| ApiError::ModelNotFound(model.clone()))?;
-    let tenant = gw.cfg.tenant(&caller.tenant).ok_or_else(|| ApiError::ModelNotAllowed(model.clone()))?;
-    if !tenant.may_use(&model) {
+    if !gw.cfg.may_use(&caller.tenant, &model) {
         return Err(ApiError::ModelNotAllowed(model));
     }
     let client_wants_usage =

@@ -29,6 +29,84 @@ pub struct Config {
     pub tiers: Vec<TierConfig>,
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+    /// Power-capped sites that pools may belong to.
+    #[serde(default)]
+    pub sites: Vec<SiteConfig>,
+    #[serde(default)]
+    pub admission: AdmissionConfig,
+}
+
+/// A site whose pools share a power cap.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub name: String,
+    pub power_cap_watts: f64,
+}
+
+/// The allocator and bid-price admission.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// Off: every request is admitted first come, first served (a plain proxy).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How often the LP is re-solved.
+    #[serde(default = "default_solve_interval")]
+    pub solve_interval_ms: u64,
+    /// The planning horizon of the LP, seconds.
+    #[serde(default = "default_horizon")]
+    pub horizon_s: f64,
+    /// Half-life of the demand forecast's exponential weighting, seconds.
+    #[serde(default = "default_half_life")]
+    pub forecast_half_life_s: f64,
+    /// Step of the between-solves price correction, as a share of the mean value density.
+    #[serde(default = "default_step")]
+    pub price_step: f64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            solve_interval_ms: default_solve_interval(),
+            horizon_s: default_horizon(),
+            forecast_half_life_s: default_half_life(),
+            price_step: default_step(),
+        }
+    }
+}
+
+/// The capacity behind a model's backends: one pool of engines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityConfig {
+    /// Built-in profile name or profile file (prefill and decode seconds per token, batch, power).
+    pub profile: String,
+    /// Engines in the pool.
+    pub replicas: u32,
+    /// Share of the pool's engine-seconds that may be planned (SLA-safe utilisation).
+    #[serde(default = "default_rho")]
+    pub sla_utilisation: f64,
+    /// Running cost of one engine, USD per engine-second (hardware amortisation plus power).
+    #[serde(default)]
+    pub cost_per_engine_second: f64,
+    /// Power of one engine under load, watts (defaults to the profile's).
+    #[serde(default)]
+    pub watts: Option<f64>,
+    #[serde(default)]
+    pub site: Option<String>,
+    /// Work in flight may not exceed this many seconds of the pool's SLA-safe capacity.
+    #[serde(default = "default_window")]
+    pub queue_window_s: f64,
+}
+
+/// A cheaper model that may serve a request for this one, keeping `quality` of its value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackConfig {
+    pub model: String,
+    pub quality: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -83,6 +161,15 @@ pub struct ModelConfig {
     pub upstream_model: Option<String>,
     /// The pool: backends that serve this model.
     pub backends: Vec<String>,
+    /// The engines behind those backends; without it the model is not capacity-managed.
+    #[serde(default)]
+    pub capacity: Option<CapacityConfig>,
+    /// Cheaper models that may serve this one's requests when capacity is dear.
+    #[serde(default)]
+    pub fallbacks: Vec<FallbackConfig>,
+    /// If set, only these tenants may use (or see) the model.
+    #[serde(default)]
+    pub allowed_tenants: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +183,23 @@ pub struct TierConfig {
     pub ttft_slo_ms: Option<u64>,
     #[serde(default)]
     pub e2e_slo_ms: Option<u64>,
+    /// Value of the work to the operator, USD per 1M tokens, for internal products that pay no
+    /// price (defaults to the price).
+    #[serde(default)]
+    pub value_per_1m_input: Option<f64>,
+    #[serde(default)]
+    pub value_per_1m_output: Option<f64>,
+    /// Batch work: may wait for cheaper capacity until its deadline.
+    #[serde(default)]
+    pub deferrable: bool,
+    #[serde(default = "default_deadline")]
+    pub deadline_ms: u64,
+    /// Capacity held for this tier on each pool it uses, engine-seconds per second.
+    #[serde(default)]
+    pub reserved_engine_seconds: f64,
+    /// Longest prompt accepted, tokens.
+    #[serde(default)]
+    pub max_context_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +285,27 @@ fn default_failures() -> u32 {
 }
 fn default_open_ms() -> u64 {
     10_000
+}
+fn default_solve_interval() -> u64 {
+    1_000
+}
+fn default_horizon() -> f64 {
+    60.0
+}
+fn default_half_life() -> f64 {
+    10.0
+}
+fn default_step() -> f64 {
+    0.05
+}
+fn default_rho() -> f64 {
+    0.85
+}
+fn default_window() -> f64 {
+    4.0
+}
+fn default_deadline() -> u64 {
+    300_000
 }
 fn yes() -> bool {
     true
@@ -271,6 +396,45 @@ impl Config {
                 }
             }
         }
+        let sites: HashSet<&str> = self.sites.iter().map(|s| s.name.as_str()).collect();
+        for (i, site) in self.sites.iter().enumerate() {
+            if !(site.power_cap_watts > 0.0) {
+                return bad(format!("sites[{i}].power_cap_watts"), "must be positive".into());
+            }
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            if let Some(c) = &m.capacity {
+                let f = |k: &str| format!("models[{i}].capacity.{k}");
+                if let Err(e) = crate::capacity::Profile::resolve(&c.profile) {
+                    return bad(f("profile"), e.to_string());
+                }
+                if c.replicas == 0 {
+                    return bad(f("replicas"), "must be at least 1".into());
+                }
+                if !(c.sla_utilisation > 0.0 && c.sla_utilisation <= 1.0) {
+                    return bad(f("sla_utilisation"), "must be in (0, 1]".into());
+                }
+                if !(c.cost_per_engine_second >= 0.0) || c.watts.is_some_and(|w| !(w >= 0.0)) {
+                    return bad(f("cost_per_engine_second"), "cost and watts must be non-negative".into());
+                }
+                if !(c.queue_window_s > 0.0) {
+                    return bad(f("queue_window_s"), "must be positive".into());
+                }
+                if let Some(site) = &c.site {
+                    if !sites.contains(site.as_str()) {
+                        return bad(f("site"), format!("unknown site `{site}`"));
+                    }
+                }
+            }
+            for (j, fb) in m.fallbacks.iter().enumerate() {
+                if !models.contains(fb.model.as_str()) || fb.model == m.name {
+                    return bad(format!("models[{i}].fallbacks[{j}].model"), format!("unknown or same model `{}`", fb.model));
+                }
+                if !(fb.quality > 0.0 && fb.quality <= 1.0) {
+                    return bad(format!("models[{i}].fallbacks[{j}].quality"), "must be in (0, 1]".into());
+                }
+            }
+        }
         let mut tiers = HashSet::new();
         for (i, t) in self.tiers.iter().enumerate() {
             if !tiers.insert(t.name.as_str()) {
@@ -278,6 +442,12 @@ impl Config {
             }
             if !(t.input_price_per_1m >= 0.0 && t.output_price_per_1m >= 0.0) {
                 return bad(format!("tiers[{i}].input_price_per_1m"), "prices must be non-negative".into());
+            }
+            if t.value_per_1m_input.is_some_and(|v| !(v >= 0.0)) || t.value_per_1m_output.is_some_and(|v| !(v >= 0.0)) {
+                return bad(format!("tiers[{i}].value_per_1m_input"), "values must be non-negative".into());
+            }
+            if !(t.reserved_engine_seconds >= 0.0) {
+                return bad(format!("tiers[{i}].reserved_engine_seconds"), "must be non-negative".into());
             }
         }
         let mut tenants = HashSet::new();
@@ -294,7 +464,35 @@ impl Config {
                 }
             }
         }
+        for (i, m) in self.models.iter().enumerate() {
+            for (j, t) in m.allowed_tenants.iter().flatten().enumerate() {
+                if !tenants.contains(t.as_str()) {
+                    return bad(format!("models[{i}].allowed_tenants[{j}]"), format!("unknown tenant `{t}`"));
+                }
+            }
+        }
+        if !(self.admission.horizon_s > 0.0 && self.admission.forecast_half_life_s > 0.0) {
+            return bad("admission.horizon_s".into(), "horizon and half-life must be positive".into());
+        }
+        if self.admission.solve_interval_ms == 0 {
+            return bad("admission.solve_interval_ms".into(), "must be positive".into());
+        }
         Ok(())
+    }
+
+    /// Whether `tenant` may use (and see) `model`: the tenant's allow-list and the model's gate.
+    pub fn may_use(&self, tenant: &str, model: &str) -> bool {
+        let Some(t) = self.tenant(tenant) else { return false };
+        let gate_ok = self
+            .models
+            .iter()
+            .find(|m| m.name == model)
+            .is_some_and(|m| m.allowed_tenants.as_ref().is_none_or(|a| a.iter().any(|x| x == tenant)));
+        gate_ok && t.may_use(model)
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
     }
 
     pub fn tier(&self, name: &str) -> Option<&TierConfig> {
