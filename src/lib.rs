@@ -1,6 +1,7 @@
 //! tollgate: an LLM gateway that allocates scarce inference capacity by opportunity cost.
 //! See ARCHITECTURE.md for the map of the modules below.
 
+pub mod admission;
 pub mod allocator;
 pub mod api;
 pub mod auth;

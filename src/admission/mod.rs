@@ -1,0 +1,133 @@
+//! Bid-price admission (BRIEF.md section 4): for a request, the net value on each pool that may
+//! serve it is its value (kept at the pool's quality) minus the pool's price times the
+//! engine-seconds it would take; serve on the best pool if that is non-negative and fits, defer
+//! batch work, refuse the rest with a quote. Pure: no clock, no tokio; the gateway and the
+//! simulator both call [`decide`].
+
+pub mod budget;
+pub mod reservation;
+
+/// One pool a request could be served on, as priced now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub pool: usize,
+    /// Share of the request's value kept on this pool (1 for the requested model).
+    pub quality: f64,
+    /// Engine-seconds the request would take here.
+    pub work: f64,
+    /// USD per engine-second: shadow price plus running cost plus power price.
+    pub price: f64,
+    /// Engine-seconds the pool can still take in flight.
+    pub room_left: f64,
+}
+
+impl Candidate {
+    pub fn net(&self, value: f64) -> f64 {
+        self.quality * value - self.price * self.work
+    }
+}
+
+/// What is being asked for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ask {
+    /// Value of the request served by the model asked for, USD.
+    pub value: f64,
+    /// Tokens in and (expected) out, for the quote.
+    pub tokens: f64,
+    pub deferrable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// Serve on `candidates[index]`; `downgraded` when that is not the model asked for.
+    Serve { index: usize, downgraded: bool, net: f64, price: f64 },
+    /// Batch work that does not clear now: wait for cheaper capacity.
+    Defer { best_net: f64 },
+    /// Not worth serving now: `quote_per_1k` USD per 1,000 tokens would have been served.
+    Refuse { quote_per_1k: f64, price: f64 },
+}
+
+/// Decides for one request. `candidates[0]` is the model asked for; the rest are fallbacks.
+pub fn decide(ask: &Ask, candidates: &[Candidate]) -> Decision {
+    let best = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.room_left >= c.work)
+        .map(|(i, c)| (i, c.net(ask.value)))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+    match best {
+        Some((index, net)) if net >= 0.0 => {
+            Decision::Serve { index, downgraded: index != 0, net, price: candidates[index].price }
+        }
+        best if ask.deferrable => Decision::Defer { best_net: best.map(|b| b.1).unwrap_or(f64::NEG_INFINITY) },
+        _ => {
+            let asked = candidates.first();
+            let price = asked.map(|c| c.price).unwrap_or(0.0);
+            // The value at which the asked-for model would clear now, per 1,000 tokens.
+            let needed = asked.map(|c| c.price * c.work / c.quality.max(1e-9)).unwrap_or(0.0);
+            Decision::Refuse { quote_per_1k: needed / ask.tokens.max(1.0) * 1000.0, price }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cand(pool: usize, quality: f64, work: f64, price: f64, room_left: f64) -> Candidate {
+        Candidate { pool, quality, work, price, room_left }
+    }
+
+    #[test]
+    fn serves_downgrades_defers_and_refuses() {
+        let ask = Ask { value: 1.0, tokens: 1000.0, deferrable: false };
+        // Cheap enough on the asked pool.
+        assert!(matches!(decide(&ask, &[cand(0, 1.0, 1.0, 0.5, 10.0)]), Decision::Serve { index: 0, downgraded: false, .. }));
+        // Dear on the asked pool, clears on the fallback at 0.7 quality.
+        let c = [cand(0, 1.0, 1.0, 2.0, 10.0), cand(1, 0.7, 0.2, 1.0, 10.0)];
+        assert!(matches!(decide(&ask, &c), Decision::Serve { index: 1, downgraded: true, .. }));
+        // Neither clears: refuse with a quote of price x work per 1,000 tokens = 2.0.
+        let c = [cand(0, 1.0, 1.0, 2.0, 10.0), cand(1, 0.7, 0.2, 5.0, 10.0)];
+        match decide(&ask, &c) {
+            Decision::Refuse { quote_per_1k, .. } => assert!((quote_per_1k - 2.0).abs() < 1e-12),
+            d => panic!("{d:?}"),
+        }
+        // Batch work waits instead.
+        assert!(matches!(decide(&Ask { deferrable: true, ..ask }, &c), Decision::Defer { .. }));
+        // No room: not served even when cheap.
+        assert!(matches!(decide(&ask, &[cand(0, 1.0, 1.0, 0.0, 0.5)]), Decision::Refuse { .. }));
+    }
+
+    proptest! {
+        /// Admission never serves a request at a negative net value, nor on a pool without room,
+        /// and serves on the best pool that fits.
+        #[test]
+        fn never_admits_negative_net_value_or_beyond_room(
+            value in 0.0f64..10.0,
+            deferrable in any::<bool>(),
+            cands in proptest::collection::vec((0.05f64..1.0, 0.0f64..5.0, 0.0f64..5.0, 0.0f64..10.0), 1..6),
+        ) {
+            let cands: Vec<Candidate> = cands.iter().enumerate()
+                .map(|(i, &(q, w, p, r))| cand(i, if i == 0 { 1.0 } else { q }, w, p, r)).collect();
+            let ask = Ask { value, tokens: 500.0, deferrable };
+            match decide(&ask, &cands) {
+                Decision::Serve { index, net, .. } => {
+                    let c = cands[index];
+                    prop_assert!(net >= 0.0);
+                    prop_assert!(c.room_left >= c.work);
+                    prop_assert!((c.net(value) - net).abs() < 1e-12);
+                    for o in cands.iter().filter(|o| o.room_left >= o.work) {
+                        prop_assert!(o.net(value) <= net + 1e-12);
+                    }
+                }
+                Decision::Defer { .. } => prop_assert!(deferrable),
+                Decision::Refuse { quote_per_1k, .. } => {
+                    prop_assert!(!deferrable);
+                    prop_assert!(quote_per_1k >= 0.0);
+                    prop_assert!(cands.iter().all(|o| o.room_left < o.work || o.net(value) < 0.0));
+                }
+            }
+        }
+    }
+}
