@@ -83,7 +83,10 @@ mod tests {
     fn serves_downgrades_defers_and_refuses() {
         let ask = Ask { value: 1.0, tokens: 1000.0, deferrable: false };
         // Cheap enough on the asked pool.
-        assert!(matches!(decide(&ask, &[cand(0, 1.0, 1.0, 0.5, 10.0)]), Decision::Serve { index: 0, downgraded: false, .. }));
+        assert!(matches!(
+            decide(&ask, &[cand(0, 1.0, 1.0, 0.5, 10.0)]),
+            Decision::Serve { index: 0, downgraded: false, .. }
+        ));
         // Dear on the asked pool, clears on the fallback at 0.7 quality.
         let c = [cand(0, 1.0, 1.0, 2.0, 10.0), cand(1, 0.7, 0.2, 1.0, 10.0)];
         assert!(matches!(decide(&ask, &c), Decision::Serve { index: 1, downgraded: true, .. }));

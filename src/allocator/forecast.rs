@@ -56,7 +56,8 @@ impl Forecast {
 
     pub fn observe_finish(&mut self, key: &ClassKey, output_tokens: f64) {
         if let Some(s) = self.classes.get_mut(key) {
-            s.mean_out = if s.finished == 0 { output_tokens } else { s.mean_out + ALPHA * (output_tokens - s.mean_out) };
+            s.mean_out =
+                if s.finished == 0 { output_tokens } else { s.mean_out + ALPHA * (output_tokens - s.mean_out) };
             s.finished += 1;
         }
     }

@@ -10,8 +10,8 @@
 //! engine-seconds planned on pool p.
 
 use good_lp::solvers::clarabel::clarabel;
-use good_lp::{variable, variables, Constraint, Expression, Solution, SolutionWithDual, SolverModel};
 use good_lp::solvers::DualValues;
+use good_lp::{variable, variables, Constraint, Expression, Solution, SolutionWithDual, SolverModel};
 
 /// A pool as the LP sees it.
 #[derive(Debug, Clone)]
@@ -178,8 +178,13 @@ mod tests {
     /// engine-second, A's surplus 5 - 2 = 3, B's none.
     #[test]
     fn the_marginal_class_sets_the_price() {
-        let plan = solve(&[pool(10.0)], &[], &[class(4.0, 5.0, vec![(0, 1.0, 1.0)]), class(20.0, 2.0, vec![(0, 1.0, 1.0)])], 60.0)
-            .unwrap();
+        let plan = solve(
+            &[pool(10.0)],
+            &[],
+            &[class(4.0, 5.0, vec![(0, 1.0, 1.0)]), class(20.0, 2.0, vec![(0, 1.0, 1.0)])],
+            60.0,
+        )
+        .unwrap();
         assert!(close(plan.rate[0][0], 4.0) && close(plan.rate[1][0], 6.0), "{plan:?}");
         assert!(close(plan.lambda[0], 2.0), "{plan:?}");
         assert!(close(plan.mu[0], 3.0) && close(plan.mu[1], 0.0), "{plan:?}");
@@ -218,8 +223,13 @@ mod tests {
             LpPool { capacity: 100.0, cost: 0.0, watts: 100.0, site: Some(0) },
             LpPool { capacity: 100.0, cost: 0.0, watts: 50.0, site: Some(0) },
         ];
-        let plan = solve(&pools, &[1000.0], &[class(100.0, 4.0, vec![(0, 1.0, 1.0)]), class(100.0, 3.0, vec![(1, 1.0, 1.0)])], 10.0)
-            .unwrap();
+        let plan = solve(
+            &pools,
+            &[1000.0],
+            &[class(100.0, 4.0, vec![(0, 1.0, 1.0)]), class(100.0, 3.0, vec![(1, 1.0, 1.0)])],
+            10.0,
+        )
+        .unwrap();
         // Per watt, pool 1 earns 3/50 = 0.06 and pool 0 4/100 = 0.04: all power goes to pool 1.
         assert!(close(plan.rate[1][0], 20.0) && plan.rate[0][0] < 1e-3, "{plan:?}");
         assert!(close(plan.pi[0], 0.06), "{plan:?}");

@@ -95,3 +95,22 @@ pub async fn ledger(
     let total = gw.store.ledger_count().await.map_err(internal)?;
     Ok(Json(json!({"object": "list", "total": total, "data": rows})))
 }
+
+/// The price board: the last plan's shadow prices and per-class plan, with each pool's live
+/// price (after between-solve corrections) and load.
+pub async fn prices(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    let Some(a) = &gw.allocator else {
+        return Json(json!({"enabled": false, "pools": []}));
+    };
+    let board = a.board();
+    let live: Vec<_> = a
+        .fleet
+        .pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({"pool": p.name, "price": a.price(i), "inflight_engine_s": a.loads[i].inflight(), "room_engine_s": a.loads[i].room(), "utilisation": a.loads[i].utilisation()})
+        })
+        .collect();
+    Json(json!({"enabled": gw.cfg.admission.enabled, "board": *board, "live": live}))
+}

@@ -28,6 +28,13 @@ pub enum ApiError {
     /// An upstream's own error response, relayed with its status.
     #[error("{message}")]
     UpstreamStatus { status: u16, message: String },
+    /// Refused by bid-price admission: capacity is dearer now than the request is worth.
+    #[error("Capacity for `{model}` is priced above this request's value right now. It would be served at {quote_per_1k:.6} USD per 1,000 tokens; retry after {retry_after_s} s.")]
+    Priced { model: String, quote_per_1k: f64, price: f64, retry_after_s: u64 },
+    #[error("Your tenant's monthly budget would be exceeded by this request.")]
+    BudgetExceeded,
+    #[error("The prompt has {tokens} tokens; your tier allows at most {limit}.")]
+    PromptTooLong { tokens: u64, limit: u32 },
     #[error("The upstream failed: {0}")]
     Upstream(String),
     #[error("The upstream timed out: {0}")]
@@ -52,6 +59,8 @@ impl ApiError {
             Self::Unauthorized(_) | Self::AdminOnly => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::NoBackend(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Priced { .. } | Self::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
+            Self::PromptTooLong { .. } => StatusCode::BAD_REQUEST,
             Self::UpstreamStatus { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -69,6 +78,7 @@ impl ApiError {
             | StatusCode::GATEWAY_TIMEOUT => "server_error",
             StatusCode::UNAUTHORIZED => "authentication_error",
             StatusCode::FORBIDDEN => "permission_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
             _ => "invalid_request_error",
         }
     }
@@ -89,6 +99,9 @@ impl ApiError {
             Self::ModelNotFound(_) => Some("model_not_found"),
             Self::Unauthorized(_) | Self::AdminOnly => Some("invalid_api_key"),
             Self::ModelNotAllowed(_) => Some("model_not_allowed"),
+            Self::Priced { .. } => Some("capacity_priced"),
+            Self::BudgetExceeded => Some("insufficient_quota"),
+            Self::PromptTooLong { .. } => Some("context_length_exceeded"),
             Self::UnknownRoute { .. } => Some("unknown_url"),
             _ => None,
         }
@@ -141,7 +154,18 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status(), axum::Json(self.body())).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Self::Priced { quote_per_1k, price, retry_after_s, .. } = &self {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            h.insert("x-tollgate-decision", HeaderValue::from_static("refuse"));
+            if let Ok(v) = HeaderValue::from_str(&format!("{quote_per_1k:.9}")) {
+                h.insert("x-tollgate-quote-per-1k", v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&format!("{price:.9}")) {
+                h.insert("x-tollgate-price", v);
+            }
+        }
         resp
     }
 }

@@ -24,6 +24,9 @@ use std::sync::Arc;
 
 pub struct Gateway {
     pub cfg: Config,
+    /// The allocator, when any model is capacity-managed.
+    pub allocator: Option<Arc<crate::allocator::Allocator>>,
+    pub budgets: crate::admission::budget::Budgets,
     pub auth: Authenticator,
     pub registry: Registry,
     pub sink: LedgerSink,
@@ -51,6 +54,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     let admin_routes = Router::new()
         .route("/v1/tollgate/usage", get(admin::usage))
         .route("/v1/tollgate/ledger", get(admin::ledger))
+        .route("/v1/tollgate/prices", get(admin::prices))
         .route("/v1/tollgate/keys", post(admin::create_key).get(admin::list_keys))
         .route("/v1/tollgate/keys/{id}", delete(admin::revoke_key))
         .route_layer(middleware::from_fn_with_state(gw.clone(), admin_auth));

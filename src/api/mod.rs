@@ -2,6 +2,7 @@
 //! the gateway, the gateway's routes and layers, its request path, and the admin API.
 
 pub mod admin;
+pub mod admit;
 pub mod error;
 pub mod gateway;
 pub mod openai;

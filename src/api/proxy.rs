@@ -21,6 +21,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::admit::{self, Admitted};
 use super::gateway::Gateway;
 
 /// The OpenAI endpoints the gateway proxies.
@@ -41,27 +42,39 @@ impl Route {
     }
 }
 
-/// A request after classification: what to send where.
-struct Classified<'a> {
-    pool: &'a Pool,
-    stream: bool,
+/// A request after classification: what is asked for, by whom, and the body to send on.
+pub struct Classified {
+    pub model: String,
+    pub stream: bool,
     /// Whether the client asked for the usage chunk (tollgate always asks upstream).
     client_wants_usage: bool,
-    body: Bytes,
-    /// The validated prompt, counted locally only if the upstream reports no usage.
-    prompt: Arc<PromptInput>,
+    /// The request body, with `stream_options.include_usage` set when streaming.
+    json: Value,
+    /// The validated prompt, counted only when needed (admission, or no usage upstream).
+    pub prompt: Arc<PromptInput>,
+    /// `max_completion_tokens` or `max_tokens`, if given.
+    pub max_tokens: Option<u32>,
+}
+
+impl Classified {
+    /// The upstream body: the client's, with the model name the serving pool uses.
+    fn body_for(&self, upstream_model: &str) -> Result<Bytes, ApiError> {
+        let mut v = self.json.clone();
+        v["model"] = Value::String(upstream_model.to_string());
+        serde_json::to_vec(&v).map(Bytes::from).map_err(|e| ApiError::Internal(e.to_string()))
+    }
 }
 
 /// A request's prompt, kept so that tokens can be counted if (and only if) the upstream does not
 /// report usage: tokenising every prompt would cost more than the rest of the request path.
-enum PromptInput {
+pub enum PromptInput {
     Chat(Vec<ChatMessage>),
     Completion(Prompt),
     Embedding(EmbeddingInput),
 }
 
 impl PromptInput {
-    fn count(&self) -> i64 {
+    pub fn count(&self) -> i64 {
         (match self {
             PromptInput::Chat(m) => tokens::chat_prompt_tokens(m).len(),
             PromptInput::Completion(p) => tokens::completion_prompt_tokens(p).len(),
@@ -108,9 +121,13 @@ async fn run(
     meter: &mut Option<Meter>,
 ) -> Result<Response, ApiError> {
     let c = classify(gw, route, caller, &body)?;
-    if let Some(m) = meter.as_mut() {
-        m.requested(&c.pool.model, c.stream);
-    }
+    let m = meter.as_mut().expect("meter present until the response is built");
+    m.requested(&c.model, c.stream);
+    let admitted = admit::admit(gw, caller, &c, m).await?;
+    let pool: &Pool =
+        gw.registry.pool(&admitted.model).ok_or_else(|| ApiError::ModelNotFound(admitted.model.clone()))?;
+    let body = c.body_for(&pool.upstream_model)?;
+    let mut admitted = Some(admitted);
     let mut tried: Vec<String> = Vec::new();
     // A transport error on a backend's first attempt may be a pooled connection the server had
     // already closed (llama.cpp's server closes after every stream): retry it once on the same
@@ -118,11 +135,11 @@ async fn run(
     let mut retried_same: Vec<String> = Vec::new();
     let mut last_err: Option<ApiError> = None;
     let mut last_upstream: Option<(StatusCode, Option<String>, Bytes)> = None;
-    while let Some(lease) = c.pool.pick(&tried) {
+    while let Some(lease) = pool.pick(&tried) {
         let backend = lease.backend.clone();
         let m = meter.as_mut().expect("meter present until the response is built");
-        m.attempt(&c.pool.upstream_model, &backend.name, backend.cost_rates());
-        match upstream::open(&backend, route.path(), c.body.clone(), request_id).await {
+        m.attempt(&pool.upstream_model, &backend.name, backend.cost_rates());
+        match upstream::open(&backend, route.path(), body.clone(), request_id).await {
             Err(UpstreamError::Transport(e)) if !retried_same.contains(&backend.name) => {
                 tracing::debug!(backend = %backend.name, error = %e, "transport error; retrying on the same backend");
                 retried_same.push(backend.name.clone());
@@ -132,11 +149,12 @@ async fn run(
             Ok(opened) if opened.status.is_success() => {
                 m.first_token();
                 let meter = meter.take().expect("meter present");
-                let headers = served_headers(&c.pool.model, &backend.name);
+                let admitted = admitted.take().expect("admitted once");
+                let headers = served_headers(&pool.model, &backend.name, &admitted);
                 return Ok(if c.stream {
-                    relay_stream(opened, lease, meter, &c, headers)
+                    relay_stream(opened, lease, meter, &c, headers, admitted)
                 } else {
-                    relay_whole(opened, lease, meter, &c, headers).await
+                    relay_whole(opened, lease, meter, &c, headers, admitted).await
                 });
             }
             Ok(opened) => {
@@ -165,10 +183,10 @@ async fn run(
     if let Some((status, _, body)) = last_upstream {
         return Err(passthrough_error(status, body));
     }
-    Err(last_err.unwrap_or_else(|| ApiError::NoBackend(c.pool.model.clone())))
+    Err(last_err.unwrap_or_else(|| ApiError::NoBackend(pool.model.clone())))
 }
 
-fn classify<'a>(gw: &'a Gateway, route: Route, caller: &Caller, body: &[u8]) -> Result<Classified<'a>, ApiError> {
+fn classify(gw: &Gateway, route: Route, caller: &Caller, body: &[u8]) -> Result<Classified, ApiError> {
     let mut v = parse_json(body)?;
     let obj = v.as_object_mut().ok_or_else(|| ApiError::InvalidBody {
         message: "The request body must be a JSON object.".into(),
@@ -203,13 +221,18 @@ fn classify<'a>(gw: &'a Gateway, route: Route, caller: &Caller, body: &[u8]) -> 
         return Err(ApiError::InvalidValue { message: "Embeddings cannot be streamed.".into(), param: "stream" });
     }
     let prompt = Arc::new(validate_prompt(route, obj)?);
-    let pool = gw.registry.pool(&model).ok_or_else(|| ApiError::ModelNotFound(model.clone()))?;
+    if gw.registry.pool(&model).is_none() {
+        return Err(ApiError::ModelNotFound(model));
+    }
     if !gw.cfg.may_use(&caller.tenant, &model) {
         return Err(ApiError::ModelNotAllowed(model));
     }
     let client_wants_usage =
         obj.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
-    obj.insert("model".into(), Value::String(pool.upstream_model.clone()));
+    let max_tokens = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| obj.get(*k).and_then(Value::as_u64))
+        .map(|m| m.min(u64::from(u32::MAX)) as u32);
     if stream {
         // Always meter: ask the upstream for usage even when the client did not.
         let opts = obj.entry("stream_options").or_insert_with(|| Value::Object(Default::default()));
@@ -217,8 +240,7 @@ fn classify<'a>(gw: &'a Gateway, route: Route, caller: &Caller, body: &[u8]) -> 
             o.insert("include_usage".into(), Value::Bool(true));
         }
     }
-    let body = Bytes::from(serde_json::to_vec(&v).map_err(|e| ApiError::Internal(e.to_string()))?);
-    Ok(Classified { pool, stream, client_wants_usage, body, prompt })
+    Ok(Classified { model, stream, client_wants_usage, json: v, prompt, max_tokens })
 }
 
 /// Validates the endpoint's required prompt field.
@@ -264,8 +286,14 @@ fn prefix_param(e: ApiError, field: &str) -> ApiError {
     }
 }
 
-fn served_headers(model: &str, backend: &str) -> HeaderMap {
+fn served_headers(model: &str, backend: &str, admitted: &Admitted) -> HeaderMap {
     let mut h = HeaderMap::new();
+    h.insert("x-tollgate-decision", HeaderValue::from_static(admitted.decision));
+    if let Some(p) = admitted.price {
+        if let Ok(v) = HeaderValue::from_str(&format!("{p:.9}")) {
+            h.insert("x-tollgate-price", v);
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(model) {
         h.insert("x-tollgate-model", v);
     }
@@ -324,8 +352,9 @@ async fn relay_whole(
     opened: Opened,
     lease: Lease,
     mut meter: Meter,
-    c: &Classified<'_>,
+    c: &Classified,
     mut headers: HeaderMap,
+    admitted: Admitted,
 ) -> Response {
     let idle = Duration::from_millis(lease.backend.cfg.idle_timeout_ms);
     let status = opened.status;
@@ -357,6 +386,7 @@ async fn relay_whole(
     };
     meter.tokens(tokens);
     lease.report(Report::Success);
+    admitted.settle(tokens, true);
     meter.finish(status.as_u16(), Outcome::Ok, None);
     headers.insert(
         header::CONTENT_TYPE,
@@ -379,6 +409,7 @@ struct Relay {
     splitter: SseSplitter,
     meter: Option<Meter>,
     lease: Option<Lease>,
+    admitted: Option<Admitted>,
     idle: Duration,
     client_wants_usage: bool,
     prompt: Arc<PromptInput>,
@@ -446,7 +477,11 @@ impl Relay {
         self.finished = true;
         let (meter, lease) = (self.meter.take()?, self.lease.take()?);
         let mut meter = meter;
-        meter.tokens(self.tokens());
+        let tokens = self.tokens();
+        meter.tokens(tokens);
+        if let Some(a) = self.admitted.take() {
+            a.settle(tokens, err.is_none());
+        }
         match err {
             None => {
                 lease.report(Report::Success);
@@ -504,7 +539,14 @@ impl Drop for Relay {
     }
 }
 
-fn relay_stream(opened: Opened, lease: Lease, meter: Meter, c: &Classified<'_>, mut headers: HeaderMap) -> Response {
+fn relay_stream(
+    opened: Opened,
+    lease: Lease,
+    meter: Meter,
+    c: &Classified,
+    mut headers: HeaderMap,
+    admitted: Admitted,
+) -> Response {
     let relay = Relay {
         idle: Duration::from_millis(lease.backend.cfg.idle_timeout_ms),
         rest: opened.rest,
@@ -512,6 +554,7 @@ fn relay_stream(opened: Opened, lease: Lease, meter: Meter, c: &Classified<'_>, 
         splitter: SseSplitter::default(),
         meter: Some(meter),
         lease: Some(lease),
+        admitted: Some(admitted),
         client_wants_usage: c.client_wants_usage,
         prompt: c.prompt.clone(),
         usage: None,

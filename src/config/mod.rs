@@ -428,7 +428,10 @@ impl Config {
             }
             for (j, fb) in m.fallbacks.iter().enumerate() {
                 if !models.contains(fb.model.as_str()) || fb.model == m.name {
-                    return bad(format!("models[{i}].fallbacks[{j}].model"), format!("unknown or same model `{}`", fb.model));
+                    return bad(
+                        format!("models[{i}].fallbacks[{j}].model"),
+                        format!("unknown or same model `{}`", fb.model),
+                    );
                 }
                 if !(fb.quality > 0.0 && fb.quality <= 1.0) {
                     return bad(format!("models[{i}].fallbacks[{j}].quality"), "must be in (0, 1]".into());

@@ -37,6 +37,13 @@ pub struct LedgerRow {
     pub value_usd: f64,
     pub started_at_ms: i64,
     pub finished_at_ms: i64,
+    /// Admission's decision: `admit`, `downgrade`, `defer` (then served), `refuse`, or `none`
+    /// when admission did not run (off, unmanaged model, or refused before it).
+    pub decision: String,
+    /// The serving pool's price at decision time, USD per engine-second.
+    pub price: Option<f64>,
+    /// Value minus priced work at decision time, USD.
+    pub net_value: Option<f64>,
 }
 
 /// USD per 1M input and output tokens.
@@ -48,7 +55,12 @@ pub struct Rates {
 
 impl Rates {
     pub fn charge(&self, t: Tokens) -> f64 {
-        (t.input as f64 * self.input_per_1m + t.output as f64 * self.output_per_1m) / 1e6
+        self.charge_f(t.input as f64, t.output as f64)
+    }
+
+    /// USD for (possibly expected, fractional) token counts.
+    pub fn charge_f(&self, input: f64, output: f64) -> f64 {
+        (input * self.input_per_1m + output * self.output_per_1m) / 1e6
     }
 }
 
@@ -124,6 +136,9 @@ impl Meter {
                 value_usd: 0.0,
                 started_at_ms: now,
                 finished_at_ms: now,
+                decision: "none".into(),
+                price: None,
+                net_value: None,
             },
             sink,
             started: Instant::now(),
@@ -150,6 +165,18 @@ impl Meter {
         self.row.model_served = Some(model.into());
         self.row.backend = Some(backend.into());
         self.cost_rates = cost_rates;
+    }
+
+    /// Records admission's decision.
+    pub fn decision(&mut self, decision: &str, price: Option<f64>, net_value: Option<f64>) {
+        self.row.decision = decision.into();
+        self.row.price = price;
+        self.row.net_value = net_value;
+    }
+
+    /// Tokens recorded so far.
+    pub fn current_tokens(&self) -> Tokens {
+        self.tokens
     }
 
     pub fn first_token(&mut self) {

@@ -4,10 +4,13 @@
 
 pub mod embedded;
 
+use crate::admission::budget::Budgets;
+use crate::allocator::Allocator;
 use crate::api::gateway::{router, Gateway};
 use crate::auth::Authenticator;
 use crate::backends::{spawn_health_checks, Registry};
 use crate::config::Config;
+use crate::metering::unix_ms;
 use crate::metering::LedgerWriter;
 use crate::store::{SqliteStore, Store};
 use anyhow::Context;
@@ -56,7 +59,17 @@ pub async fn spawn(
     let registry = Registry::new(&cfg).map_err(anyhow::Error::msg)?;
     let health = spawn_health_checks(&registry.backends, &cfg.health);
     let auth = Authenticator::new(store.clone(), admin_key.as_deref());
-    let gateway = Arc::new(Gateway { cfg, auth, registry, sink, store });
+    let allocator = if cfg.models.iter().any(|m| m.capacity.is_some()) {
+        Some(Arc::new(Allocator::new(&cfg).map_err(anyhow::Error::msg)?))
+    } else {
+        None
+    };
+    let budgets = budgets(&cfg, &*store).await?;
+    let gateway = Arc::new(Gateway { cfg, allocator, budgets, auth, registry, sink, store });
+    let mut background = health;
+    if let Some(a) = &gateway.allocator {
+        background.extend(spawn_allocator(gateway.clone(), a.clone()));
+    }
     let app = router(gateway.clone());
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
@@ -70,13 +83,68 @@ pub async fn spawn(
             }
         };
         let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
-        for h in health {
+        for h in background {
             h.abort();
         }
         writer.close().await;
         served.context("serving")
     });
     Ok(GatewayHandle { addr, gateway, shutdown: Some(tx), task })
+}
+
+/// Tenants' budgets, with what each has spent since the start of the month (UTC) from the ledger.
+async fn budgets(cfg: &Config, store: &dyn Store) -> anyhow::Result<Budgets> {
+    let since = month_start_ms(unix_ms());
+    let usage = store.usage(since).await?;
+    Ok(Budgets::new(cfg.tenants.iter().map(|t| {
+        let spent = usage.iter().filter(|u| u.tenant == t.name).map(|u| u.value_usd).sum();
+        (t.name.clone(), t.monthly_budget_usd, spent)
+    })))
+}
+
+/// Unix milliseconds of the first instant of the UTC month containing `now_ms`.
+pub fn month_start_ms(now_ms: i64) -> i64 {
+    // Howard Hinnant's civil-from-days and days-from-civil.
+    let days = now_ms.div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5; // days since the 1st of the month
+    (days - day) * 86_400_000
+}
+
+/// The allocator's background work: re-solve the LP every interval, and correct prices from
+/// measured load every 20 ms in between.
+fn spawn_allocator(gw: Arc<Gateway>, alloc: Arc<Allocator>) -> Vec<JoinHandle<()>> {
+    let every = std::time::Duration::from_millis(gw.cfg.admission.solve_interval_ms);
+    let solver = {
+        let (gw, alloc) = (gw.clone(), alloc.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let (gw, alloc) = (gw.clone(), alloc.clone());
+                match tokio::task::spawn_blocking(move || alloc.solve(&gw.cfg)).await {
+                    Ok(Ok(board)) => {
+                        tracing::debug!(version = board.version, ms = board.solve_ms, "price board published")
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "LP solve failed; keeping the previous prices"),
+                    Err(e) => tracing::error!(error = %e, "LP task panicked"),
+                }
+            }
+        })
+    };
+    let corrector = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            alloc.correct_prices();
+        }
+    });
+    vec![solver, corrector]
 }
 
 /// SIGTERM or Ctrl-C.
@@ -90,5 +158,16 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn month_start() {
+        // 2026-11-22T06:00:00Z -> 2026-11-01T00:00:00Z; 2024-03-01 stays; leap day maps to Feb 1.
+        assert_eq!(super::month_start_ms(1_795_327_200_000), 1_793_491_200_000);
+        assert_eq!(super::month_start_ms(1_709_251_200_000), 1_709_251_200_000);
+        assert_eq!(super::month_start_ms(1_709_164_800_000), 1_706_745_600_000);
     }
 }

@@ -9,7 +9,10 @@ use std::path::Path;
 use std::str::FromStr;
 
 /// Migrations in order; each runs once, recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_keys_and_ledger.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/0001_keys_and_ledger.sql")),
+    (2, include_str!("../../migrations/0002_decisions.sql")),
+];
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -89,6 +92,9 @@ fn ledger_from_row(r: &sqlx::sqlite::SqliteRow) -> LedgerRow {
         value_usd: r.get("value_usd"),
         started_at_ms: r.get("started_at_ms"),
         finished_at_ms: r.get("finished_at_ms"),
+        decision: r.get("decision"),
+        price: r.get("price"),
+        net_value: r.get("net_value"),
     }
 }
 
@@ -137,7 +143,8 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT INTO ledger (id, tenant, key_id, endpoint, model_requested, model_served, backend, stream, status, \
                  outcome, error, input_tokens, output_tokens, tokens_estimated, attempts, ttft_ms, latency_ms, cost_usd, \
-                 value_usd, started_at_ms, finished_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 value_usd, started_at_ms, finished_at_ms, decision, price, net_value) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&r.id)
             .bind(&r.tenant)
@@ -160,6 +167,9 @@ impl Store for SqliteStore {
             .bind(r.value_usd)
             .bind(r.started_at_ms)
             .bind(r.finished_at_ms)
+            .bind(&r.decision)
+            .bind(r.price)
+            .bind(r.net_value)
             .execute(&mut *tx)
             .await?;
         }

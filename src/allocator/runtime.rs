@@ -1,0 +1,212 @@
+//! The allocator at run time: owns the fleet model, the forecast, the published price board,
+//! each pool's load and price correction; solves the LP on demand (the gateway's background task
+//! calls [`Allocator::solve`] every interval) and prices requests for admission.
+
+use super::board::{ClassPlan, PoolPrice, PriceBoard};
+use super::forecast::{ClassKey, Forecast};
+use super::lp::{self, LpClass, LpOption, LpPool};
+use super::pools::Fleet;
+use crate::admission::reservation::PoolLoad;
+use crate::config::Config;
+use crate::metering::Rates;
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Target share of a pool's room in use; the price rises above it and falls below it.
+const TARGET_UTILISATION: f64 = 0.7;
+
+pub struct Allocator {
+    pub fleet: Fleet,
+    pub loads: Vec<Arc<PoolLoad>>,
+    /// Price correction of each pool since the last solve (f64 bits), USD per engine-second.
+    adjust: Vec<AtomicU64>,
+    board: ArcSwap<PriceBoard>,
+    forecast: Mutex<Forecast>,
+    started: Instant,
+    horizon_s: f64,
+    step: f64,
+}
+
+fn load_f64(a: &AtomicU64) -> f64 {
+    f64::from_bits(a.load(Ordering::Relaxed))
+}
+
+impl Allocator {
+    pub fn new(cfg: &Config) -> Result<Self, String> {
+        let fleet = Fleet::from_config(cfg)?;
+        let loads = fleet.pools.iter().map(|p| PoolLoad::new(p.room())).collect();
+        let adjust = fleet.pools.iter().map(|_| AtomicU64::new(0f64.to_bits())).collect();
+        let board = PriceBoard {
+            pools: fleet
+                .pools
+                .iter()
+                .map(|p| PoolPrice { pool: p.name.clone(), cost: p.cost, capacity: p.capacity(), ..Default::default() })
+                .collect(),
+            ..Default::default()
+        };
+        Ok(Self {
+            fleet,
+            loads,
+            adjust,
+            board: ArcSwap::from_pointee(board),
+            forecast: Mutex::new(Forecast::new(cfg.admission.forecast_half_life_s)),
+            started: Instant::now(),
+            horizon_s: cfg.admission.horizon_s,
+            step: cfg.admission.price_step,
+        })
+    }
+
+    /// Seconds since start: the allocator's clock.
+    pub fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub fn board(&self) -> Arc<PriceBoard> {
+        self.board.load_full()
+    }
+
+    /// What an engine-second of `pool` costs a request now: shadow price (with its correction),
+    /// running cost and power price.
+    pub fn price(&self, pool: usize) -> f64 {
+        let b = self.board.load();
+        let p = &b.pools[pool];
+        (p.lambda + load_f64(&self.adjust[pool])).max(0.0) + p.cost + p.power
+    }
+
+    pub fn observe_arrival(&self, key: &ClassKey, input_tokens: f64) {
+        let now = self.now();
+        self.forecast.lock().expect("forecast lock").observe_arrival(key, now, input_tokens);
+    }
+
+    pub fn observe_finish(&self, key: &ClassKey, output_tokens: f64) {
+        self.forecast.lock().expect("forecast lock").observe_finish(key, output_tokens);
+    }
+
+    pub fn expected_output(&self, key: &ClassKey, max_tokens: Option<u32>) -> f64 {
+        self.forecast.lock().expect("forecast lock").expected_output(key, max_tokens)
+    }
+
+    /// One subgradient step on every pool's price from its measured load against the target.
+    pub fn correct_prices(&self) {
+        let density = self.board.load().value_density.max(1e-6);
+        for (i, load) in self.loads.iter().enumerate() {
+            let g = load.utilisation() - TARGET_UTILISATION;
+            let lambda = self.board.load().pools[i].lambda;
+            let cur = load_f64(&self.adjust[i]);
+            // The corrected price never goes below zero.
+            let next = (cur + self.step * density * g).max(-lambda);
+            self.adjust[i].store(next.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// Solves the LP on the current forecast and publishes a new board.
+    pub fn solve(&self, cfg: &Config) -> Result<Arc<PriceBoard>, lp::LpError> {
+        let t0 = Instant::now();
+        let now = self.now();
+        let snapshot = self.forecast.lock().expect("forecast lock").snapshot(now);
+        let pools: Vec<LpPool> = self
+            .fleet
+            .pools
+            .iter()
+            .map(|p| LpPool { capacity: p.capacity(), cost: p.cost, watts: p.watts, site: p.site })
+            .collect();
+        let mut classes = Vec::new();
+        let mut keys = Vec::new();
+        let (mut value_rate, mut work_rate) = (0.0, 0.0);
+        for (key, s) in &snapshot {
+            let Some(options) = self.options(cfg, key, s.mean_in, s.mean_out) else { continue };
+            let value = value_rates(cfg, &key.tenant).charge_f(s.mean_in, s.mean_out);
+            let reserved = cfg
+                .tenant(&key.tenant)
+                .and_then(|t| cfg.tier(&t.tier))
+                .map(|t| t.reserved_engine_seconds)
+                .unwrap_or(0.0);
+            value_rate += s.rate * value;
+            work_rate += s.rate * options[0].work;
+            classes.push(LpClass { rate: s.rate, value, options, reserved });
+            keys.push((key.clone(), *s));
+        }
+        let plan = lp::solve(&pools, &self.fleet.site_caps, &classes, self.horizon_s)?;
+        let mut planned = vec![0.0; pools.len()];
+        for (c, rates) in classes.iter().zip(&plan.rate) {
+            for (o, r) in c.options.iter().zip(rates) {
+                planned[o.pool] += r * o.work;
+            }
+        }
+        let board = PriceBoard {
+            version: self.board.load().version + 1,
+            solved_at: now,
+            solve_ms: t0.elapsed().as_secs_f64() * 1e3,
+            planned_value_per_s: plan.objective,
+            value_density: if work_rate > 0.0 { value_rate / work_rate } else { self.board.load().value_density },
+            pools: self
+                .fleet
+                .pools
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PoolPrice {
+                    pool: p.name.clone(),
+                    lambda: plan.lambda[i],
+                    cost: p.cost,
+                    power: p.site.map(|s| plan.pi[s] * p.watts).unwrap_or(0.0),
+                    planned: planned[i],
+                    capacity: p.capacity(),
+                })
+                .collect(),
+            classes: keys
+                .iter()
+                .zip(&classes)
+                .zip(&plan.rate)
+                .zip(&plan.mu)
+                .map(|((((key, s), c), rates), mu)| ClassPlan {
+                    tenant: key.tenant.clone(),
+                    model: key.model.clone(),
+                    rate: s.rate,
+                    mean_in: s.mean_in,
+                    mean_out: s.mean_out,
+                    planned: c
+                        .options
+                        .iter()
+                        .zip(rates)
+                        .map(|(o, r)| (self.fleet.pools[o.pool].name.clone(), *r))
+                        .collect(),
+                    surplus: *mu,
+                })
+                .collect(),
+        };
+        let board = Arc::new(board);
+        self.board.store(board.clone());
+        for a in &self.adjust {
+            a.store(0f64.to_bits(), Ordering::Relaxed);
+        }
+        Ok(board)
+    }
+
+    /// The pools that may serve a class: its own model's pool first, then its fallbacks that the
+    /// tenant may use. `None` when the model is not capacity-managed.
+    pub fn options(&self, cfg: &Config, key: &ClassKey, input: f64, output: f64) -> Option<Vec<LpOption>> {
+        let own = self.fleet.pool(&key.model)?;
+        let mut v = vec![LpOption { pool: own, quality: 1.0, work: self.fleet.pools[own].work(input, output) }];
+        for fb in cfg.model(&key.model).map(|m| m.fallbacks.as_slice()).unwrap_or_default() {
+            if let Some(p) = self.fleet.pool(&fb.model) {
+                if cfg.may_use(&key.tenant, &fb.model) {
+                    v.push(LpOption { pool: p, quality: fb.quality, work: self.fleet.pools[p].work(input, output) });
+                }
+            }
+        }
+        Some(v)
+    }
+}
+
+/// What a tenant's work is worth per token: its tier's internal value, else its price.
+pub fn value_rates(cfg: &Config, tenant: &str) -> Rates {
+    cfg.tenant(tenant)
+        .and_then(|t| cfg.tier(&t.tier))
+        .map(|t| Rates {
+            input_per_1m: t.value_per_1m_input.unwrap_or(t.input_price_per_1m),
+            output_per_1m: t.value_per_1m_output.unwrap_or(t.output_price_per_1m),
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,165 @@
+//! The admission stage of the gateway's request path: counts the prompt, checks the tier's
+//! context limit and the tenant's budget, prices the request on every pool that may serve it and
+//! asks the pure policy ([`crate::admission::decide`]) what to do: serve (possibly on a cheaper
+//! model), hold batch work until its price clears or its deadline, or refuse with a quote.
+//! What it grants (a capacity reservation, a budget hold) lives in [`Admitted`], released on drop.
+
+use super::gateway::Gateway;
+use super::proxy::Classified;
+use super::ApiError;
+use crate::admission::budget::Hold;
+use crate::admission::reservation::Reservation;
+use crate::admission::{decide, Ask, Candidate, Decision};
+use crate::allocator::forecast::{ClassKey, PRIOR_OUTPUT};
+use crate::allocator::value_rates;
+use crate::auth::Caller;
+use crate::metering::{Meter, Rates, Tokens};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often held (deferred) batch work is priced again.
+const DEFER_POLL: Duration = Duration::from_millis(50);
+
+/// What admission granted a request; dropping it gives everything back.
+pub struct Admitted {
+    /// The model (pool) that will serve: the one asked for, or a cheaper fallback.
+    pub model: String,
+    pub decision: &'static str,
+    pub price: Option<f64>,
+    hold: Option<Hold>,
+    _reservation: Option<Reservation>,
+    class: ClassKey,
+    charge: Rates,
+    gw_allocator: Option<Arc<crate::allocator::Allocator>>,
+}
+
+impl Admitted {
+    /// Settles the budget with the real charge (nothing for a failed response) and feeds the
+    /// real output length back into the forecast.
+    pub fn settle(mut self, tokens: Tokens, ok: bool) {
+        if let Some(h) = self.hold.take() {
+            h.settle(if ok { self.charge.charge(tokens) } else { 0.0 });
+        }
+        if let Some(a) = &self.gw_allocator {
+            a.observe_finish(&self.class, tokens.output as f64);
+        }
+    }
+}
+
+pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Meter) -> Result<Admitted, ApiError> {
+    let cfg = &gw.cfg;
+    let tier = cfg.tenant(&caller.tenant).and_then(|t| cfg.tier(&t.tier));
+    let class = ClassKey { tenant: caller.tenant.clone(), model: c.model.clone() };
+    let managed = gw.allocator.as_ref().filter(|a| cfg.admission.enabled && a.fleet.pool(&c.model).is_some());
+    let limit = tier.and_then(|t| t.max_context_tokens);
+    let input = if managed.is_some() || limit.is_some() { c.prompt.count() } else { 0 };
+    if let Some(limit) = limit {
+        if input > i64::from(limit) {
+            return Err(ApiError::PromptTooLong { tokens: input as u64, limit });
+        }
+    }
+    let out_est = match managed {
+        Some(a) => a.expected_output(&class, c.max_tokens),
+        None => c
+            .max_tokens
+            .map(f64::from)
+            .unwrap_or(PRIOR_OUTPUT)
+            .min(PRIOR_OUTPUT.max(f64::from(c.max_tokens.unwrap_or(0)))),
+    };
+    let charge = gw.tier_rates(&caller.tenant);
+    let hold =
+        gw.budgets.hold(&caller.tenant, charge.charge_f(input as f64, out_est)).ok_or(ApiError::BudgetExceeded)?;
+    let mut admitted = Admitted {
+        model: c.model.clone(),
+        decision: "none",
+        price: None,
+        hold: Some(hold),
+        _reservation: None,
+        class: class.clone(),
+        charge,
+        gw_allocator: managed.cloned(),
+    };
+    let Some(alloc) = managed else { return Ok(admitted) };
+
+    alloc.observe_arrival(&class, input as f64);
+    let value = value_rates(cfg, &caller.tenant).charge_f(input as f64, out_est);
+    let deferrable = tier.is_some_and(|t| t.deferrable);
+    let deadline = Instant::now() + Duration::from_millis(tier.map(|t| t.deadline_ms).unwrap_or(0));
+    let ask = Ask { value, tokens: input as f64 + out_est, deferrable };
+    let mut waited = false;
+    loop {
+        let options = alloc.options(cfg, &class, input as f64, out_est).expect("managed model has a pool");
+        let cands: Vec<Candidate> = options
+            .iter()
+            .map(|o| {
+                let load = &alloc.loads[o.pool];
+                Candidate {
+                    pool: o.pool,
+                    quality: o.quality,
+                    work: o.work,
+                    price: alloc.price(o.pool),
+                    room_left: load.room() - load.inflight(),
+                }
+            })
+            .collect();
+        let decision = decide(&ask, &cands);
+        match decision {
+            Decision::Serve { index, downgraded, net, price } => {
+                let cand = cands[index];
+                if let Some(r) = alloc.loads[cand.pool].try_reserve(cand.work) {
+                    admitted.model = alloc.fleet.pools[cand.pool].name.clone();
+                    admitted.decision = if waited {
+                        "defer"
+                    } else if downgraded {
+                        "downgrade"
+                    } else {
+                        "admit"
+                    };
+                    admitted.price = Some(price);
+                    admitted._reservation = Some(r);
+                    meter.decision(admitted.decision, Some(price), Some(net));
+                    if downgraded {
+                        tracing::info!(tenant = %class.tenant, asked = %class.model, served = %admitted.model, net, price, "downgraded: the asked-for pool is dearer than the request's value");
+                    }
+                    return Ok(admitted);
+                }
+                // Another request took the room meanwhile: price again (or wait, for batch).
+                if !deferrable {
+                    continue;
+                }
+            }
+            Decision::Defer { .. } => {}
+            Decision::Refuse { quote_per_1k, price } => {
+                return Err(refuse(gw, alloc, &class, &cands, quote_per_1k, price, value, meter));
+            }
+        }
+        // Batch work waits for its price to clear, until its deadline.
+        if Instant::now() >= deadline {
+            let asked = cands[0];
+            let quote = asked.price * asked.work / ask.tokens.max(1.0) * 1000.0;
+            return Err(refuse(gw, alloc, &class, &cands, quote, asked.price, value, meter));
+        }
+        waited = true;
+        tokio::time::sleep(DEFER_POLL).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn refuse(
+    _gw: &Gateway,
+    alloc: &crate::allocator::Allocator,
+    class: &ClassKey,
+    cands: &[Candidate],
+    quote_per_1k: f64,
+    price: f64,
+    value: f64,
+    meter: &mut Meter,
+) -> ApiError {
+    let asked = cands[0];
+    let pool = &alloc.fleet.pools[asked.pool];
+    // Until the work in flight drains, the price will not fall much.
+    let retry_after_s = (alloc.loads[asked.pool].inflight() / pool.capacity().max(1e-9)).ceil().clamp(1.0, 60.0) as u64;
+    meter.decision("refuse", Some(price), Some(asked.net(value)));
+    tracing::info!(tenant = %class.tenant, model = %class.model, price, value, quote_per_1k, "refused: capacity is priced above the request's value");
+    ApiError::Priced { model: class.model.clone(), quote_per_1k, price, retry_after_s }
+}
