@@ -11,7 +11,7 @@
 
 use good_lp::solvers::clarabel::clarabel;
 use good_lp::solvers::DualValues;
-use good_lp::{variable, variables, Constraint, Expression, Solution, SolutionWithDual, SolverModel};
+use good_lp::{variable, variables, Expression, Solution, SolutionWithDual, SolverModel};
 
 /// A pool as the LP sees it.
 #[derive(Debug, Clone)]
@@ -105,11 +105,8 @@ pub fn solve(pools: &[LpPool], site_caps: &[f64], classes: &[LpClass], horizon: 
             pool_rows[o.pool].add_mul(o.work, *v);
         }
     }
-    let pool_refs: Vec<_> = pools
-        .iter()
-        .zip(&pool_rows)
-        .map(|(p, e)| model.add_constraint(Constraint::from(e.clone().leq(p.capacity * t))))
-        .collect();
+    let pool_refs: Vec<_> =
+        pools.iter().zip(&pool_rows).map(|(p, e)| model.add_constraint(e.clone().leq(p.capacity * t))).collect();
     let class_refs: Vec<_> = classes
         .iter()
         .zip(&x)

@@ -307,6 +307,14 @@ fn default_window() -> f64 {
 fn default_deadline() -> u64 {
     300_000
 }
+/// `x > 0`, false for NaN.
+fn positive(x: f64) -> bool {
+    x > 0.0
+}
+/// `x >= 0`, false for NaN.
+fn non_negative(x: f64) -> bool {
+    x >= 0.0
+}
 fn yes() -> bool {
     true
 }
@@ -398,7 +406,7 @@ impl Config {
         }
         let sites: HashSet<&str> = self.sites.iter().map(|s| s.name.as_str()).collect();
         for (i, site) in self.sites.iter().enumerate() {
-            if !(site.power_cap_watts > 0.0) {
+            if !positive(site.power_cap_watts) {
                 return bad(format!("sites[{i}].power_cap_watts"), "must be positive".into());
             }
         }
@@ -411,13 +419,13 @@ impl Config {
                 if c.replicas == 0 {
                     return bad(f("replicas"), "must be at least 1".into());
                 }
-                if !(c.sla_utilisation > 0.0 && c.sla_utilisation <= 1.0) {
+                if !(positive(c.sla_utilisation) && c.sla_utilisation <= 1.0) {
                     return bad(f("sla_utilisation"), "must be in (0, 1]".into());
                 }
-                if !(c.cost_per_engine_second >= 0.0) || c.watts.is_some_and(|w| !(w >= 0.0)) {
+                if !non_negative(c.cost_per_engine_second) || c.watts.is_some_and(|w| !non_negative(w)) {
                     return bad(f("cost_per_engine_second"), "cost and watts must be non-negative".into());
                 }
-                if !(c.queue_window_s > 0.0) {
+                if !positive(c.queue_window_s) {
                     return bad(f("queue_window_s"), "must be positive".into());
                 }
                 if let Some(site) = &c.site {
@@ -433,7 +441,7 @@ impl Config {
                         format!("unknown or same model `{}`", fb.model),
                     );
                 }
-                if !(fb.quality > 0.0 && fb.quality <= 1.0) {
+                if !(positive(fb.quality) && fb.quality <= 1.0) {
                     return bad(format!("models[{i}].fallbacks[{j}].quality"), "must be in (0, 1]".into());
                 }
             }
@@ -443,13 +451,15 @@ impl Config {
             if !tiers.insert(t.name.as_str()) {
                 return bad(format!("tiers[{i}].name"), format!("duplicate tier `{}`", t.name));
             }
-            if !(t.input_price_per_1m >= 0.0 && t.output_price_per_1m >= 0.0) {
+            if !(non_negative(t.input_price_per_1m) && non_negative(t.output_price_per_1m)) {
                 return bad(format!("tiers[{i}].input_price_per_1m"), "prices must be non-negative".into());
             }
-            if t.value_per_1m_input.is_some_and(|v| !(v >= 0.0)) || t.value_per_1m_output.is_some_and(|v| !(v >= 0.0)) {
+            if t.value_per_1m_input.is_some_and(|v| !non_negative(v))
+                || t.value_per_1m_output.is_some_and(|v| !non_negative(v))
+            {
                 return bad(format!("tiers[{i}].value_per_1m_input"), "values must be non-negative".into());
             }
-            if !(t.reserved_engine_seconds >= 0.0) {
+            if !non_negative(t.reserved_engine_seconds) {
                 return bad(format!("tiers[{i}].reserved_engine_seconds"), "must be non-negative".into());
             }
         }
@@ -474,7 +484,7 @@ impl Config {
                 }
             }
         }
-        if !(self.admission.horizon_s > 0.0 && self.admission.forecast_half_life_s > 0.0) {
+        if !(positive(self.admission.horizon_s) && positive(self.admission.forecast_half_life_s)) {
             return bad("admission.horizon_s".into(), "horizon and half-life must be positive".into());
         }
         if self.admission.solve_interval_ms == 0 {
