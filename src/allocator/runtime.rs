@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Target share of a pool's room in use; the price rises above it and falls below it.
-const TARGET_UTILISATION: f64 = 0.7;
+const TARGET_UTILISATION: f64 = 0.5;
+/// Prices fall more slowly than they rise: a burst must raise them at once, while a lull should
+/// not erase the plan's price before the next solve has seen it.
+const DOWNWARD_DAMPING: f64 = 0.2;
 
 pub struct Allocator {
     pub fleet: Fleet,
@@ -93,6 +96,7 @@ impl Allocator {
         let density = self.board.load().value_density.max(1e-6);
         for (i, load) in self.loads.iter().enumerate() {
             let g = load.utilisation() - TARGET_UTILISATION;
+            let g = if g < 0.0 { g * DOWNWARD_DAMPING } else { g };
             let lambda = self.board.load().pools[i].lambda;
             let cur = load_f64(&self.adjust[i]);
             // The corrected price never goes below zero.

@@ -88,7 +88,12 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
     let ask = Ask { value, tokens: input as f64 + out_est, deferrable };
     let mut waited = false;
     loop {
-        let options = alloc.options(cfg, &class, input as f64, out_est).expect("managed model has a pool");
+        let mut options = alloc.options(cfg, &class, input as f64, out_est).expect("managed model has a pool");
+        if deferrable {
+            // Batch work waits for the model it asked for rather than taking a cheaper one now:
+            // waiting costs it nothing until its deadline, a downgrade costs it quality.
+            options.truncate(1);
+        }
         let cands: Vec<Candidate> = options
             .iter()
             .map(|o| {
@@ -118,6 +123,7 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
                     admitted.price = Some(price);
                     admitted._reservation = Some(r);
                     meter.decision(admitted.decision, Some(price), Some(net));
+                    meter.keep_value_share(cand.quality);
                     if downgraded {
                         tracing::info!(tenant = %class.tenant, asked = %class.model, served = %admitted.model, net, price, "downgraded: the asked-for pool is dearer than the request's value");
                     }

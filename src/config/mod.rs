@@ -302,7 +302,7 @@ fn default_rho() -> f64 {
     0.85
 }
 fn default_window() -> f64 {
-    4.0
+    2.0
 }
 fn default_deadline() -> u64 {
     300_000

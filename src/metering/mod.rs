@@ -167,6 +167,12 @@ impl Meter {
         self.cost_rates = cost_rates;
     }
 
+    /// Scales the value this request earns (a downgraded request keeps `quality` of it).
+    pub fn keep_value_share(&mut self, quality: f64) {
+        self.value_rates.input_per_1m *= quality;
+        self.value_rates.output_per_1m *= quality;
+    }
+
     /// Records admission's decision.
     pub fn decision(&mut self, decision: &str, price: Option<f64>, net_value: Option<f64>) {
         self.row.decision = decision.into();

@@ -117,6 +117,15 @@ impl TestGateway {
         }
     }
 
+    /// Stops the gateway (draining requests and the ledger) and returns every ledger row.
+    pub async fn stop_and_ledger(self) -> Vec<tollgate::metering::LedgerRow> {
+        let store = self.handle.gateway.store.clone();
+        self.handle.stop().await.unwrap();
+        let rows = store.ledger(1_000_000).await.unwrap();
+        drop(self._dir);
+        rows
+    }
+
     /// Stops the gateway (draining requests and the ledger) and returns the rows in the store.
     pub async fn stop_and_count(self) -> i64 {
         let store = self.handle.gateway.store.clone();
