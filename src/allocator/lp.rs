@@ -99,6 +99,8 @@ pub fn solve(pools: &[LpPool], site_caps: &[f64], classes: &[LpClass], horizon: 
         x.push(row);
     }
     let mut model = vars.maximise(objective.clone()).using(clarabel);
+    // Prices need about six significant digits, not Clarabel's default 1e-8: fewer iterations.
+    model.settings().tol_gap_abs(1e-7).tol_gap_rel(1e-6).tol_feas(1e-7).verbose(false);
     let mut pool_rows: Vec<Expression> = vec![Expression::from(0.0); pools.len()];
     for (c, row) in classes.iter().zip(&x) {
         for (o, v) in c.options.iter().zip(row) {

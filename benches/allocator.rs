@@ -1,0 +1,52 @@
+//! Micro-benchmarks of the allocator's hot and warm paths: one admission decision (the request
+//! path), and one LP solve for 1,000 classes x 50 pools (the background task).
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use tollgate::admission::{decide, Ask, Candidate};
+use tollgate::allocator::lp::{solve, LpClass, LpOption, LpPool};
+
+fn admission(c: &mut Criterion) {
+    let cands = [
+        Candidate { pool: 0, quality: 1.0, work: 0.25, price: 0.02, room_left: 3.0 },
+        Candidate { pool: 1, quality: 0.6, work: 0.04, price: 0.01, room_left: 9.0 },
+        Candidate { pool: 2, quality: 0.8, work: 0.10, price: 0.03, room_left: 0.05 },
+    ];
+    let ask = Ask { value: 0.0011, tokens: 300.0, deferrable: false };
+    c.bench_function("admission decision (3 candidate pools)", |b| b.iter(|| decide(black_box(&ask), black_box(&cands))));
+}
+
+/// A fleet of 50 pools, and 1,000 classes each with its own pool and two fallbacks, demand at
+/// about twice the capacity so that prices are positive.
+fn big_problem() -> (Vec<LpPool>, Vec<LpClass>) {
+    let pools: Vec<LpPool> = (0..50)
+        .map(|i| LpPool { capacity: 2.0 + (i % 7) as f64, cost: 0.0001 * (1 + i % 5) as f64, watts: 700.0, site: Some(i % 5) })
+        .collect();
+    let classes = (0..1000)
+        .map(|k| {
+            let own = k % 50;
+            LpClass {
+                rate: 0.2 + (k % 13) as f64 * 0.05,
+                value: 0.0005 + (k % 17) as f64 * 0.0002,
+                options: vec![
+                    LpOption { pool: own, quality: 1.0, work: 0.1 + (k % 11) as f64 * 0.02 },
+                    LpOption { pool: (own + 7) % 50, quality: 0.7, work: 0.05 },
+                    LpOption { pool: (own + 19) % 50, quality: 0.5, work: 0.03 },
+                ],
+                reserved: if k % 10 == 0 { 0.01 } else { 0.0 },
+            }
+        })
+        .collect();
+    (pools, classes)
+}
+
+fn lp(c: &mut Criterion) {
+    let (pools, classes) = big_problem();
+    let sites = vec![40_000.0; 5];
+    let mut g = c.benchmark_group("lp");
+    g.sample_size(20);
+    g.bench_function("solve 1000 classes x 50 pools", |b| b.iter(|| solve(&pools, &sites, &classes, 60.0).unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, admission, lp);
+criterion_main!(benches);
