@@ -5,6 +5,57 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use tollgate::admission::{decide, Ask, Candidate};
 use tollgate::allocator::lp::{solve, LpClass, LpOption, LpPool};
 
+/// The whole pricing step the gateway runs per request: the class's pools and their work, each
+/// pool's live price and room, then the decision.
+fn priced_admission(c: &mut Criterion) {
+    let cfg = tollgate::config::Config::from_toml(
+        r#"
+[[backends]]
+name = "a"
+url = "http://127.0.0.1:1"
+[[backends]]
+name = "b"
+url = "http://127.0.0.1:2"
+[[models]]
+name = "big"
+backends = ["a"]
+fallbacks = [{ model = "small", quality = 0.6 }]
+capacity = { profile = "llama2-70b-h100-tp4", replicas = 4 }
+[[models]]
+name = "small"
+backends = ["b"]
+capacity = { profile = "llama3-8b-h100-tp1", replicas = 8 }
+[[tiers]]
+name = "t"
+input_price_per_1m = 1.0
+output_price_per_1m = 2.0
+[[tenants]]
+name = "acme"
+tier = "t"
+"#,
+        "bench",
+    )
+    .unwrap();
+    let alloc = tollgate::allocator::Allocator::new(&cfg).unwrap();
+    let class = tollgate::allocator::forecast::ClassKey { tenant: "acme".into(), model: "big".into() };
+    c.bench_function("priced admission (pools, prices, room, decision)", |b| {
+        b.iter(|| {
+            let options = alloc.options(&cfg, black_box(&class), 500.0, 200.0).unwrap();
+            let cands: Vec<Candidate> = options
+                .iter()
+                .map(|o| Candidate {
+                    pool: o.pool,
+                    quality: o.quality,
+                    work: o.work,
+                    price: alloc.price(o.pool),
+                    room_left: alloc.loads[o.pool].room() - alloc.loads[o.pool].inflight(),
+                })
+                .collect();
+            decide(&Ask { value: 0.0009, tokens: 700.0, deferrable: false }, &cands)
+        })
+    });
+}
+
 fn admission(c: &mut Criterion) {
     let cands = [
         Candidate { pool: 0, quality: 1.0, work: 0.25, price: 0.02, room_left: 3.0 },
@@ -12,14 +63,21 @@ fn admission(c: &mut Criterion) {
         Candidate { pool: 2, quality: 0.8, work: 0.10, price: 0.03, room_left: 0.05 },
     ];
     let ask = Ask { value: 0.0011, tokens: 300.0, deferrable: false };
-    c.bench_function("admission decision (3 candidate pools)", |b| b.iter(|| decide(black_box(&ask), black_box(&cands))));
+    c.bench_function("admission decision (3 candidate pools)", |b| {
+        b.iter(|| decide(black_box(&ask), black_box(&cands)))
+    });
 }
 
 /// A fleet of 50 pools, and 1,000 classes each with its own pool and two fallbacks, demand at
 /// about twice the capacity so that prices are positive.
 fn big_problem() -> (Vec<LpPool>, Vec<LpClass>) {
     let pools: Vec<LpPool> = (0..50)
-        .map(|i| LpPool { capacity: 2.0 + (i % 7) as f64, cost: 0.0001 * (1 + i % 5) as f64, watts: 700.0, site: Some(i % 5) })
+        .map(|i| LpPool {
+            capacity: 2.0 + (i % 7) as f64,
+            cost: 0.0001 * (1 + i % 5) as f64,
+            watts: 700.0,
+            site: Some(i % 5),
+        })
         .collect();
     let classes = (0..1000)
         .map(|k| {
@@ -48,5 +106,5 @@ fn lp(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, admission, lp);
+criterion_group!(benches, admission, priced_admission, lp);
 criterion_main!(benches);

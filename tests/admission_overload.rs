@@ -179,7 +179,7 @@ async fn bid_price_admission_beats_fifo_under_twice_the_capacity() {
     // Batch work is held during bursts and completes before its 30 s deadline, on its model.
     let bat = of(&priced, "bat");
     assert!(bat.iter().all(|x| x["status"] == 200 && x["served_model"] == "big"), "{report}");
-    assert!(bat.iter().filter(|x| x["decision"] == "defer").count() >= bat.len() / 2, "{report}");
+    assert!(bat.iter().filter(|x| x["decision"] == "defer").count() >= bat.len() / 4, "{report}");
     assert!(bat.iter().all(|x| x["e2e"].as_f64().unwrap() < 30.0), "{report}");
     // The ledger explains each decision with the price at the time.
     assert!(

@@ -5,6 +5,7 @@
 //! simulator both call [`decide`].
 
 pub mod budget;
+pub mod defer;
 pub mod reservation;
 
 /// One pool a request could be served on, as priced now.

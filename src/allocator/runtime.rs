@@ -6,6 +6,7 @@ use super::board::{ClassPlan, PoolPrice, PriceBoard};
 use super::forecast::{ClassKey, Forecast};
 use super::lp::{self, LpClass, LpOption, LpPool};
 use super::pools::Fleet;
+use crate::admission::defer::DeferQueue;
 use crate::admission::reservation::PoolLoad;
 use crate::config::Config;
 use crate::metering::Rates;
@@ -23,6 +24,8 @@ const DOWNWARD_DAMPING: f64 = 0.2;
 pub struct Allocator {
     pub fleet: Fleet,
     pub loads: Vec<Arc<PoolLoad>>,
+    /// Each pool's deferred batch work, densest first.
+    pub deferred: Vec<Mutex<DeferQueue>>,
     /// Price correction of each pool since the last solve (f64 bits), USD per engine-second.
     adjust: Vec<AtomicU64>,
     board: ArcSwap<PriceBoard>,
@@ -41,6 +44,7 @@ impl Allocator {
         let fleet = Fleet::from_config(cfg)?;
         let loads = fleet.pools.iter().map(|p| PoolLoad::new(p.room())).collect();
         let adjust = fleet.pools.iter().map(|_| AtomicU64::new(0f64.to_bits())).collect();
+        let deferred = fleet.pools.iter().map(|_| Mutex::new(DeferQueue::default())).collect();
         let board = PriceBoard {
             pools: fleet
                 .pools
@@ -52,6 +56,7 @@ impl Allocator {
         Ok(Self {
             fleet,
             loads,
+            deferred,
             adjust,
             board: ArcSwap::from_pointee(board),
             forecast: Mutex::new(Forecast::new(cfg.admission.forecast_half_life_s)),

@@ -86,7 +86,7 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
     let deferrable = tier.is_some_and(|t| t.deferrable);
     let deadline = Instant::now() + Duration::from_millis(tier.map(|t| t.deadline_ms).unwrap_or(0));
     let ask = Ask { value, tokens: input as f64 + out_est, deferrable };
-    let mut waited = false;
+    let mut waiting: Option<Waiting> = None;
     loop {
         let mut options = alloc.options(cfg, &class, input as f64, out_est).expect("managed model has a pool");
         if deferrable {
@@ -113,7 +113,7 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
                 let cand = cands[index];
                 if let Some(r) = alloc.loads[cand.pool].try_reserve(cand.work) {
                     admitted.model = alloc.fleet.pools[cand.pool].name.clone();
-                    admitted.decision = if waited {
+                    admitted.decision = if waiting.is_some() {
                         "defer"
                     } else if downgraded {
                         "downgrade"
@@ -145,8 +145,41 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
             let quote = asked.price * asked.work / ask.tokens.max(1.0) * 1000.0;
             return Err(refuse(gw, alloc, &class, &cands, quote, asked.price, value, meter));
         }
-        waited = true;
-        tokio::time::sleep(DEFER_POLL).await;
+        let w = waiting.get_or_insert_with(|| Waiting::enqueue(alloc, cands[0].pool, value / cands[0].work.max(1e-12)));
+        // Only the densest waiting request of the pool is priced again; the others keep waiting.
+        loop {
+            tokio::time::sleep(DEFER_POLL).await;
+            if w.at_head() || Instant::now() >= deadline {
+                break;
+            }
+        }
+    }
+}
+
+static NEXT_WAITING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A place in a pool's deferral queue, given up on drop (served, refused, or the client left).
+struct Waiting {
+    alloc: Arc<crate::allocator::Allocator>,
+    pool: usize,
+    id: u64,
+}
+
+impl Waiting {
+    fn enqueue(alloc: &Arc<crate::allocator::Allocator>, pool: usize, density: f64) -> Self {
+        let id = NEXT_WAITING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        alloc.deferred[pool].lock().expect("defer lock").push(id, density);
+        Self { alloc: alloc.clone(), pool, id }
+    }
+
+    fn at_head(&self) -> bool {
+        self.alloc.deferred[self.pool].lock().expect("defer lock").head() == Some(self.id)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.alloc.deferred[self.pool].lock().expect("defer lock").remove(self.id);
     }
 }
 
