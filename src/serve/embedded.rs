@@ -10,16 +10,35 @@ use crate::store::{SqliteStore, Store};
 use anyhow::Context;
 use std::path::Path;
 
-/// The emulated fleet: (model, profile, replicas, illustrative cost per 1M input/output tokens).
-const FLEET: &[(&str, &str, usize, f64, f64)] =
-    &[("llama3-8b", "llama3-8b-h100-tp1", 2, 0.03, 0.06), ("llama2-70b", "llama2-70b-h100-tp4", 1, 0.30, 0.60)];
+/// The emulated fleet: (model, profile, replicas, running cost per engine-second in USD, and the
+/// fallback it may be downgraded to with its quality). The running cost is zero: an owned fleet
+/// runs whether or not it serves, so a token's marginal cost is its opportunity cost alone, and
+/// an idle fleet serves every request on the model asked for.
+struct Emulated {
+    model: &'static str,
+    profile: &'static str,
+    replicas: usize,
+    cost: f64,
+    fallback: Option<(&'static str, f64)>,
+}
+
+const FLEET: &[Emulated] = &[
+    Emulated { model: "llama3-8b", profile: "llama3-8b-h100-tp1", replicas: 2, cost: 0.0, fallback: None },
+    Emulated {
+        model: "llama2-70b",
+        profile: "llama2-70b-h100-tp4",
+        replicas: 1,
+        cost: 0.0,
+        fallback: Some(("llama3-8b", 0.7)),
+    },
+];
 
 /// Starts the emulators on loopback ports and returns the gateway configuration in front of them.
 pub async fn start_fleet(listen: &str, data_dir: &Path) -> anyhow::Result<Config> {
     let mut backends = String::new();
     let mut models = String::new();
-    for (model, profile, replicas, cin, cout) in FLEET {
-        let profile = Profile::builtin(profile)?;
+    for Emulated { model, profile: profile_name, replicas, cost, fallback } in FLEET {
+        let profile = Profile::builtin(profile_name)?;
         let emu = Emulator::start(EmulatorConfig {
             model_name: model.to_string(),
             profile,
@@ -35,14 +54,19 @@ pub async fn start_fleet(listen: &str, data_dir: &Path) -> anyhow::Result<Config
                 tracing::error!(error = %e, "emulator stopped");
             }
         });
-        backends.push_str(&format!(
-            "[[backends]]\nname = \"emulator-{model}\"\nurl = \"http://{addr}\"\ncost_per_1m_input = {cin}\ncost_per_1m_output = {cout}\n\n"
+        backends.push_str(&format!("[[backends]]\nname = \"emulator-{model}\"\nurl = \"http://{addr}\"\n\n"));
+        let fallbacks = match fallback {
+            Some((m, q)) => format!("fallbacks = [{{ model = \"{m}\", quality = {q} }}]\n"),
+            None => String::new(),
+        };
+        models.push_str(&format!(
+            "[[models]]\nname = \"{model}\"\nbackends = [\"emulator-{model}\"]\n{fallbacks}\
+             capacity = {{ profile = \"{profile_name}\", replicas = {replicas}, cost_per_engine_second = {cost} }}\n\n"
         ));
-        models.push_str(&format!("[[models]]\nname = \"{model}\"\nbackends = [\"emulator-{model}\"]\n\n"));
     }
     let text = format!(
         "listen = \"{listen}\"\ndata_dir = \"{}\"\n\n{backends}{models}\
-         [[tiers]]\nname = \"standard\"\ninput_price_per_1m = 0.20\noutput_price_per_1m = 0.60\nttft_slo_ms = 2000\ne2e_slo_ms = 60000\n\n\
+         [[tiers]]\nname = \"standard\"\ninput_price_per_1m = 1.00\noutput_price_per_1m = 3.00\nttft_slo_ms = 2000\ne2e_slo_ms = 60000\n\n\
          [[tenants]]\nname = \"demo\"\ntier = \"standard\"\nmodels = [\"*\"]\nmonthly_budget_usd = 100.0\n",
         data_dir.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
     );
