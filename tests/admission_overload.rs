@@ -1,7 +1,7 @@
 //! Bid-price admission under a 2x overload, through the real gateway and the `openai` client.
 //!
 //! Two emulated pools: `big` (Llama-2-70B on H100 TP4, batch capped at 8) and `small` (Llama-3-8B
-//! on one H100, batch 4), the cheaper fallback keeping 60% of the value. Three tenants ask for
+//! on one H100, batch 4), the cheaper fallback keeping 30% of the value. Three tenants ask for
 //! `big`: enterprise (high value, streaming, TTFT target 2 s), consumer (low value) and batch
 //! (deferrable, 30 s deadline, half the consumer price). The load comes in two 8-second bursts at
 //! over twice `big`'s capacity, each followed by a 6-second valley. The same load is offered twice: with admission,
@@ -42,7 +42,7 @@ forecast_half_life_s = 3.0
 [[models]]
 name = "big"
 backends = ["big"]
-fallbacks = [{{ model = "small", quality = 0.6 }}]
+fallbacks = [{{ model = "small", quality = 0.3 }}]
 [models.capacity]
 profile = "{big_path}"
 replicas = 1
@@ -179,7 +179,7 @@ async fn bid_price_admission_beats_fifo_under_twice_the_capacity() {
     // Batch work is held during bursts and completes before its 30 s deadline, on its model.
     let bat = of(&priced, "bat");
     assert!(bat.iter().all(|x| x["status"] == 200 && x["served_model"] == "big"), "{report}");
-    assert!(bat.iter().filter(|x| x["decision"] == "defer").count() >= bat.len() / 4, "{report}");
+    assert!(bat.iter().filter(|x| x["decision"] == "defer").count() >= bat.len() / 2, "{report}");
     assert!(bat.iter().all(|x| x["e2e"].as_f64().unwrap() < 30.0), "{report}");
     // The ledger explains each decision with the price at the time.
     assert!(
@@ -189,6 +189,6 @@ async fn bid_price_admission_beats_fifo_under_twice_the_capacity() {
     // And it is worth more than first come, first served.
     let (v, f) = (value_served(&priced), value_served(&fifo));
     println!("value served: bid-price {v:.6} USD vs fifo {f:.6} USD = {:.2}x", v / f);
-    // Measured 8.6x on a 2-core machine (docs: the issue note); asserted with a margin for noise.
+    // Measured 8.2-8.6x on a 2-core machine (see the issue note); asserted with a margin for noise.
     assert!(v > 3.0 * f, "bid-price {v} vs fifo {f}\n{report}");
 }

@@ -121,6 +121,7 @@ async fn proxied(
                 &caller.key_id,
                 route.path(),
                 Rates::default(),
+                Rates::default(),
             );
             meter.finish(err.status().as_u16(), crate::metering::Outcome::ClientError, Some(err.to_string()));
             err.into_response()

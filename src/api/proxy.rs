@@ -89,8 +89,15 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Runs one proxied request. Never fails: errors become OpenAI-shaped responses and ledger rows.
 pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, request_id: String, body: Bytes) -> Response {
     let tier = gw.tier_rates(&caller.tenant);
-    let mut meter =
-        Some(Meter::new(gw.sink.clone(), request_id.clone(), &caller.tenant, &caller.key_id, route.path(), tier));
+    let mut meter = Some(Meter::new(
+        gw.sink.clone(),
+        request_id.clone(),
+        &caller.tenant,
+        &caller.key_id,
+        route.path(),
+        tier,
+        crate::allocator::value_rates(&gw.cfg, &caller.tenant),
+    ));
     let result = run(gw, route, caller, &request_id, body, &mut meter).await;
     let mut resp = match result {
         Ok(resp) => resp,

@@ -34,7 +34,10 @@ pub struct LedgerRow {
     pub ttft_ms: Option<f64>,
     pub latency_ms: f64,
     pub cost_usd: f64,
+    /// What the work was worth: the tier's value (or price) x tokens, x quality if downgraded.
     pub value_usd: f64,
+    /// What the tenant pays: the tier's price x tokens.
+    pub revenue_usd: f64,
     pub started_at_ms: i64,
     pub finished_at_ms: i64,
     /// Admission's decision: `admit`, `downgrade`, `defer` (then served), `refuse`, or `none`
@@ -105,13 +108,23 @@ pub struct Meter {
     started: Instant,
     first_token: Option<Instant>,
     value_rates: Rates,
+    price_rates: Rates,
     cost_rates: Rates,
     tokens: Tokens,
     written: bool,
 }
 
 impl Meter {
-    pub fn new(sink: LedgerSink, id: String, tenant: &str, key_id: &str, endpoint: &str, value_rates: Rates) -> Self {
+    /// `price_rates`: what the tenant pays per token; `value_rates`: what its work is worth.
+    pub fn new(
+        sink: LedgerSink,
+        id: String,
+        tenant: &str,
+        key_id: &str,
+        endpoint: &str,
+        price_rates: Rates,
+        value_rates: Rates,
+    ) -> Self {
         let now = unix_ms();
         Self {
             row: LedgerRow {
@@ -134,6 +147,7 @@ impl Meter {
                 latency_ms: 0.0,
                 cost_usd: 0.0,
                 value_usd: 0.0,
+                revenue_usd: 0.0,
                 started_at_ms: now,
                 finished_at_ms: now,
                 decision: "none".into(),
@@ -144,6 +158,7 @@ impl Meter {
             started: Instant::now(),
             first_token: None,
             value_rates,
+            price_rates,
             cost_rates: Rates::default(),
             tokens: Tokens::default(),
             written: false,
@@ -216,6 +231,7 @@ impl Meter {
         r.finished_at_ms = unix_ms();
         // Value is earned only by a completed response; cost is incurred by whatever was generated.
         r.value_usd = if outcome == Outcome::Ok { self.value_rates.charge(self.tokens) } else { 0.0 };
+        r.revenue_usd = if outcome == Outcome::Ok { self.price_rates.charge(self.tokens) } else { 0.0 };
         r.cost_usd = self.cost_rates.charge(self.tokens);
         self.sink.record(r.clone());
     }

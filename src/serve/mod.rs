@@ -97,7 +97,7 @@ async fn budgets(cfg: &Config, store: &dyn Store) -> anyhow::Result<Budgets> {
     let since = month_start_ms(unix_ms());
     let usage = store.usage(since).await?;
     Ok(Budgets::new(cfg.tenants.iter().map(|t| {
-        let spent = usage.iter().filter(|u| u.tenant == t.name).map(|u| u.value_usd).sum();
+        let spent = usage.iter().filter(|u| u.tenant == t.name).map(|u| u.revenue_usd).sum();
         (t.name.clone(), t.monthly_budget_usd, spent)
     })))
 }

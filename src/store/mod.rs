@@ -31,6 +31,8 @@ pub struct UsageRow {
     pub output_tokens: i64,
     pub cost_usd: f64,
     pub value_usd: f64,
+    pub revenue_usd: f64,
+    /// Value minus cost.
     pub margin_usd: f64,
 }
 

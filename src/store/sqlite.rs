@@ -12,6 +12,7 @@ use std::str::FromStr;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_keys_and_ledger.sql")),
     (2, include_str!("../../migrations/0002_decisions.sql")),
+    (3, include_str!("../../migrations/0003_revenue.sql")),
 ];
 
 #[derive(Clone)]
@@ -90,6 +91,7 @@ fn ledger_from_row(r: &sqlx::sqlite::SqliteRow) -> LedgerRow {
         latency_ms: r.get("latency_ms"),
         cost_usd: r.get("cost_usd"),
         value_usd: r.get("value_usd"),
+        revenue_usd: r.get("revenue_usd"),
         started_at_ms: r.get("started_at_ms"),
         finished_at_ms: r.get("finished_at_ms"),
         decision: r.get("decision"),
@@ -143,8 +145,8 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT INTO ledger (id, tenant, key_id, endpoint, model_requested, model_served, backend, stream, status, \
                  outcome, error, input_tokens, output_tokens, tokens_estimated, attempts, ttft_ms, latency_ms, cost_usd, \
-                 value_usd, started_at_ms, finished_at_ms, decision, price, net_value) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 value_usd, started_at_ms, finished_at_ms, decision, price, net_value, revenue_usd) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&r.id)
             .bind(&r.tenant)
@@ -170,6 +172,7 @@ impl Store for SqliteStore {
             .bind(&r.decision)
             .bind(r.price)
             .bind(r.net_value)
+            .bind(r.revenue_usd)
             .execute(&mut *tx)
             .await?;
         }
@@ -194,7 +197,7 @@ impl Store for SqliteStore {
             "SELECT tenant, model_requested AS model, COUNT(*) AS requests, \
              SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors, \
              SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, \
-             SUM(cost_usd) AS cost_usd, SUM(value_usd) AS value_usd \
+             SUM(cost_usd) AS cost_usd, SUM(value_usd) AS value_usd, SUM(revenue_usd) AS revenue_usd \
              FROM ledger WHERE started_at_ms >= ? GROUP BY tenant, model_requested ORDER BY tenant, model_requested",
         )
         .bind(since_ms)
@@ -213,6 +216,7 @@ impl Store for SqliteStore {
                     output_tokens: r.get("output_tokens"),
                     cost_usd: cost,
                     value_usd: value,
+                    revenue_usd: r.get("revenue_usd"),
                     margin_usd: value - cost,
                 }
             })

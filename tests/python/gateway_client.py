@@ -147,5 +147,7 @@ assert total == metered, (total, metered)
 usage = admin_get("/v1/tollgate/usage")["data"]
 ok_70b = [u for u in usage if u["tenant"] == "acme" and u["model"] == "llama2-70b"][0]
 assert ok_70b["requests"] == 1 and ok_70b["output_tokens"] == 9 and ok_70b["value_usd"] > 0, ok_70b
+# No capacity is declared, so value is the price: revenue equals value, 9 output tokens at 2 USD/1M.
+assert abs(ok_70b["revenue_usd"] - ok_70b["value_usd"]) < 1e-12 and ok_70b["revenue_usd"] >= 9 * 2e-6, ok_70b
 print(f"gateway_client: all checks passed ({metered} metered requests)")
 print(f"METERED={metered}")
