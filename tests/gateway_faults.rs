@@ -6,22 +6,12 @@
 mod common;
 
 use common::stub;
-use serde_json::{json, Value};
+use common::calls;
+use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tollgate::capacity::Profile;
 
-/// Runs calls through tests/python/calls.py and returns one result per call.
-async fn calls(base: &str, key: &str, spec: Value) -> Vec<Value> {
-    let out = tokio::process::Command::new(common::python())
-        .arg(common::script("tests/python/calls.py"))
-        .args([base, key, &spec.to_string()])
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "calls.py failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 fn model(name: &str, backends: &[&str]) -> String {
     let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();

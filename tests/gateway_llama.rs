@@ -5,18 +5,9 @@
 mod common;
 
 use common::llama::{llama_server, tiny_gguf};
-use serde_json::{json, Value};
+use common::calls;
+use serde_json::json;
 
-async fn calls(base: &str, key: &str, spec: Value) -> Vec<Value> {
-    let out = tokio::process::Command::new(common::python())
-        .arg(common::script("tests/python/calls.py"))
-        .args([base, key, &spec.to_string()])
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "calls.py failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 fn config(url: &str, model: &str) -> String {
     // Default keep_alive: the gateway must cope with llama-server closing pooled connections.

@@ -149,3 +149,16 @@ name = "acme"
 tier = "standard"
 models = ["*"]
 "#;
+
+/// Runs chat calls through tests/python/calls.py (the official `openai` client) and returns one
+/// result per call.
+pub async fn calls(base: &str, key: &str, spec: serde_json::Value) -> Vec<serde_json::Value> {
+    let out = tokio::process::Command::new(python())
+        .arg(script("tests/python/calls.py"))
+        .args([base, key, &spec.to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "calls.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
