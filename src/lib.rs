@@ -12,4 +12,5 @@ pub mod config;
 pub mod emulator;
 pub mod metering;
 pub mod serve;
+pub mod sim;
 pub mod store;

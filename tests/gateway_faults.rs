@@ -5,13 +5,12 @@
 
 mod common;
 
-use common::stub;
 use common::calls;
+use common::stub;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tollgate::capacity::Profile;
-
 
 fn model(name: &str, backends: &[&str]) -> String {
     let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();

@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::llama::{llama_server, tiny_gguf};
 use common::calls;
+use common::llama::{llama_server, tiny_gguf};
 use serde_json::json;
-
 
 fn config(url: &str, model: &str) -> String {
     // Default keep_alive: the gateway must cope with llama-server closing pooled connections.

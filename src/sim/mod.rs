@@ -1,0 +1,5 @@
+//! The trace-replay simulator (in progress): trace readers so far. The discrete-event engine,
+//! the policies and the reports come with the simulator issue; they will drive
+//! `emulator::engine` and `admission` with time passed in, as the gateway does.
+
+pub mod trace;
