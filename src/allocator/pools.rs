@@ -23,11 +23,19 @@ pub struct PoolModel {
 
 impl PoolModel {
     /// Engine-seconds a request of `input` prompt and `output` generated tokens costs this pool:
-    /// the prefill's marginal compute plus the output at the amortised decode cost of the
-    /// operating batch (BRIEF.md section 1: `w = a * uncached_prompt + b * output`).
+    /// its prefill, chunk by chunk as the engine runs it (each chunk a step of its own cost), plus
+    /// the output at the amortised decode cost of the operating batch (BRIEF.md section 1:
+    /// `w = a * uncached_prompt + b * output`).
     pub fn work(&self, input: f64, output: f64) -> f64 {
         let p = &self.profile;
-        let prefill = p.prefill_marginal_ms(input, input * input) / 1000.0;
+        let chunk = f64::from(p.max_step_tokens.max(1));
+        let (mut done, mut prefill_ms) = (0.0, 0.0);
+        while done < input {
+            let c = chunk.min(input - done);
+            prefill_ms += p.prefill_ms(c, c * (2.0 * done + c));
+            done += c;
+        }
+        let prefill = prefill_ms / 1000.0;
         let ctx = (input + output / 2.0).max(1.0);
         let batch = p.operating_batch((input + output).max(1.0) as u32);
         prefill + output * p.decode_s_per_token(batch, ctx as u32)

@@ -84,7 +84,11 @@ impl Allocator {
     }
 
     pub fn observe_arrival(&self, key: &ClassKey, input_tokens: f64) {
-        let now = self.now();
+        self.observe_arrival_at(key, self.now(), input_tokens);
+    }
+
+    /// As [`Self::observe_arrival`], at a given time (the simulator's virtual clock).
+    pub fn observe_arrival_at(&self, key: &ClassKey, now: f64, input_tokens: f64) {
         self.forecast.lock().expect("forecast lock").observe_arrival(key, now, input_tokens);
     }
 
@@ -112,8 +116,12 @@ impl Allocator {
 
     /// Solves the LP on the current forecast and publishes a new board.
     pub fn solve(&self, cfg: &Config) -> Result<Arc<PriceBoard>, lp::LpError> {
+        self.solve_at(cfg, self.now())
+    }
+
+    /// As [`Self::solve`], at a given time (the simulator's virtual clock).
+    pub fn solve_at(&self, cfg: &Config, now: f64) -> Result<Arc<PriceBoard>, lp::LpError> {
         let t0 = Instant::now();
-        let now = self.now();
         let snapshot = self.forecast.lock().expect("forecast lock").snapshot(now);
         let pools: Vec<LpPool> = self
             .fleet
@@ -191,6 +199,35 @@ impl Allocator {
             a.store(0f64.to_bits(), Ordering::Relaxed);
         }
         Ok(board)
+    }
+
+    /// The priced candidates for a request of `input` and expected `output` tokens: each pool that
+    /// may serve its class, with its quality, work, live price and room left. Deferrable work is
+    /// offered only the pool it asked for (it waits rather than take a cheaper model).
+    pub fn candidates(
+        &self,
+        cfg: &Config,
+        key: &ClassKey,
+        input: f64,
+        output: f64,
+        deferrable: bool,
+    ) -> Option<Vec<crate::admission::Candidate>> {
+        let mut options = self.options(cfg, key, input, output)?;
+        if deferrable {
+            options.truncate(1);
+        }
+        Some(
+            options
+                .iter()
+                .map(|o| crate::admission::Candidate {
+                    pool: o.pool,
+                    quality: o.quality,
+                    work: o.work,
+                    price: self.price(o.pool),
+                    room_left: self.loads[o.pool].room() - self.loads[o.pool].inflight(),
+                })
+                .collect(),
+        )
     }
 
     /// The pools that may serve a class: its own model's pool first, then its fallbacks that the

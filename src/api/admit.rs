@@ -88,25 +88,7 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
     let ask = Ask { value, tokens: input as f64 + out_est, deferrable };
     let mut waiting: Option<Waiting> = None;
     loop {
-        let mut options = alloc.options(cfg, &class, input as f64, out_est).expect("managed model has a pool");
-        if deferrable {
-            // Batch work waits for the model it asked for rather than taking a cheaper one now:
-            // waiting costs it nothing until its deadline, a downgrade costs it quality.
-            options.truncate(1);
-        }
-        let cands: Vec<Candidate> = options
-            .iter()
-            .map(|o| {
-                let load = &alloc.loads[o.pool];
-                Candidate {
-                    pool: o.pool,
-                    quality: o.quality,
-                    work: o.work,
-                    price: alloc.price(o.pool),
-                    room_left: load.room() - load.inflight(),
-                }
-            })
-            .collect();
+        let cands = alloc.candidates(cfg, &class, input as f64, out_est, deferrable).expect("managed model has a pool");
         let decision = decide(&ask, &cands);
         match decision {
             Decision::Serve { index, downgraded, net, price } => {

@@ -2,6 +2,7 @@
 
 mod engine;
 mod gateway;
+mod simulate;
 
 use crate::capacity::DEFAULT_PROFILE;
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ pub enum Command {
     Emulate(EmulateArgs),
     /// Measure a live OpenAI-compatible engine and write its profile.
     Calibrate(CalibrateArgs),
+    /// Replay traces against a fleet under several policies and report the value each captures.
+    Simulate(SimulateArgs),
     /// Engine profiles: list them, or refit the shipped ones from measured data.
     #[command(subcommand)]
     Profiles(ProfilesCommand),
@@ -115,6 +118,30 @@ pub enum ProfilesCommand {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Scenario file (see scenarios/).
+    pub scenario: PathBuf,
+    /// Policies to compare (fifo, priority, quota, bid-price); default all.
+    #[arg(long = "policy")]
+    pub policies: Vec<String>,
+    /// Demand relative to the fleet's SLA-safe capacity (overrides the scenario's).
+    #[arg(long)]
+    pub overload: Option<f64>,
+    /// Replace a class's trace: CLASS=PATH (same format).
+    #[arg(long = "trace", value_parser = parse_kv)]
+    pub traces: Vec<(String, PathBuf)>,
+    /// Write the full results as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, PathBuf), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), PathBuf::from(v)))
+        .ok_or_else(|| format!("expected CLASS=PATH, got `{s}`"))
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Gateway configuration (see tollgate.example.toml). Without it: the embedded default.
     #[arg(long)]
@@ -163,6 +190,7 @@ pub struct StoreArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(a) => gateway::serve(a),
+        Command::Simulate(a) => simulate::run(a),
         Command::Keys(k) => gateway::keys(k),
         Command::Emulate(a) if a.list_profiles => engine::list_profiles(),
         Command::Emulate(a) => engine::emulate(a),

@@ -2,4 +2,8 @@
 //! the policies and the reports come with the simulator issue; they will drive
 //! `emulator::engine` and `admission` with time passed in, as the gateway does.
 
+pub mod des;
+pub mod policy;
+pub mod run;
+pub mod scenario;
 pub mod trace;

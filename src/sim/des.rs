@@ -1,0 +1,359 @@
+//! The discrete-event simulator: replays requests on a virtual clock against engine models (the
+//! emulator's `Engine`, one per replica) under a policy. Bid-price admission runs the gateway's
+//! own allocator and `admission::decide`, with the virtual time passed in.
+
+use super::policy::{Policy, QuotaBuckets};
+use super::scenario::Scenario;
+use crate::admission::reservation::Reservation;
+use crate::admission::{decide, Ask, Decision};
+use crate::allocator::forecast::ClassKey;
+use crate::allocator::{value_rates, Allocator};
+use crate::config::Config;
+use crate::emulator::engine::{Engine, Event, Submission};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// A request to replay.
+#[derive(Debug, Clone)]
+pub struct SimRequest {
+    pub class: usize,
+    pub at: f64,
+    pub input: u32,
+    pub output: u32,
+    pub hashes: Vec<u64>,
+}
+
+/// What happened to one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fate {
+    Served {
+        pool: usize,
+        quality: f64,
+        ttft: f64,
+        e2e: f64,
+        deferred: bool,
+    },
+    Refused,
+    /// Admitted but dropped (FIFO's queue timeout, or a deferral past its deadline).
+    Dropped,
+}
+
+struct Replica {
+    engine: Engine,
+    pending: Vec<Event>,
+    busy: bool,
+}
+
+struct Live {
+    req: usize,
+    pool: usize,
+    quality: f64,
+    first: Option<f64>,
+    deferred: bool,
+    _reservation: Option<Reservation>,
+}
+
+/// Event time, totally ordered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct T(f64);
+impl Eq for T {}
+impl PartialOrd for T {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for T {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+/// A price sample: (time, pool, price, utilisation).
+pub type PriceSample = (f64, usize, f64, f64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    Step(usize, usize),
+    Tick,
+    Solve,
+}
+
+const TICK_S: f64 = 0.05;
+const SOLVE_S: f64 = 1.0;
+
+pub struct Sim<'a> {
+    sc: &'a Scenario,
+    cfg: Config,
+    policy: Policy,
+    reqs: &'a [SimRequest],
+    pools: Vec<Vec<Replica>>,
+    alloc: Allocator,
+    live: HashMap<u64, Live>,
+    waiting_defer: Vec<(usize, f64)>,
+    heap: BinaryHeap<Reverse<(T, Ev)>>,
+    quotas: QuotaBuckets,
+    pub fates: Vec<Option<Fate>>,
+    /// (time, pool, price, utilisation) samples, one a second.
+    pub prices: Vec<PriceSample>,
+    next_id: u64,
+    pool_index: Vec<usize>,
+}
+
+impl<'a> Sim<'a> {
+    pub fn new(sc: &'a Scenario, policy: Policy, reqs: &'a [SimRequest]) -> Result<Self, String> {
+        let cfg = sc.gateway_config()?;
+        let alloc = Allocator::new(&cfg)?;
+        let pools = sc
+            .pools
+            .iter()
+            .map(|p| {
+                let profile = crate::capacity::Profile::resolve(&p.profile).map_err(|e| e.to_string())?;
+                Ok((0..p.replicas)
+                    .map(|_| Replica { engine: Engine::new(profile.clone()), pending: Vec::new(), busy: false })
+                    .collect())
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let pool_index =
+            sc.classes.iter().map(|c| sc.pools.iter().position(|p| p.name == c.pool).unwrap_or(0)).collect();
+        let quotas = QuotaBuckets::new(sc, &alloc, reqs);
+        Ok(Self {
+            sc,
+            cfg,
+            policy,
+            reqs,
+            pools,
+            alloc,
+            live: HashMap::new(),
+            waiting_defer: Vec::new(),
+            heap: BinaryHeap::new(),
+            quotas,
+            fates: vec![None; reqs.len()],
+            prices: Vec::new(),
+            next_id: 1,
+            pool_index,
+        })
+    }
+
+    fn push(&mut self, t: f64, e: Ev) {
+        self.heap.push(Reverse((T(t), e)));
+    }
+
+    /// Runs every request to its end.
+    pub fn run(mut self) -> (Vec<Fate>, Vec<PriceSample>) {
+        self.push(0.0, Ev::Tick);
+        if self.policy == Policy::BidPrice {
+            self.push(SOLVE_S, Ev::Solve);
+        }
+        let mut next = 0;
+        let end = self.reqs.last().map(|r| r.at).unwrap_or(0.0);
+        loop {
+            let t_ev = self.heap.peek().map(|Reverse((t, _))| t.0);
+            let t_arr = self.reqs.get(next).map(|r| r.at);
+            match (t_arr, t_ev) {
+                (Some(a), Some(e)) if a <= e => {
+                    self.arrive(next, a);
+                    next += 1;
+                }
+                (Some(a), None) => {
+                    self.arrive(next, a);
+                    next += 1;
+                }
+                (_, Some(_)) => {
+                    let Reverse((T(t), ev)) = self.heap.pop().expect("peeked");
+                    let idle_after_end = t > end && self.live.is_empty() && self.waiting_defer.is_empty();
+                    match ev {
+                        Ev::Step(p, r) => self.step_done(t, p, r),
+                        Ev::Tick if !idle_after_end => self.tick(t),
+                        Ev::Solve if !idle_after_end => self.solve(t),
+                        _ => {}
+                    }
+                }
+                (None, None) => break,
+            }
+        }
+        let fates = self.fates.into_iter().map(|f| f.unwrap_or(Fate::Dropped)).collect();
+        (fates, self.prices)
+    }
+
+    fn key(&self, class: usize) -> ClassKey {
+        let c = &self.sc.classes[class];
+        ClassKey { tenant: c.name.clone(), model: c.pool.clone() }
+    }
+
+    fn arrive(&mut self, i: usize, t: f64) {
+        let r = &self.reqs[i];
+        let class = r.class;
+        let pool = self.pool_index[class];
+        match self.policy {
+            Policy::Fifo => self.start(i, t, pool, 1.0, None, false),
+            Policy::Priority => {
+                let tier = self.sc.tier(&self.sc.classes[class].tier).map(|t| t.priority).unwrap_or(0);
+                let top = self.sc.tiers.iter().map(|t| t.priority).max().unwrap_or(0);
+                let work = self.alloc.fleet.pools[pool].work(f64::from(r.input), f64::from(r.output));
+                match self.alloc.loads[pool].try_reserve(work) {
+                    Some(res) => self.start(i, t, pool, 1.0, Some(res), false),
+                    None if tier == top => self.start(i, t, pool, 1.0, None, false),
+                    None => self.fates[i] = Some(Fate::Refused),
+                }
+            }
+            Policy::Quota => {
+                if self.quotas.take(class, t, f64::from(r.input + r.output)) {
+                    self.start(i, t, pool, 1.0, None, false)
+                } else {
+                    self.fates[i] = Some(Fate::Refused)
+                }
+            }
+            Policy::BidPrice => {
+                let key = self.key(class);
+                self.alloc.observe_arrival_at(&key, t, f64::from(r.input));
+                if !self.try_admit(i, t, false) {
+                    let deferrable = self.sc.tier(&self.sc.classes[class].tier).is_some_and(|t| t.deferrable);
+                    if deferrable {
+                        let deadline = self.sc.tier(&self.sc.classes[class].tier).map(|t| t.deadline_ms).unwrap_or(0);
+                        self.waiting_defer.push((i, t + deadline as f64 / 1000.0));
+                    } else {
+                        self.fates[i] = Some(Fate::Refused);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bid-price admission for request `i` now; true if it was started.
+    fn try_admit(&mut self, i: usize, t: f64, deferred: bool) -> bool {
+        let r = &self.reqs[i];
+        let c = &self.sc.classes[r.class];
+        let key = self.key(r.class);
+        let deferrable = self.sc.tier(&c.tier).is_some_and(|t| t.deferrable);
+        let out = self.alloc.expected_output(&key, Some(r.output));
+        let Some(cands) = self.alloc.candidates(&self.cfg, &key, f64::from(r.input), out, deferrable) else {
+            return false;
+        };
+        let value = value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), out);
+        let ask = Ask { value, tokens: f64::from(r.input) + out, deferrable };
+        if let Decision::Serve { index, .. } = decide(&ask, &cands) {
+            let cand = cands[index];
+            if let Some(res) = self.alloc.loads[cand.pool].try_reserve(cand.work) {
+                self.start(i, t, cand.pool, cand.quality, Some(res), deferred);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn start(&mut self, i: usize, t: f64, pool: usize, quality: f64, res: Option<Reservation>, deferred: bool) {
+        let r = &self.reqs[i];
+        let id = self.next_id;
+        self.next_id += 1;
+        let replicas = &mut self.pools[pool];
+        let (ri, rep) = replicas
+            .iter_mut()
+            .enumerate()
+            .min_by_key(|(_, x)| x.engine.load().running + x.engine.load().waiting)
+            .expect("a pool has replicas");
+        let sub = Submission {
+            id,
+            prompt_tokens: r.input.max(1),
+            block_hashes: r.hashes.clone(),
+            output_tokens: r.output.max(1),
+        };
+        if rep.engine.submit(sub).is_err() {
+            self.fates[i] = Some(Fate::Refused);
+            return;
+        }
+        self.live.insert(id, Live { req: i, pool, quality, first: None, deferred, _reservation: res });
+        if !rep.busy {
+            self.kick(t, pool, ri);
+        }
+    }
+
+    /// Starts the replica's next step at `t`, if it has work.
+    fn kick(&mut self, t: f64, pool: usize, ri: usize) {
+        let rep = &mut self.pools[pool][ri];
+        match rep.engine.step() {
+            Some(step) => {
+                rep.pending = step.events;
+                rep.busy = true;
+                self.push(t + step.duration, Ev::Step(pool, ri));
+            }
+            None => rep.busy = false,
+        }
+    }
+
+    fn step_done(&mut self, t: f64, pool: usize, ri: usize) {
+        let events = std::mem::take(&mut self.pools[pool][ri].pending);
+        for ev in events {
+            let Event::Token { id, index, last, .. } = ev else { continue };
+            let Some(l) = self.live.get_mut(&id) else { continue };
+            if index == 0 {
+                l.first = Some(t);
+            }
+            if last {
+                let l = self.live.remove(&id).expect("present");
+                let at = self.reqs[l.req].at;
+                let key = self.key(self.reqs[l.req].class);
+                self.alloc.observe_finish(&key, f64::from(self.reqs[l.req].output));
+                self.fates[l.req] = Some(Fate::Served {
+                    pool: l.pool,
+                    quality: l.quality,
+                    ttft: l.first.unwrap_or(t) - at,
+                    e2e: t - at,
+                    deferred: l.deferred,
+                });
+            }
+        }
+        self.kick(t, pool, ri);
+    }
+
+    fn tick(&mut self, t: f64) {
+        if self.policy == Policy::BidPrice {
+            self.alloc.correct_prices();
+            // Deferred work, densest first, is priced again; past its deadline it is refused.
+            let mut waiting = std::mem::take(&mut self.waiting_defer);
+            waiting.sort_by(|a, b| self.density(b.0).total_cmp(&self.density(a.0)));
+            for (i, deadline) in waiting {
+                if t >= deadline {
+                    self.fates[i] = Some(Fate::Refused);
+                } else if !self.try_admit(i, t, true) {
+                    self.waiting_defer.push((i, deadline));
+                }
+            }
+        }
+        // Requests that have not started within the queue timeout are dropped (a client gives up).
+        let timeout = self.sc.queue_timeout_s;
+        let stale: Vec<u64> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.first.is_none() && t - self.reqs[l.req].at > timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            let l = self.live.remove(&id).expect("present");
+            for rep in &mut self.pools[l.pool] {
+                rep.engine.abort(id);
+            }
+            self.fates[l.req] = Some(Fate::Dropped);
+        }
+        if (t / SOLVE_S).fract() < TICK_S / SOLVE_S {
+            for (p, load) in self.alloc.loads.iter().enumerate() {
+                self.prices.push((t, p, self.alloc.price(p), load.utilisation()));
+            }
+        }
+        self.push(t + TICK_S, Ev::Tick);
+    }
+
+    fn density(&self, i: usize) -> f64 {
+        let r = &self.reqs[i];
+        let key = self.key(r.class);
+        let pool = self.pool_index[r.class];
+        let w = self.alloc.fleet.pools[pool].work(f64::from(r.input), f64::from(r.output)).max(1e-12);
+        value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), f64::from(r.output)) / w
+    }
+
+    fn solve(&mut self, t: f64) {
+        if let Err(e) = self.alloc.solve_at(&self.cfg, t) {
+            tracing::warn!(error = %e, "simulated LP solve failed");
+        }
+        self.push(t + SOLVE_S, Ev::Solve);
+    }
+}

@@ -1,0 +1,177 @@
+//! Running a scenario: load and rescale its traces, replay them under each policy, bound them by
+//! the hindsight plan, and summarise value captured, decisions and SLA attainment.
+
+use super::des::{Fate, Sim, SimRequest};
+use super::policy::Policy;
+use super::scenario::Scenario;
+use super::trace;
+use crate::allocator::lp::{self, LpClass, LpOption, LpPool};
+use crate::allocator::pools::Fleet;
+use crate::allocator::value_rates;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Loads every class's trace (with `overrides` replacing a class's trace file), thins each to its
+/// share, merges them, and rescales time so the fleet sees `overload` x its SLA-safe capacity.
+pub fn load_requests(
+    sc: &Scenario,
+    base: &Path,
+    overrides: &HashMap<String, PathBuf>,
+    overload: f64,
+) -> Result<Vec<SimRequest>, String> {
+    let cfg = sc.gateway_config()?;
+    let fleet = Fleet::from_config(&cfg)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut reqs = Vec::new();
+    for (k, c) in sc.classes.iter().enumerate() {
+        let path = overrides.get(&c.name).cloned().unwrap_or_else(|| base.join(&c.trace));
+        let t = trace::read(&path).map_err(|e| e.to_string())?;
+        for r in t {
+            if c.share >= 1.0 || rng.random::<f64>() < c.share {
+                reqs.push(SimRequest {
+                    class: k,
+                    at: r.at_s,
+                    input: r.input_tokens,
+                    output: r.output_tokens,
+                    hashes: r.block_hashes,
+                });
+            }
+        }
+    }
+    reqs.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let span = reqs.last().map(|r| r.at).unwrap_or(0.0).max(1e-9);
+    // Work per second the traces ask of the pools they name, against their capacity.
+    let mut demand = 0.0;
+    for r in &reqs {
+        let pool = fleet.pool(&sc.classes[r.class].pool).ok_or("class names an unknown pool")?;
+        demand += fleet.pools[pool].work(f64::from(r.input), f64::from(r.output));
+    }
+    let capacity: f64 = fleet.pools.iter().map(|p| p.capacity()).sum();
+    let speed = overload * capacity / (demand / span);
+    for r in &mut reqs {
+        r.at /= speed;
+    }
+    if let Some(d) = sc.duration_s {
+        reqs.retain(|r| r.at <= d);
+    }
+    Ok(reqs)
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClassReport {
+    pub class: String,
+    pub requests: usize,
+    pub admitted: usize,
+    pub downgraded: usize,
+    pub deferred: usize,
+    pub refused: usize,
+    pub dropped: usize,
+    pub within_sla: usize,
+    pub value_usd: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    pub policy: String,
+    pub value_usd: f64,
+    pub share_of_hindsight: f64,
+    pub sla_attainment: f64,
+    pub classes: Vec<ClassReport>,
+    pub prices: Vec<super::des::PriceSample>,
+}
+
+fn sla_met(sc: &Scenario, class: usize, ttft: f64, e2e: f64) -> bool {
+    let Some(tier) = sc.tier(&sc.classes[class].tier) else { return true };
+    let ttft_ok = tier.ttft_slo_ms.is_none_or(|s| ttft <= s as f64 / 1000.0);
+    let e2e_ok = tier.e2e_slo_ms.is_none_or(|s| e2e <= s as f64 / 1000.0);
+    let deadline_ok = !tier.deferrable || e2e <= tier.deadline_ms as f64 / 1000.0;
+    ttft_ok && e2e_ok && deadline_ok
+}
+
+/// Value of a request served in full by its own model, USD.
+fn full_value(sc: &Scenario, cfg: &crate::config::Config, r: &SimRequest) -> f64 {
+    value_rates(cfg, &sc.classes[r.class].name).charge_f(f64::from(r.input), f64::from(r.output))
+}
+
+pub fn simulate(sc: &Scenario, policy: Policy, reqs: &[SimRequest], hindsight: f64) -> Result<PolicyReport, String> {
+    let cfg = sc.gateway_config()?;
+    let (fates, prices) = Sim::new(sc, policy, reqs)?.run();
+    let mut classes: Vec<ClassReport> =
+        sc.classes.iter().map(|c| ClassReport { class: c.name.clone(), ..Default::default() }).collect();
+    let (mut value, mut met, mut served) = (0.0, 0, 0);
+    for (r, f) in reqs.iter().zip(&fates) {
+        let c = &mut classes[r.class];
+        c.requests += 1;
+        match *f {
+            Fate::Served { pool, quality, ttft, e2e, deferred } => {
+                served += 1;
+                if deferred {
+                    c.deferred += 1;
+                } else if sc.pools[pool].name != sc.classes[r.class].pool {
+                    c.downgraded += 1;
+                } else {
+                    c.admitted += 1;
+                }
+                if sla_met(sc, r.class, ttft, e2e) {
+                    met += 1;
+                    c.within_sla += 1;
+                    let v = quality * full_value(sc, &cfg, r);
+                    c.value_usd += v;
+                    value += v;
+                }
+            }
+            Fate::Refused => c.refused += 1,
+            Fate::Dropped => c.dropped += 1,
+        }
+    }
+    Ok(PolicyReport {
+        policy: policy.name().into(),
+        value_usd: value,
+        share_of_hindsight: if hindsight > 0.0 { value / hindsight } else { 0.0 },
+        sla_attainment: if served > 0 { met as f64 / served as f64 } else { 0.0 },
+        classes,
+        prices,
+    })
+}
+
+/// The hindsight bound: per window, the LP with every request of the window known (each a class
+/// of one request), on the pools' SLA-safe capacity for that window. It relaxes: fractional
+/// admission, no queueing or latency (every admitted request meets its SLA), capacity fungible
+/// within a window, and no carry-over of work between windows (deferrable requests stay in their
+/// arrival window).
+pub fn hindsight(sc: &Scenario, reqs: &[SimRequest], window_s: f64) -> Result<f64, String> {
+    let cfg = sc.gateway_config()?;
+    let fleet = Fleet::from_config(&cfg)?;
+    let pools: Vec<LpPool> = fleet
+        .pools
+        .iter()
+        .map(|p| LpPool { capacity: p.capacity(), cost: p.cost, watts: p.watts, site: None })
+        .collect();
+    let mut total = 0.0;
+    let mut start = 0;
+    while start < reqs.len() {
+        let w0 = (reqs[start].at / window_s).floor() * window_s;
+        let end = reqs[start..].iter().position(|r| r.at >= w0 + window_s).map(|p| start + p).unwrap_or(reqs.len());
+        let classes: Vec<LpClass> = reqs[start..end]
+            .iter()
+            .map(|r| {
+                let c = &sc.classes[r.class];
+                let own = fleet.pool(&c.pool).expect("validated");
+                let (i, o) = (f64::from(r.input), f64::from(r.output));
+                let mut options = vec![LpOption { pool: own, quality: 1.0, work: fleet.pools[own].work(i, o) }];
+                for fb in &c.fallbacks {
+                    if let Some(p) = fleet.pool(&fb.pool) {
+                        options.push(LpOption { pool: p, quality: fb.quality, work: fleet.pools[p].work(i, o) });
+                    }
+                }
+                LpClass { rate: 1.0 / window_s, value: full_value(sc, &cfg, r), options, reserved: 0.0 }
+            })
+            .collect();
+        let plan = lp::solve(&pools, &[], &classes, window_s).map_err(|e| e.to_string())?;
+        total += plan.objective * window_s;
+        start = end;
+    }
+    Ok(total)
+}

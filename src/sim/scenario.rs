@@ -1,0 +1,179 @@
+//! Scenario files: a fleet of pools (from profiles), tiers with prices or values, and classes of
+//! traffic, each a tenant replaying a trace against a pool. The gateway configuration that the
+//! shared allocator and admission code read is derived from it, so the simulator prices requests
+//! exactly as the gateway would.
+
+use crate::config::Config;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Demand relative to the fleet's SLA-safe capacity (1 = the traces' work fills it).
+    #[serde(default = "one")]
+    pub overload: f64,
+    /// Replay only the first this many seconds of (rescaled) traffic.
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    /// Requests that have not started within this many seconds are dropped (FIFO's timeout).
+    #[serde(default = "default_timeout")]
+    pub queue_timeout_s: f64,
+    pub pools: Vec<PoolSpec>,
+    pub tiers: Vec<TierSpec>,
+    pub classes: Vec<ClassSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    pub name: String,
+    pub profile: String,
+    pub replicas: u32,
+    #[serde(default = "default_rho")]
+    pub sla_utilisation: f64,
+    #[serde(default)]
+    pub cost_per_engine_second: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSpec {
+    pub name: String,
+    pub input_price_per_1m: f64,
+    pub output_price_per_1m: f64,
+    #[serde(default)]
+    pub value_per_1m_input: Option<f64>,
+    #[serde(default)]
+    pub value_per_1m_output: Option<f64>,
+    #[serde(default)]
+    pub ttft_slo_ms: Option<u64>,
+    #[serde(default)]
+    pub e2e_slo_ms: Option<u64>,
+    #[serde(default)]
+    pub deferrable: bool,
+    #[serde(default = "default_deadline")]
+    pub deadline_ms: u64,
+    /// Strict priority for the `priority` policy: higher is served first.
+    #[serde(default)]
+    pub priority: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassSpec {
+    pub name: String,
+    pub tier: String,
+    /// The pool asked for.
+    pub pool: String,
+    #[serde(default)]
+    pub fallbacks: Vec<FallbackSpec>,
+    /// Trace file (Azure CSV or Mooncake JSONL), relative to the scenario file.
+    pub trace: PathBuf,
+    /// Share of the trace's requests that belong to this class (thinning), default all.
+    #[serde(default = "one")]
+    pub share: f64,
+    /// Tokens per minute for the `quota` policy (default: the class's fair share of capacity).
+    #[serde(default)]
+    pub quota_tpm: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackSpec {
+    pub pool: String,
+    pub quality: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn default_timeout() -> f64 {
+    30.0
+}
+fn default_rho() -> f64 {
+    0.85
+}
+fn default_deadline() -> u64 {
+    600_000
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {field}: {message}")]
+    Invalid { path: String, field: String, message: String },
+}
+
+impl Scenario {
+    pub fn from_file(path: &Path) -> Result<(Scenario, PathBuf), ScenarioError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Read { path: p.clone(), source: e })?;
+        let de = toml::Deserializer::parse(&text).map_err(|e| ScenarioError::Invalid {
+            path: p.clone(),
+            field: "(syntax)".into(),
+            message: e.to_string(),
+        })?;
+        let s: Scenario = serde_path_to_error::deserialize(de).map_err(|e| ScenarioError::Invalid {
+            path: p.clone(),
+            field: e.path().to_string(),
+            message: e.inner().message().to_string(),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        s.gateway_config().map_err(|e| ScenarioError::Invalid { path: p, field: "(fleet)".into(), message: e })?;
+        Ok((s, base))
+    }
+
+    /// The gateway configuration equivalent to this scenario: one model per pool (backends are
+    /// placeholders, never contacted), one tenant per class.
+    pub fn gateway_config(&self) -> Result<Config, String> {
+        let mut t = String::from("[admission]\nsolve_interval_ms = 1000\n");
+        for p in &self.pools {
+            t += &format!("[[backends]]\nname = \"{0}\"\nurl = \"http://sim.invalid/{0}\"\n", p.name);
+        }
+        for p in &self.pools {
+            let fallbacks: Vec<String> = self
+                .classes
+                .iter()
+                .filter(|c| c.pool == p.name)
+                .flat_map(|c| c.fallbacks.iter())
+                .map(|f| format!("{{ model = \"{}\", quality = {} }}", f.pool, f.quality))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            t += &format!(
+                "[[models]]\nname = \"{0}\"\nbackends = [\"{0}\"]\nfallbacks = [{1}]\ncapacity = {{ profile = \"{2}\", replicas = {3}, sla_utilisation = {4}, cost_per_engine_second = {5} }}\n",
+                p.name,
+                fallbacks.join(", "),
+                p.profile,
+                p.replicas,
+                p.sla_utilisation,
+                p.cost_per_engine_second
+            );
+        }
+        for tier in &self.tiers {
+            t += &format!(
+                "[[tiers]]\nname = \"{}\"\ninput_price_per_1m = {}\noutput_price_per_1m = {}\ndeferrable = {}\ndeadline_ms = {}\n",
+                tier.name, tier.input_price_per_1m, tier.output_price_per_1m, tier.deferrable, tier.deadline_ms
+            );
+            if let Some(v) = tier.value_per_1m_input {
+                t += &format!("value_per_1m_input = {v}\n");
+            }
+            if let Some(v) = tier.value_per_1m_output {
+                t += &format!("value_per_1m_output = {v}\n");
+            }
+        }
+        for c in &self.classes {
+            t += &format!("[[tenants]]\nname = \"{}\"\ntier = \"{}\"\n", c.name, c.tier);
+        }
+        Config::from_toml(&t, &format!("scenario {}", self.name)).map_err(|e| e.to_string())
+    }
+
+    pub fn tier(&self, name: &str) -> Option<&TierSpec> {
+        self.tiers.iter().find(|t| t.name == name)
+    }
+}
