@@ -79,5 +79,7 @@ fn calibrates_smollm2_on_llama_server() {
     assert!(p.fit.prompt_time_median_rel_err < 0.35 && p.fit.token_time_median_rel_err < 0.35, "{:?}", p.fit);
     // A real model on one core: prefill costs more per token than the tiny one's noise floor.
     assert!(p.prefill_ms(512.0, 512.0 * 512.0) > p.prefill_ms(16.0, 256.0), "{p:?}");
-    assert!(p.decode.base_ms > 0.5, "{p:?}");
+    // A 135M-parameter model on one core: a decode step takes well over half a millisecond (the
+    // fit may put that time in the base or the per-sequence term).
+    assert!(p.decode_ms(1.0, 100.0) > 0.5, "{p:?}");
 }

@@ -11,7 +11,7 @@ use tollgate::sim::scenario::Scenario;
 fn shipped_scenario_short_replay() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/azure-conv-code.toml");
     let (mut sc, base) = Scenario::from_file(&path).unwrap();
-    sc.duration_s = Some(60.0);
+    sc.duration_s = Some(180.0);
     let reqs = load_requests(&sc, &base, &HashMap::new(), 2.0).unwrap();
     assert!(reqs.len() > 500, "{}", reqs.len());
     let bound = hindsight(&sc, &reqs, 60.0).unwrap();

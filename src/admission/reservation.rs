@@ -11,13 +11,18 @@ const MICRO: f64 = 1e6;
 #[derive(Debug)]
 pub struct PoolLoad {
     inflight: AtomicU64,
-    room: u64,
+    room: AtomicU64,
 }
 
 impl PoolLoad {
     /// A pool that may hold `room` engine-seconds in flight.
     pub fn new(room: f64) -> Arc<Self> {
-        Arc::new(Self { inflight: AtomicU64::new(0), room: (room.max(0.0) * MICRO) as u64 })
+        Arc::new(Self { inflight: AtomicU64::new(0), room: AtomicU64::new((room.max(0.0) * MICRO) as u64) })
+    }
+
+    /// Resizes the room (work already in flight is kept; new grants must fit the new room).
+    pub fn set_room(&self, room: f64) {
+        self.room.store((room.max(0.0) * MICRO) as u64, Ordering::Release);
     }
 
     /// Engine-seconds in flight.
@@ -26,15 +31,16 @@ impl PoolLoad {
     }
 
     pub fn room(&self) -> f64 {
-        self.room as f64 / MICRO
+        self.room.load(Ordering::Acquire) as f64 / MICRO
     }
 
     /// Share of the room in use.
     pub fn utilisation(&self) -> f64 {
-        if self.room == 0 {
+        let room = self.room.load(Ordering::Acquire);
+        if room == 0 {
             return 1.0;
         }
-        self.inflight.load(Ordering::Acquire) as f64 / self.room as f64
+        self.inflight.load(Ordering::Acquire) as f64 / room as f64
     }
 
     /// Takes `work` engine-seconds if they fit; never lets the total exceed the room.
@@ -43,7 +49,7 @@ impl PoolLoad {
         let mut cur = self.inflight.load(Ordering::Acquire);
         loop {
             let next = cur.checked_add(w)?;
-            if next > self.room {
+            if next > self.room.load(Ordering::Acquire) {
                 return None;
             }
             match self.inflight.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {

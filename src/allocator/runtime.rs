@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Target share of a pool's room in use; the price rises above it and falls below it.
-const TARGET_UTILISATION: f64 = 0.5;
+const TARGET_UTILISATION: f64 = 0.9;
 /// Prices fall more slowly than they rise: a burst must raise them at once, while a lull should
 /// not erase the plan's price before the next solve has seen it.
 const DOWNWARD_DAMPING: f64 = 0.2;
@@ -28,6 +28,9 @@ pub struct Allocator {
     pub deferred: Vec<Mutex<DeferQueue>>,
     /// Price correction of each pool since the last solve (f64 bits), USD per engine-second.
     adjust: Vec<AtomicU64>,
+    /// Mean lifetime of a request on each pool, seconds (f64 bits): batched requests overlap, so
+    /// by Little's law the work in flight at full capacity is capacity x lifetime.
+    lifetime: Vec<AtomicU64>,
     board: ArcSwap<PriceBoard>,
     forecast: Mutex<Forecast>,
     started: Instant,
@@ -45,6 +48,7 @@ impl Allocator {
         let loads = fleet.pools.iter().map(|p| PoolLoad::new(p.room())).collect();
         let adjust = fleet.pools.iter().map(|_| AtomicU64::new(0f64.to_bits())).collect();
         let deferred = fleet.pools.iter().map(|_| Mutex::new(DeferQueue::default())).collect();
+        let lifetime = fleet.pools.iter().map(|p| AtomicU64::new(p.window_s.to_bits())).collect();
         let board = PriceBoard {
             pools: fleet
                 .pools
@@ -58,6 +62,7 @@ impl Allocator {
             loads,
             deferred,
             adjust,
+            lifetime,
             board: ArcSwap::from_pointee(board),
             forecast: Mutex::new(Forecast::new(cfg.admission.forecast_half_life_s)),
             started: Instant::now(),
@@ -94,6 +99,16 @@ impl Allocator {
 
     pub fn observe_finish(&self, key: &ClassKey, output_tokens: f64) {
         self.forecast.lock().expect("forecast lock").observe_finish(key, output_tokens);
+    }
+
+    /// A request on `pool` lived `seconds` from admission to its last token: the pool's room
+    /// follows the mean lifetime (never below the configured window).
+    pub fn observe_lifetime(&self, pool: usize, seconds: f64) {
+        let cur = load_f64(&self.lifetime[pool]);
+        let next = cur + 0.05 * (seconds - cur);
+        self.lifetime[pool].store(next.to_bits(), Ordering::Relaxed);
+        let p = &self.fleet.pools[pool];
+        self.loads[pool].set_room(p.capacity() * next.max(p.window_s));
     }
 
     pub fn expected_output(&self, key: &ClassKey, max_tokens: Option<u32>) -> f64 {

@@ -29,6 +29,9 @@ pub struct Admitted {
     hold: Option<Hold>,
     _reservation: Option<Reservation>,
     class: ClassKey,
+    /// The pool serving it and when it was admitted, for the pool's lifetime estimate.
+    pool: Option<usize>,
+    admitted_at: Instant,
     charge: Rates,
     gw_allocator: Option<Arc<crate::allocator::Allocator>>,
 }
@@ -42,6 +45,9 @@ impl Admitted {
         }
         if let Some(a) = &self.gw_allocator {
             a.observe_finish(&self.class, tokens.output as f64);
+            if let (Some(pool), true) = (self.pool, ok) {
+                a.observe_lifetime(pool, self.admitted_at.elapsed().as_secs_f64());
+            }
         }
     }
 }
@@ -76,6 +82,8 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
         hold: Some(hold),
         _reservation: None,
         class: class.clone(),
+        pool: None,
+        admitted_at: Instant::now(),
         charge,
         gw_allocator: managed.cloned(),
     };
@@ -103,6 +111,8 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
                         "admit"
                     };
                     admitted.price = Some(price);
+                    admitted.pool = Some(cand.pool);
+                    admitted.admitted_at = Instant::now();
                     admitted._reservation = Some(r);
                     meter.decision(admitted.decision, Some(price), Some(net));
                     meter.keep_value_share(cand.quality);

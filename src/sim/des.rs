@@ -47,6 +47,7 @@ struct Replica {
 struct Live {
     req: usize,
     pool: usize,
+    started: f64,
     quality: f64,
     first: Option<f64>,
     deferred: bool,
@@ -261,7 +262,7 @@ impl<'a> Sim<'a> {
             self.fates[i] = Some(Fate::Refused);
             return;
         }
-        self.live.insert(id, Live { req: i, pool, quality, first: None, deferred, _reservation: res });
+        self.live.insert(id, Live { req: i, pool, started: t, quality, first: None, deferred, _reservation: res });
         if !rep.busy {
             self.kick(t, pool, ri);
         }
@@ -293,6 +294,7 @@ impl<'a> Sim<'a> {
                 let at = self.reqs[l.req].at;
                 let key = self.key(self.reqs[l.req].class);
                 self.alloc.observe_finish(&key, f64::from(self.reqs[l.req].output));
+                self.alloc.observe_lifetime(l.pool, t - l.started);
                 self.fates[l.req] = Some(Fate::Served {
                     pool: l.pool,
                     quality: l.quality,

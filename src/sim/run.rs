@@ -137,18 +137,16 @@ pub fn simulate(sc: &Scenario, policy: Policy, reqs: &[SimRequest], hindsight: f
 }
 
 /// The hindsight bound: per window, the LP with every request of the window known (each a class
-/// of one request), on the pools' SLA-safe capacity for that window. It relaxes: fractional
-/// admission, no queueing or latency (every admitted request meets its SLA), capacity fungible
-/// within a window, and no carry-over of work between windows (deferrable requests stay in their
-/// arrival window).
+/// of one request), on the pools' full engine capacity for that window (not just the SLA-safe
+/// share). It relaxes: fractional admission, no queueing or latency (every admitted request meets
+/// its SLA), capacity fungible within a window. It does not carry work between windows
+/// (deferrable requests stay in their arrival window), the one respect in which it is not a
+/// strict bound.
 pub fn hindsight(sc: &Scenario, reqs: &[SimRequest], window_s: f64) -> Result<f64, String> {
     let cfg = sc.gateway_config()?;
     let fleet = Fleet::from_config(&cfg)?;
-    let pools: Vec<LpPool> = fleet
-        .pools
-        .iter()
-        .map(|p| LpPool { capacity: p.capacity(), cost: p.cost, watts: p.watts, site: None })
-        .collect();
+    let pools: Vec<LpPool> =
+        fleet.pools.iter().map(|p| LpPool { capacity: p.engines, cost: p.cost, watts: p.watts, site: None }).collect();
     let mut total = 0.0;
     let mut start = 0;
     while start < reqs.len() {
