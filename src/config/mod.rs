@@ -200,6 +200,10 @@ pub struct TierConfig {
     /// Longest prompt accepted, tokens.
     #[serde(default)]
     pub max_context_tokens: Option<u32>,
+    /// Strict priority, higher first: what a priority scheduler would use (the simulator's
+    /// `priority` policy); tollgate's own admission prices value instead.
+    #[serde(default)]
+    pub priority: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

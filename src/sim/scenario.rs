@@ -3,7 +3,7 @@
 //! shared allocator and admission code read is derived from it, so the simulator prices requests
 //! exactly as the gateway would.
 
-use crate::config::Config;
+use crate::config::{Config, TierConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,8 @@ pub struct Scenario {
     #[serde(default = "default_timeout")]
     pub queue_timeout_s: f64,
     pub pools: Vec<PoolSpec>,
-    pub tiers: Vec<TierSpec>,
+    /// Tiers, exactly as in the gateway's configuration.
+    pub tiers: Vec<TierConfig>,
     pub classes: Vec<ClassSpec>,
 }
 
@@ -37,29 +38,6 @@ pub struct PoolSpec {
     pub sla_utilisation: f64,
     #[serde(default)]
     pub cost_per_engine_second: f64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TierSpec {
-    pub name: String,
-    pub input_price_per_1m: f64,
-    pub output_price_per_1m: f64,
-    #[serde(default)]
-    pub value_per_1m_input: Option<f64>,
-    #[serde(default)]
-    pub value_per_1m_output: Option<f64>,
-    #[serde(default)]
-    pub ttft_slo_ms: Option<u64>,
-    #[serde(default)]
-    pub e2e_slo_ms: Option<u64>,
-    #[serde(default)]
-    pub deferrable: bool,
-    #[serde(default = "default_deadline")]
-    pub deadline_ms: u64,
-    /// Strict priority for the `priority` policy: higher is served first.
-    #[serde(default)]
-    pub priority: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,9 +74,6 @@ fn default_timeout() -> f64 {
 }
 fn default_rho() -> f64 {
     0.85
-}
-fn default_deadline() -> u64 {
-    600_000
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,11 +135,12 @@ impl Scenario {
                 "[[tiers]]\nname = \"{}\"\ninput_price_per_1m = {}\noutput_price_per_1m = {}\ndeferrable = {}\ndeadline_ms = {}\n",
                 tier.name, tier.input_price_per_1m, tier.output_price_per_1m, tier.deferrable, tier.deadline_ms
             );
-            if let Some(v) = tier.value_per_1m_input {
-                t += &format!("value_per_1m_input = {v}\n");
-            }
-            if let Some(v) = tier.value_per_1m_output {
-                t += &format!("value_per_1m_output = {v}\n");
+            for (k, v) in
+                [("value_per_1m_input", tier.value_per_1m_input), ("value_per_1m_output", tier.value_per_1m_output)]
+            {
+                if let Some(v) = v {
+                    t += &format!("{k} = {v}\n");
+                }
             }
         }
         for c in &self.classes {
@@ -173,7 +149,7 @@ impl Scenario {
         Config::from_toml(&t, &format!("scenario {}", self.name)).map_err(|e| e.to_string())
     }
 
-    pub fn tier(&self, name: &str) -> Option<&TierSpec> {
+    pub fn tier(&self, name: &str) -> Option<&TierConfig> {
         self.tiers.iter().find(|t| t.name == name)
     }
 }
