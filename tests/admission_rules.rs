@@ -66,15 +66,7 @@ monthly_budget_usd = 0.000001
     let msg = |text: &str, max: u32| json!({"model": "m", "messages": [{"role": "user", "content": text}], "max_tokens": max, "ignore_eos": true});
 
     // A gated model is invisible and refused to others.
-    let models: Value = reqwest::Client::new()
-        .get(format!("{}/v1/models", gw.base))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = common::get_json(&format!("{}/v1/models", gw.base), Some(&other)).await;
     assert!(!models.to_string().contains("secret"));
     let r = post(&gw.base, &other, json!({"model": "secret", "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(r.status(), 403);
@@ -115,15 +107,7 @@ monthly_budget_usd = 0.000001
     assert_eq!(e["error"]["code"], "capacity_priced");
 
     // The price board is published for the admin.
-    let board: Value = reqwest::Client::new()
-        .get(format!("{}/v1/tollgate/prices", gw.base))
-        .bearer_auth(&gw.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let board = common::get_json(&format!("{}/v1/tollgate/prices", gw.base), Some(&gw.admin)).await;
     assert_eq!(board["enabled"], true);
     assert_eq!(board["live"][0]["pool"], "m");
     let rows = gw.ledger(6).await;

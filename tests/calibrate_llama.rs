@@ -50,15 +50,7 @@ fn calibrates_a_tiny_llama_server_and_the_emulator_runs_the_result() {
     rt.block_on(async {
         let emu = common::start_emulator(p.clone(), 1, 10.0).await;
         let body = serde_json::json!({"model": "tiny", "prompt": "hello", "max_tokens": 5, "ignore_eos": true});
-        let r: serde_json::Value = reqwest::Client::new()
-            .post(format!("{}/v1/completions", emu.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = common::post_json(&format!("{}/v1/completions", emu.base), None, &body).await;
         assert_eq!(r["usage"]["completion_tokens"], 5, "{r}");
     });
 }

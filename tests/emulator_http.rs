@@ -20,15 +20,7 @@ async fn a_request_takes_at_least_its_modelled_time() {
     let emu = common::start_emulator(profile.clone(), 1, scale).await;
     let body = json!({"model": profile.model, "prompt": "hello", "max_tokens": 60, "ignore_eos": true});
     let start = Instant::now();
-    let r: Value = reqwest::Client::new()
-        .post(format!("{}/v1/completions", emu.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = common::post_json(&format!("{}/v1/completions", emu.base), None, &body).await;
     let elapsed = start.elapsed().as_secs_f64();
     assert_eq!(r["usage"]["completion_tokens"], 60);
     let prompt = r["usage"]["prompt_tokens"].as_u64().unwrap();

@@ -26,6 +26,11 @@ impl Candidate {
     pub fn net(&self, value: f64) -> f64 {
         self.quality * value - self.price * self.work
     }
+
+    /// USD per 1,000 tokens at which a request of `tokens` would clear on this pool now.
+    pub fn quote_per_1k(&self, tokens: f64) -> f64 {
+        self.price * self.work / self.quality.max(1e-9) / tokens.max(1.0) * 1000.0
+    }
 }
 
 /// What is being asked for.
@@ -62,11 +67,12 @@ pub fn decide(ask: &Ask, candidates: &[Candidate]) -> Decision {
         }
         best if ask.deferrable => Decision::Defer { best_net: best.map(|b| b.1).unwrap_or(f64::NEG_INFINITY) },
         _ => {
-            let asked = candidates.first();
-            let price = asked.map(|c| c.price).unwrap_or(0.0);
             // The value at which the asked-for model would clear now, per 1,000 tokens.
-            let needed = asked.map(|c| c.price * c.work / c.quality.max(1e-9)).unwrap_or(0.0);
-            Decision::Refuse { quote_per_1k: needed / ask.tokens.max(1.0) * 1000.0, price }
+            let asked = candidates.first();
+            Decision::Refuse {
+                quote_per_1k: asked.map(|c| c.quote_per_1k(ask.tokens)).unwrap_or(0.0),
+                price: asked.map(|c| c.price).unwrap_or(0.0),
+            }
         }
     }
 }

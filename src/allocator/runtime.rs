@@ -117,11 +117,12 @@ impl Allocator {
 
     /// One subgradient step on every pool's price from its measured load against the target.
     pub fn correct_prices(&self) {
-        let density = self.board.load().value_density.max(1e-6);
+        let board = self.board.load();
+        let density = board.value_density.max(1e-6);
         for (i, load) in self.loads.iter().enumerate() {
             let g = load.utilisation() - TARGET_UTILISATION;
             let g = if g < 0.0 { g * DOWNWARD_DAMPING } else { g };
-            let lambda = self.board.load().pools[i].lambda;
+            let lambda = board.pools[i].lambda;
             let cur = load_f64(&self.adjust[i]);
             // The corrected price never goes below zero.
             let next = (cur + self.step * density * g).max(-lambda);

@@ -128,14 +128,13 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
             }
             Decision::Defer { .. } => {}
             Decision::Refuse { quote_per_1k, price } => {
-                return Err(refuse(gw, alloc, &class, &cands, quote_per_1k, price, value, meter));
+                return Err(refuse(alloc, &class, &cands, quote_per_1k, price, value, meter));
             }
         }
         // Batch work waits for its price to clear, until its deadline.
         if Instant::now() >= deadline {
             let asked = cands[0];
-            let quote = asked.price * asked.work / ask.tokens.max(1.0) * 1000.0;
-            return Err(refuse(gw, alloc, &class, &cands, quote, asked.price, value, meter));
+            return Err(refuse(alloc, &class, &cands, asked.quote_per_1k(ask.tokens), asked.price, value, meter));
         }
         let w = waiting.get_or_insert_with(|| Waiting::enqueue(alloc, cands[0].pool, value / cands[0].work.max(1e-12)));
         // Only the densest waiting request of the pool is priced again; the others keep waiting.
@@ -175,9 +174,7 @@ impl Drop for Waiting {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn refuse(
-    _gw: &Gateway,
     alloc: &crate::allocator::Allocator,
     class: &ClassKey,
     cands: &[Candidate],

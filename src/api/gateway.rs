@@ -46,9 +46,9 @@ impl Gateway {
 
 pub fn router(gw: Arc<Gateway>) -> Router {
     let tenant_routes = Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/completions", post(completions))
-        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/chat/completions", proxy_route(Route::Chat))
+        .route("/v1/completions", proxy_route(Route::Completions))
+        .route("/v1/embeddings", proxy_route(Route::Embeddings))
         .route("/v1/models", get(models))
         .route_layer(middleware::from_fn_with_state(gw.clone(), tenant_auth));
     let admin_routes = Router::new()
@@ -129,31 +129,14 @@ async fn proxied(
     }
 }
 
-async fn chat(
-    State(gw): State<Arc<Gateway>>,
-    Extension(c): Extension<Caller>,
-    h: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Response {
-    proxied(gw, Route::Chat, c, h, b).await
-}
-
-async fn completions(
-    State(gw): State<Arc<Gateway>>,
-    Extension(c): Extension<Caller>,
-    h: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Response {
-    proxied(gw, Route::Completions, c, h, b).await
-}
-
-async fn embeddings(
-    State(gw): State<Arc<Gateway>>,
-    Extension(c): Extension<Caller>,
-    h: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Response {
-    proxied(gw, Route::Embeddings, c, h, b).await
+/// The POST handler of a proxied endpoint.
+fn proxy_route(route: Route) -> axum::routing::MethodRouter<Arc<Gateway>> {
+    post(
+        move |State(gw): State<Arc<Gateway>>,
+              Extension(c): Extension<Caller>,
+              h: HeaderMap,
+              b: Result<Bytes, BytesRejection>| proxied(gw, route, c, h, b),
+    )
 }
 
 /// The models this caller's key may use.

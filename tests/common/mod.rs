@@ -81,16 +81,8 @@ pub async fn start_gateway(config_body: &str) -> TestGateway {
 impl TestGateway {
     /// Creates a key for `tenant` through the admin API.
     pub async fn key(&self, tenant: &str) -> String {
-        let r: serde_json::Value = reqwest::Client::new()
-            .post(format!("{}/v1/tollgate/keys", self.base))
-            .bearer_auth(&self.admin)
-            .json(&serde_json::json!({"tenant": tenant}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{}/v1/tollgate/keys", self.base);
+        let r = post_json(&url, Some(&self.admin), &serde_json::json!({"tenant": tenant})).await;
         r["key"].as_str().expect("key created").to_string()
     }
 
@@ -98,15 +90,7 @@ impl TestGateway {
     pub async fn ledger(&self, expected: i64) -> Vec<serde_json::Value> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let r: serde_json::Value = reqwest::Client::new()
-                .get(format!("{}/v1/tollgate/ledger?limit=10000", self.base))
-                .bearer_auth(&self.admin)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let r = get_json(&format!("{}/v1/tollgate/ledger?limit=10000", self.base), Some(&self.admin)).await;
             // Count the rows returned: `total` is a separate query and may already include more.
             let rows = r["data"].as_array().unwrap().clone();
             if rows.len() as i64 >= expected || std::time::Instant::now() > deadline {
@@ -132,6 +116,24 @@ impl TestGateway {
         self.handle.stop().await.unwrap();
         store.ledger_count().await.unwrap()
     }
+}
+
+/// GETs `url` (with a bearer key if given) and parses the JSON answer.
+pub async fn get_json(url: &str, key: Option<&str>) -> serde_json::Value {
+    let mut r = reqwest::Client::new().get(url);
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    r.send().await.unwrap().json().await.unwrap()
+}
+
+/// POSTs `body` to `url` (with a bearer key if given) and parses the JSON answer.
+pub async fn post_json(url: &str, key: Option<&str>, body: &serde_json::Value) -> serde_json::Value {
+    let mut r = reqwest::Client::new().post(url).json(body);
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    r.send().await.unwrap().json().await.unwrap()
 }
 
 /// A backend section for a server at `base`.
