@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use tollgate::sim::hindsight::{bound, Basis};
 use tollgate::sim::policy::Policy;
-use tollgate::sim::run::{hindsight, load_requests, simulate};
+use tollgate::sim::run::{load_requests, simulate};
 use tollgate::sim::scenario::Scenario;
 
 #[test]
@@ -14,7 +15,9 @@ fn shipped_scenario_short_replay() {
     sc.duration_s = Some(180.0);
     let reqs = load_requests(&sc, &base, &HashMap::new(), 2.0).unwrap();
     assert!(reqs.len() > 500, "{}", reqs.len());
-    let bound = hindsight(&sc, &reqs, 60.0).unwrap();
+    let hs = bound(&sc, &reqs, Basis::SlaSafe).unwrap();
+    assert!(hs.feasible_usd <= hs.value_usd, "{hs:?}");
+    let bound = hs.value_usd;
     let mut values = HashMap::new();
     for p in [Policy::Fifo, Policy::Priority, Policy::Quota, Policy::BidPrice] {
         let r = simulate(&sc, p, &reqs, bound).unwrap();

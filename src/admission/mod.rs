@@ -20,6 +20,8 @@ pub struct Candidate {
     pub price: f64,
     /// Engine-seconds the pool can still take in flight.
     pub room_left: f64,
+    /// Estimated seconds to the first token here now (the prefill backlog, then its own).
+    pub ttft_s: f64,
 }
 
 impl Candidate {
@@ -41,6 +43,9 @@ pub struct Ask {
     /// Tokens in and (expected) out, for the quote.
     pub tokens: f64,
     pub deferrable: bool,
+    /// The tier's time-to-first-token objective, seconds (infinite when it has none): a pool
+    /// that cannot meet it now is not offered.
+    pub ttft_slo_s: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,7 +63,7 @@ pub fn decide(ask: &Ask, candidates: &[Candidate]) -> Decision {
     let best = candidates
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.room_left >= c.work)
+        .filter(|(_, c)| c.room_left >= c.work && c.ttft_s <= ask.ttft_slo_s)
         .map(|(i, c)| (i, c.net(ask.value)))
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
     match best {
@@ -83,12 +88,23 @@ mod tests {
     use proptest::prelude::*;
 
     fn cand(pool: usize, quality: f64, work: f64, price: f64, room_left: f64) -> Candidate {
-        Candidate { pool, quality, work, price, room_left }
+        Candidate { pool, quality, work, price, room_left, ttft_s: 0.0 }
+    }
+
+    #[test]
+    fn a_pool_that_would_miss_the_ttft_objective_is_not_offered() {
+        let ask = Ask { value: 1.0, tokens: 1000.0, deferrable: false, ttft_slo_s: 3.0 };
+        let slow = Candidate { ttft_s: 4.0, ..cand(0, 1.0, 1.0, 0.1, 10.0) };
+        let quick = Candidate { ttft_s: 0.5, ..cand(1, 0.6, 0.2, 0.1, 10.0) };
+        assert!(matches!(decide(&ask, &[slow, quick]), Decision::Serve { index: 1, downgraded: true, .. }));
+        assert!(matches!(decide(&ask, &[slow]), Decision::Refuse { .. }));
+        let patient = Ask { ttft_slo_s: f64::INFINITY, ..ask };
+        assert!(matches!(decide(&patient, &[slow, quick]), Decision::Serve { index: 0, .. }));
     }
 
     #[test]
     fn serves_downgrades_defers_and_refuses() {
-        let ask = Ask { value: 1.0, tokens: 1000.0, deferrable: false };
+        let ask = Ask { value: 1.0, tokens: 1000.0, deferrable: false, ttft_slo_s: f64::INFINITY };
         // Cheap enough on the asked pool.
         assert!(matches!(
             decide(&ask, &[cand(0, 1.0, 1.0, 0.5, 10.0)]),
@@ -120,7 +136,7 @@ mod tests {
         ) {
             let cands: Vec<Candidate> = cands.iter().enumerate()
                 .map(|(i, &(q, w, p, r))| cand(i, if i == 0 { 1.0 } else { q }, w, p, r)).collect();
-            let ask = Ask { value, tokens: 500.0, deferrable };
+            let ask = Ask { value, tokens: 500.0, deferrable, ttft_slo_s: f64::INFINITY };
             match decide(&ask, &cands) {
                 Decision::Serve { index, net, .. } => {
                     let c = cands[index];

@@ -1,6 +1,8 @@
 //! Capacity reservations: work admitted to a pool holds engine-seconds until the response ends.
 //! A reservation is a guard; its `Drop` gives the capacity back, so no path (error, client gone,
-//! panic) can leak it, and a reservation is only granted if it fits the pool's room.
+//! panic) can leak it, and a reservation is only granted if it fits the pool's room. Its prefill
+//! also counts in the pool's prefill backlog until its first token: the queue a new request's
+//! prefill waits behind, from which admission estimates time to first token.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,12 +14,18 @@ const MICRO: f64 = 1e6;
 pub struct PoolLoad {
     inflight: AtomicU64,
     room: AtomicU64,
+    /// Prefill engine-seconds admitted whose first token has not come yet.
+    backlog: AtomicU64,
 }
 
 impl PoolLoad {
     /// A pool that may hold `room` engine-seconds in flight.
     pub fn new(room: f64) -> Arc<Self> {
-        Arc::new(Self { inflight: AtomicU64::new(0), room: AtomicU64::new((room.max(0.0) * MICRO) as u64) })
+        Arc::new(Self {
+            inflight: AtomicU64::new(0),
+            room: AtomicU64::new((room.max(0.0) * MICRO) as u64),
+            backlog: AtomicU64::new(0),
+        })
     }
 
     /// Resizes the room (work already in flight is kept; new grants must fit the new room).
@@ -28,6 +36,11 @@ impl PoolLoad {
     /// Engine-seconds in flight.
     pub fn inflight(&self) -> f64 {
         self.inflight.load(Ordering::Acquire) as f64 / MICRO
+    }
+
+    /// Prefill engine-seconds waiting for their first token.
+    pub fn backlog(&self) -> f64 {
+        self.backlog.load(Ordering::Acquire) as f64 / MICRO
     }
 
     pub fn room(&self) -> f64 {
@@ -43,8 +56,9 @@ impl PoolLoad {
         self.inflight.load(Ordering::Acquire) as f64 / room as f64
     }
 
-    /// Takes `work` engine-seconds if they fit; never lets the total exceed the room.
-    pub fn try_reserve(self: &Arc<Self>, work: f64) -> Option<Reservation> {
+    /// Takes `work` engine-seconds, of which `prefill` join the prefill backlog, if they fit;
+    /// never lets the total exceed the room.
+    pub fn try_reserve(self: &Arc<Self>, work: f64, prefill: f64) -> Option<Reservation> {
         let w = ((work.max(0.0) * MICRO).ceil() as u64).max(1);
         let mut cur = self.inflight.load(Ordering::Acquire);
         loop {
@@ -53,7 +67,11 @@ impl PoolLoad {
                 return None;
             }
             match self.inflight.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(Reservation { load: self.clone(), amount: w }),
+                Ok(_) => {
+                    let p = ((prefill.clamp(0.0, work) * MICRO) as u64).min(w);
+                    self.backlog.fetch_add(p, Ordering::AcqRel);
+                    return Some(Reservation { load: self.clone(), amount: w, prefill: p });
+                }
                 Err(actual) => cur = actual,
             }
         }
@@ -65,16 +83,25 @@ impl PoolLoad {
 pub struct Reservation {
     load: Arc<PoolLoad>,
     amount: u64,
+    /// Prefill still in the pool's backlog (zero once the first token came).
+    prefill: u64,
 }
 
 impl Reservation {
     pub fn work(&self) -> f64 {
         self.amount as f64 / MICRO
     }
+
+    /// The first token came: this request's prefill leaves the backlog. Idempotent.
+    pub fn first_token(&mut self) {
+        let p = std::mem::take(&mut self.prefill);
+        self.load.backlog.fetch_sub(p, Ordering::AcqRel);
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
+        self.first_token();
         self.load.inflight.fetch_sub(self.amount, Ordering::AcqRel);
     }
 }
@@ -90,22 +117,28 @@ mod tests {
         #[test]
         fn reservations_never_exceed_the_room_and_always_release(
             room in 0.0f64..100.0,
-            ops in proptest::collection::vec((0.0f64..30.0, any::<bool>()), 0..200),
+            ops in proptest::collection::vec((0.0f64..30.0, 0.0f64..1.0, 0u8..3), 0..200),
         ) {
             let load = PoolLoad::new(room);
             let mut held: Vec<Reservation> = Vec::new();
-            for (work, release) in ops {
-                if release && !held.is_empty() {
-                    held.swap_remove(0);
-                } else if let Some(r) = load.try_reserve(work) {
-                    held.push(r);
+            for (work, share, op) in ops {
+                match op {
+                    0 if !held.is_empty() => drop(held.swap_remove(0)),
+                    1 if !held.is_empty() => held[0].first_token(),
+                    _ => {
+                        if let Some(r) = load.try_reserve(work, work * share) {
+                            held.push(r);
+                        }
+                    }
                 }
                 prop_assert!(load.inflight() <= load.room() + 1e-9);
+                prop_assert!(load.backlog() <= load.inflight() + 1e-9);
                 let sum: f64 = held.iter().map(Reservation::work).sum();
                 prop_assert!((sum - load.inflight()).abs() < 1e-6);
             }
             drop(held);
             prop_assert_eq!(load.inflight(), 0.0);
+            prop_assert_eq!(load.backlog(), 0.0);
         }
     }
 
@@ -118,7 +151,7 @@ mod tests {
                 s.spawn(|| {
                     let mut held = Vec::new();
                     for _ in 0..1000 {
-                        if let Some(r) = load.try_reserve(0.5) {
+                        if let Some(r) = load.try_reserve(0.5, 0.1) {
                             granted.fetch_add(1, Ordering::Relaxed);
                             assert!(load.inflight() <= 10.0 + 1e-9);
                             held.push(r);
@@ -132,5 +165,6 @@ mod tests {
         });
         assert!(granted.load(Ordering::Relaxed) > 1000);
         assert_eq!(load.inflight(), 0.0);
+        assert_eq!(load.backlog(), 0.0);
     }
 }

@@ -16,6 +16,9 @@ pub struct PoolPrice {
     /// Planned engine-seconds per second, and the SLA-safe capacity.
     pub planned: f64,
     pub capacity: f64,
+    /// The most any forecast class's work nets per engine-second here (quality x value / work),
+    /// USD: the ceiling of the scarcity price as the pool's room runs out.
+    pub top_density: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]

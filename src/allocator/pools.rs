@@ -5,6 +5,9 @@ use crate::capacity::Profile;
 use crate::config::Config;
 use std::collections::HashMap;
 
+/// Share of an engine's step time that goes to prefill while it also decodes.
+const PREFILL_SHARE: f64 = 0.6;
+
 #[derive(Debug, Clone)]
 pub struct PoolModel {
     /// The model this pool serves (pools are named by their model).
@@ -27,6 +30,12 @@ impl PoolModel {
     /// the output at the amortised decode cost of the operating batch (BRIEF.md section 1:
     /// `w = a * uncached_prompt + b * output`).
     pub fn work(&self, input: f64, output: f64) -> f64 {
+        let (prefill, decode) = self.work_parts(input, output);
+        prefill + decode
+    }
+
+    /// [`Self::work`] split into its prefill and decode parts.
+    pub fn work_parts(&self, input: f64, output: f64) -> (f64, f64) {
         let p = &self.profile;
         let chunk = f64::from(p.max_step_tokens.max(1));
         let (mut done, mut prefill_ms) = (0.0, 0.0);
@@ -35,10 +44,16 @@ impl PoolModel {
             prefill_ms += p.prefill_ms(c, c * (2.0 * done + c));
             done += c;
         }
-        let prefill = prefill_ms / 1000.0;
         let ctx = (input + output / 2.0).max(1.0);
         let batch = p.operating_batch((input + output).max(1.0) as u32);
-        prefill + output * p.decode_s_per_token(batch, ctx as u32)
+        (prefill_ms / 1000.0, output * p.decode_s_per_token(batch, ctx as u32))
+    }
+
+    /// Estimated seconds to the first token of a request whose prefill takes `prefill`
+    /// engine-seconds, behind `backlog` engine-seconds of prefill already admitted: the backlog
+    /// drains across the pool's engines at the share of step time prefill gets beside decoding.
+    pub fn ttft_estimate(&self, backlog: f64, prefill: f64) -> f64 {
+        backlog / (self.engines.max(1.0) * PREFILL_SHARE) + prefill
     }
 
     /// Engine-seconds per second that may be planned.

@@ -17,6 +17,12 @@ use std::time::Instant;
 
 /// Target share of a pool's room in use; the price rises above it and falls below it.
 const TARGET_UTILISATION: f64 = 0.9;
+/// Share of a pool's room above which the scarcity price starts to rise, linearly, to the densest
+/// class's value per engine-second at a full room: the last room goes to the work worth most (a
+/// threshold policy as in online knapsack, Zhou, Chakrabarty and Lukose, WINE 2008). The price is
+/// the larger of this and the plan's, so a burst the forecast has not seen yet is priced at once.
+const SCARCITY_FROM: f64 = 0.3;
+
 /// Prices fall more slowly than they rise: a burst must raise them at once, while a lull should
 /// not erase the plan's price before the next solve has seen it.
 const DOWNWARD_DAMPING: f64 = 0.2;
@@ -85,7 +91,9 @@ impl Allocator {
     pub fn price(&self, pool: usize) -> f64 {
         let b = self.board.load();
         let p = &b.pools[pool];
-        (p.lambda + load_f64(&self.adjust[pool])).max(0.0) + p.cost + p.power
+        let planned = (p.lambda + load_f64(&self.adjust[pool])).max(0.0);
+        let z = ((self.loads[pool].utilisation() - SCARCITY_FROM) / (1.0 - SCARCITY_FROM)).clamp(0.0, 1.0);
+        planned.max(p.top_density * z) + p.cost + p.power
     }
 
     pub fn observe_arrival(&self, key: &ClassKey, input_tokens: f64) {
@@ -163,9 +171,11 @@ impl Allocator {
         }
         let plan = lp::solve(&pools, &self.fleet.site_caps, &classes, self.horizon_s)?;
         let mut planned = vec![0.0; pools.len()];
+        let mut top = vec![0.0f64; pools.len()];
         for (c, rates) in classes.iter().zip(&plan.rate) {
             for (o, r) in c.options.iter().zip(rates) {
                 planned[o.pool] += r * o.work;
+                top[o.pool] = top[o.pool].max(o.quality * c.value / o.work.max(1e-12));
             }
         }
         let board = PriceBoard {
@@ -186,6 +196,7 @@ impl Allocator {
                     power: p.site.map(|s| plan.pi[s] * p.watts).unwrap_or(0.0),
                     planned: planned[i],
                     capacity: p.capacity(),
+                    top_density: top[i],
                 })
                 .collect(),
             classes: keys
@@ -235,15 +246,26 @@ impl Allocator {
         Some(
             options
                 .iter()
-                .map(|o| crate::admission::Candidate {
-                    pool: o.pool,
-                    quality: o.quality,
-                    work: o.work,
-                    price: self.price(o.pool),
-                    room_left: self.loads[o.pool].room() - self.loads[o.pool].inflight(),
+                .map(|o| {
+                    let pool = &self.fleet.pools[o.pool];
+                    let load = &self.loads[o.pool];
+                    let (prefill, _) = pool.work_parts(input, output);
+                    crate::admission::Candidate {
+                        pool: o.pool,
+                        quality: o.quality,
+                        work: o.work,
+                        price: self.price(o.pool),
+                        room_left: load.room() - load.inflight(),
+                        ttft_s: pool.ttft_estimate(load.backlog(), prefill),
+                    }
                 })
                 .collect(),
         )
+    }
+
+    /// The prefill part of a request's work on `pool`, engine-seconds.
+    pub fn prefill_work(&self, pool: usize, input: f64) -> f64 {
+        self.fleet.pools[pool].work_parts(input, 0.0).0
     }
 
     /// The pools that may serve a class: its own model's pool first, then its fallbacks that the

@@ -37,6 +37,13 @@ pub struct Admitted {
 }
 
 impl Admitted {
+    /// The upstream's first token came: the request's prefill leaves its pool's backlog.
+    pub fn first_token(&mut self) {
+        if let Some(r) = &mut self._reservation {
+            r.first_token();
+        }
+    }
+
     /// Settles the budget with the real charge (nothing for a failed response) and feeds the
     /// real output length back into the forecast.
     pub fn settle(mut self, tokens: Tokens, ok: bool) {
@@ -93,7 +100,8 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
     let value = value_rates(cfg, &caller.tenant).charge_f(input as f64, out_est);
     let deferrable = tier.is_some_and(|t| t.deferrable);
     let deadline = Instant::now() + Duration::from_millis(tier.map(|t| t.deadline_ms).unwrap_or(0));
-    let ask = Ask { value, tokens: input as f64 + out_est, deferrable };
+    let ttft_slo_s = tier.map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
+    let ask = Ask { value, tokens: input as f64 + out_est, deferrable, ttft_slo_s };
     let mut waiting: Option<Waiting> = None;
     loop {
         let cands = alloc.candidates(cfg, &class, input as f64, out_est, deferrable).expect("managed model has a pool");
@@ -101,7 +109,8 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
         match decision {
             Decision::Serve { index, downgraded, net, price } => {
                 let cand = cands[index];
-                if let Some(r) = alloc.loads[cand.pool].try_reserve(cand.work) {
+                let prefill = alloc.prefill_work(cand.pool, input as f64);
+                if let Some(r) = alloc.loads[cand.pool].try_reserve(cand.work, prefill) {
                     admitted.model = alloc.fleet.pools[cand.pool].name.clone();
                     admitted.decision = if waiting.is_some() {
                         "defer"

@@ -156,7 +156,10 @@ async fn run(
             Ok(opened) if opened.status.is_success() => {
                 m.first_token();
                 let meter = meter.take().expect("meter present");
-                let admitted = admitted.take().expect("admitted once");
+                let mut admitted = admitted.take().expect("admitted once");
+                // A stream's first chunk is its first token; a whole response's first bytes
+                // come at its end, so its prefill stays in the backlog until then (conservative).
+                admitted.first_token();
                 let headers = served_headers(&pool.model, &backend.name, &admitted);
                 return Ok(if c.stream {
                     relay_stream(opened, lease, meter, &c, headers, admitted)

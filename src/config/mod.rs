@@ -206,6 +206,13 @@ pub struct TierConfig {
     pub priority: u32,
 }
 
+impl TierConfig {
+    /// The time-to-first-token objective in seconds, infinite when the tier has none.
+    pub fn ttft_slo_s(&self) -> f64 {
+        self.ttft_slo_ms.map(|m| m as f64 / 1000.0).unwrap_or(f64::INFINITY)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {

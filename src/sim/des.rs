@@ -51,7 +51,7 @@ struct Live {
     quality: f64,
     first: Option<f64>,
     deferred: bool,
-    _reservation: Option<Reservation>,
+    reservation: Option<Reservation>,
 }
 
 /// Event time, totally ordered.
@@ -191,7 +191,7 @@ impl<'a> Sim<'a> {
                 let tier = self.sc.tier(&self.sc.classes[class].tier).map(|t| t.priority).unwrap_or(0);
                 let top = self.sc.tiers.iter().map(|t| t.priority).max().unwrap_or(0);
                 let work = self.alloc.fleet.pools[pool].work(f64::from(r.input), f64::from(r.output));
-                match self.alloc.loads[pool].try_reserve(work) {
+                match self.alloc.loads[pool].try_reserve(work, 0.0) {
                     Some(res) => self.start(i, t, pool, 1.0, Some(res), false),
                     None if tier == top => self.start(i, t, pool, 1.0, None, false),
                     None => self.fates[i] = Some(Fate::Refused),
@@ -231,10 +231,12 @@ impl<'a> Sim<'a> {
             return false;
         };
         let value = value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), out);
-        let ask = Ask { value, tokens: f64::from(r.input) + out, deferrable };
+        let ttft_slo_s = self.sc.tier(&c.tier).map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
+        let ask = Ask { value, tokens: f64::from(r.input) + out, deferrable, ttft_slo_s };
         if let Decision::Serve { index, .. } = decide(&ask, &cands) {
             let cand = cands[index];
-            if let Some(res) = self.alloc.loads[cand.pool].try_reserve(cand.work) {
+            let prefill = self.alloc.prefill_work(cand.pool, f64::from(r.input));
+            if let Some(res) = self.alloc.loads[cand.pool].try_reserve(cand.work, prefill) {
                 self.start(i, t, cand.pool, cand.quality, Some(res), deferred);
                 return true;
             }
@@ -262,7 +264,7 @@ impl<'a> Sim<'a> {
             self.fates[i] = Some(Fate::Refused);
             return;
         }
-        self.live.insert(id, Live { req: i, pool, started: t, quality, first: None, deferred, _reservation: res });
+        self.live.insert(id, Live { req: i, pool, started: t, quality, first: None, deferred, reservation: res });
         if !rep.busy {
             self.kick(t, pool, ri);
         }
@@ -288,6 +290,9 @@ impl<'a> Sim<'a> {
             let Some(l) = self.live.get_mut(&id) else { continue };
             if index == 0 {
                 l.first = Some(t);
+                if let Some(r) = &mut l.reservation {
+                    r.first_token();
+                }
             }
             if last {
                 let l = self.live.remove(&id).expect("present");
@@ -321,14 +326,11 @@ impl<'a> Sim<'a> {
                 }
             }
         }
-        // Requests that have not started within the queue timeout are dropped (a client gives up).
+        // Requests that have not started within the queue timeout of their submission to an engine
+        // are dropped (a client gives up).
         let timeout = self.sc.queue_timeout_s;
-        let stale: Vec<u64> = self
-            .live
-            .iter()
-            .filter(|(_, l)| l.first.is_none() && t - self.reqs[l.req].at > timeout)
-            .map(|(id, _)| *id)
-            .collect();
+        let stale: Vec<u64> =
+            self.live.iter().filter(|(_, l)| l.first.is_none() && t - l.started > timeout).map(|(id, _)| *id).collect();
         for id in stale {
             let l = self.live.remove(&id).expect("present");
             for rep in &mut self.pools[l.pool] {

@@ -3,6 +3,7 @@
 //! `emulator::engine` and `admission` with time passed in, as the gateway does.
 
 pub mod des;
+pub mod hindsight;
 pub mod policy;
 pub mod run;
 pub mod scenario;

@@ -5,7 +5,6 @@ use super::des::{Fate, Sim, SimRequest};
 use super::policy::Policy;
 use super::scenario::Scenario;
 use super::trace;
-use crate::allocator::lp::{self, LpClass, LpOption, LpPool};
 use crate::allocator::pools::Fleet;
 use crate::allocator::value_rates;
 use rand::{Rng, SeedableRng};
@@ -134,42 +133,4 @@ pub fn simulate(sc: &Scenario, policy: Policy, reqs: &[SimRequest], hindsight: f
         classes,
         prices,
     })
-}
-
-/// The hindsight bound: per window, the LP with every request of the window known (each a class
-/// of one request), on the pools' full engine capacity for that window (not just the SLA-safe
-/// share). It relaxes: fractional admission, no queueing or latency (every admitted request meets
-/// its SLA), capacity fungible within a window. It does not carry work between windows
-/// (deferrable requests stay in their arrival window), the one respect in which it is not a
-/// strict bound.
-pub fn hindsight(sc: &Scenario, reqs: &[SimRequest], window_s: f64) -> Result<f64, String> {
-    let cfg = sc.gateway_config()?;
-    let fleet = Fleet::from_config(&cfg)?;
-    let pools: Vec<LpPool> =
-        fleet.pools.iter().map(|p| LpPool { capacity: p.engines, cost: p.cost, watts: p.watts, site: None }).collect();
-    let mut total = 0.0;
-    let mut start = 0;
-    while start < reqs.len() {
-        let w0 = (reqs[start].at / window_s).floor() * window_s;
-        let end = reqs[start..].iter().position(|r| r.at >= w0 + window_s).map(|p| start + p).unwrap_or(reqs.len());
-        let classes: Vec<LpClass> = reqs[start..end]
-            .iter()
-            .map(|r| {
-                let c = &sc.classes[r.class];
-                let own = fleet.pool(&c.pool).expect("validated");
-                let (i, o) = (f64::from(r.input), f64::from(r.output));
-                let mut options = vec![LpOption { pool: own, quality: 1.0, work: fleet.pools[own].work(i, o) }];
-                for fb in &c.fallbacks {
-                    if let Some(p) = fleet.pool(&fb.pool) {
-                        options.push(LpOption { pool: p, quality: fb.quality, work: fleet.pools[p].work(i, o) });
-                    }
-                }
-                LpClass { rate: 1.0 / window_s, value: full_value(sc, &cfg, r), options, reserved: 0.0 }
-            })
-            .collect();
-        let plan = lp::solve(&pools, &[], &classes, window_s).map_err(|e| e.to_string())?;
-        total += plan.objective * window_s;
-        start = end;
-    }
-    Ok(total)
 }

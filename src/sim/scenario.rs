@@ -38,6 +38,13 @@ pub struct PoolSpec {
     pub sla_utilisation: f64,
     #[serde(default)]
     pub cost_per_engine_second: f64,
+    /// Seconds of capacity that may be in flight at once (the gateway's `queue_window_s`).
+    #[serde(default = "default_window")]
+    pub queue_window_s: f64,
+    /// Cheaper pools this pool's requests may be downgraded to, with the quality they keep (as a
+    /// gateway model's `fallbacks`).
+    #[serde(default)]
+    pub fallbacks: Vec<FallbackSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,8 +54,6 @@ pub struct ClassSpec {
     pub tier: String,
     /// The pool asked for.
     pub pool: String,
-    #[serde(default)]
-    pub fallbacks: Vec<FallbackSpec>,
     /// Trace file (Azure CSV or Mooncake JSONL), relative to the scenario file.
     pub trace: PathBuf,
     /// Share of the trace's requests that belong to this class (thinning), default all.
@@ -71,6 +76,9 @@ fn one() -> f64 {
 }
 fn default_timeout() -> f64 {
     30.0
+}
+fn default_window() -> f64 {
+    20.0
 }
 fn default_rho() -> f64 {
     0.85
@@ -111,23 +119,17 @@ impl Scenario {
             t += &format!("[[backends]]\nname = \"{0}\"\nurl = \"http://sim.invalid/{0}\"\n", p.name);
         }
         for p in &self.pools {
-            let fallbacks: Vec<String> = self
-                .classes
-                .iter()
-                .filter(|c| c.pool == p.name)
-                .flat_map(|c| c.fallbacks.iter())
-                .map(|f| format!("{{ model = \"{}\", quality = {} }}", f.pool, f.quality))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
+            let fallbacks: Vec<String> =
+                p.fallbacks.iter().map(|f| format!("{{ model = \"{}\", quality = {} }}", f.pool, f.quality)).collect();
             t += &format!(
-                "[[models]]\nname = \"{0}\"\nbackends = [\"{0}\"]\nfallbacks = [{1}]\ncapacity = {{ profile = \"{2}\", replicas = {3}, sla_utilisation = {4}, cost_per_engine_second = {5} }}\n",
+                "[[models]]\nname = \"{0}\"\nbackends = [\"{0}\"]\nfallbacks = [{1}]\ncapacity = {{ profile = \"{2}\", replicas = {3}, sla_utilisation = {4}, cost_per_engine_second = {5}, queue_window_s = {6} }}\n",
                 p.name,
                 fallbacks.join(", "),
                 p.profile,
                 p.replicas,
                 p.sla_utilisation,
-                p.cost_per_engine_second
+                p.cost_per_engine_second,
+                p.queue_window_s
             );
         }
         for tier in &self.tiers {
