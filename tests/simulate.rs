@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use tollgate::sim::hindsight::{bound, Basis};
 use tollgate::sim::policy::Policy;
-use tollgate::sim::run::{load_requests, simulate};
+use tollgate::sim::run::{load_requests, simulate, Load};
 use tollgate::sim::scenario::Scenario;
 
 #[test]
@@ -13,7 +13,7 @@ fn shipped_scenario_short_replay() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/azure-conv-code.toml");
     let (mut sc, base) = Scenario::from_file(&path).unwrap();
     sc.duration_s = Some(180.0);
-    let reqs = load_requests(&sc, &base, &HashMap::new(), 2.0).unwrap();
+    let reqs = load_requests(&sc, &base, &Load { overload: 2.0, ..Load::default() }).unwrap();
     assert!(reqs.len() > 500, "{}", reqs.len());
     let hs = bound(&sc, &reqs, Basis::SlaSafe).unwrap();
     assert!(hs.feasible_usd <= hs.value_usd, "{hs:?}");

@@ -133,6 +133,19 @@ pub struct SimulateArgs {
     /// Write the full results as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report with charts.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Replay a synthetic load of this many requests resampled from the traces (instead of the
+    /// scenario's duration), e.g. 1000000 to time the simulator.
+    #[arg(long)]
+    pub requests: Option<usize>,
+    /// Skip the hindsight bound (shares of it are then not reported).
+    #[arg(long)]
+    pub no_hindsight: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 fn parse_kv(s: &str) -> Result<(String, PathBuf), String> {

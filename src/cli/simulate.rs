@@ -3,7 +3,7 @@
 use super::SimulateArgs;
 use crate::sim::hindsight::{bound, Basis};
 use crate::sim::policy::Policy;
-use crate::sim::run::{load_requests, simulate, PolicyReport};
+use crate::sim::run::{load_requests, simulate, Load, PolicyReport};
 use crate::sim::scenario::Scenario;
 use anyhow::Context;
 use std::collections::HashMap;
@@ -26,7 +26,8 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
         anyhow::ensure!(sc.classes.iter().any(|c| &c.name == class), "--trace names unknown class `{class}`");
     }
     let overload = a.overload.unwrap_or(sc.overload);
-    let reqs = load_requests(&sc, &base, &overrides, overload).map_err(anyhow::Error::msg)?;
+    let load = Load { overrides, overload, requests: a.requests };
+    let reqs = load_requests(&sc, &base, &load).map_err(anyhow::Error::msg)?;
     eprintln!(
         "{}: {} requests over {:.0} s at {overload}x capacity",
         sc.name,
@@ -34,16 +35,20 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
         reqs.last().map(|r| r.at).unwrap_or(0.0)
     );
     let t0 = Instant::now();
-    let hs = bound(&sc, &reqs, Basis::SlaSafe).map_err(anyhow::Error::msg)?;
-    let hs_full = bound(&sc, &reqs, Basis::FullEngines).map_err(anyhow::Error::msg)?;
-    eprintln!(
-        "hindsight bound {:.4} USD (a feasible schedule: {:.4}), on full engines {:.4}; solved in {:.1} s",
-        hs.value_usd,
-        hs.feasible_usd,
-        hs_full.value_usd,
-        t0.elapsed().as_secs_f64()
-    );
-    let bound = hs.value_usd;
+    let bound = if a.no_hindsight {
+        0.0
+    } else {
+        let hs = bound(&sc, &reqs, Basis::SlaSafe).map_err(anyhow::Error::msg)?;
+        let hs_full = bound(&sc, &reqs, Basis::FullEngines).map_err(anyhow::Error::msg)?;
+        eprintln!(
+            "hindsight bound {:.4} USD (a feasible schedule: {:.4}), on full engines {:.4}; solved in {:.1} s",
+            hs.value_usd,
+            hs.feasible_usd,
+            hs_full.value_usd,
+            t0.elapsed().as_secs_f64()
+        );
+        hs.value_usd
+    };
     let mut reports: Vec<PolicyReport> = Vec::new();
     for p in policies {
         let t0 = Instant::now();

@@ -90,7 +90,8 @@ pub struct Sim<'a> {
     pools: Vec<Vec<Replica>>,
     alloc: Allocator,
     live: HashMap<u64, Live>,
-    waiting_defer: Vec<(usize, f64)>,
+    /// Deferred requests: (value density, request, deadline), densest first.
+    waiting_defer: BinaryHeap<(T, Reverse<usize>, T)>,
     heap: BinaryHeap<Reverse<(T, Ev)>>,
     quotas: QuotaBuckets,
     pub fates: Vec<Option<Fate>>,
@@ -125,7 +126,7 @@ impl<'a> Sim<'a> {
             pools,
             alloc,
             live: HashMap::new(),
-            waiting_defer: Vec::new(),
+            waiting_defer: BinaryHeap::new(),
             heap: BinaryHeap::new(),
             quotas,
             fates: vec![None; reqs.len()],
@@ -211,7 +212,8 @@ impl<'a> Sim<'a> {
                     let deferrable = self.sc.tier(&self.sc.classes[class].tier).is_some_and(|t| t.deferrable);
                     if deferrable {
                         let deadline = self.sc.tier(&self.sc.classes[class].tier).map(|t| t.deadline_ms).unwrap_or(0);
-                        self.waiting_defer.push((i, t + deadline as f64 / 1000.0));
+                        let density = self.density(i);
+                        self.waiting_defer.push((T(density), Reverse(i), T(t + deadline as f64 / 1000.0)));
                     } else {
                         self.fates[i] = Some(Fate::Refused);
                     }
@@ -315,19 +317,34 @@ impl<'a> Sim<'a> {
     fn tick(&mut self, t: f64) {
         if self.policy == Policy::BidPrice {
             self.alloc.correct_prices();
-            // Deferred work, densest first, is priced again; past its deadline it is refused.
-            let mut waiting = std::mem::take(&mut self.waiting_defer);
-            waiting.sort_by(|a, b| self.density(b.0).total_cmp(&self.density(a.0)));
-            for (i, deadline) in waiting {
-                if t >= deadline {
+            // Deferred work is priced again densest first, as the gateway's deferral queue does:
+            // until one does not clear; past its deadline it is refused.
+            while let Some(&(_, Reverse(i), deadline)) = self.waiting_defer.peek() {
+                if t >= deadline.0 {
+                    self.waiting_defer.pop();
                     self.fates[i] = Some(Fate::Refused);
-                } else if !self.try_admit(i, t, true) {
-                    self.waiting_defer.push((i, deadline));
+                } else if self.try_admit(i, t, true) {
+                    self.waiting_defer.pop();
+                } else {
+                    break;
                 }
             }
         }
-        // Requests that have not started within the queue timeout of their submission to an engine
-        // are dropped (a client gives up).
+        let second = (t / SOLVE_S).fract() < TICK_S / SOLVE_S;
+        if second {
+            self.drop_stale(t);
+        }
+        if second {
+            for (p, load) in self.alloc.loads.iter().enumerate() {
+                self.prices.push((t, p, self.alloc.price(p), load.utilisation()));
+            }
+        }
+        self.push(t + TICK_S, Ev::Tick);
+    }
+
+    /// Requests that have not started within the queue timeout of their submission to an engine
+    /// are dropped (a client gives up). Checked once a simulated second.
+    fn drop_stale(&mut self, t: f64) {
         let timeout = self.sc.queue_timeout_s;
         let stale: Vec<u64> =
             self.live.iter().filter(|(_, l)| l.first.is_none() && t - l.started > timeout).map(|(id, _)| *id).collect();
@@ -338,12 +355,6 @@ impl<'a> Sim<'a> {
             }
             self.fates[l.req] = Some(Fate::Dropped);
         }
-        if (t / SOLVE_S).fract() < TICK_S / SOLVE_S {
-            for (p, load) in self.alloc.loads.iter().enumerate() {
-                self.prices.push((t, p, self.alloc.price(p), load.utilisation()));
-            }
-        }
-        self.push(t + TICK_S, Ev::Tick);
     }
 
     fn density(&self, i: usize) -> f64 {

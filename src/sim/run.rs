@@ -12,20 +12,29 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Loads every class's trace (with `overrides` replacing a class's trace file), thins each to its
-/// share, merges them, and rescales time so the fleet sees `overload` x its SLA-safe capacity.
-pub fn load_requests(
-    sc: &Scenario,
-    base: &Path,
-    overrides: &HashMap<String, PathBuf>,
-    overload: f64,
-) -> Result<Vec<SimRequest>, String> {
+/// Which requests to replay.
+#[derive(Debug, Clone, Default)]
+pub struct Load {
+    /// Class name to trace file, replacing the scenario's.
+    pub overrides: HashMap<String, PathBuf>,
+    /// Demand relative to the fleet's SLA-safe capacity.
+    pub overload: f64,
+    /// A synthetic load of this many requests, drawn at random (with their classes and token
+    /// counts) from the traces, with Poisson arrivals at the traces' rate; replaces the
+    /// scenario's duration.
+    pub requests: Option<usize>,
+}
+
+/// Loads every class's trace (with overrides), thins each to its share, merges them (or
+/// resamples them to `load.requests`), and rescales time so the fleet sees `load.overload` x its
+/// SLA-safe capacity.
+pub fn load_requests(sc: &Scenario, base: &Path, load: &Load) -> Result<Vec<SimRequest>, String> {
     let cfg = sc.gateway_config()?;
     let fleet = Fleet::from_config(&cfg)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut reqs = Vec::new();
     for (k, c) in sc.classes.iter().enumerate() {
-        let path = overrides.get(&c.name).cloned().unwrap_or_else(|| base.join(&c.trace));
+        let path = load.overrides.get(&c.name).cloned().unwrap_or_else(|| base.join(&c.trace));
         let t = trace::read(&path).map_err(|e| e.to_string())?;
         for r in t {
             if c.share >= 1.0 || rng.random::<f64>() < c.share {
@@ -40,6 +49,17 @@ pub fn load_requests(
         }
     }
     reqs.sort_by(|a, b| a.at.total_cmp(&b.at));
+    if let Some(n) = load.requests {
+        let span = reqs.last().map(|r| r.at).unwrap_or(0.0).max(1e-9);
+        let rate = reqs.len().max(1) as f64 / span;
+        let mut t = 0.0;
+        reqs = (0..n)
+            .map(|_| {
+                t += -rng.random_range(f64::EPSILON..1.0f64).ln() / rate;
+                SimRequest { at: t, ..reqs[rng.random_range(0..reqs.len())].clone() }
+            })
+            .collect();
+    }
     let span = reqs.last().map(|r| r.at).unwrap_or(0.0).max(1e-9);
     // Work per second the traces ask of the pools they name, against their capacity.
     let mut demand = 0.0;
@@ -48,11 +68,11 @@ pub fn load_requests(
         demand += fleet.pools[pool].work(f64::from(r.input), f64::from(r.output));
     }
     let capacity: f64 = fleet.pools.iter().map(|p| p.capacity()).sum();
-    let speed = overload * capacity / (demand / span);
+    let speed = load.overload * capacity / (demand / span);
     for r in &mut reqs {
         r.at /= speed;
     }
-    if let Some(d) = sc.duration_s {
+    if let (Some(d), None) = (sc.duration_s, load.requests) {
         reqs.retain(|r| r.at <= d);
     }
     Ok(reqs)
