@@ -9,6 +9,7 @@ pub mod backends;
 pub mod capacity;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod emulator;
 pub mod metering;
 pub mod serve;

@@ -20,7 +20,7 @@ fn shipped_scenario_short_replay() {
     let bound = hs.value_usd;
     let mut values = HashMap::new();
     for p in [Policy::Fifo, Policy::Priority, Policy::Quota, Policy::BidPrice] {
-        let r = simulate(&sc, p, &reqs, bound).unwrap();
+        let r = simulate(&sc, p, &reqs, Some(bound), &mut |_| {}).unwrap();
         let accounted: usize =
             r.classes.iter().map(|c| c.admitted + c.downgraded + c.deferred + c.refused + c.dropped).sum();
         assert_eq!(accounted, reqs.len(), "{}", r.policy);

@@ -1,12 +1,16 @@
-//! `tollgate simulate`: replay a scenario under each policy and print the comparison.
+//! `tollgate simulate`: replay a scenario under each policy, bound it by hindsight, and print,
+//! save (JSON) and draw (HTML) the comparison.
 
 use super::SimulateArgs;
 use crate::sim::hindsight::{bound, Basis};
 use crate::sim::policy::Policy;
-use crate::sim::run::{load_requests, simulate, Load, PolicyReport};
+use crate::sim::report::{Hindsight, PolicyReport, Report};
+use crate::sim::run::{load_requests, simulate, Load};
 use crate::sim::scenario::Scenario;
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::time::Instant;
 
 pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
@@ -26,65 +30,125 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
         anyhow::ensure!(sc.classes.iter().any(|c| &c.name == class), "--trace names unknown class `{class}`");
     }
     let overload = a.overload.unwrap_or(sc.overload);
+    anyhow::ensure!(overload > 0.0 && overload.is_finite(), "--overload must be a positive number");
     let load = Load { overrides, overload, requests: a.requests };
     let reqs = load_requests(&sc, &base, &load).map_err(anyhow::Error::msg)?;
-    eprintln!(
-        "{}: {} requests over {:.0} s at {overload}x capacity",
-        sc.name,
-        reqs.len(),
-        reqs.last().map(|r| r.at).unwrap_or(0.0)
-    );
-    let t0 = Instant::now();
-    let bound = if a.no_hindsight {
-        0.0
+    let duration = reqs.last().map(|r| r.at).unwrap_or(0.0);
+    eprintln!("{}: {} requests over {duration:.0} s at {overload}x capacity", sc.name, reqs.len());
+    let show = !a.quiet && std::io::stderr().is_terminal();
+
+    let hindsight = if a.no_hindsight {
+        None
     } else {
-        let hs = bound(&sc, &reqs, Basis::SlaSafe).map_err(anyhow::Error::msg)?;
-        let hs_full = bound(&sc, &reqs, Basis::FullEngines).map_err(anyhow::Error::msg)?;
-        eprintln!(
-            "hindsight bound {:.4} USD (a feasible schedule: {:.4}), on full engines {:.4}; solved in {:.1} s",
-            hs.value_usd,
-            hs.feasible_usd,
-            hs_full.value_usd,
-            t0.elapsed().as_secs_f64()
-        );
-        hs.value_usd
+        let t0 = Instant::now();
+        let spinner = bar(show, 0, "hindsight");
+        let sla = bound(&sc, &reqs, Basis::SlaSafe).map_err(anyhow::Error::msg)?;
+        let full = bound(&sc, &reqs, Basis::FullEngines).map_err(anyhow::Error::msg)?;
+        spinner.finish_and_clear();
+        eprintln!("hindsight bound solved in {:.1} s", t0.elapsed().as_secs_f64());
+        Some(Hindsight {
+            bound_usd: sla.value_usd,
+            feasible_usd: sla.feasible_usd,
+            full_engines_bound_usd: full.value_usd,
+        })
     };
     let mut reports: Vec<PolicyReport> = Vec::new();
     for p in policies {
         let t0 = Instant::now();
-        let r = simulate(&sc, p, &reqs, bound).map_err(anyhow::Error::msg)?;
+        let pb = bar(show, reqs.len() as u64, p.name());
+        let r = simulate(&sc, p, &reqs, hindsight.map(|h| h.bound_usd), &mut |n| pb.set_position(n as u64))
+            .map_err(anyhow::Error::msg)?;
+        pb.finish_and_clear();
         eprintln!("{:<10} replayed in {:.1} s", p.name(), t0.elapsed().as_secs_f64());
         reports.push(r);
     }
+    let report = Report {
+        scenario: sc.name.clone(),
+        description: sc.description.clone(),
+        overload,
+        requests: reqs.len(),
+        duration_s: duration,
+        hindsight,
+        policies: reports,
+    };
+    print_table(&report);
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &a.html {
+        std::fs::write(path, crate::sim::html::render(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal (hidden otherwise); `len` 0 makes a spinner.
+fn bar(show: bool, len: u64, label: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = if len == 0 { ProgressBar::new_spinner() } else { ProgressBar::new(len) };
+    let style = if len == 0 {
+        ProgressStyle::with_template("{spinner} {prefix:<10} {elapsed}")
+    } else {
+        ProgressStyle::with_template("{prefix:<10} [{bar:40}] {pos}/{len} requests, {elapsed} (eta {eta})")
+    };
+    pb.set_style(style.expect("a valid template").progress_chars("=> "));
+    pb.set_prefix(label.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}
+
+fn print_table(r: &Report) {
+    match r.hindsight {
+        Some(h) => println!(
+            "\n{} at {}x: value captured (responses within their tier's SLA); hindsight bound {:.4} USD \
+             (a feasible schedule {:.4}; on full engines {:.4})",
+            r.scenario, r.overload, h.bound_usd, h.feasible_usd, h.full_engines_bound_usd
+        ),
+        None => println!("\n{} at {}x: value captured (responses within their tier's SLA)", r.scenario, r.overload),
+    }
     println!(
-        "\n{} at {overload}x: value captured (responses within their tier's SLA), hindsight bound {bound:.4} USD",
-        sc.name
-    );
-    println!(
-        "{:<10} {:>12} {:>10} {:>8}   per class: served (admit/downgrade/defer) refused dropped",
+        "{:<10} {:>10} {:>9} {:>8}   per class: served (admitted/downgraded/deferred), refused, dropped",
         "policy", "value USD", "of bound", "SLA met"
     );
-    for r in &reports {
-        let classes: Vec<String> = r
+    for p in &r.policies {
+        let classes: Vec<String> = p
             .classes
             .iter()
             .map(|c| {
                 format!("{} {}/{}/{} r{} d{}", c.class, c.admitted, c.downgraded, c.deferred, c.refused, c.dropped)
             })
             .collect();
+        let share = p.share_of_hindsight.map(|s| format!("{:.1}%", 100.0 * s)).unwrap_or_else(|| "n/a".into());
         println!(
-            "{:<10} {:>12.4} {:>9.1}% {:>7.1}%   {}",
-            r.policy,
-            r.value_usd,
-            100.0 * r.share_of_hindsight,
-            100.0 * r.sla_attainment,
+            "{:<10} {:>10.4} {:>9} {:>7.1}%   {}",
+            p.policy,
+            p.value_usd,
+            share,
+            100.0 * p.sla_attainment,
             classes.join("; ")
         );
     }
-    if let Some(path) = a.json {
-        let json = serde_json::json!({"scenario": sc.name, "overload": overload, "requests": reqs.len(), "hindsight_usd": bound, "policies": reports});
-        std::fs::write(&path, serde_json::to_vec_pretty(&json)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "\n{:<10} {:<11} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "policy", "tier", "served", "TTFT p50", "TTFT p95", "e2e p50", "e2e p95", "TTFT met", "e2e met"
+    );
+    for p in &r.policies {
+        for t in &p.tiers {
+            println!(
+                "{:<10} {:<11} {:>7} {:>8.2}s {:>8.2}s {:>8.1}s {:>8.1}s {:>8.1}% {:>8.1}%",
+                p.policy,
+                t.tier,
+                t.served,
+                t.ttft_p50_s,
+                t.ttft_p95_s,
+                t.e2e_p50_s,
+                t.e2e_p95_s,
+                100.0 * t.ttft_attainment,
+                100.0 * t.e2e_attainment
+            );
+        }
     }
-    Ok(())
 }

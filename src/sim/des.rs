@@ -140,8 +140,8 @@ impl<'a> Sim<'a> {
         self.heap.push(Reverse((T(t), e)));
     }
 
-    /// Runs every request to its end.
-    pub fn run(mut self) -> (Vec<Fate>, Vec<PriceSample>) {
+    /// Runs every request to its end; `progress` hears the number of arrivals now and then.
+    pub fn run(mut self, progress: &mut dyn FnMut(usize)) -> (Vec<Fate>, Vec<PriceSample>) {
         self.push(0.0, Ev::Tick);
         if self.policy == Policy::BidPrice {
             self.push(SOLVE_S, Ev::Solve);
@@ -151,28 +151,31 @@ impl<'a> Sim<'a> {
         loop {
             let t_ev = self.heap.peek().map(|Reverse((t, _))| t.0);
             let t_arr = self.reqs.get(next).map(|r| r.at);
-            match (t_arr, t_ev) {
-                (Some(a), Some(e)) if a <= e => {
-                    self.arrive(next, a);
-                    next += 1;
-                }
-                (Some(a), None) => {
-                    self.arrive(next, a);
-                    next += 1;
-                }
-                (_, Some(_)) => {
-                    let Reverse((T(t), ev)) = self.heap.pop().expect("peeked");
-                    let idle_after_end = t > end && self.live.is_empty() && self.waiting_defer.is_empty();
-                    match ev {
-                        Ev::Step(p, r) => self.step_done(t, p, r),
-                        Ev::Tick if !idle_after_end => self.tick(t),
-                        Ev::Solve if !idle_after_end => self.solve(t),
-                        _ => {}
-                    }
-                }
+            // An arrival goes first when it comes no later than the next event.
+            let arrival = match (t_arr, t_ev) {
+                (Some(a), Some(e)) => a <= e,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
                 (None, None) => break,
+            };
+            if let (true, Some(a)) = (arrival, t_arr) {
+                self.arrive(next, a);
+                next += 1;
+                if next % 8192 == 0 {
+                    progress(next);
+                }
+                continue;
+            }
+            let Reverse((T(t), ev)) = self.heap.pop().expect("an event is due");
+            let idle_after_end = t > end && self.live.is_empty() && self.waiting_defer.is_empty();
+            match ev {
+                Ev::Step(p, r) => self.step_done(t, p, r),
+                Ev::Tick if !idle_after_end => self.tick(t),
+                Ev::Solve if !idle_after_end => self.solve(t),
+                _ => {}
             }
         }
+        progress(next);
         let fates = self.fates.into_iter().map(|f| f.unwrap_or(Fate::Dropped)).collect();
         (fates, self.prices)
     }

@@ -1,10 +1,13 @@
-//! The trace-replay simulator (in progress): trace readers so far. The discrete-event engine,
-//! the policies and the reports come with the simulator issue; they will drive
-//! `emulator::engine` and `admission` with time passed in, as the gateway does.
+//! The trace-replay simulator: scenario files and trace readers, a discrete-event replay that
+//! drives the emulator's engine model for every replica and calls the gateway's own allocator and
+//! admission code with virtual time, the baseline policies, the hindsight bound, reports (table,
+//! JSON, HTML) and the live-versus-simulated validation.
 
 pub mod des;
 pub mod hindsight;
+pub mod html;
 pub mod policy;
+pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod trace;

@@ -1,14 +1,14 @@
-//! Running a scenario: load and rescale its traces, replay them under each policy, bound them by
-//! the hindsight plan, and summarise value captured, decisions and SLA attainment.
+//! Running a scenario: load and rescale its traces, then replay them under a policy and
+//! summarise the replay.
 
-use super::des::{Fate, Sim, SimRequest};
+use super::des::{Sim, SimRequest};
 use super::policy::Policy;
+use super::report::{summarise, PolicyReport};
 use super::scenario::Scenario;
 use super::trace;
 use crate::allocator::pools::Fleet;
 use crate::allocator::value_rates;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -78,79 +78,21 @@ pub fn load_requests(sc: &Scenario, base: &Path, load: &Load) -> Result<Vec<SimR
     Ok(reqs)
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ClassReport {
-    pub class: String,
-    pub requests: usize,
-    pub admitted: usize,
-    pub downgraded: usize,
-    pub deferred: usize,
-    pub refused: usize,
-    pub dropped: usize,
-    pub within_sla: usize,
-    pub value_usd: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PolicyReport {
-    pub policy: String,
-    pub value_usd: f64,
-    pub share_of_hindsight: f64,
-    pub sla_attainment: f64,
-    pub classes: Vec<ClassReport>,
-    pub prices: Vec<super::des::PriceSample>,
-}
-
-fn sla_met(sc: &Scenario, class: usize, ttft: f64, e2e: f64) -> bool {
-    let Some(tier) = sc.tier(&sc.classes[class].tier) else { return true };
-    let ttft_ok = tier.ttft_slo_ms.is_none_or(|s| ttft <= s as f64 / 1000.0);
-    let e2e_ok = tier.e2e_slo_ms.is_none_or(|s| e2e <= s as f64 / 1000.0);
-    let deadline_ok = !tier.deferrable || e2e <= tier.deadline_ms as f64 / 1000.0;
-    ttft_ok && e2e_ok && deadline_ok
-}
-
 /// Value of a request served in full by its own model, USD.
 fn full_value(sc: &Scenario, cfg: &crate::config::Config, r: &SimRequest) -> f64 {
     value_rates(cfg, &sc.classes[r.class].name).charge_f(f64::from(r.input), f64::from(r.output))
 }
 
-pub fn simulate(sc: &Scenario, policy: Policy, reqs: &[SimRequest], hindsight: f64) -> Result<PolicyReport, String> {
+/// Replays `reqs` under `policy` and summarises it; `progress` hears how many requests have
+/// arrived so far.
+pub fn simulate(
+    sc: &Scenario,
+    policy: Policy,
+    reqs: &[SimRequest],
+    hindsight: Option<f64>,
+    progress: &mut dyn FnMut(usize),
+) -> Result<PolicyReport, String> {
     let cfg = sc.gateway_config()?;
-    let (fates, prices) = Sim::new(sc, policy, reqs)?.run();
-    let mut classes: Vec<ClassReport> =
-        sc.classes.iter().map(|c| ClassReport { class: c.name.clone(), ..Default::default() }).collect();
-    let (mut value, mut met, mut served) = (0.0, 0, 0);
-    for (r, f) in reqs.iter().zip(&fates) {
-        let c = &mut classes[r.class];
-        c.requests += 1;
-        match *f {
-            Fate::Served { pool, quality, ttft, e2e, deferred } => {
-                served += 1;
-                if deferred {
-                    c.deferred += 1;
-                } else if sc.pools[pool].name != sc.classes[r.class].pool {
-                    c.downgraded += 1;
-                } else {
-                    c.admitted += 1;
-                }
-                if sla_met(sc, r.class, ttft, e2e) {
-                    met += 1;
-                    c.within_sla += 1;
-                    let v = quality * full_value(sc, &cfg, r);
-                    c.value_usd += v;
-                    value += v;
-                }
-            }
-            Fate::Refused => c.refused += 1,
-            Fate::Dropped => c.dropped += 1,
-        }
-    }
-    Ok(PolicyReport {
-        policy: policy.name().into(),
-        value_usd: value,
-        share_of_hindsight: if hindsight > 0.0 { value / hindsight } else { 0.0 },
-        sla_attainment: if served > 0 { met as f64 / served as f64 } else { 0.0 },
-        classes,
-        prices,
-    })
+    let (fates, prices) = Sim::new(sc, policy, reqs)?.run(progress);
+    Ok(summarise(sc, policy.name(), reqs, &fates, &prices, |r| full_value(sc, &cfg, r), hindsight))
 }
