@@ -32,6 +32,8 @@ pub struct Allocator {
     pub loads: Vec<Arc<PoolLoad>>,
     /// Each pool's deferred batch work, densest first.
     pub deferred: Vec<Mutex<DeferQueue>>,
+    /// Woken when a pool's deferral queue loses a request, so the next one is priced at once.
+    pub deferred_moved: Vec<tokio::sync::Notify>,
     /// Price correction of each pool since the last solve (f64 bits), USD per engine-second.
     adjust: Vec<AtomicU64>,
     /// Mean lifetime of a request on each pool, seconds (f64 bits): batched requests overlap, so
@@ -54,6 +56,7 @@ impl Allocator {
         let loads = fleet.pools.iter().map(|p| PoolLoad::new(p.room())).collect();
         let adjust = fleet.pools.iter().map(|_| AtomicU64::new(0f64.to_bits())).collect();
         let deferred = fleet.pools.iter().map(|_| Mutex::new(DeferQueue::default())).collect();
+        let deferred_moved = fleet.pools.iter().map(|_| tokio::sync::Notify::new()).collect();
         let lifetime = fleet.pools.iter().map(|p| AtomicU64::new(p.window_s.to_bits())).collect();
         let board = PriceBoard {
             pools: fleet
@@ -67,6 +70,7 @@ impl Allocator {
             fleet,
             loads,
             deferred,
+            deferred_moved,
             adjust,
             lifetime,
             board: ArcSwap::from_pointee(board),

@@ -126,7 +126,7 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
                     meter.decision(admitted.decision, Some(price), Some(net));
                     meter.keep_value_share(cand.quality);
                     if downgraded {
-                        tracing::info!(tenant = %class.tenant, asked = %class.model, served = %admitted.model, net, price, "downgraded: the asked-for pool is dearer than the request's value");
+                        tracing::debug!(tenant = %class.tenant, asked = %class.model, served = %admitted.model, net, price, "downgraded: the asked-for pool is dearer than the request's value");
                     }
                     return Ok(admitted);
                 }
@@ -146,9 +146,14 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
             return Err(refuse(alloc, &class, &cands, asked.quote_per_1k(ask.tokens), asked.price, value, meter));
         }
         let w = waiting.get_or_insert_with(|| Waiting::enqueue(alloc, cands[0].pool, value / cands[0].work.max(1e-12)));
-        // Only the densest waiting request of the pool is priced again; the others keep waiting.
+        // Only the densest waiting request of the pool is priced again (every poll, or at once
+        // when the one ahead leaves the queue); the others keep waiting.
         loop {
-            tokio::time::sleep(DEFER_POLL).await;
+            let moved = alloc.deferred_moved[w.pool].notified();
+            tokio::select! {
+                _ = tokio::time::sleep(DEFER_POLL) => {}
+                _ = moved => {}
+            }
             if w.at_head() || Instant::now() >= deadline {
                 break;
             }
@@ -180,6 +185,7 @@ impl Waiting {
 impl Drop for Waiting {
     fn drop(&mut self) {
         self.alloc.deferred[self.pool].lock().expect("defer lock").remove(self.id);
+        self.alloc.deferred_moved[self.pool].notify_waiters();
     }
 }
 
@@ -197,6 +203,6 @@ fn refuse(
     // Until the work in flight drains, the price will not fall much.
     let retry_after_s = (alloc.loads[asked.pool].inflight() / pool.capacity().max(1e-9)).ceil().clamp(1.0, 60.0) as u64;
     meter.decision("refuse", Some(price), Some(asked.net(value)));
-    tracing::info!(tenant = %class.tenant, model = %class.model, price, value, quote_per_1k, "refused: capacity is priced above the request's value");
+    tracing::debug!(tenant = %class.tenant, model = %class.model, price, value, quote_per_1k, "refused: capacity is priced above the request's value");
     ApiError::Priced { model: class.model.clone(), quote_per_1k, price, retry_after_s }
 }

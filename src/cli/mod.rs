@@ -32,6 +32,9 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Replay traces against a fleet under several policies and report the value each captures.
     Simulate(SimulateArgs),
+    /// Replay a slice of a scenario through the live gateway in front of emulators and through
+    /// the simulator, and check that they agree (exit status 1 if they differ by more than 10%).
+    Validate(ValidateArgs),
     /// Engine profiles: list them, or refit the shipped ones from measured data.
     #[command(subcommand)]
     Profiles(ProfilesCommand),
@@ -148,6 +151,21 @@ pub struct SimulateArgs {
     pub quiet: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Scenario file (see scenarios/).
+    pub scenario: PathBuf,
+    /// Demand relative to the fleet's SLA-safe capacity (overrides the scenario's).
+    #[arg(long)]
+    pub overload: Option<f64>,
+    /// Seconds of traffic to replay (in real time).
+    #[arg(long, default_value_t = 300.0)]
+    pub duration: f64,
+    /// Write the comparison as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
 fn parse_kv(s: &str) -> Result<(String, PathBuf), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), PathBuf::from(v)))
@@ -204,6 +222,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(a) => gateway::serve(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Validate(a) => simulate::validate(a),
         Command::Keys(k) => gateway::keys(k),
         Command::Emulate(a) if a.list_profiles => engine::list_profiles(),
         Command::Emulate(a) => engine::emulate(a),

@@ -1,7 +1,7 @@
 //! `tollgate simulate`: replay a scenario under each policy, bound it by hindsight, and print,
 //! save (JSON) and draw (HTML) the comparison.
 
-use super::SimulateArgs;
+use super::{SimulateArgs, ValidateArgs};
 use crate::sim::hindsight::{bound, Basis};
 use crate::sim::policy::Policy;
 use crate::sim::report::{Hindsight, PolicyReport, Report};
@@ -151,4 +151,66 @@ fn print_table(r: &Report) {
             );
         }
     }
+}
+
+/// `tollgate validate`: the live gateway against the simulator on the same slice of traffic.
+pub fn validate(a: ValidateArgs) -> anyhow::Result<()> {
+    let (mut sc, base) = Scenario::from_file(&a.scenario)?;
+    anyhow::ensure!(a.duration > 0.0 && a.duration.is_finite(), "--duration must be a positive number of seconds");
+    sc.duration_s = Some(a.duration);
+    let overload = a.overload.unwrap_or(sc.overload);
+    let load = Load { overload, ..Load::default() };
+    let reqs = load_requests(&sc, &base, &load).map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "{}: replaying {} requests over {:.0} s at {overload}x through the live gateway, then the simulator",
+        sc.name,
+        reqs.len(),
+        a.duration
+    );
+    let dir = tempfile_dir()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let cmp = rt.block_on(crate::sim::validate::validate(&sc, &reqs, &dir))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "{:<12} {:>12} {:>12} {:>25} {:>9}",
+        "metric",
+        "live",
+        "simulated",
+        format!("(range of {} replays)", cmp.sim_runs),
+        "differs"
+    );
+    for c in &cmp.checks {
+        println!(
+            "{:<12} {:>12.4} {:>12.4} {:>25} {:>8.1}% {}",
+            c.metric,
+            c.live,
+            c.simulated,
+            format!("{:.4}..{:.4}", c.simulated_min, c.simulated_max),
+            100.0 * c.relative_difference,
+            if c.ok { "ok" } else { "DIFFERS" }
+        );
+    }
+    println!("live requests were sent up to {:.1} ms late (p99)", 1000.0 * cmp.send_lateness_p99_s);
+    let (l, s) = (&cmp.live, &cmp.simulated);
+    println!(
+        "admitted/downgraded/deferred/not served: live {}/{}/{}/{}, simulated {}/{}/{}/{}",
+        l.admitted, l.downgraded, l.deferred, l.not_served, s.admitted, s.downgraded, s.deferred, s.not_served
+    );
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&cmp)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    anyhow::ensure!(
+        cmp.agrees(),
+        "live and simulated differ by more than {:.0}%",
+        100.0 * crate::sim::validate::TOLERANCE
+    );
+    Ok(())
+}
+
+/// A fresh directory for the gateway's store.
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("tollgate-validate-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

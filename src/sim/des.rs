@@ -69,8 +69,20 @@ impl Ord for T {
     }
 }
 
-/// A price sample: (time, pool, price, utilisation).
-pub type PriceSample = (f64, usize, f64, f64);
+/// A pool's state at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSample {
+    pub t: f64,
+    pub pool: usize,
+    /// USD per engine-second (bid-price only; other policies do not price).
+    pub price: f64,
+    /// Share of the pool's reservation room in use (policies that reserve).
+    pub room_use: f64,
+    /// Share of the replicas' KV cache held, averaged over replicas.
+    pub kv_use: f64,
+    /// Requests waiting in the replicas' queues.
+    pub waiting: usize,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
@@ -96,7 +108,7 @@ pub struct Sim<'a> {
     quotas: QuotaBuckets,
     pub fates: Vec<Option<Fate>>,
     /// (time, pool, price, utilisation) samples, one a second.
-    pub prices: Vec<PriceSample>,
+    pub prices: Vec<PoolSample>,
     next_id: u64,
     pool_index: Vec<usize>,
 }
@@ -141,7 +153,7 @@ impl<'a> Sim<'a> {
     }
 
     /// Runs every request to its end; `progress` hears the number of arrivals now and then.
-    pub fn run(mut self, progress: &mut dyn FnMut(usize)) -> (Vec<Fate>, Vec<PriceSample>) {
+    pub fn run(mut self, progress: &mut dyn FnMut(usize)) -> (Vec<Fate>, Vec<PoolSample>) {
         self.push(0.0, Ev::Tick);
         if self.policy == Policy::BidPrice {
             self.push(SOLVE_S, Ev::Solve);
@@ -339,7 +351,15 @@ impl<'a> Sim<'a> {
         }
         if second {
             for (p, load) in self.alloc.loads.iter().enumerate() {
-                self.prices.push((t, p, self.alloc.price(p), load.utilisation()));
+                let reps = &self.pools[p];
+                self.prices.push(PoolSample {
+                    t,
+                    pool: p,
+                    price: self.alloc.price(p),
+                    room_use: load.utilisation(),
+                    kv_use: reps.iter().map(|r| r.engine.load().kv_usage).sum::<f64>() / reps.len().max(1) as f64,
+                    waiting: reps.iter().map(|r| r.engine.load().waiting).sum(),
+                });
             }
         }
         self.push(t + TICK_S, Ev::Tick);

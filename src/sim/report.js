@@ -57,11 +57,27 @@
       yLabel: "USD / engine-s",
     });
   }
-  for (const p of R.policies) {
+  for (const p of R.policies.filter((p) => p.policy === "bid-price")) {
     C.line($("div", {}, g), {
-      title: `${p.policy}: share of each pool's room in use`,
+      title: "bid-price: share of each pool's reservation room in use",
       x: p.pools[0].t_s,
-      series: p.pools.map((s) => ({ name: s.pool, y: s.utilisation })),
+      series: p.pools.map((s) => ({ name: s.pool, y: s.room_use })),
+      xLabel: "seconds",
+      yMin: 0,
+    });
+  }
+  for (const [k, pool] of R.policies[0].pools.entries()) {
+    C.line($("div", {}, g), {
+      title: `${pool.pool}: share of KV cache held, per policy`,
+      x: R.policies[0].pools[k].t_s,
+      series: R.policies.map((p) => ({ name: p.policy, x: p.pools[k].t_s, y: p.pools[k].kv_use })),
+      xLabel: "seconds",
+      yMin: 0,
+    });
+    C.line($("div", {}, g), {
+      title: `${pool.pool}: requests waiting in the engines, per policy`,
+      x: R.policies[0].pools[k].t_s,
+      series: R.policies.map((p) => ({ name: p.policy, x: p.pools[k].t_s, y: p.pools[k].waiting })),
       xLabel: "seconds",
       yMin: 0,
     });

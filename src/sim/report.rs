@@ -3,7 +3,7 @@
 //! each pool's price and room use over time. Serialised as the `--json` file and drawn by the
 //! HTML report.
 
-use super::des::{Fate, PriceSample, SimRequest};
+use super::des::{Fate, PoolSample, SimRequest};
 use super::scenario::Scenario;
 use serde::Serialize;
 
@@ -46,13 +46,16 @@ pub struct Bucket {
     pub value_usd: f64,
 }
 
-/// A pool's price (USD per engine-second) and room use over time, averaged per point.
+/// A pool over time, averaged per point: price (USD per engine-second), share of its
+/// reservation room in use, share of its KV cache held, requests waiting in its engines.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PoolSeries {
     pub pool: String,
     pub t_s: Vec<f64>,
     pub price: Vec<f64>,
-    pub utilisation: Vec<f64>,
+    pub room_use: Vec<f64>,
+    pub kv_use: Vec<f64>,
+    pub waiting: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,7 +118,7 @@ pub fn summarise(
     policy: &str,
     reqs: &[SimRequest],
     fates: &[Fate],
-    prices: &[PriceSample],
+    prices: &[PoolSample],
     value_of: impl Fn(&SimRequest) -> f64,
     hindsight: Option<f64>,
 ) -> PolicyReport {
@@ -219,19 +222,22 @@ fn nice_width(raw: f64) -> f64 {
 }
 
 /// Each pool's samples, averaged down to at most [`POINTS`] points.
-fn pool_series(sc: &Scenario, prices: &[PriceSample]) -> Vec<PoolSeries> {
+fn pool_series(sc: &Scenario, prices: &[PoolSample]) -> Vec<PoolSeries> {
     sc.pools
         .iter()
         .enumerate()
         .map(|(p, spec)| {
-            let mine: Vec<&PriceSample> = prices.iter().filter(|s| s.1 == p).collect();
+            let mine: Vec<&PoolSample> = prices.iter().filter(|s| s.pool == p).collect();
             let per = mine.len().div_ceil(POINTS).max(1);
             let mut s = PoolSeries { pool: spec.name.clone(), ..Default::default() };
             for chunk in mine.chunks(per) {
                 let n = chunk.len() as f64;
-                s.t_s.push(chunk[0].0);
-                s.price.push(chunk.iter().map(|x| x.2).sum::<f64>() / n);
-                s.utilisation.push(chunk.iter().map(|x| x.3).sum::<f64>() / n);
+                let avg = |f: fn(&PoolSample) -> f64| chunk.iter().map(|x| f(x)).sum::<f64>() / n;
+                s.t_s.push(chunk[0].t);
+                s.price.push(avg(|x| x.price));
+                s.room_use.push(avg(|x| x.room_use));
+                s.kv_use.push(avg(|x| x.kv_use));
+                s.waiting.push(avg(|x| x.waiting as f64));
             }
             s
         })

@@ -114,18 +114,30 @@ impl Scenario {
     /// The gateway configuration equivalent to this scenario: one model per pool (backends are
     /// placeholders, never contacted), one tenant per class.
     pub fn gateway_config(&self) -> Result<Config, String> {
-        let mut t = String::from("[admission]\nsolve_interval_ms = 1000\n");
-        for p in &self.pools {
-            t += &format!("[[backends]]\nname = \"{0}\"\nurl = \"http://sim.invalid/{0}\"\n", p.name);
+        let urls: Vec<String> = self.pools.iter().map(|p| format!("http://sim.invalid/{}", p.name)).collect();
+        self.live_config(&urls, None)
+    }
+
+    /// As [`Self::gateway_config`], with each pool served by the backend at `urls[i]`, keeping
+    /// its data in `data_dir`.
+    pub fn live_config(&self, urls: &[String], data_dir: Option<&Path>) -> Result<Config, String> {
+        let q = |s: &str| format!("{s:?}");
+        let mut t = String::new();
+        if let Some(d) = data_dir {
+            t += &format!("data_dir = {}\n", q(&d.display().to_string()));
+        }
+        t += "[admission]\nsolve_interval_ms = 1000\n";
+        for (p, url) in self.pools.iter().zip(urls) {
+            t += &format!("[[backends]]\nname = {}\nurl = {}\n", q(&p.name), q(url));
         }
         for p in &self.pools {
             let fallbacks: Vec<String> =
-                p.fallbacks.iter().map(|f| format!("{{ model = \"{}\", quality = {} }}", f.pool, f.quality)).collect();
+                p.fallbacks.iter().map(|f| format!("{{ model = {}, quality = {} }}", q(&f.pool), f.quality)).collect();
             t += &format!(
-                "[[models]]\nname = \"{0}\"\nbackends = [\"{0}\"]\nfallbacks = [{1}]\ncapacity = {{ profile = \"{2}\", replicas = {3}, sla_utilisation = {4}, cost_per_engine_second = {5}, queue_window_s = {6} }}\n",
-                p.name,
+                "[[models]]\nname = {0}\nbackends = [{0}]\nfallbacks = [{1}]\ncapacity = {{ profile = {2}, replicas = {3}, sla_utilisation = {4}, cost_per_engine_second = {5}, queue_window_s = {6} }}\n",
+                q(&p.name),
                 fallbacks.join(", "),
-                p.profile,
+                q(&p.profile),
                 p.replicas,
                 p.sla_utilisation,
                 p.cost_per_engine_second,
@@ -134,8 +146,13 @@ impl Scenario {
         }
         for tier in &self.tiers {
             t += &format!(
-                "[[tiers]]\nname = \"{}\"\ninput_price_per_1m = {}\noutput_price_per_1m = {}\ndeferrable = {}\ndeadline_ms = {}\n",
-                tier.name, tier.input_price_per_1m, tier.output_price_per_1m, tier.deferrable, tier.deadline_ms
+                "[[tiers]]\nname = {}\ninput_price_per_1m = {}\noutput_price_per_1m = {}\ndeferrable = {}\ndeadline_ms = {}\npriority = {}\n",
+                q(&tier.name),
+                tier.input_price_per_1m,
+                tier.output_price_per_1m,
+                tier.deferrable,
+                tier.deadline_ms,
+                tier.priority
             );
             for (k, v) in
                 [("value_per_1m_input", tier.value_per_1m_input), ("value_per_1m_output", tier.value_per_1m_output)]
@@ -144,9 +161,14 @@ impl Scenario {
                     t += &format!("{k} = {v}\n");
                 }
             }
+            for (k, v) in [("ttft_slo_ms", tier.ttft_slo_ms), ("e2e_slo_ms", tier.e2e_slo_ms)] {
+                if let Some(v) = v {
+                    t += &format!("{k} = {v}\n");
+                }
+            }
         }
         for c in &self.classes {
-            t += &format!("[[tenants]]\nname = \"{}\"\ntier = \"{}\"\n", c.name, c.tier);
+            t += &format!("[[tenants]]\nname = {}\ntier = {}\n", q(&c.name), q(&c.tier));
         }
         Config::from_toml(&t, &format!("scenario {}", self.name)).map_err(|e| e.to_string())
     }

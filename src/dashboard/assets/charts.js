@@ -4,7 +4,7 @@
 (function (global) {
   const NS = "http://www.w3.org/2000/svg";
   const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
-  const W = 640, H = 280, M = { top: 30, right: 16, bottom: 44, left: 64 };
+  const W = 640, H = 290, M = { top: 30, right: 16, bottom: 60, left: 64 };
 
   function el(name, attrs, parent) {
     const e = document.createElementNS(NS, name);
@@ -56,33 +56,36 @@
       text(svg, M.left - 6, ys(t) + 4, (yFormat || fmt)(t), { "text-anchor": "end" });
     }
     if (yLabel) text(svg, 12, M.top + ih / 2, yLabel, { transform: `rotate(-90 12 ${M.top + ih / 2})`, "text-anchor": "middle" });
-    if (xLabel) text(svg, M.left + (W - M.left - M.right) / 2, H - 6, xLabel, { "text-anchor": "middle" });
+    if (xLabel) text(svg, M.left + (W - M.left - M.right) / 2, H - M.bottom + 30, xLabel, { "text-anchor": "middle" });
     return ys;
   }
 
   function legend(svg, names) {
     let x = M.left;
     names.forEach((n, i) => {
-      el("rect", { x, y: H - 30, width: 10, height: 10, fill: PALETTE[i % PALETTE.length] }, svg);
-      const t = text(svg, x + 14, H - 21, n);
+      el("rect", { x, y: H - 14, width: 10, height: 10, fill: PALETTE[i % PALETTE.length] }, svg);
+      const t = text(svg, x + 14, H - 5, n);
       x += 24 + 7 * n.length;
       return t;
     });
   }
 
-  // Lines over a shared x axis: opts = {title, x: [...], series: [{name, y: [...]}], xLabel, yLabel, yFormat, yMin}.
+  // Lines: opts = {title, x: [...], series: [{name, y: [...], x?: [...]}], xLabel, yLabel, yFormat, yMin};
+  // a series with its own x uses it, the others share opts.x.
   function line(container, opts) {
     const svg = frame(container, opts);
-    const xs0 = opts.x;
+    const xsOf = (s) => s.x || opts.x;
+    const allX = opts.series.flatMap(xsOf);
     const all = opts.series.flatMap((s) => s.y).filter((v) => Number.isFinite(v));
     const y0 = opts.yMin !== undefined ? opts.yMin : Math.min(0, ...all);
     const y1 = all.length ? Math.max(...all, y0 + 1e-12) : 1;
     const ys = axes(svg, y0, y1 * 1.05, opts.yFormat, opts.yLabel, opts.xLabel);
-    const xmin = xs0.length ? xs0[0] : 0, xmax = xs0.length ? xs0[xs0.length - 1] : 1;
+    const xmin = allX.length ? Math.min(...allX) : 0, xmax = allX.length ? Math.max(...allX) : 1;
     const xs = (v) => M.left + ((v - xmin) / (xmax - xmin || 1)) * (W - M.left - M.right);
     for (const t of ticks(xmin, xmax, 6)) text(svg, xs(t), H - M.bottom + 14, fmt(t), { "text-anchor": "middle" });
     opts.series.forEach((s, i) => {
-      const pts = s.y.map((v, k) => (Number.isFinite(v) ? `${xs(xs0[k]).toFixed(1)},${ys(v).toFixed(1)}` : null)).filter(Boolean);
+      const sx = xsOf(s);
+      const pts = s.y.map((v, k) => (Number.isFinite(v) ? `${xs(sx[k]).toFixed(1)},${ys(v).toFixed(1)}` : null)).filter(Boolean);
       const pl = el("polyline", { points: pts.join(" "), fill: "none", stroke: PALETTE[i % PALETTE.length], "stroke-width": 1.6, "data-series": s.name }, svg);
       el("title", {}, pl).textContent = s.name;
     });

@@ -1,0 +1,342 @@
+//! Validation against reality: replays a slice of a scenario's traffic through the live gateway
+//! (real HTTP, real time, streaming completions) in front of emulators of the scenario's pools,
+//! replays the same requests through the simulator with the bid-price policy, and compares what
+//! each served, the value captured and the latency percentiles.
+
+use super::des::{Fate, Sim, SimRequest};
+use super::policy::Policy;
+use super::report::sla_parts;
+use super::scenario::Scenario;
+use crate::allocator::value_rates;
+use crate::capacity::Profile;
+use crate::emulator::server::{Emulator, EmulatorConfig};
+use anyhow::Context;
+use futures::StreamExt;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest relative difference accepted between live and simulated figures.
+pub const TOLERANCE: f64 = 0.10;
+
+/// What one side (live or simulated) did with the requests.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Side {
+    pub requests: usize,
+    pub served: usize,
+    pub admitted: usize,
+    pub downgraded: usize,
+    pub deferred: usize,
+    /// Refused, dropped or failed.
+    pub not_served: usize,
+    /// Value of the responses within their tier's SLA, USD.
+    pub value_usd: f64,
+    /// Latency percentiles of the served requests of tiers that are not deferrable.
+    pub ttft_p50_s: f64,
+    pub ttft_p95_s: f64,
+    pub e2e_p50_s: f64,
+    pub e2e_p95_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub metric: &'static str,
+    pub live: f64,
+    /// Mean over the simulator's replays, and the least and greatest of them.
+    pub simulated: f64,
+    pub simulated_min: f64,
+    pub simulated_max: f64,
+    pub relative_difference: f64,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub live: Side,
+    /// The mean of the simulator's replays.
+    pub simulated: Side,
+    pub checks: Vec<Check>,
+    pub sim_runs: usize,
+    /// How late the live client sent its requests against their scheduled times (99th
+    /// percentile), seconds: the timing noise the simulator's replays are given.
+    pub send_lateness_p99_s: f64,
+}
+
+impl Comparison {
+    pub fn agrees(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}
+
+/// One request's end, on either side.
+#[derive(Debug, Clone, Copy, Default)]
+struct Outcome {
+    /// The pool that served it, if it was served.
+    pool: Option<usize>,
+    deferred: bool,
+    ttft: f64,
+    e2e: f64,
+}
+
+/// Runs both sides on `reqs` and compares them. The gateway keeps its ledger in `data_dir`.
+pub async fn validate(sc: &Scenario, reqs: &[SimRequest], data_dir: &Path) -> anyhow::Result<Comparison> {
+    let (live, lateness) = live(sc, reqs, data_dir).await?;
+    let live = side(sc, reqs, &live)?;
+    // The simulator is replayed several times, each with the arrival times shifted by the
+    // lateness the live requests actually had (drawn at random): tail percentiles at this size
+    // move with timing noise that small, so the figure compared is their mean.
+    let mut runs = Vec::with_capacity(SIM_RUNS);
+    for k in 0..SIM_RUNS {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(k as u64);
+        let mut shifted = reqs.to_vec();
+        if k > 0 && !lateness.is_empty() {
+            for r in &mut shifted {
+                r.at += lateness[rng.random_range(0..lateness.len())];
+            }
+        }
+        let (fates, _) = Sim::new(sc, Policy::BidPrice, &shifted).map_err(anyhow::Error::msg)?.run(&mut |_| {});
+        let outcomes: Vec<Outcome> = fates
+            .into_iter()
+            .map(|f| match f {
+                Fate::Served { pool, ttft, e2e, deferred, .. } => Outcome { pool: Some(pool), deferred, ttft, e2e },
+                Fate::Refused | Fate::Dropped => Outcome::default(),
+            })
+            .collect();
+        runs.push(side(sc, reqs, &outcomes)?);
+    }
+    let simulated = mean(&runs);
+    let figures = |s: &Side| [s.served as f64, s.value_usd, s.ttft_p50_s, s.ttft_p95_s, s.e2e_p50_s, s.e2e_p95_s];
+    let names = ["served", "value_usd", "ttft_p50_s", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s"];
+    let (l, m) = (figures(&live), figures(&simulated));
+    let checks = names
+        .iter()
+        .enumerate()
+        .map(|(i, metric)| {
+            let each: Vec<f64> = runs.iter().map(|r| figures(r)[i]).collect();
+            let d = (l[i] - m[i]).abs() / m[i].abs().max(1e-12);
+            Check {
+                metric,
+                live: l[i],
+                simulated: m[i],
+                simulated_min: each.iter().copied().fold(f64::INFINITY, f64::min),
+                simulated_max: each.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                relative_difference: d,
+                ok: d <= TOLERANCE,
+            }
+        })
+        .collect();
+    let late_p99 = {
+        let mut v = lateness.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len().max(1) - 1) as f64 * 0.99) as usize).copied().unwrap_or(0.0)
+    };
+    Ok(Comparison { live, simulated, checks, sim_runs: SIM_RUNS, send_lateness_p99_s: late_p99 })
+}
+
+/// Replays of the simulator averaged per figure.
+const SIM_RUNS: usize = 5;
+
+fn mean(runs: &[Side]) -> Side {
+    let n = runs.len().max(1) as f64;
+    let avg = |f: &dyn Fn(&Side) -> f64| runs.iter().map(f).sum::<f64>() / n;
+    let count = |f: &dyn Fn(&Side) -> usize| (runs.iter().map(f).sum::<usize>() as f64 / n).round() as usize;
+    Side {
+        requests: runs.first().map(|r| r.requests).unwrap_or(0),
+        served: count(&|s| s.served),
+        admitted: count(&|s| s.admitted),
+        downgraded: count(&|s| s.downgraded),
+        deferred: count(&|s| s.deferred),
+        not_served: count(&|s| s.not_served),
+        value_usd: avg(&|s| s.value_usd),
+        ttft_p50_s: avg(&|s| s.ttft_p50_s),
+        ttft_p95_s: avg(&|s| s.ttft_p95_s),
+        e2e_p50_s: avg(&|s| s.e2e_p50_s),
+        e2e_p95_s: avg(&|s| s.e2e_p95_s),
+    }
+}
+
+fn side(sc: &Scenario, reqs: &[SimRequest], outcomes: &[Outcome]) -> anyhow::Result<Side> {
+    let cfg = sc.gateway_config().map_err(anyhow::Error::msg)?;
+    let mut s = Side { requests: reqs.len(), ..Default::default() };
+    let (mut ttft, mut e2e) = (Vec::new(), Vec::new());
+    for (r, o) in reqs.iter().zip(outcomes) {
+        let class = &sc.classes[r.class];
+        let Some(pool) = o.pool else {
+            s.not_served += 1;
+            continue;
+        };
+        s.served += 1;
+        let own = sc.pools[pool].name == class.pool;
+        match (o.deferred, own) {
+            (true, _) => s.deferred += 1,
+            (false, true) => s.admitted += 1,
+            (false, false) => s.downgraded += 1,
+        }
+        // Latency is compared on interactive work: a deferred batch request's wait is a
+        // scheduling choice bounded by its deadline, not an engine timing.
+        if !sc.tier(&class.tier).is_some_and(|t| t.deferrable) {
+            ttft.push(o.ttft);
+            e2e.push(o.e2e);
+        }
+        let quality = if own {
+            1.0
+        } else {
+            sc.pools
+                .iter()
+                .find(|p| p.name == class.pool)
+                .and_then(|p| p.fallbacks.iter().find(|f| f.pool == sc.pools[pool].name))
+                .map(|f| f.quality)
+                .unwrap_or(0.0)
+        };
+        if let (true, true) = sla_parts(sc, r.class, o.ttft, o.e2e) {
+            s.value_usd += quality * value_rates(&cfg, &class.name).charge_f(f64::from(r.input), f64::from(r.output));
+        }
+    }
+    ttft.sort_by(f64::total_cmp);
+    e2e.sort_by(f64::total_cmp);
+    let pct = |v: &[f64], q: f64| if v.is_empty() { 0.0 } else { v[((v.len() - 1) as f64 * q).round() as usize] };
+    s.ttft_p50_s = pct(&ttft, 0.5);
+    s.ttft_p95_s = pct(&ttft, 0.95);
+    s.e2e_p50_s = pct(&e2e, 0.5);
+    s.e2e_p95_s = pct(&e2e, 0.95);
+    Ok(s)
+}
+
+/// The live side: emulators for the pools, the gateway in front, every request sent at its time.
+async fn live(sc: &Scenario, reqs: &[SimRequest], data_dir: &Path) -> anyhow::Result<(Vec<Outcome>, Vec<f64>)> {
+    let mut urls = Vec::new();
+    for p in &sc.pools {
+        let profile = Profile::resolve(&p.profile)?;
+        let emu = Emulator::start(EmulatorConfig {
+            profile,
+            model_name: p.name.clone(),
+            replicas: p.replicas as usize,
+            seed: 0,
+            time_scale: 1.0,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        urls.push(format!("http://{}", listener.local_addr()?));
+        let router = emu.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+    }
+    let cfg = sc.live_config(&urls, Some(data_dir)).map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let gw = crate::serve::spawn(cfg, None, listener, None).await?;
+    let mut keys = Vec::new();
+    for c in &sc.classes {
+        let k = crate::auth::generate(&c.name, "validate");
+        gw.gateway.store.insert_key(&k.record).await.context("creating a key")?;
+        keys.push(k.key);
+    }
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
+    let base = Arc::new(gw.base_url());
+    let keys = Arc::new(keys);
+    let pools: Arc<Vec<String>> = Arc::new(sc.pools.iter().map(|p| p.name.clone()).collect());
+    let asked: Vec<String> = sc.classes.iter().map(|c| c.pool.clone()).collect();
+    // Prompts are built before the clock starts, so the client's tokenising does not compete
+    // with the gateway and the emulators during the replay.
+    let prompts = tokio::task::spawn_blocking({
+        let sizes: Vec<u32> = reqs.iter().map(|r| r.input.max(1)).collect();
+        move || sizes.into_iter().enumerate().map(|(i, n)| prompt(i, n)).collect::<Vec<_>>()
+    })
+    .await?;
+    // The allocator's first plan comes one solve interval after start, as in the simulator.
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(reqs.len());
+    for ((r, text), asked) in reqs.iter().zip(prompts).zip(reqs.iter().map(|r| asked[r.class].clone())) {
+        let (client, base, keys, pools) = (client.clone(), base.clone(), keys.clone(), pools.clone());
+        let (at, class, max_tokens) = (r.at, r.class, r.output.max(1));
+        tasks.push(tokio::spawn(async move {
+            let due = start + Duration::from_secs_f64(at);
+            tokio::time::sleep_until(due).await;
+            let late = tokio::time::Instant::now().saturating_duration_since(due).as_secs_f64();
+            let body = serde_json::json!({
+                "model": asked,
+                "prompt": text,
+                "max_tokens": max_tokens,
+                "ignore_eos": true,
+                "stream": true,
+            });
+            (send(&client, &base, &keys[class], &pools, body).await, late)
+        }));
+    }
+    let (mut out, mut lateness) = (Vec::with_capacity(tasks.len()), Vec::with_capacity(tasks.len()));
+    for t in tasks {
+        let (o, late) = t.await.context("a replay task")?;
+        out.push(o);
+        lateness.push(late);
+    }
+    gw.stop().await?;
+    Ok((out, lateness))
+}
+
+/// A prompt of exactly `tokens` tokens (as the gateway and the emulator count them), unique to
+/// request `i` from its first tokens so no two requests share a cached prefix (the traces carry
+/// no prefix information; a prompt too short for the unique head is shorter than a cache block).
+pub fn prompt(i: usize, tokens: u32) -> String {
+    let mut head = format!("Request {i}:");
+    let head_tokens = crate::api::tokens::count_text(&head);
+    if head_tokens >= tokens as usize {
+        head.clear();
+    }
+    let mut n = (tokens as usize).saturating_sub(if head.is_empty() { 0 } else { head_tokens });
+    loop {
+        let p = format!("{head}{}", " hello".repeat(n));
+        let got = crate::api::tokens::count_text(&p);
+        match got.cmp(&(tokens as usize)) {
+            std::cmp::Ordering::Equal => return p,
+            std::cmp::Ordering::Greater if n > 0 => n -= 1,
+            std::cmp::Ordering::Less => n += 1,
+            _ => return p,
+        }
+    }
+}
+
+/// Sends one streaming completion and times its first token and its end.
+async fn send(client: &reqwest::Client, base: &str, key: &str, pools: &[String], body: serde_json::Value) -> Outcome {
+    let sent = Instant::now();
+    let resp = match client.post(format!("{base}/v1/completions")).bearer_auth(key).json(&body).send().await {
+        Ok(resp) if resp.status().is_success() => resp,
+        _ => return Outcome::default(),
+    };
+    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let served = header("x-tollgate-model");
+    let deferred = header("x-tollgate-decision") == "defer";
+    let pool = pools.iter().position(|p| *p == served);
+    let mut ttft = None;
+    let mut stream = resp.bytes_stream();
+    let mut tail = String::new();
+    let mut complete = false;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { return Outcome::default() };
+        tail.push_str(&String::from_utf8_lossy(&chunk));
+        if ttft.is_none() && tail.contains("data: {") {
+            ttft = Some(sent.elapsed().as_secs_f64());
+        }
+        if tail.contains("\"error\"") {
+            return Outcome::default();
+        }
+        complete |= tail.contains("data: [DONE]");
+        // Keep only the unfinished line.
+        if let Some(p) = tail.rfind('\n') {
+            tail.drain(..=p);
+        }
+    }
+    let e2e = sent.elapsed().as_secs_f64();
+    if !complete {
+        return Outcome::default();
+    }
+    Outcome { pool, deferred, ttft: ttft.unwrap_or(e2e), e2e }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn prompts_have_the_exact_token_count() {
+        for (i, n) in [(0, 1), (7, 2), (123, 5), (99_999, 700), (5, 3000)] {
+            assert_eq!(crate::api::tokens::count_text(&super::prompt(i, n)), n as usize, "{i} {n}");
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The live gateway in front of emulators and the simulator, on the same two-minute slice of
+//! the shipped scenario: they must agree within 10% on what was served, the value captured and the
+//! TTFT and end-to-end percentiles (`tollgate validate` at a small size).
+
+use std::path::Path;
+use tollgate::sim::run::{load_requests, Load};
+use tollgate::sim::scenario::Scenario;
+use tollgate::sim::validate::validate;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_gateway_and_simulator_agree_on_a_short_slice() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/azure-conv-code.toml");
+    let (mut sc, base) = Scenario::from_file(&path).unwrap();
+    sc.duration_s = Some(120.0);
+    // Batch work may wait up to its deadline on both sides; keep the run short.
+    for t in &mut sc.tiers {
+        t.deadline_ms = t.deadline_ms.min(30_000);
+    }
+    let reqs = load_requests(&sc, &base, &Load { overload: 1.0, ..Load::default() }).unwrap();
+    assert!(reqs.len() > 500, "{}", reqs.len());
+    let dir = tempfile::tempdir().unwrap();
+    let cmp = validate(&sc, &reqs, dir.path()).await.unwrap();
+    let table: Vec<String> = cmp
+        .checks
+        .iter()
+        .map(|c| {
+            format!(
+                "{} live {:.4} sim {:.4} [{:.4}..{:.4}] ({:.1}%)",
+                c.metric,
+                c.live,
+                c.simulated,
+                c.simulated_min,
+                c.simulated_max,
+                100.0 * c.relative_difference
+            )
+        })
+        .collect();
+    eprintln!("{}", table.join("\n"));
+    assert!(cmp.live.served > 200, "{:?}", cmp.live);
+    // Admission did something: not everything was simply admitted.
+    assert!(cmp.simulated.downgraded + cmp.simulated.deferred + cmp.simulated.not_served > 0, "{:?}", cmp.simulated);
+    assert!(cmp.agrees(), "live and simulated differ:\n{}", table.join("\n"));
+}
