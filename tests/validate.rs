@@ -1,4 +1,4 @@
-//! The live gateway in front of emulators and the simulator, on the same two-minute slice of
+//! The live gateway in front of emulators and the simulator, on the same four-minute slice of
 //! the shipped scenario: they must agree within 10% on what was served, the value captured and the
 //! TTFT and end-to-end percentiles (`tollgate validate` at a small size).
 
@@ -11,13 +11,13 @@ use tollgate::sim::validate::validate;
 async fn live_gateway_and_simulator_agree_on_a_short_slice() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/azure-conv-code.toml");
     let (mut sc, base) = Scenario::from_file(&path).unwrap();
-    sc.duration_s = Some(120.0);
+    sc.duration_s = Some(240.0);
     // Batch work may wait up to its deadline on both sides; keep the run short.
     for t in &mut sc.tiers {
         t.deadline_ms = t.deadline_ms.min(30_000);
     }
-    let reqs = load_requests(&sc, &base, &Load { overload: 1.0, ..Load::default() }).unwrap();
-    assert!(reqs.len() > 500, "{}", reqs.len());
+    let reqs = load_requests(&sc, &base, &Load { overload: 2.0, ..Load::default() }).unwrap();
+    assert!(reqs.len() > 4000, "{}", reqs.len());
     let dir = tempfile::tempdir().unwrap();
     let cmp = validate(&sc, &reqs, dir.path()).await.unwrap();
     let table: Vec<String> = cmp
