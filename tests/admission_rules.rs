@@ -113,5 +113,38 @@ monthly_budget_usd = 0.000001
     let rows = gw.ledger(6).await;
     let decisions: Vec<&str> = rows.iter().map(|r| r["decision"].as_str().unwrap()).collect();
     assert!(decisions.contains(&"refuse") && decisions.contains(&"admit"), "{decisions:?}");
+
+    // Prometheus metrics: admin only; request and token series equal the ledger's.
+    let url = format!("{}/metrics", gw.base);
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(client.get(&url).bearer_auth(&acme).send().await.unwrap().status(), 401);
+    let r = client.get(&url).bearer_auth(&gw.admin).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let sum = |name: &str, filter: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(filter))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("tollgate_requests_total{", ""), rows.len() as f64, "{text}");
+    let refused = rows.iter().filter(|r| r["decision"] == "refuse").count() as f64;
+    assert_eq!(sum("tollgate_requests_total{", "decision=\"refuse\""), refused);
+    let ledger_in: i64 = rows.iter().map(|r| r["input_tokens"].as_i64().unwrap()).sum();
+    let ledger_out: i64 = rows.iter().map(|r| r["output_tokens"].as_i64().unwrap()).sum();
+    assert_eq!(sum("tollgate_tokens_total{", "kind=\"input\""), ledger_in as f64);
+    assert_eq!(sum("tollgate_tokens_total{", "kind=\"output\""), ledger_out as f64);
+    assert_eq!(sum("tollgate_request_duration_seconds_count{", ""), rows.len() as f64);
+    for series in [
+        "tollgate_pool_utilisation_ratio{pool=\"m\"}",
+        "tollgate_pool_price_usd_per_engine_second{pool=\"m\"}",
+        "tollgate_backend_up{backend=\"e\"} 1",
+        "tollgate_backend_circuit_open{backend=\"s\"} 0",
+        "tollgate_ledger_queue_rows",
+        "tollgate_lp_solve_seconds",
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
     assert_eq!(gw.stop_and_count().await, 6);
 }

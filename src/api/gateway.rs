@@ -57,6 +57,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/tollgate/prices", get(admin::prices))
         .route("/v1/tollgate/keys", post(admin::create_key).get(admin::list_keys))
         .route("/v1/tollgate/keys/{id}", delete(admin::revoke_key))
+        .route("/metrics", get(super::metrics::metrics))
         .route_layer(middleware::from_fn_with_state(gw.clone(), admin_auth));
     Router::new()
         .merge(tenant_routes)

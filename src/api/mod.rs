@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admit;
 pub mod error;
 pub mod gateway;
+pub mod metrics;
 pub mod openai;
 pub mod proxy;
 pub mod sse;

@@ -4,6 +4,7 @@
 //! writes its ledger row when finished, or on drop if the request ended any other way (the client
 //! went away, a task was cancelled), so no path can skip or double the row.
 
+pub mod metrics;
 mod writer;
 
 pub use writer::{LedgerSink, LedgerWriter};

@@ -2,6 +2,7 @@
 //! batches (one transaction each), off the request path. A failed write is retried, never
 //! dropped; `LedgerWriter::close` drains what is queued before returning.
 
+use super::metrics::GatewayMetrics;
 use super::LedgerRow;
 use crate::store::Store;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -17,10 +18,13 @@ const BATCH: usize = 512;
 pub struct LedgerSink {
     tx: mpsc::UnboundedSender<LedgerRow>,
     queued: Arc<AtomicI64>,
+    metrics: Arc<GatewayMetrics>,
 }
 
 impl LedgerSink {
+    /// Queues a row for the ledger and counts it in the metrics.
     pub fn record(&self, row: LedgerRow) {
+        self.metrics.observe(&row);
         self.queued.fetch_add(1, Ordering::Relaxed);
         if self.tx.send(row).is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);
@@ -31,6 +35,11 @@ impl LedgerSink {
     /// Rows waiting to be written.
     pub fn queued(&self) -> i64 {
         self.queued.load(Ordering::Relaxed)
+    }
+
+    /// The metrics the recorded rows are counted in.
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.metrics
     }
 }
 
@@ -45,7 +54,8 @@ impl LedgerWriter {
         let queued = Arc::new(AtomicI64::new(0));
         let (close_tx, close_rx) = oneshot::channel();
         let task = tokio::spawn(run(store, rx, close_rx, queued.clone()));
-        (LedgerWriter { close: Some(close_tx), task }, LedgerSink { tx, queued })
+        let metrics = Arc::new(GatewayMetrics::new());
+        (LedgerWriter { close: Some(close_tx), task }, LedgerSink { tx, queued, metrics })
     }
 
     /// Writes everything queued, then stops.

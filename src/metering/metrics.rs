@@ -1,0 +1,178 @@
+//! The gateway's Prometheus metrics. Request, token, value and latency series are counted from
+//! the ledger rows as they are recorded (`LedgerSink::record`), so `/metrics` and the ledger agree
+//! by construction; pool, price, backend and queue gauges are read from live state at scrape time.
+
+use super::LedgerRow;
+use prometheus::{
+    CounterVec, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets, seconds.
+const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+pub struct GatewayMetrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    tokens: IntCounterVec,
+    usd: CounterVec,
+    latency: HistogramVec,
+    ttft: HistogramVec,
+    /// Per pool, set at scrape time.
+    pub pool_utilisation: GaugeVec,
+    pub pool_inflight: GaugeVec,
+    pub pool_room: GaugeVec,
+    pub pool_backlog: GaugeVec,
+    pub pool_price: GaugeVec,
+    pub pool_shadow_price: GaugeVec,
+    pub lp_solve_seconds: Gauge,
+    pub lp_solves: Gauge,
+    pub backend_up: GaugeVec,
+    pub backend_circuit_open: GaugeVec,
+    pub backend_outstanding: GaugeVec,
+    pub ledger_queue: Gauge,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    r.register(Box::new(c.clone())).expect("metric names are unique");
+    c
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GatewayMetrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            reg(&r, GaugeVec::new(Opts::new(name, help), labels).expect("valid gauge"))
+        };
+        let hist = |name: &str, help: &str| {
+            reg(
+                &r,
+                HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), &["model"])
+                    .expect("valid histogram"),
+            )
+        };
+        Self {
+            requests: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tollgate_requests_total",
+                        "Requests by tenant, model served, admission decision and HTTP status",
+                    ),
+                    &["tenant", "model", "decision", "status"],
+                )
+                .expect("valid counter"),
+            ),
+            tokens: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tollgate_tokens_total",
+                        "Tokens metered, by tenant, model served and kind (input, output)",
+                    ),
+                    &["tenant", "model", "kind"],
+                )
+                .expect("valid counter"),
+            ),
+            usd: reg(
+                &r,
+                CounterVec::new(
+                    Opts::new("tollgate_usd_total", "Value, revenue and cost metered, USD, by tenant and kind"),
+                    &["tenant", "kind"],
+                )
+                .expect("valid counter"),
+            ),
+            latency: hist("tollgate_request_duration_seconds", "Time from request to its last byte, by model served"),
+            ttft: hist(
+                "tollgate_time_to_first_token_seconds",
+                "Time from request to the first upstream byte, by model",
+            ),
+            pool_utilisation: gauge(
+                "tollgate_pool_utilisation_ratio",
+                "Share of a pool's room held by reservations",
+                &["pool"],
+            ),
+            pool_inflight: gauge(
+                "tollgate_pool_inflight_engine_seconds",
+                "Engine-seconds reserved in flight",
+                &["pool"],
+            ),
+            pool_room: gauge(
+                "tollgate_pool_room_engine_seconds",
+                "Engine-seconds a pool may hold in flight",
+                &["pool"],
+            ),
+            pool_backlog: gauge(
+                "tollgate_pool_prefill_backlog_engine_seconds",
+                "Prefill engine-seconds admitted and waiting for a first token",
+                &["pool"],
+            ),
+            pool_price: gauge(
+                "tollgate_pool_price_usd_per_engine_second",
+                "What an engine-second costs a request now (shadow price, correction, scarcity, running cost, power)",
+                &["pool"],
+            ),
+            pool_shadow_price: gauge(
+                "tollgate_pool_shadow_price_usd_per_engine_second",
+                "The last LP solve's shadow price of a pool's capacity",
+                &["pool"],
+            ),
+            lp_solve_seconds: reg(
+                &r,
+                Gauge::new("tollgate_lp_solve_seconds", "Duration of the last LP solve").expect("valid gauge"),
+            ),
+            lp_solves: reg(
+                &r,
+                Gauge::new("tollgate_lp_solves", "Price boards published since start").expect("valid gauge"),
+            ),
+            backend_up: gauge("tollgate_backend_up", "1 when a backend's health checks pass", &["backend"]),
+            backend_circuit_open: gauge(
+                "tollgate_backend_circuit_open",
+                "1 when a backend's circuit breaker is open (0 closed, 0.5 half-open)",
+                &["backend"],
+            ),
+            backend_outstanding: gauge(
+                "tollgate_backend_outstanding_requests",
+                "Requests in flight on a backend",
+                &["backend"],
+            ),
+            ledger_queue: reg(
+                &r,
+                Gauge::new("tollgate_ledger_queue_rows", "Ledger rows waiting to be written").expect("valid gauge"),
+            ),
+            registry: r,
+        }
+    }
+
+    /// Counts one recorded ledger row.
+    pub fn observe(&self, row: &LedgerRow) {
+        let model = row.model_served.as_deref().unwrap_or(&row.model_requested);
+        let status = row.status.to_string();
+        self.requests.with_label_values(&[&row.tenant, model, &row.decision, &status]).inc();
+        let tok =
+            |kind: &str, n: i64| self.tokens.with_label_values(&[&row.tenant, model, kind]).inc_by(n.max(0) as u64);
+        tok("input", row.input_tokens);
+        tok("output", row.output_tokens);
+        for (kind, v) in [("value", row.value_usd), ("revenue", row.revenue_usd), ("cost", row.cost_usd)] {
+            if v > 0.0 {
+                self.usd.with_label_values(&[&row.tenant, kind]).inc_by(v);
+            }
+        }
+        self.latency.with_label_values(&[model]).observe(row.latency_ms / 1000.0);
+        if let Some(t) = row.ttft_ms {
+            self.ttft.with_label_values(&[model]).observe(t / 1000.0);
+        }
+    }
+
+    /// The text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
