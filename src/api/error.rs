@@ -19,6 +19,8 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("{0}")]
     Unauthorized(&'static str),
+    #[error("Too many failed authentication attempts from your address; retry after {retry_after_s} s.")]
+    AuthRateLimited { retry_after_s: u64 },
     #[error("Your API key may not use the model `{0}`.")]
     ModelNotAllowed(String),
     #[error("Admin endpoints need the admin key.")]
@@ -59,7 +61,7 @@ impl ApiError {
             Self::Unauthorized(_) | Self::AdminOnly => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::NoBackend(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Priced { .. } | Self::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
+            Self::Priced { .. } | Self::BudgetExceeded | Self::AuthRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PromptTooLong { .. } => StatusCode::BAD_REQUEST,
             Self::UpstreamStatus { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -101,6 +103,7 @@ impl ApiError {
             Self::ModelNotAllowed(_) => Some("model_not_allowed"),
             Self::Priced { .. } => Some("capacity_priced"),
             Self::BudgetExceeded => Some("insufficient_quota"),
+            Self::AuthRateLimited { .. } => Some("too_many_failed_authentications"),
             Self::PromptTooLong { .. } => Some("context_length_exceeded"),
             Self::UnknownRoute { .. } => Some("unknown_url"),
             _ => None,
@@ -156,6 +159,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status(), axum::Json(self.body())).into_response();
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Self::AuthRateLimited { retry_after_s } = &self {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+        }
         if let Self::Priced { quote_per_1k, price, retry_after_s, .. } = &self {
             h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
             h.insert("x-tollgate-decision", HeaderValue::from_static("refuse"));

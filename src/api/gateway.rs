@@ -72,23 +72,48 @@ fn token(headers: &HeaderMap) -> Option<&str> {
     bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
 }
 
-/// Authenticates a tenant key and passes the [`Caller`] on; 401 otherwise.
+/// The client's address, when the server was started with connection info.
+fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// 429 for an address that failed authentication too often lately.
+fn auth_blocked(gw: &Gateway, req: &Request) -> Option<Response> {
+    let ip = client_ip(req)?;
+    gw.auth.failures.check(ip).err().map(|retry_after_s| ApiError::AuthRateLimited { retry_after_s }.into_response())
+}
+
+fn auth_failed(gw: &Gateway, req: &Request, e: ApiError) -> Response {
+    if let Some(ip) = client_ip(req) {
+        gw.auth.failures.fail(ip);
+    }
+    e.into_response()
+}
+
+/// Authenticates a tenant key and passes the [`Caller`] on; 401 otherwise (429 for an address
+/// with too many recent failures).
 async fn tenant_auth(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
+    if let Some(blocked) = auth_blocked(&gw, &req) {
+        return blocked;
+    }
     match gw.auth.tenant(token(req.headers())).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => auth_failed(&gw, &req, e),
     }
 }
 
-/// Admits only the admin key; tenant keys get 401 here.
+/// Admits only the admin key; tenant keys get 401 here (429 after too many failures).
 async fn admin_auth(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    if let Some(blocked) = auth_blocked(&gw, &req) {
+        return blocked;
+    }
     if gw.auth.is_admin(token(req.headers())) {
         next.run(req).await
     } else {
-        ApiError::AdminOnly.into_response()
+        auth_failed(&gw, &req, ApiError::AdminOnly)
     }
 }
 

@@ -5,6 +5,11 @@
 //! cached for a couple of seconds so the request path rarely touches the database; revoking
 //! through the admin API evicts the cache at once, through the CLI within the cache's lifetime.
 
+pub mod limiter;
+
+/// Failed authentication attempts allowed per client address and minute, by default.
+pub const DEFAULT_FAILURES_PER_MINUTE: u32 = 30;
+
 use crate::api::ApiError;
 use crate::metering::unix_ms;
 use crate::store::{KeyRecord, Store, StoreError};
@@ -79,12 +84,25 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     admin_hash: Option<String>,
     cache: RwLock<HashMap<String, (Option<KeyRecord>, Instant)>>,
+    /// Failed attempts per client address.
+    pub failures: limiter::FailureLimiter,
 }
 
 impl Authenticator {
     /// `admin_key`: the admin key, or `None` to disable the admin API.
     pub fn new(store: Arc<dyn Store>, admin_key: Option<&str>) -> Self {
-        Self { store, admin_hash: admin_key.map(sha256_hex), cache: RwLock::new(HashMap::new()) }
+        Self {
+            store,
+            admin_hash: admin_key.map(sha256_hex),
+            cache: RwLock::new(HashMap::new()),
+            failures: limiter::FailureLimiter::new(DEFAULT_FAILURES_PER_MINUTE),
+        }
+    }
+
+    /// Allows each client address `per_minute` failed attempts (a minute's worth at once).
+    pub fn with_failure_limit(mut self, per_minute: u32) -> Self {
+        self.failures = limiter::FailureLimiter::new(per_minute);
+        self
     }
 
     /// Whether `token` is the admin key (compared as SHA-256 digests).

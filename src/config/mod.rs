@@ -20,6 +20,9 @@ pub struct Config {
     /// Largest request body accepted, bytes.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
+    /// Failed authentication attempts allowed per client address and minute; past it, 429.
+    #[serde(default = "default_auth_failures")]
+    pub auth_failures_per_minute: u32,
     #[serde(default)]
     pub health: HealthConfig,
     #[serde(default)]
@@ -300,6 +303,9 @@ fn default_open_ms() -> u64 {
 fn default_solve_interval() -> u64 {
     1_000
 }
+fn default_auth_failures() -> u32 {
+    crate::auth::DEFAULT_FAILURES_PER_MINUTE
+}
 fn default_horizon() -> f64 {
     60.0
 }
@@ -377,6 +383,9 @@ impl Config {
         }
         if self.circuit.failure_threshold == 0 {
             return bad("circuit.failure_threshold".into(), "must be at least 1".into());
+        }
+        if self.auth_failures_per_minute == 0 {
+            return bad("auth_failures_per_minute".into(), "must be at least 1".into());
         }
         let mut names = HashSet::new();
         for (i, b) in self.backends.iter().enumerate() {

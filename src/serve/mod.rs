@@ -58,7 +58,7 @@ pub async fn spawn(
     let (writer, sink) = LedgerWriter::start(store.clone());
     let registry = Registry::new(&cfg).map_err(anyhow::Error::msg)?;
     let health = spawn_health_checks(&registry.backends, &cfg.health);
-    let auth = Authenticator::new(store.clone(), admin_key.as_deref());
+    let auth = Authenticator::new(store.clone(), admin_key.as_deref()).with_failure_limit(cfg.auth_failures_per_minute);
     let allocator = if cfg.models.iter().any(|m| m.capacity.is_some()) {
         Some(Arc::new(Allocator::new(&cfg).map_err(anyhow::Error::msg)?))
     } else {
@@ -82,7 +82,9 @@ pub async fn spawn(
                 }
             }
         };
-        let served = axum::serve(listener, app).with_graceful_shutdown(signal).await;
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(signal)
+            .await;
         for h in background {
             h.abort();
         }
