@@ -232,7 +232,7 @@ async fn upstreams_get_their_own_key_and_the_untouched_body_never_the_clients_cr
     for f in ["tools", "tool_choice", "logprobs", "n", "seed", "stop", "response_format", "vendor_x", "messages"] {
         assert_eq!(sent[f], body[f], "{f} changed on the way");
     }
-    // A 429 from the only backend is passed back as a 429, still one row.
+    // A 429 from the only backend is passed back as a 429 with its Retry-After, still one row.
     s.mode.store(stub::RATE_LIMITED, Ordering::SeqCst);
     let r = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", gw.base))
@@ -242,6 +242,7 @@ async fn upstreams_get_their_own_key_and_the_untouched_body_never_the_clients_cr
         .await
         .unwrap();
     assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
     let rows = gw.ledger(2).await;
     assert_eq!(rows[0]["status"], 429, "{rows:?}");
     assert_eq!(rows[1]["status"], 200, "{rows:?}");

@@ -27,9 +27,9 @@ pub enum ApiError {
     AdminOnly,
     #[error("No backend for `{0}` is available now (all unhealthy, circuit open or at capacity).")]
     NoBackend(String),
-    /// An upstream's own error response, relayed with its status.
+    /// An upstream's own error response, relayed with its status (and its Retry-After).
     #[error("{message}")]
-    UpstreamStatus { status: u16, message: String },
+    UpstreamStatus { status: u16, message: String, retry_after_s: Option<u64> },
     /// Refused by bid-price admission: capacity is dearer now than the request is worth.
     #[error("Capacity for `{model}` is priced above this request's value right now. It would be served at {quote_per_1k:.6} USD per 1,000 tokens; retry after {retry_after_s} s.")]
     Priced { model: String, quote_per_1k: f64, price: f64, retry_after_s: u64 },
@@ -159,7 +159,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status(), axum::Json(self.body())).into_response();
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Self::AuthRateLimited { retry_after_s } = &self {
+        if let Self::AuthRateLimited { retry_after_s }
+        | Self::UpstreamStatus { retry_after_s: Some(retry_after_s), .. } = &self
+        {
             h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
         }
         if let Self::Priced { quote_per_1k, price, retry_after_s, .. } = &self {

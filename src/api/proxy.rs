@@ -141,7 +141,7 @@ async fn run(
     // backend before counting it as a failure.
     let mut retried_same: Vec<String> = Vec::new();
     let mut last_err: Option<ApiError> = None;
-    let mut last_upstream: Option<(StatusCode, Option<String>, Bytes)> = None;
+    let mut last_upstream: Option<(StatusCode, Option<u64>, Bytes)> = None;
     while let Some(lease) = pool.pick(&tried) {
         let backend = lease.backend.clone();
         let m = meter.as_mut().expect("meter present until the response is built");
@@ -172,12 +172,13 @@ async fn run(
                 let status = opened.status;
                 let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
                 lease.report(if status.is_server_error() { Report::Failure } else { Report::Neutral });
+                let retry_after = opened.retry_after_s;
                 let body = collect(opened, Duration::from_millis(backend.cfg.idle_timeout_ms), 1 << 20).await;
                 if !retryable {
                     // The client's own mistake as the upstream saw it: pass it through.
-                    return Err(passthrough_error(status, body));
+                    return Err(passthrough_error(status, None, body));
                 }
-                last_upstream = Some((status, None, body));
+                last_upstream = Some((status, retry_after, body));
             }
             Err(e) => {
                 tried.push(backend.name.clone());
@@ -190,8 +191,8 @@ async fn run(
             }
         }
     }
-    if let Some((status, _, body)) = last_upstream {
-        return Err(passthrough_error(status, body));
+    if let Some((status, retry_after, body)) = last_upstream {
+        return Err(passthrough_error(status, retry_after, body));
     }
     Err(last_err.unwrap_or_else(|| ApiError::NoBackend(pool.model.clone())))
 }
@@ -313,12 +314,12 @@ fn served_headers(model: &str, backend: &str, admitted: &Admitted) -> HeaderMap 
     h
 }
 
-fn passthrough_error(status: StatusCode, body: Bytes) -> ApiError {
+fn passthrough_error(status: StatusCode, retry_after_s: Option<u64>, body: Bytes) -> ApiError {
     let message = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
-    ApiError::UpstreamStatus { status: status.as_u16(), message }
+    ApiError::UpstreamStatus { status: status.as_u16(), message, retry_after_s }
 }
 
 /// Reads the rest of a response, each chunk within `idle`, up to `limit` bytes.

@@ -13,6 +13,8 @@ use std::time::Duration;
 pub struct Opened {
     pub status: StatusCode,
     pub content_type: Option<String>,
+    /// The upstream's `Retry-After`, in seconds (delta form only), passed on with its 429 or 503.
+    pub retry_after_s: Option<u64>,
     pub first: Option<Bytes>,
     pub rest: BoxStream<'static, Result<Bytes, reqwest::Error>>,
 }
@@ -51,9 +53,14 @@ pub async fn open(backend: &Backend, path: &str, body: Bytes, request_id: &str) 
         let status = resp.status();
         let content_type =
             resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let retry_after_s = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let mut rest = resp.bytes_stream().boxed();
         let first = rest.next().await.transpose().map_err(|e| UpstreamError::Transport(format!("{name}: {e}")))?;
-        Ok(Opened { status, content_type, first, rest })
+        Ok(Opened { status, content_type, retry_after_s, first, rest })
     };
     match tokio::time::timeout(Duration::from_millis(backend.cfg.first_byte_timeout_ms), exchange).await {
         Ok(r) => r,
