@@ -49,6 +49,7 @@ tier = "t"
                     work: o.work,
                     price: alloc.price(o.pool),
                     room_left: alloc.loads[o.pool].room() - alloc.loads[o.pool].inflight(),
+                    prefill: o.work / 2.0,
                     ttft_s: 0.0,
                 })
                 .collect();
@@ -59,9 +60,9 @@ tier = "t"
 
 fn admission(c: &mut Criterion) {
     let cands = [
-        Candidate { pool: 0, quality: 1.0, work: 0.25, price: 0.02, room_left: 3.0, ttft_s: 0.1 },
-        Candidate { pool: 1, quality: 0.6, work: 0.04, price: 0.01, room_left: 9.0, ttft_s: 0.1 },
-        Candidate { pool: 2, quality: 0.8, work: 0.10, price: 0.03, room_left: 0.05, ttft_s: 0.1 },
+        Candidate { pool: 0, quality: 1.0, work: 0.25, price: 0.02, prefill: 0.1, room_left: 3.0, ttft_s: 0.1 },
+        Candidate { pool: 1, quality: 0.6, work: 0.04, price: 0.01, prefill: 0.1, room_left: 9.0, ttft_s: 0.1 },
+        Candidate { pool: 2, quality: 0.8, work: 0.10, price: 0.03, prefill: 0.1, room_left: 0.05, ttft_s: 0.1 },
     ];
     let ask = Ask { value: 0.0011, tokens: 300.0, deferrable: false, ttft_slo_s: f64::INFINITY };
     c.bench_function("admission decision (3 candidate pools)", |b| {

@@ -14,8 +14,9 @@ pub struct Candidate {
     pub pool: usize,
     /// Share of the request's value kept on this pool (1 for the requested model).
     pub quality: f64,
-    /// Engine-seconds the request would take here.
+    /// Engine-seconds the request would take here, and the prefill part of them.
     pub work: f64,
+    pub prefill: f64,
     /// USD per engine-second: shadow price plus running cost plus power price.
     pub price: f64,
     /// Engine-seconds the pool can still take in flight.
@@ -88,7 +89,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn cand(pool: usize, quality: f64, work: f64, price: f64, room_left: f64) -> Candidate {
-        Candidate { pool, quality, work, price, room_left, ttft_s: 0.0 }
+        Candidate { pool, quality, work, prefill: work / 2.0, price, room_left, ttft_s: 0.0 }
     }
 
     #[test]

@@ -258,6 +258,7 @@ impl Allocator {
                         pool: o.pool,
                         quality: o.quality,
                         work: o.work,
+                        prefill,
                         price: self.price(o.pool),
                         room_left: load.room() - load.inflight(),
                         ttft_s: pool.ttft_estimate(load.backlog(), prefill),
@@ -265,11 +266,6 @@ impl Allocator {
                 })
                 .collect(),
         )
-    }
-
-    /// The prefill part of a request's work on `pool`, engine-seconds.
-    pub fn prefill_work(&self, pool: usize, input: f64) -> f64 {
-        self.fleet.pools[pool].work_parts(input, 0.0).0
     }
 
     /// The pools that may serve a class: its own model's pool first, then its fallbacks that the

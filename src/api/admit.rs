@@ -109,8 +109,7 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
         match decision {
             Decision::Serve { index, downgraded, net, price } => {
                 let cand = cands[index];
-                let prefill = alloc.prefill_work(cand.pool, input as f64);
-                if let Some(r) = alloc.loads[cand.pool].try_reserve(cand.work, prefill) {
+                if let Some(r) = alloc.loads[cand.pool].try_reserve(cand.work, cand.prefill) {
                     admitted.model = alloc.fleet.pools[cand.pool].name.clone();
                     admitted.decision = if waiting.is_some() {
                         "defer"

@@ -252,8 +252,7 @@ impl<'a> Sim<'a> {
         let ask = Ask { value, tokens: f64::from(r.input) + out, deferrable, ttft_slo_s };
         if let Decision::Serve { index, .. } = decide(&ask, &cands) {
             let cand = cands[index];
-            let prefill = self.alloc.prefill_work(cand.pool, f64::from(r.input));
-            if let Some(res) = self.alloc.loads[cand.pool].try_reserve(cand.work, prefill) {
+            if let Some(res) = self.alloc.loads[cand.pool].try_reserve(cand.work, cand.prefill) {
                 self.start(i, t, cand.pool, cand.quality, Some(res), deferred);
                 return true;
             }

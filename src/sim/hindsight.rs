@@ -26,7 +26,6 @@
 use super::des::SimRequest;
 use super::scenario::Scenario;
 use crate::allocator::pools::Fleet;
-use crate::allocator::value_rates;
 use serde::Serialize;
 
 /// Width of a capacity slot, seconds.
@@ -121,7 +120,7 @@ fn items(sc: &Scenario, fleet: &Fleet, reqs: &[SimRequest]) -> Result<(Vec<Item>
         let class = &sc.classes[r.class];
         let tier = sc.tier(&class.tier);
         let own = fleet.pool(&class.pool).ok_or("class names an unknown pool")?;
-        let full = value_rates(&cfg, &class.name).charge_f(f64::from(r.input), f64::from(r.output));
+        let full = super::run::full_value(sc, &cfg, r);
         let mut pools = vec![(own, 1.0)];
         if let Some(spec) = sc.pools.iter().find(|p| p.name == class.pool) {
             for fb in &spec.fallbacks {

@@ -67,20 +67,15 @@
     });
   }
   for (const [k, pool] of R.policies[0].pools.entries()) {
-    C.line($("div", {}, g), {
-      title: `${pool.pool}: share of KV cache held, per policy`,
-      x: R.policies[0].pools[k].t_s,
-      series: R.policies.map((p) => ({ name: p.policy, x: p.pools[k].t_s, y: p.pools[k].kv_use })),
-      xLabel: "seconds",
-      yMin: 0,
-    });
-    C.line($("div", {}, g), {
-      title: `${pool.pool}: requests waiting in the engines, per policy`,
-      x: R.policies[0].pools[k].t_s,
-      series: R.policies.map((p) => ({ name: p.policy, x: p.pools[k].t_s, y: p.pools[k].waiting })),
-      xLabel: "seconds",
-      yMin: 0,
-    });
+    for (const [what, key] of [["share of KV cache held", "kv_use"], ["requests waiting in the engines", "waiting"]]) {
+      C.line($("div", {}, g), {
+        title: `${pool.pool}: ${what}, per policy`,
+        x: pool.t_s,
+        series: R.policies.map((p) => ({ name: p.policy, x: p.pools[k].t_s, y: p.pools[k][key] })),
+        xLabel: "seconds",
+        yMin: 0,
+      });
+    }
   }
 
   g = section("Decisions per class");

@@ -105,7 +105,8 @@ pub fn sla_parts(sc: &Scenario, class: usize, ttft: f64, e2e: f64) -> (bool, boo
     (ttft_ok, e2e_ok && deadline_ok)
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// The `q` quantile of ascending `sorted` samples (nearest rank); 0 when there are none.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -79,7 +79,7 @@ pub fn load_requests(sc: &Scenario, base: &Path, load: &Load) -> Result<Vec<SimR
 }
 
 /// Value of a request served in full by its own model, USD.
-fn full_value(sc: &Scenario, cfg: &crate::config::Config, r: &SimRequest) -> f64 {
+pub fn full_value(sc: &Scenario, cfg: &crate::config::Config, r: &SimRequest) -> f64 {
     value_rates(cfg, &sc.classes[r.class].name).charge_f(f64::from(r.input), f64::from(r.output))
 }
 

@@ -5,9 +5,9 @@
 
 use super::des::{Fate, Sim, SimRequest};
 use super::policy::Policy;
-use super::report::sla_parts;
+use super::report::{percentile, sla_parts};
+use super::run::full_value;
 use super::scenario::Scenario;
-use crate::allocator::value_rates;
 use crate::capacity::Profile;
 use crate::emulator::server::{Emulator, EmulatorConfig};
 use anyhow::Context;
@@ -191,16 +191,15 @@ fn side(sc: &Scenario, reqs: &[SimRequest], outcomes: &[Outcome]) -> anyhow::Res
                 .unwrap_or(0.0)
         };
         if let (true, true) = sla_parts(sc, r.class, o.ttft, o.e2e) {
-            s.value_usd += quality * value_rates(&cfg, &class.name).charge_f(f64::from(r.input), f64::from(r.output));
+            s.value_usd += quality * full_value(sc, &cfg, r);
         }
     }
     ttft.sort_by(f64::total_cmp);
     e2e.sort_by(f64::total_cmp);
-    let pct = |v: &[f64], q: f64| if v.is_empty() { 0.0 } else { v[((v.len() - 1) as f64 * q).round() as usize] };
-    s.ttft_p50_s = pct(&ttft, 0.5);
-    s.ttft_p95_s = pct(&ttft, 0.95);
-    s.e2e_p50_s = pct(&e2e, 0.5);
-    s.e2e_p95_s = pct(&e2e, 0.95);
+    s.ttft_p50_s = percentile(&ttft, 0.5);
+    s.ttft_p95_s = percentile(&ttft, 0.95);
+    s.e2e_p50_s = percentile(&e2e, 0.5);
+    s.e2e_p95_s = percentile(&e2e, 0.95);
     Ok(s)
 }
 
