@@ -117,14 +117,27 @@ async fn admin_auth(State(gw): State<Arc<Gateway>>, req: Request, next: Next) ->
     }
 }
 
-/// The client's request id if it is sane, else a new one.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()))
+/// A request's ids: the gateway's own (unique and time-ordered, the ledger's key, sent upstream)
+/// and the client's `x-request-id` if it is sane (echoed back, kept in the ledger beside ours).
+pub struct RequestIds {
+    pub id: String,
+    pub client: Option<String>,
+}
+
+impl RequestIds {
+    fn of(headers: &HeaderMap) -> Self {
+        let client = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_string);
+        Self { id: format!("req_{}", uuid::Uuid::now_v7().simple()), client }
+    }
+
+    /// The id the client sees in the response's `x-request-id`: its own, else ours.
+    pub fn echoed(&self) -> &str {
+        self.client.as_deref().unwrap_or(&self.id)
+    }
 }
 
 async fn proxied(
@@ -134,21 +147,22 @@ async fn proxied(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let rid = request_id(&headers);
+    let rid = RequestIds::of(&headers);
     match body {
         Ok(body) => proxy::handle(&gw, route, &caller, rid, body).await,
         Err(rejection) => {
             // Still one ledger row: the request passed authentication.
             let err = ApiError::from(rejection);
-            let meter = crate::metering::Meter::new(
+            let mut meter = crate::metering::Meter::new(
                 gw.sink.clone(),
-                rid,
+                rid.id,
                 &caller.tenant,
                 &caller.key_id,
                 route.path(),
                 Rates::default(),
                 Rates::default(),
             );
+            meter.client_request_id(rid.client);
             meter.finish(err.status().as_u16(), crate::metering::Outcome::ClientError, Some(err.to_string()));
             err.into_response()
         }

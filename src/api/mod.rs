@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod openai;
 pub mod proxy;
+pub mod relay;
 pub mod sse;
 pub mod tokens;
 

@@ -5,24 +5,23 @@
 //! response, an error, a retry exhausted, or the client going away mid-stream.
 
 use super::openai::{ChatMessage, EmbeddingInput, Prompt};
-use super::sse::{SseSplitter, MAX_EVENT_BYTES};
+use super::relay;
 use super::{from_value, parse_json, tokens, ApiError};
 use crate::auth::Caller;
 use crate::backends::upstream::{self, Opened, UpstreamError};
 use crate::backends::{Lease, Pool, Report};
-use crate::metering::{Meter, Outcome, Tokens};
+use crate::metering::{Meter, Outcome};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::admit::{self, Admitted};
-use super::gateway::Gateway;
+use super::gateway::{Gateway, RequestIds};
 
 /// The OpenAI endpoints the gateway proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,18 +86,20 @@ impl PromptInput {
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Runs one proxied request. Never fails: errors become OpenAI-shaped responses and ledger rows.
-pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, request_id: String, body: Bytes) -> Response {
+pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, ids: RequestIds, body: Bytes) -> Response {
     let tier = gw.tier_rates(&caller.tenant);
-    let mut meter = Some(Meter::new(
+    let mut m = Meter::new(
         gw.sink.clone(),
-        request_id.clone(),
+        ids.id.clone(),
         &caller.tenant,
         &caller.key_id,
         route.path(),
         tier,
         crate::allocator::value_rates(&gw.cfg, &caller.tenant),
-    ));
-    let result = run(gw, route, caller, &request_id, body, &mut meter).await;
+    );
+    m.client_request_id(ids.client.clone());
+    let mut meter = Some(m);
+    let result = run(gw, route, caller, &ids.id, body, &mut meter).await;
     let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
@@ -113,7 +114,7 @@ pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, request_id: Str
             err.into_response()
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(ids.echoed()) {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
@@ -162,7 +163,7 @@ async fn run(
                 admitted.first_token();
                 let headers = served_headers(&pool.model, &backend.name, &admitted);
                 return Ok(if c.stream {
-                    relay_stream(opened, lease, meter, &c, headers, admitted)
+                    relay::relay_stream(opened, lease, meter, c.client_wants_usage, c.prompt.clone(), headers, admitted)
                 } else {
                     relay_whole(opened, lease, meter, &c, headers, admitted).await
                 });
@@ -338,27 +339,6 @@ async fn collect(opened: Opened, idle: Duration, limit: usize) -> Bytes {
     Bytes::from(buf)
 }
 
-/// Usage reported in a response or chunk, if any.
-fn usage_of(v: &Value) -> Option<(i64, i64)> {
-    let u = v.get("usage")?;
-    let p = u.get("prompt_tokens")?.as_i64()?;
-    let c = u.get("completion_tokens").and_then(Value::as_i64).unwrap_or(0);
-    Some((p, c))
-}
-
-/// Output text in a response or chunk (for estimating tokens when usage is missing).
-fn text_of(v: &Value, out: &mut String) {
-    if let Some(choices) = v.get("choices").and_then(Value::as_array) {
-        for c in choices {
-            for t in [&c["message"]["content"], &c["delta"]["content"], &c["text"]] {
-                if let Some(s) = t.as_str() {
-                    out.push_str(s);
-                }
-            }
-        }
-    }
-}
-
 async fn relay_whole(
     opened: Opened,
     lease: Lease,
@@ -384,17 +364,7 @@ async fn relay_whole(
             Err(_) => return fail(meter, lease, ApiError::UpstreamTimeout("idle between chunks".into())),
         }
     }
-    let parsed: Option<Value> = serde_json::from_slice(&buf).ok();
-    let tokens = match parsed.as_ref().and_then(usage_of) {
-        Some((p, o)) => Tokens { input: p, output: o, estimated: false },
-        None => {
-            let mut text = String::new();
-            if let Some(v) = &parsed {
-                text_of(v, &mut text);
-            }
-            Tokens { input: c.prompt.count(), output: tokens::count_text(&text) as i64, estimated: true }
-        }
-    };
+    let tokens = relay::whole_tokens(&buf, &c.prompt);
     meter.tokens(tokens);
     lease.report(Report::Success);
     admitted.settle(tokens, true);
@@ -411,172 +381,4 @@ fn fail(meter: Meter, lease: Lease, err: ApiError) -> Response {
     lease.report(Report::Failure);
     meter.finish(err.status().as_u16(), Outcome::UpstreamError, Some(err.to_string()));
     err.into_response()
-}
-
-/// A streaming relay between upstream chunks.
-struct Relay {
-    rest: BoxStream<'static, Result<Bytes, reqwest::Error>>,
-    pending_first: Option<Bytes>,
-    splitter: SseSplitter,
-    meter: Option<Meter>,
-    lease: Option<Lease>,
-    admitted: Option<Admitted>,
-    idle: Duration,
-    client_wants_usage: bool,
-    prompt: Arc<PromptInput>,
-    usage: Option<(i64, i64)>,
-    text: String,
-    content_events: i64,
-    saw_done: bool,
-    finished: bool,
-}
-
-const MAX_ESTIMATE_TEXT: usize = 4 * 1024 * 1024;
-
-impl Relay {
-    /// Processes upstream bytes into the bytes to forward.
-    fn process(&mut self, chunk: &[u8]) -> Bytes {
-        let mut out = Vec::with_capacity(chunk.len());
-        for ev in self.splitter.push(chunk) {
-            if ev.data == "[DONE]" {
-                self.saw_done = true;
-                out.extend_from_slice(&ev.raw);
-                continue;
-            }
-            let mut forward = true;
-            if let Ok(v) = serde_json::from_str::<Value>(&ev.data) {
-                if let Some(u) = usage_of(&v) {
-                    self.usage = Some(u);
-                    let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
-                    forward = self.client_wants_usage || !usage_only;
-                }
-                let before = self.text.len();
-                if before < MAX_ESTIMATE_TEXT {
-                    text_of(&v, &mut self.text);
-                }
-                if self.text.len() > before {
-                    self.content_events += 1;
-                }
-                // Cheap running figure (an event is about a token) in case the client leaves;
-                // the exact count is taken once at the end.
-                let running = match self.usage {
-                    Some((p, o)) => Tokens { input: p, output: o, estimated: false },
-                    None => Tokens { input: 0, output: self.content_events, estimated: true },
-                };
-                if let Some(m) = self.meter.as_mut() {
-                    m.tokens(running);
-                }
-            }
-            if forward {
-                out.extend_from_slice(&ev.raw);
-            }
-        }
-        Bytes::from(out)
-    }
-
-    fn tokens(&self) -> Tokens {
-        match self.usage {
-            Some((p, o)) => Tokens { input: p, output: o, estimated: false },
-            None => {
-                Tokens { input: self.prompt.count(), output: tokens::count_text(&self.text) as i64, estimated: true }
-            }
-        }
-    }
-
-    /// Ends the stream: the ledger row, the backend's report, and for failures an error event.
-    fn end(&mut self, err: Option<ApiError>) -> Option<Bytes> {
-        self.finished = true;
-        let (meter, lease) = (self.meter.take()?, self.lease.take()?);
-        let mut meter = meter;
-        let tokens = self.tokens();
-        meter.tokens(tokens);
-        if let Some(a) = self.admitted.take() {
-            a.settle(tokens, err.is_none());
-        }
-        match err {
-            None => {
-                lease.report(Report::Success);
-                meter.finish(200, Outcome::Ok, None);
-                None
-            }
-            Some(e) => {
-                lease.report(Report::Failure);
-                meter.finish(e.status().as_u16(), Outcome::UpstreamError, Some(e.to_string()));
-                Some(Bytes::from(format!("data: {}\n\ndata: [DONE]\n\n", e.body())))
-            }
-        }
-    }
-
-    async fn next(&mut self) -> Option<Bytes> {
-        loop {
-            if self.finished {
-                return None;
-            }
-            let chunk = match self.pending_first.take() {
-                Some(first) => first,
-                None => match tokio::time::timeout(self.idle, self.rest.next()).await {
-                    Ok(Some(Ok(chunk))) => chunk,
-                    Ok(Some(Err(e))) => return self.end(Some(ApiError::Upstream(format!("stream cut: {e}")))),
-                    Ok(None) if self.saw_done => return self.end(None),
-                    Ok(None) => return self.end(Some(ApiError::Upstream("stream ended before [DONE]".into()))),
-                    Err(_) => return self.end(Some(ApiError::UpstreamTimeout("idle between chunks".into()))),
-                },
-            };
-            let out = self.process(&chunk);
-            if self.saw_done {
-                // The response is complete: record it now, before the client (which stops reading
-                // at [DONE]) closes the connection.
-                self.end(None);
-                return (!out.is_empty()).then_some(out);
-            }
-            if self.splitter.pending() > MAX_EVENT_BYTES {
-                return self.end(Some(ApiError::Upstream("an SSE event exceeded 8 MiB".into())));
-            }
-            if !out.is_empty() {
-                return Some(out);
-            }
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        // The client left before the end: meter what was generated, counting the prompt now
-        // if the upstream never reported usage.
-        let tokens = self.meter.is_some().then(|| self.tokens());
-        if let (Some(m), Some(t)) = (self.meter.as_mut(), tokens) {
-            m.tokens(t);
-        }
-    }
-}
-
-fn relay_stream(
-    opened: Opened,
-    lease: Lease,
-    meter: Meter,
-    c: &Classified,
-    mut headers: HeaderMap,
-    admitted: Admitted,
-) -> Response {
-    let relay = Relay {
-        idle: Duration::from_millis(lease.backend.cfg.idle_timeout_ms),
-        rest: opened.rest,
-        pending_first: opened.first,
-        splitter: SseSplitter::default(),
-        meter: Some(meter),
-        lease: Some(lease),
-        admitted: Some(admitted),
-        client_wants_usage: c.client_wants_usage,
-        prompt: c.prompt.clone(),
-        usage: None,
-        text: String::new(),
-        content_events: 0,
-        saw_done: false,
-        finished: false,
-    };
-    let body =
-        futures::stream::unfold(relay, |mut r| async move { r.next().await.map(|b| (Ok::<_, std::io::Error>(b), r)) });
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    (StatusCode::OK, headers, Body::from_stream(body)).into_response()
 }

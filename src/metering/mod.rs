@@ -15,7 +15,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// One row of the ledger.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LedgerRow {
+    /// The gateway's own id of the request (time-ordered, unique): the ledger's key.
     pub id: String,
+    /// The client's `x-request-id`, if it sent a sane one (not unique: clients choose it).
+    pub client_request_id: Option<String>,
     pub tenant: String,
     pub key_id: String,
     pub endpoint: String,
@@ -130,6 +133,7 @@ impl Meter {
         Self {
             row: LedgerRow {
                 id,
+                client_request_id: None,
                 tenant: tenant.into(),
                 key_id: key_id.into(),
                 endpoint: endpoint.into(),
@@ -168,6 +172,11 @@ impl Meter {
 
     pub fn id(&self) -> &str {
         &self.row.id
+    }
+
+    /// Records the client's own request id beside the gateway's.
+    pub fn client_request_id(&mut self, id: Option<String>) {
+        self.row.client_request_id = id;
     }
 
     pub fn requested(&mut self, model: &str, stream: bool) {

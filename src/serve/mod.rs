@@ -82,7 +82,7 @@ pub async fn spawn(
                 }
             }
         };
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        let served = axum::serve(nodelay(listener), app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(signal)
             .await;
         for h in background {
@@ -172,4 +172,19 @@ mod tests {
         assert_eq!(super::month_start_ms(1_709_251_200_000), 1_709_251_200_000);
         assert_eq!(super::month_start_ms(1_709_164_800_000), 1_706_745_600_000);
     }
+}
+
+/// A listener whose accepted connections have TCP_NODELAY set. Every server here (gateway and
+/// emulator) writes responses and SSE events as small segments; with Nagle's algorithm on, each
+/// one after the first waits for the client's delayed ACK (about 40 ms on Linux).
+pub fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }

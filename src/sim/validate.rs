@@ -218,7 +218,7 @@ async fn live(sc: &Scenario, reqs: &[SimRequest], data_dir: &Path) -> anyhow::Re
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         urls.push(format!("http://{}", listener.local_addr()?));
         let router = emu.router();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        tokio::spawn(async move { axum::serve(crate::serve::nodelay(listener), router).await });
     }
     let cfg = sc.live_config(&urls, Some(data_dir)).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_keys_and_ledger.sql")),
     (2, include_str!("../../migrations/0002_decisions.sql")),
     (3, include_str!("../../migrations/0003_revenue.sql")),
+    (4, include_str!("../../migrations/0004_client_request_id.sql")),
 ];
 
 #[derive(Clone)]
@@ -73,6 +74,7 @@ fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> KeyRecord {
 fn ledger_from_row(r: &sqlx::sqlite::SqliteRow) -> LedgerRow {
     LedgerRow {
         id: r.get("id"),
+        client_request_id: r.get("client_request_id"),
         tenant: r.get("tenant"),
         key_id: r.get("key_id"),
         endpoint: r.get("endpoint"),
@@ -141,40 +143,43 @@ impl Store for SqliteStore {
 
     async fn insert_ledger(&self, rows: &[LedgerRow]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for r in rows {
-            sqlx::query(
+        // One multi-row statement per chunk: a statement is a round trip to SQLite's thread,
+        // and 26 columns x 256 rows stays under SQLite's limit on bound variables (32,766).
+        for chunk in rows.chunks(256) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO ledger (id, tenant, key_id, endpoint, model_requested, model_served, backend, stream, status, \
                  outcome, error, input_tokens, output_tokens, tokens_estimated, attempts, ttft_ms, latency_ms, cost_usd, \
-                 value_usd, started_at_ms, finished_at_ms, decision, price, net_value, revenue_usd) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&r.id)
-            .bind(&r.tenant)
-            .bind(&r.key_id)
-            .bind(&r.endpoint)
-            .bind(&r.model_requested)
-            .bind(&r.model_served)
-            .bind(&r.backend)
-            .bind(r.stream)
-            .bind(i64::from(r.status))
-            .bind(&r.outcome)
-            .bind(&r.error)
-            .bind(r.input_tokens)
-            .bind(r.output_tokens)
-            .bind(r.tokens_estimated)
-            .bind(i64::from(r.attempts))
-            .bind(r.ttft_ms)
-            .bind(r.latency_ms)
-            .bind(r.cost_usd)
-            .bind(r.value_usd)
-            .bind(r.started_at_ms)
-            .bind(r.finished_at_ms)
-            .bind(&r.decision)
-            .bind(r.price)
-            .bind(r.net_value)
-            .bind(r.revenue_usd)
-            .execute(&mut *tx)
-            .await?;
+                 value_usd, started_at_ms, finished_at_ms, decision, price, net_value, revenue_usd, client_request_id) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.id)
+                    .push_bind(&r.tenant)
+                    .push_bind(&r.key_id)
+                    .push_bind(&r.endpoint)
+                    .push_bind(&r.model_requested)
+                    .push_bind(&r.model_served)
+                    .push_bind(&r.backend)
+                    .push_bind(r.stream)
+                    .push_bind(i64::from(r.status))
+                    .push_bind(&r.outcome)
+                    .push_bind(&r.error)
+                    .push_bind(r.input_tokens)
+                    .push_bind(r.output_tokens)
+                    .push_bind(r.tokens_estimated)
+                    .push_bind(i64::from(r.attempts))
+                    .push_bind(r.ttft_ms)
+                    .push_bind(r.latency_ms)
+                    .push_bind(r.cost_usd)
+                    .push_bind(r.value_usd)
+                    .push_bind(r.started_at_ms)
+                    .push_bind(r.finished_at_ms)
+                    .push_bind(&r.decision)
+                    .push_bind(r.price)
+                    .push_bind(r.net_value)
+                    .push_bind(r.revenue_usd)
+                    .push_bind(&r.client_request_id);
+            });
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -38,6 +38,13 @@ assert r.usage.completion_tokens == 7 and r.choices[0].finish_reason == "length"
 assert raw.headers["x-tollgate-model"] == "llama3-8b"
 assert raw.headers["x-tollgate-backend"].startswith("emu-small")
 assert raw.headers["x-request-id"] == "client-chosen-id"
+# Clients choose their ids freely: a repeated one is echoed again and still metered (the
+# ledger's key is the gateway's own id).
+again = client.chat.completions.with_raw_response.create(
+    model="llama3-8b", messages=[{"role": "user", "content": "hello"}], max_tokens=2,
+    extra_body={"ignore_eos": True}, extra_headers={"x-request-id": "client-chosen-id"})
+metered += 1
+assert again.headers["x-request-id"] == "client-chosen-id"
 
 # Streaming with usage requested: a final usage chunk.
 chunks = list(client.chat.completions.create(

@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""Side-by-side HTTP benchmark: direct to a zero-delay upstream, through nginx, through tollgate
+and through LiteLLM's proxy, measured from the client with oha, interleaved in rounds.
+
+Started by bench/run.sh (which builds and installs what this needs); writes a JSON of every run.
+Every process is on loopback; every load is bounded in time.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=60, headers=None):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            req = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(req, timeout=2) as r:
+                if r.status < 500:
+                    return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up in {timeout} s")
+
+
+def tree(pid):
+    """The pid and all its descendants."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process tree."""
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / TICK
+
+
+def peak_rss_mib(pid):
+    """Peak resident set (VmHWM) summed over a process tree, MiB."""
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+class Target:
+    def __init__(self, name, url, key, proc):
+        self.name, self.url, self.key, self.proc = name, url, key, proc
+
+
+def start(cmd, log, env=None, **kw):
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, **kw)
+
+
+def start_upstream(tollgate, work):
+    port = free_port()
+    log = open(f"{work}/upstream.log", "w")
+    # Time scale 1e6: the modelled engine time is negligible; what is left is HTTP, JSON and the
+    # engine's scheduling, the floor any target pays.
+    p = start([tollgate, "emulate", "--port", str(port), "--time-scale", "1000000", "--model-name", "m"], log)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/v1/models")
+    return Target("direct", url, "unused", p)
+
+
+def start_nginx(upstream, work):
+    port = free_port()
+    os.makedirs(f"{work}/nginx", exist_ok=True)
+    up = upstream.url.removeprefix("http://")
+    conf = f"""
+worker_processes auto;
+pid {work}/nginx/nginx.pid;
+error_log {work}/nginx/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/nginx/body;
+  proxy_temp_path {work}/nginx/proxy;
+  fastcgi_temp_path {work}/nginx/fastcgi;
+  uwsgi_temp_path {work}/nginx/uwsgi;
+  scgi_temp_path {work}/nginx/scgi;
+  upstream emu {{ server {up}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://emu;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+    with open(f"{work}/nginx/nginx.conf", "w") as f:
+        f.write(conf)
+    log = open(f"{work}/nginx.log", "w")
+    p = start(["nginx", "-p", f"{work}/nginx", "-c", f"{work}/nginx/nginx.conf", "-g", "daemon off;"], log)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/v1/models")
+    return Target("nginx", url, "unused", p)
+
+
+def start_tollgate(tollgate, upstream, work):
+    port = free_port()
+    cfg = f"""
+listen = "127.0.0.1:{port}"
+data_dir = "{work}/tollgate-data"
+[[backends]]
+name = "emu"
+url = "{upstream.url}"
+[[models]]
+name = "m"
+backends = ["emu"]
+# A managed pool: every request is priced and reserved against it (admission on).
+capacity = {{ profile = "llama3-8b-h100-tp1", replicas = 64 }}
+[[tiers]]
+name = "standard"
+input_price_per_1m = 1.0
+output_price_per_1m = 2.0
+[[tenants]]
+name = "bench"
+tier = "standard"
+"""
+    path = f"{work}/tollgate.toml"
+    with open(path, "w") as f:
+        f.write(cfg)
+    key = subprocess.run(
+        [tollgate, "keys", "create", "--tenant", "bench", "--config", path],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    env = dict(os.environ, TOLLGATE_LOG="warn")
+    p = start([tollgate, "serve", "--config", path], open(f"{work}/tollgate.log", "w"), env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health")
+    return Target("tollgate", url, key, p)
+
+
+def start_litellm(litellm, upstream, work):
+    port = free_port()
+    cfg = f"""
+model_list:
+  - model_name: m
+    litellm_params:
+      model: openai/m
+      api_base: {upstream.url}/v1
+      api_key: unused
+general_settings:
+  master_key: sk-bench-master
+litellm_settings:
+  telemetry: false
+"""
+    path = f"{work}/litellm.yaml"
+    with open(path, "w") as f:
+        f.write(cfg)
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR", LITELLM_TELEMETRY="False")
+    p = start([litellm, "--config", path, "--port", str(port), "--host", "127.0.0.1", "--num_workers", "1"],
+              open(f"{work}/litellm.log", "w"), env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health/liveliness", timeout=180)
+    return Target("litellm", url, "sk-bench-master", p)
+
+
+def body(stream):
+    b = {"model": "m", "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
+         "max_tokens": 16, "ignore_eos": True}
+    if stream:
+        b["stream"] = True
+    return json.dumps(b)
+
+
+def oha(oha_bin, target, stream, seconds, conc, rate):
+    cmd = [oha_bin, "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-c", str(conc),
+           "-m", "POST", "-H", "content-type: application/json",
+           "-H", f"authorization: Bearer {target.key}", "-d", body(stream)]
+    if rate:
+        cmd += ["-q", str(rate), "--latency-correction"]
+    cmd.append(target.url + "/v1/chat/completions")
+    cpu0 = cpu_seconds(target.proc.pid)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=seconds + 120).stdout
+    cpu1 = cpu_seconds(target.proc.pid)
+    r = json.loads(out)
+    codes = r.get("statusCodeDistribution", {})
+    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    bad_status = sum(v for k, v in codes.items() if not k.startswith("2"))
+    # Requests cut by the run's deadline are not errors of the target.
+    errors = {k: v for k, v in r.get("errorDistribution", {}).items() if "deadline" not in k}
+    pct = r.get("latencyPercentiles", {})
+    return {
+        "ok": ok,
+        "errors": bad_status + sum(errors.values()),
+        "error_kinds": dict(errors, **{f"status {k}": v for k, v in codes.items() if not k.startswith("2")}),
+        "rps": ok / seconds,
+        "p50_us": (pct.get("p50") or 0) * 1e6,
+        "p99_us": (pct.get("p99") or 0) * 1e6,
+        "p999_us": (pct.get("p99.9") or 0) * 1e6,
+        "cpu_s": cpu1 - cpu0,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tollgate", required=True)
+    ap.add_argument("--oha", required=True)
+    ap.add_argument("--litellm", help="path to the litellm CLI (omit to leave LiteLLM out)")
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--loads", help="comma-separated subset of c1,c8,c64,50rps,1000rps")
+    ap.add_argument("--modes", default="whole,stream", help="whole, stream or both")
+    a = ap.parse_args()
+    seconds = int(a.seconds) if a.seconds >= 1 else 1
+    work = tempfile.mkdtemp(prefix="tollgate-bench-")
+    targets = []
+    try:
+        up = start_upstream(a.tollgate, work)
+        targets = [up, start_nginx(up, work), start_tollgate(a.tollgate, up, work)]
+        if a.litellm:
+            targets.append(start_litellm(a.litellm, up, work))
+        loads = [("c1", 1, None), ("c8", 8, None), ("c64", 64, None), ("50 rps", 64, 50), ("1000 rps", 64, 1000)]
+        if a.loads:
+            keep = a.loads.split(",")
+            loads = [l for l in loads if l[0].replace(" ", "") in keep]
+        modes = [m == "stream" for m in a.modes.split(",")]
+        for t in targets:  # warm-up: connections, caches, JIT-free but allocator-warm
+            oha(a.oha, t, False, 2, 8, None)
+            oha(a.oha, t, True, 1, 8, None)
+        runs = []
+        total = len(modes) * len(loads) * a.rounds * len(targets)
+        done = 0
+        for stream in modes:
+            for load, conc, rate in loads:
+                for rnd in range(a.rounds):
+                    order = targets[rnd % len(targets):] + targets[: rnd % len(targets)]
+                    for t in order:
+                        r = oha(a.oha, t, stream, seconds, conc, rate)
+                        r.update(target=t.name, stream=stream, load=load, conc=conc, rate=rate, round=rnd)
+                        runs.append(r)
+                        done += 1
+                        print(f"[{done}/{total}] {'stream' if stream else 'whole'} {load:>9} round {rnd} "
+                              f"{t.name:>8}: {r['rps']:8.1f} req/s p50 {r['p50_us']:9.0f} us "
+                              f"p99 {r['p99_us']:9.0f} us errors {r['errors']}", file=sys.stderr, flush=True)
+        peaks = {t.name: peak_rss_mib(t.proc.pid) for t in targets}
+        # The proxies' RSS excludes the upstream; direct's is the upstream's own.
+        with open(a.out, "w") as f:
+            json.dump({"seconds": seconds, "rounds": a.rounds, "runs": runs, "peak_rss_mib": peaks}, f, indent=1)
+    finally:
+        for t in targets:
+            try:
+                os.killpg(t.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for t in targets:
+            try:
+                t.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(t.proc.pid, signal.SIGKILL)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Writes docs/benchmarks.md from the harness's JSON and criterion's estimates."""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+from collections import defaultdict
+
+TARGETS = ["direct", "nginx", "tollgate", "litellm"]
+LOADS = ["c1", "c8", "c64", "50 rps", "1000 rps"]
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def us(x):
+    return "n/a" if x != x else f"{x:,.0f}"
+
+
+def aggregate(runs):
+    """Per (stream, load, target): medians over rounds, and added latency against direct in the
+    same round (then the median of those differences)."""
+    by = defaultdict(list)
+    for r in runs:
+        by[(r["stream"], r["load"], r["target"])].append(r)
+    out = {}
+    for (stream, load, target), rs in by.items():
+        direct = {r["round"]: r for r in by.get((stream, load, "direct"), [])}
+        added = {q: [r[q] - direct[r["round"]][q] for r in rs if r["round"] in direct]
+                 for q in ("p50_us", "p99_us", "p999_us")}
+        out[(stream, load, target)] = {
+            "rps": med([r["rps"] for r in rs]),
+            "p50_us": med([r["p50_us"] for r in rs]),
+            "p99_us": med([r["p99_us"] for r in rs]),
+            "p999_us": med([r["p999_us"] for r in rs]),
+            "added": {q: med(v) for q, v in added.items()},
+            "errors": sum(r["errors"] for r in rs),
+            "error_kinds": sorted({k for r in rs for k in r["error_kinds"]}),
+            "ok": sum(r["ok"] for r in rs),
+            "cpu_s": sum(r["cpu_s"] for r in rs),
+        }
+    return out
+
+
+def latency_table(agg, stream, targets):
+    lines = ["| load | target | req/s | p50 us | p99 us | p99.9 us | added p50 | added p99 | added p99.9 | errors |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for load in LOADS:
+        for t in targets:
+            a = agg.get((stream, load, t))
+            if not a:
+                continue
+            add = a["added"] if t != "direct" else {"p50_us": float("nan"), "p99_us": float("nan"), "p999_us": float("nan")}
+            lines.append(f"| {load} | {t} | {a['rps']:,.0f} | {us(a['p50_us'])} | {us(a['p99_us'])} | {us(a['p999_us'])} | "
+                         f"{us(add['p50_us'])} | {us(add['p99_us'])} | {us(add['p999_us'])} | {a['errors']} |")
+    return "\n".join(lines)
+
+
+def summary_table(agg, peaks, targets):
+    lines = ["| target | saturation req/s (whole) | saturation req/s (stream) | CPU s per 1,000 req (c64, whole) | "
+             "CPU s per 1,000 req (c64, stream) | peak RSS MiB |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for t in targets:
+        sat = [max((agg[(s, l, t)]["rps"] for l in ("c1", "c8", "c64") if (s, l, t) in agg), default=0) for s in (False, True)]
+        cpu = []
+        for s in (False, True):
+            a = agg.get((s, "c64", t))
+            cpu.append(f"{1000 * a['cpu_s'] / a['ok']:.3f}" if a and a["ok"] else "n/a")
+        lines.append(f"| {t} | {sat[0]:,.0f} | {sat[1]:,.0f} | {cpu[0]} | {cpu[1]} | {peaks.get(t, 0):.0f} |")
+    return "\n".join(lines), sat
+
+
+def criterion_table(root):
+    rows = []
+    if not os.path.isdir(root):
+        return "(criterion results not found)"
+    for dirpath, _, files in sorted(os.walk(root)):
+        if dirpath.endswith(os.path.join("new")) and "estimates.json" in files and "benchmark.json" in files:
+            with open(os.path.join(dirpath, "benchmark.json")) as f:
+                name = json.load(f)["full_id"]
+            with open(os.path.join(dirpath, "estimates.json")) as f:
+                e = json.load(f)
+            rows.append((name, e["median"]["point_estimate"], e["median"]["confidence_interval"]))
+    if not rows:
+        return "(criterion results not found)"
+
+    def fmt(ns):
+        return f"{ns / 1e6:.2f} ms" if ns >= 1e6 else f"{ns / 1e3:.2f} us" if ns >= 1e3 else f"{ns:.0f} ns"
+
+    lines = ["| benchmark | median | 95% interval |", "|---|---:|---:|"]
+    for name, m, ci in rows:
+        lines.append(f"| {name} | {fmt(m)} | {fmt(ci['lower_bound'])} to {fmt(ci['upper_bound'])} |")
+    return "\n".join(lines)
+
+
+def checks(agg, targets):
+    out = []
+    g = agg.get((False, "c1", "tollgate"))
+    if g:
+        p99 = g["added"]["p99_us"]
+        out.append(f"- p99 added latency at concurrency 1 (non-streaming): {us(p99)} us; target at most 100 us: "
+                   f"**{'met' if p99 <= 100 else 'missed'}**.")
+    sat = {t: max((agg[(False, l, t)]["rps"] for l in ("c1", "c8", "c64") if (False, l, t) in agg), default=0)
+           for t in targets}
+    if sat.get("direct"):
+        share = sat["tollgate"] / sat["direct"]
+        out.append(f"- throughput through tollgate: {share:.0%} of direct; target at least 50%: "
+                   f"**{'met' if share >= 0.5 else 'missed'}**.")
+    if sat.get("litellm"):
+        x = sat["tollgate"] / sat["litellm"]
+        out.append(f"- throughput through tollgate: {x:,.1f} times LiteLLM's proxy; target at least 100 times: "
+                   f"**{'met' if x >= 100 else 'missed'}**.")
+    for q, label in (("p50_us", "p50"), ("p99_us", "p99")):
+        worst = []
+        for load in LOADS:
+            g, n = agg.get((False, load, "tollgate")), agg.get((False, load, "nginx"))
+            if g and n and load not in ("1000 rps",):
+                ratio = g["added"][q] / max(n["added"][q], 1.0)
+                worst.append((ratio, load, g["added"][q], n["added"][q]))
+        if worst:
+            r, load, gv, nv = max(worst)
+            lines = ", ".join(f"{l} {gv_:.0f} vs {nv_:.0f} us" for _, l, gv_, nv_ in worst)
+            out.append(f"- added {label} latency against nginx's (non-streaming; {lines}): worst ratio {r:.2f} at {load}; "
+                       f"target within 1.5 times: **{'met' if r <= 1.5 else 'missed'}**.")
+    errs = [(s, l) for (s, l, t), a in agg.items() if t == "tollgate" and a["errors"]]
+    out.append("- request errors through tollgate: " + ("none at any load." if not errs else
+               "at " + ", ".join(f"{l} ({'stream' if s else 'whole'})" for s, l in errs) + "."))
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--criterion", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--versions", default="")
+    a = ap.parse_args()
+    with open(a.results) as f:
+        res = json.load(f)
+    agg = aggregate(res["runs"])
+    targets = [t for t in TARGETS if any(k[2] == t for k in agg)]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    summ, _ = summary_table(agg, res["peak_rss_mib"], targets)
+    doc = f"""# Benchmarks
+
+Generated by `bench/run.sh` (do not edit by hand). Commit `{commit}`, {res.get('date', '')}, on
+{os.cpu_count()} cores ({cpu}), Linux {platform.release()}. {a.versions}
+
+## Method
+
+- **Upstream**: tollgate's own emulator with `--time-scale 1000000`, so the modelled engine time is
+  negligible and what remains is HTTP, JSON and its scheduler: a fast OpenAI-compatible server.
+  Every request is a chat completion of a short prompt with `max_tokens` 16 (`ignore_eos`), whole or
+  streamed (16 content chunks, a usage chunk, `[DONE]`).
+- **Targets**, all on loopback, measured in one run: *direct* to the upstream; *nginx* as a plain
+  reverse proxy (keep-alive to the upstream, buffering off, `worker_processes auto`, no access
+  log); *tollgate* with authentication (a hashed API key), admission (the model is a managed pool:
+  every request is priced, reserved and released) and metering (one SQLite ledger row per
+  request) all on; *LiteLLM*'s proxy (one worker, a master key, `LITELLM_LOCAL_MODEL_COST_MAP=True`).
+- **Load**: [oha](https://github.com/hatoo/oha) at fixed concurrency 1, 8 and 64 (closed loop) and
+  at fixed rates of 50 and 1,000 requests/s (open loop, `--latency-correction` so a slow target is
+  charged for the requests it delayed). Each (load, target) runs {res['seconds']} s, in
+  {res['rounds']} rounds; in each round the targets take turns in a rotated order, so all see the
+  same machine conditions. Latency is the client's, request sent to response read in full.
+- **Figures**: the median over rounds of each round's percentile. *Added* latency is the target's
+  percentile minus direct's in the same round (the median of those differences). CPU is the
+  target process's own (user + system, its children included; not the upstream's, not oha's)
+  over the concurrency-64 runs, per 1,000 successful requests. Peak RSS is the process's VmHWM.
+- The load generator, the upstream and the target share the machine's {os.cpu_count()} cores, so
+  saturation throughput is what the whole chain reaches, and a target's own CPU cost shows up as
+  throughput lost relative to direct.
+
+## Against the targets
+
+{checks(agg, targets)}
+
+## Throughput, CPU and memory
+
+{summ}
+
+## Latency, non-streaming (microseconds)
+
+{latency_table(agg, False, targets)}
+
+## Latency, streaming (microseconds, to the last byte)
+
+{latency_table(agg, True, targets)}
+
+## Micro-benchmarks (criterion, `cargo bench --bench micro`)
+
+{criterion_table(a.criterion)}
+"""
+    with open(a.out, "w") as f:
+        f.write(doc)
+
+
+if __name__ == "__main__":
+    main()
