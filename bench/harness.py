@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -27,6 +28,7 @@ def free_port():
 
 
 def wait_http(url, timeout=60, headers=None):
+    """Waits until `url` answers (any status below 500; 405 for a POST-only route counts)."""
     end = time.time() + timeout
     while time.time() < end:
         try:
@@ -34,6 +36,10 @@ def wait_http(url, timeout=60, headers=None):
             with urllib.request.urlopen(req, timeout=2) as r:
                 if r.status < 500:
                     return
+        except urllib.error.HTTPError as e:
+            if e.code < 500:
+                return
+            time.sleep(0.2)
         except Exception:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not come up in {timeout} s")
@@ -170,11 +176,19 @@ tier = "standard"
         [tollgate, "keys", "create", "--tenant", "bench", "--config", path],
         check=True, capture_output=True, text=True,
     ).stdout.strip()
-    env = dict(os.environ, TOLLGATE_LOG="warn")
+    env = dict(os.environ, TOLLGATE_LOG="warn", **({"TOKIO_WORKER_THREADS": os.environ["GW_THREADS"]} if "GW_THREADS" in os.environ else {}))
     p = start([tollgate, "serve", "--config", path], open(f"{work}/tollgate.log", "w"), env=env)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health")
     return Target("tollgate", url, key, p)
+
+
+def start_bare(bare, upstream, work):
+    port = free_port()
+    p = start([bare, f"127.0.0.1:{port}", upstream.url], open(f"{work}/bare.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/v1/models")
+    return Target("axum+reqwest", url, "unused", p)
 
 
 def start_litellm(litellm, upstream, work):
@@ -244,6 +258,7 @@ def main():
     ap.add_argument("--tollgate", required=True)
     ap.add_argument("--oha", required=True)
     ap.add_argument("--litellm", help="path to the litellm CLI (omit to leave LiteLLM out)")
+    ap.add_argument("--bare", help="path to the bare_proxy example (the HTTP stack's floor; omit to leave out)")
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", required=True)
@@ -256,6 +271,8 @@ def main():
     try:
         up = start_upstream(a.tollgate, work)
         targets = [up, start_nginx(up, work), start_tollgate(a.tollgate, up, work)]
+        if a.bare:
+            targets.append(start_bare(a.bare, up, work))
         if a.litellm:
             targets.append(start_litellm(a.litellm, up, work))
         loads = [("c1", 1, None), ("c8", 8, None), ("c64", 64, None), ("50 rps", 64, 50), ("1000 rps", 64, 1000)]

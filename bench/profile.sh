@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Profiles tollgate's request path under load: an instant emulator upstream, the gateway with
-# auth, admission and metering on, oha at concurrency 64 (non-streaming, then streaming), and
+# auth, admission and metering on, oha at concurrency $CONC (default 64) (non-streaming, then streaming), and
 # `perf record` (software cpu-clock, so it works where hardware counters are not exposed) on the
 # gateway process. Writes perf reports to $OUT (default target/profile).
 # Usage: bench/profile.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
+conc=${CONC:-64}
 out=${OUT:-target/profile}
 mkdir -p "$out"
 cargo build --release -q --bin tollgate
@@ -41,10 +42,10 @@ for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/health" && 
 for mode in whole stream; do
   stream=$([ $mode = stream ] && echo ', "stream": true' || true)
   body="{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Say hello to the benchmark.\"}],\"max_tokens\":16,\"ignore_eos\":true$stream}"
-  oha --no-tui -z 3s -c 64 -m POST -H 'content-type: application/json' -H "authorization: Bearer $key" -d "$body" "http://127.0.0.1:$port/v1/chat/completions" > /dev/null
+  oha --no-tui -z 3s -c "$conc" -m POST -H 'content-type: application/json' -H "authorization: Bearer $key" -d "$body" "http://127.0.0.1:$port/v1/chat/completions" > /dev/null
   perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$gw" -o "$out/$mode.data" -- sleep "$secs" 2> /dev/null &
   rec=$!
-  oha --no-tui -z "${secs}s" -c 64 -m POST -H 'content-type: application/json' -H "authorization: Bearer $key" -d "$body" "http://127.0.0.1:$port/v1/chat/completions" | grep -E "Requests/sec|Success rate"
+  oha --no-tui -z "${secs}s" -c "$conc" -m POST -H 'content-type: application/json' -H "authorization: Bearer $key" -d "$body" "http://127.0.0.1:$port/v1/chat/completions" | grep -E "Requests/sec|Success rate"
   wait $rec
   perf report -i "$out/$mode.data" --no-children --percent-limit 0.7 --stdio 2>/dev/null | grep -v "^$" > "$out/$mode.txt"
   perf report -i "$out/$mode.data" --children --sort symbol --percent-limit 1.5 --stdio -g none 2>/dev/null | grep -E "^ +[0-9]" | sed "s/ *- *- *$//" | cut -c1-200 > "$out/$mode-children.txt"

@@ -75,9 +75,9 @@ pub enum PromptInput {
 impl PromptInput {
     pub fn count(&self) -> i64 {
         (match self {
-            PromptInput::Chat(m) => tokens::chat_prompt_tokens(m).len(),
-            PromptInput::Completion(p) => tokens::completion_prompt_tokens(p).len(),
-            PromptInput::Embedding(i) => tokens::embedding_inputs(i).iter().map(Vec::len).sum(),
+            PromptInput::Chat(m) => tokens::chat_prompt_count(m),
+            PromptInput::Completion(p) => tokens::completion_prompt_count(p),
+            PromptInput::Embedding(i) => tokens::embedding_count(i),
         }) as i64
     }
 }

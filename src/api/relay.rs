@@ -73,9 +73,13 @@ fn read(json: &[u8], text: &mut String) -> Option<Read> {
     match serde_json::from_slice::<View>(json) {
         Ok(v) => {
             for c in v.choices.iter().flatten() {
-                for t in [c.message.as_ref().and_then(|m| m.content.as_ref()), c.delta.as_ref().and_then(|d| d.content.as_ref()), c.text.as_ref()]
-                    .into_iter()
-                    .flatten()
+                for t in [
+                    c.message.as_ref().and_then(|m| m.content.as_ref()),
+                    c.delta.as_ref().and_then(|d| d.content.as_ref()),
+                    c.text.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
                 {
                     text.push_str(t);
                 }
@@ -310,7 +314,8 @@ mod tests {
     #[test]
     fn reads_usage_and_drops_the_usage_chunk_the_client_did_not_ask_for() {
         let mut t = Tally::new(false);
-        let a = t.process(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: {\"choices\":[{\"delta\":");
+        let a =
+            t.process(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: {\"choices\":[{\"delta\":");
         assert_eq!(&a[..], b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n");
         let b = t.process(b"{\"content\":\"lo \\\"x\\\"\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n");
         assert_eq!(&b[..], b"data: {\"choices\":[{\"delta\":{\"content\":\"lo \\\"x\\\"\"}}]}\n\ndata: [DONE]\n\n");

@@ -20,10 +20,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The paths the gateway proxies, whose URLs each backend parses once.
+const ENDPOINTS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+
 pub struct Backend {
     pub name: String,
     /// Base URL without a trailing slash.
     pub base: String,
+    /// The OpenAI endpoints' URLs on this backend, parsed once (parsing one per request showed
+    /// in the profile).
+    endpoints: Vec<(&'static str, reqwest::Url)>,
     /// The upstream's own key, from the environment; never the client's.
     api_key: Option<String>,
     pub cfg: BackendConfig,
@@ -47,9 +53,16 @@ impl Backend {
             b = b.pool_max_idle_per_host(0);
         }
         let client = b.build().map_err(|e| format!("backend {}: {e}", cfg.name))?;
+        let base = cfg.url.trim_end_matches('/').to_string();
+        let endpoints = ENDPOINTS
+            .iter()
+            .map(|p| reqwest::Url::parse(&format!("{base}{p}")).map(|u| (*p, u)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("backend {}: url: {e}", cfg.name))?;
         Ok(Self {
             name: cfg.name.clone(),
-            base: cfg.url.trim_end_matches('/').to_string(),
+            base,
+            endpoints,
             api_key,
             cfg: cfg.clone(),
             client,
@@ -57,6 +70,14 @@ impl Backend {
             healthy: AtomicBool::new(true),
             circuit: Mutex::new(Circuit::new(circuit.failure_threshold, Duration::from_millis(circuit.open_ms))),
         })
+    }
+
+    /// The URL of `path` on this backend.
+    pub fn url(&self, path: &str) -> Result<reqwest::Url, String> {
+        match self.endpoints.iter().find(|(p, _)| *p == path) {
+            Some((_, u)) => Ok(u.clone()),
+            None => reqwest::Url::parse(&format!("{}{path}", self.base)).map_err(|e| e.to_string()),
+        }
     }
 
     pub fn api_key(&self) -> Option<&str> {

@@ -32,9 +32,10 @@ pub enum UpstreamError {
 /// POSTs `body` to `path` on `backend`. Only the upstream's own key and the request id are sent
 /// as headers: nothing of the client's request headers is forwarded.
 pub async fn open(backend: &Backend, path: &str, body: Bytes, request_id: &str) -> Result<Opened, UpstreamError> {
+    let url = backend.url(path).map_err(|e| UpstreamError::Transport(format!("{}: {e}", backend.name)))?;
     let mut req = backend
         .client
-        .post(format!("{}{path}", backend.base))
+        .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("x-request-id", request_id)
         .body(body);

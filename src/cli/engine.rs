@@ -77,7 +77,9 @@ pub fn emulate(a: EmulateArgs) -> anyhow::Result<()> {
         // Machine-readable, for scripts and tests that start the emulator on port 0.
         println!("tollgate emulator listening on http://{}", listener.local_addr()?);
         let emu = Emulator::start(cfg);
-        axum::serve(crate::serve::nodelay(listener), emu.router()).with_graceful_shutdown(crate::serve::shutdown_signal()).await?;
+        axum::serve(crate::serve::nodelay(listener), emu.router())
+            .with_graceful_shutdown(crate::serve::shutdown_signal())
+            .await?;
         Ok(())
     })
 }

@@ -1,5 +1,6 @@
 //! The ledger writer: rows go through an unbounded channel to one task that writes them in
-//! batches (one transaction each), off the request path. A failed write is retried, never
+//! batches (one transaction each), off the request path. Under load it wakes on a timer, not per
+//! row, so recording a row costs the request path no thread wake-up. A failed write is retried, never
 //! dropped; `LedgerWriter::close` drains what is queued before returning.
 
 use super::metrics::GatewayMetrics;
@@ -79,29 +80,26 @@ async fn run(
     queued: Arc<AtomicI64>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut closing = false;
     loop {
-        let closing = tokio::select! {
+        // Idle: wait for a row. This is the only time a row's arrival wakes the writer.
+        tokio::select! {
             row = rx.recv() => match row {
-                Some(r) => { batch.push(r); false }
-                None => return,
+                Some(r) => batch.push(r),
+                None => closing = true,
             },
-            _ = &mut close => true,
-        };
-        // Wait a little for company, unless closing or the batch is full already.
-        if !closing {
-            let until = tokio::time::Instant::now() + LINGER;
-            while batch.len() < BATCH {
+            _ = &mut close => closing = true,
+        }
+        // Busy: every LINGER, write what came meanwhile (sleeping, not waiting on the channel,
+        // so that senders on the request path wake nobody); idle again after a quiet LINGER.
+        let mut full = false;
+        loop {
+            if !closing && !full {
                 tokio::select! {
-                    row = rx.recv() => match row {
-                        Some(r) => batch.push(r),
-                        None => break,
-                    },
-                    _ = tokio::time::sleep_until(until) => break,
+                    _ = tokio::time::sleep(LINGER) => {}
+                    _ = &mut close => closing = true,
                 }
             }
-        }
-        // Take what else is queued; when closing, everything, in batches.
-        loop {
             while batch.len() < BATCH {
                 match rx.try_recv() {
                     Ok(r) => batch.push(r),
@@ -111,12 +109,10 @@ async fn run(
             if batch.is_empty() {
                 break;
             }
+            full = batch.len() == BATCH;
             write(&*store, &batch).await;
             queued.fetch_sub(batch.len() as i64, Ordering::Relaxed);
             batch.clear();
-            if !closing {
-                break;
-            }
         }
         if closing {
             return;

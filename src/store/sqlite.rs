@@ -143,9 +143,14 @@ impl Store for SqliteStore {
 
     async fn insert_ledger(&self, rows: &[LedgerRow]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        // One multi-row statement per chunk: a statement is a round trip to SQLite's thread,
-        // and 26 columns x 256 rows stays under SQLite's limit on bound variables (32,766).
-        for chunk in rows.chunks(256) {
+        // Multi-row statements: a statement is a round trip to SQLite's thread. Chunks of
+        // power-of-two sizes keep the distinct statements few, so each is prepared once and
+        // cached; 26 columns x 256 rows stays under SQLite's limit on bound variables (32,766).
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let n = if rest.len() >= 256 { 256 } else { 1 << rest.len().ilog2() };
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO ledger (id, tenant, key_id, endpoint, model_requested, model_served, backend, stream, status, \
                  outcome, error, input_tokens, output_tokens, tokens_estimated, attempts, ttft_ms, latency_ms, cost_usd, \
