@@ -7,14 +7,13 @@ use super::proxy::PromptInput;
 use super::sse::{SseSplitter, MAX_EVENT_BYTES};
 use super::{tokens, ApiError};
 use crate::api::admit::Admitted;
-use crate::backends::upstream::Opened;
+use crate::backends::upstream::{BodyStream, Opened};
 use crate::backends::{Lease, Report};
 use crate::metering::{Meter, Outcome, Tokens};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
@@ -194,7 +193,7 @@ impl Tally {
 
 /// A streaming relay between upstream chunks and the client.
 struct Relay {
-    rest: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    rest: BodyStream,
     pending_first: Option<Bytes>,
     tally: Tally,
     meter: Option<Meter>,

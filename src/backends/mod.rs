@@ -27,13 +27,17 @@ pub struct Backend {
     pub name: String,
     /// Base URL without a trailing slash.
     pub base: String,
-    /// The OpenAI endpoints' URLs on this backend, parsed once (parsing one per request showed
-    /// in the profile).
-    endpoints: Vec<(&'static str, reqwest::Url)>,
+    /// The OpenAI endpoints' URIs on this backend, parsed once.
+    endpoints: Vec<(&'static str, axum::http::Uri)>,
+    /// `Authorization` for the upstream's own key (marked sensitive: never logged).
+    auth_header: Option<axum::http::HeaderValue>,
     /// The upstream's own key, from the environment; never the client's.
     api_key: Option<String>,
     pub cfg: BackendConfig,
+    /// For health checks (off the request path).
     pub client: reqwest::Client,
+    /// For proxied requests: hyper's pooled client, keep-alive per the configuration.
+    pub http: upstream::HttpClient,
     outstanding: AtomicUsize,
     healthy: AtomicBool,
     circuit: Mutex<Circuit>,
@@ -53,16 +57,28 @@ impl Backend {
             b = b.pool_max_idle_per_host(0);
         }
         let client = b.build().map_err(|e| format!("backend {}: {e}", cfg.name))?;
+        let http = upstream::http_client(cfg);
         let base = cfg.url.trim_end_matches('/').to_string();
         let endpoints = ENDPOINTS
             .iter()
-            .map(|p| reqwest::Url::parse(&format!("{base}{p}")).map(|u| (*p, u)))
+            .map(|p| format!("{base}{p}").parse::<axum::http::Uri>().map(|u| (*p, u)))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("backend {}: url: {e}", cfg.name))?;
+        let auth_header = match &api_key {
+            Some(k) => {
+                let mut v = axum::http::HeaderValue::from_str(&format!("Bearer {k}"))
+                    .map_err(|_| format!("backend {}: the API key is not a valid header value", cfg.name))?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
         Ok(Self {
             name: cfg.name.clone(),
             base,
             endpoints,
+            auth_header,
+            http,
             api_key,
             cfg: cfg.clone(),
             client,
@@ -72,12 +88,17 @@ impl Backend {
         })
     }
 
-    /// The URL of `path` on this backend.
-    pub fn url(&self, path: &str) -> Result<reqwest::Url, String> {
+    /// The URI of `path` on this backend.
+    pub fn uri(&self, path: &str) -> Result<axum::http::Uri, String> {
         match self.endpoints.iter().find(|(p, _)| *p == path) {
             Some((_, u)) => Ok(u.clone()),
-            None => reqwest::Url::parse(&format!("{}{path}", self.base)).map_err(|e| e.to_string()),
+            None => format!("{}{path}", self.base).parse::<axum::http::Uri>().map_err(|e| e.to_string()),
         }
+    }
+
+    /// The `Authorization` header carrying the upstream's own key, if it has one.
+    pub fn auth_header(&self) -> Option<&axum::http::HeaderValue> {
+        self.auth_header.as_ref()
     }
 
     pub fn api_key(&self) -> Option<&str> {

@@ -3,11 +3,34 @@
 //! can still be retried elsewhere.
 
 use super::Backend;
+use crate::config::BackendConfig;
+use axum::http::{header, Request, StatusCode};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use reqwest::StatusCode;
+use http_body_util::{BodyDataStream, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
+
+/// The pooled HTTP/1.1 client a backend's proxied requests go through.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// An upstream body's chunks.
+pub type BodyStream = BoxStream<'static, Result<Bytes, hyper::Error>>;
+
+/// The client for `cfg`: TCP_NODELAY, its connect timeout, keep-alive unless turned off.
+pub fn http_client(cfg: &BackendConfig) -> HttpClient {
+    let mut conn = HttpConnector::new();
+    conn.set_nodelay(true);
+    conn.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
+    let mut b = Client::builder(TokioExecutor::new());
+    if !cfg.keep_alive {
+        b.pool_max_idle_per_host(0);
+    }
+    b.build(conn)
+}
 
 /// A response whose head and first chunk have arrived.
 pub struct Opened {
@@ -16,7 +39,7 @@ pub struct Opened {
     /// The upstream's `Retry-After`, in seconds (delta form only), passed on with its 429 or 503.
     pub retry_after_s: Option<u64>,
     pub first: Option<Bytes>,
-    pub rest: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    pub rest: BodyStream,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -32,19 +55,15 @@ pub enum UpstreamError {
 /// POSTs `body` to `path` on `backend`. Only the upstream's own key and the request id are sent
 /// as headers: nothing of the client's request headers is forwarded.
 pub async fn open(backend: &Backend, path: &str, body: Bytes, request_id: &str) -> Result<Opened, UpstreamError> {
-    let url = backend.url(path).map_err(|e| UpstreamError::Transport(format!("{}: {e}", backend.name)))?;
-    let mut req = backend
-        .client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", request_id)
-        .body(body);
-    if let Some(k) = backend.api_key() {
-        req = req.bearer_auth(k);
+    let name = &backend.name;
+    let uri = backend.uri(path).map_err(|e| UpstreamError::Transport(format!("{name}: {e}")))?;
+    let mut req = Request::post(uri).header(header::CONTENT_TYPE, "application/json").header("x-request-id", request_id);
+    if let Some(auth) = backend.auth_header() {
+        req = req.header(header::AUTHORIZATION, auth.clone());
     }
-    let name = backend.name.clone();
-    let exchange = async move {
-        let resp = req.send().await.map_err(|e| {
+    let req = req.body(Full::new(body)).map_err(|e| UpstreamError::Transport(format!("{name}: {e}")))?;
+    let exchange = async {
+        let resp = backend.http.request(req).await.map_err(|e| {
             if e.is_connect() {
                 UpstreamError::Connect(name.clone())
             } else {
@@ -52,14 +71,11 @@ pub async fn open(backend: &Backend, path: &str, body: Bytes, request_id: &str) 
             }
         })?;
         let status = resp.status();
-        let content_type =
-            resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let retry_after_s = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let mut rest = resp.bytes_stream().boxed();
+        let headers = resp.headers();
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let retry_after_s =
+            headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let mut rest = BodyDataStream::new(resp.into_body()).boxed();
         let first = rest.next().await.transpose().map_err(|e| UpstreamError::Transport(format!("{name}: {e}")))?;
         Ok(Opened { status, content_type, retry_after_s, first, rest })
     };
