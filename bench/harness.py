@@ -176,7 +176,7 @@ tier = "standard"
         [tollgate, "keys", "create", "--tenant", "bench", "--config", path],
         check=True, capture_output=True, text=True,
     ).stdout.strip()
-    env = dict(os.environ, TOLLGATE_LOG="warn", **({"TOKIO_WORKER_THREADS": os.environ["GW_THREADS"]} if "GW_THREADS" in os.environ else {}))
+    env = dict(os.environ, TOLLGATE_LOG="warn")
     p = start([tollgate, "serve", "--config", path], open(f"{work}/tollgate.log", "w"), env=env)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health")
@@ -301,7 +301,8 @@ def main():
         peaks = {t.name: peak_rss_mib(t.proc.pid) for t in targets}
         # The proxies' RSS excludes the upstream; direct's is the upstream's own.
         with open(a.out, "w") as f:
-            json.dump({"seconds": seconds, "rounds": a.rounds, "runs": runs, "peak_rss_mib": peaks}, f, indent=1)
+            json.dump({"seconds": seconds, "rounds": a.rounds, "runs": runs, "peak_rss_mib": peaks,
+                       "date": time.strftime("%Y-%m-%d", time.gmtime())}, f, indent=1)
     finally:
         for t in targets:
             try:

@@ -14,10 +14,11 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -200,9 +201,17 @@ struct Relay {
     lease: Option<Lease>,
     admitted: Option<Admitted>,
     idle: Duration,
+    /// One timer for the idle limit between chunks, reset per chunk (not one per chunk).
+    idle_timer: Pin<Box<tokio::time::Sleep>>,
+    /// What the coalescing read saw after the bytes it returned: an error, or the end.
+    deferred_err: Option<String>,
+    upstream_done: bool,
     prompt: Arc<PromptInput>,
     finished: bool,
 }
+
+/// Most bytes gathered into one write to the client from chunks already received.
+const COALESCE_BYTES: usize = 64 * 1024;
 
 impl Relay {
     /// Ends the stream: the ledger row, the backend's report, and for failures an error event.
@@ -228,20 +237,59 @@ impl Relay {
         }
     }
 
+    /// The next upstream chunk, with any others already received appended to it: a burst of
+    /// events goes to the client in one write (nothing waits for more to arrive).
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+        let first = match self.pending_first.take() {
+            Some(first) => first,
+            None => {
+                self.idle_timer.as_mut().reset(tokio::time::Instant::now() + self.idle);
+                tokio::select! {
+                    c = self.rest.next() => match c {
+                        Some(Ok(c)) => c,
+                        Some(Err(e)) => return Err(ApiError::Upstream(format!("stream cut: {e}"))),
+                        None => return Ok(None),
+                    },
+                    _ = self.idle_timer.as_mut() => return Err(ApiError::UpstreamTimeout("idle between chunks".into())),
+                }
+            }
+        };
+        let mut more: Option<Vec<u8>> = None;
+        while more.as_ref().map_or(first.len(), Vec::len) < COALESCE_BYTES {
+            match self.rest.next().now_or_never() {
+                Some(Some(Ok(c))) => more.get_or_insert_with(|| first.to_vec()).extend_from_slice(&c),
+                // An error or the end is seen on the next call, after what came before it.
+                Some(Some(Err(e))) => {
+                    self.deferred_err = Some(e.to_string());
+                    break;
+                }
+                Some(None) => {
+                    self.upstream_done = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(Some(more.map(Bytes::from).unwrap_or(first)))
+    }
+
     async fn next(&mut self) -> Option<Bytes> {
         loop {
             if self.finished {
                 return None;
             }
-            let chunk = match self.pending_first.take() {
-                Some(first) => first,
-                None => match tokio::time::timeout(self.idle, self.rest.next()).await {
-                    Ok(Some(Ok(chunk))) => chunk,
-                    Ok(Some(Err(e))) => return self.end(Some(ApiError::Upstream(format!("stream cut: {e}")))),
-                    Ok(None) if self.tally.saw_done() => return self.end(None),
-                    Ok(None) => return self.end(Some(ApiError::Upstream("stream ended before [DONE]".into()))),
-                    Err(_) => return self.end(Some(ApiError::UpstreamTimeout("idle between chunks".into()))),
-                },
+            let got = if let Some(e) = self.deferred_err.take() {
+                Err(ApiError::Upstream(format!("stream cut: {e}")))
+            } else if self.upstream_done {
+                Ok(None)
+            } else {
+                self.next_chunk().await
+            };
+            let chunk = match got {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) if self.tally.saw_done() => return self.end(None),
+                Ok(None) => return self.end(Some(ApiError::Upstream("stream ended before [DONE]".into()))),
+                Err(e) => return self.end(Some(e)),
             };
             let out = self.tally.process(&chunk);
             if let Some(m) = self.meter.as_mut() {
@@ -285,6 +333,9 @@ pub fn relay_stream(
 ) -> Response {
     let relay = Relay {
         idle: Duration::from_millis(lease.backend.cfg.idle_timeout_ms),
+        idle_timer: Box::pin(tokio::time::sleep(Duration::from_millis(lease.backend.cfg.idle_timeout_ms))),
+        deferred_err: None,
+        upstream_done: false,
         rest: opened.rest,
         pending_first: opened.first,
         tally: Tally::new(client_wants_usage),

@@ -57,7 +57,8 @@ pub enum UpstreamError {
 pub async fn open(backend: &Backend, path: &str, body: Bytes, request_id: &str) -> Result<Opened, UpstreamError> {
     let name = &backend.name;
     let uri = backend.uri(path).map_err(|e| UpstreamError::Transport(format!("{name}: {e}")))?;
-    let mut req = Request::post(uri).header(header::CONTENT_TYPE, "application/json").header("x-request-id", request_id);
+    let mut req =
+        Request::post(uri).header(header::CONTENT_TYPE, "application/json").header("x-request-id", request_id);
     if let Some(auth) = backend.auth_header() {
         req = req.header(header::AUTHORIZATION, auth.clone());
     }

@@ -163,17 +163,6 @@ pub async fn shutdown_signal() {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn month_start() {
-        // 2026-11-22T06:00:00Z -> 2026-11-01T00:00:00Z; 2024-03-01 stays; leap day maps to Feb 1.
-        assert_eq!(super::month_start_ms(1_795_327_200_000), 1_793_491_200_000);
-        assert_eq!(super::month_start_ms(1_709_251_200_000), 1_709_251_200_000);
-        assert_eq!(super::month_start_ms(1_709_164_800_000), 1_706_745_600_000);
-    }
-}
-
 /// A listener whose accepted connections have TCP_NODELAY set. Every server here (gateway and
 /// emulator) writes responses and SSE events as small segments; with Nagle's algorithm on, each
 /// one after the first waits for the client's delayed ACK (about 40 ms on Linux).
@@ -187,4 +176,15 @@ pub fn nodelay(
         }
     }
     listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn month_start() {
+        // 2026-11-22T06:00:00Z -> 2026-11-01T00:00:00Z; 2024-03-01 stays; leap day maps to Feb 1.
+        assert_eq!(super::month_start_ms(1_795_327_200_000), 1_793_491_200_000);
+        assert_eq!(super::month_start_ms(1_709_251_200_000), 1_709_251_200_000);
+        assert_eq!(super::month_start_ms(1_709_164_800_000), 1_706_745_600_000);
+    }
 }

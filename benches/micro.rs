@@ -1,5 +1,7 @@
-//! Micro-benchmarks of the allocator's hot and warm paths: one admission decision (the request
-//! path), and one LP solve for 1,000 classes x 50 pools (the background task).
+//! Micro-benchmarks of the request path's pieces and of the allocator's background work: one
+//! admission decision, the whole pricing step, a price-board read, the SSE relay's work per
+//! chunk, a prompt's token count, and one LP solve for 1,000 classes x 50 pools.
+//! `bench/run.sh` runs them and puts the figures in docs/benchmarks.md.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use tollgate::admission::{decide, Ask, Candidate};
@@ -58,6 +60,53 @@ tier = "t"
     });
 }
 
+/// What admission reads per candidate pool: the live price (board, correction, scarcity).
+fn board_read(c: &mut Criterion) {
+    let cfg = tollgate::config::Config::from_toml(
+        r#"
+[[backends]]
+name = "a"
+url = "http://127.0.0.1:1"
+[[models]]
+name = "big"
+backends = ["a"]
+capacity = { profile = "llama2-70b-h100-tp4", replicas = 4 }
+[[tiers]]
+name = "t"
+input_price_per_1m = 1.0
+output_price_per_1m = 2.0
+[[tenants]]
+name = "acme"
+tier = "t"
+"#,
+        "bench",
+    )
+    .unwrap();
+    let alloc = tollgate::allocator::Allocator::new(&cfg).unwrap();
+    c.bench_function("price-board read (one pool's live price)", |b| b.iter(|| alloc.price(black_box(0))));
+}
+
+/// The relay's work for one upstream chunk of a stream: SSE framing, reading the event for
+/// usage and text, choosing what to forward.
+fn sse_relay(c: &mut Criterion) {
+    let chunk = br#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"m","choices":[{"index":0,"delta":{"content":" hello"},"finish_reason":null}]}
+
+"#;
+    let mut tally = tollgate::api::relay::Tally::new(false);
+    c.bench_function("SSE relay, per chunk (one content event)", |b| b.iter(|| tally.process(black_box(chunk))));
+}
+
+/// Counting a short chat prompt's tokens (cl100k_base), as admission does for every request.
+fn token_count(c: &mut Criterion) {
+    let msgs: Vec<tollgate::api::openai::ChatMessage> = serde_json::from_str(
+        r#"[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the opportunity cost of serving this request in one sentence, please."}]"#,
+    )
+    .unwrap();
+    c.bench_function("token count, short chat prompt (cl100k_base)", |b| {
+        b.iter(|| tollgate::api::tokens::chat_prompt_count(black_box(&msgs)))
+    });
+}
+
 fn admission(c: &mut Criterion) {
     let cands = [
         Candidate { pool: 0, quality: 1.0, work: 0.25, price: 0.02, prefill: 0.1, room_left: 3.0, ttft_s: 0.1 },
@@ -108,5 +157,5 @@ fn lp(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, admission, priced_admission, lp);
+criterion_group!(benches, admission, priced_admission, board_read, sse_relay, token_count, lp);
 criterion_main!(benches);
