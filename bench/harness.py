@@ -224,6 +224,40 @@ def body(stream):
     return json.dumps(b)
 
 
+def signal_tree(t, sig):
+    for p in tree(t.proc.pid):
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+
+
+def settle(t, limit=30.0):
+    """Waits until a target has finished what a run left it (a slow proxy keeps working on
+    requests its clients gave up on), so the next run does not share the machine with it."""
+    end = time.time() + limit
+    while time.time() < end:
+        c0 = cpu_seconds(t.proc.pid)
+        time.sleep(0.5)
+        if cpu_seconds(t.proc.pid) - c0 < 0.02:
+            return
+
+
+def measure(oha_bin, targets, t, stream, seconds, conc, rate):
+    """One run against `t` with every other proxy stopped (SIGSTOP), so that only the load
+    generator, the upstream and `t` share the machine; then `t` is let settle."""
+    others = [o for o in targets if o is not t and o.name != "direct"]
+    for o in others:
+        signal_tree(o, signal.SIGSTOP)
+    try:
+        r = oha(oha_bin, t, stream, seconds, conc, rate)
+        settle(t)
+    finally:
+        for o in others:
+            signal_tree(o, signal.SIGCONT)
+    return r
+
+
 def oha(oha_bin, target, stream, seconds, conc, rate):
     cmd = [oha_bin, "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-c", str(conc),
            "-m", "POST", "-H", "content-type: application/json",
@@ -280,9 +314,9 @@ def main():
             keep = a.loads.split(",")
             loads = [l for l in loads if l[0].replace(" ", "") in keep]
         modes = [m == "stream" for m in a.modes.split(",")]
-        for t in targets:  # warm-up: connections, caches, JIT-free but allocator-warm
-            oha(a.oha, t, False, 2, 8, None)
-            oha(a.oha, t, True, 1, 8, None)
+        for t in targets:  # warm-up: connections, pools, caches
+            measure(a.oha, targets, t, False, 2, 8, None)
+            measure(a.oha, targets, t, True, 1, 8, None)
         runs = []
         total = len(modes) * len(loads) * a.rounds * len(targets)
         done = 0
@@ -291,7 +325,7 @@ def main():
                 for rnd in range(a.rounds):
                     order = targets[rnd % len(targets):] + targets[: rnd % len(targets)]
                     for t in order:
-                        r = oha(a.oha, t, stream, seconds, conc, rate)
+                        r = measure(a.oha, targets, t, stream, seconds, conc, rate)
                         r.update(target=t.name, stream=stream, load=load, conc=conc, rate=rate, round=rnd)
                         runs.append(r)
                         done += 1
