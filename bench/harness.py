@@ -159,8 +159,9 @@ url = "{upstream.url}"
 [[models]]
 name = "m"
 backends = ["emu"]
-# A managed pool: every request is priced and reserved against it (admission on).
-capacity = {{ profile = "llama3-8b-h100-tp1", replicas = 64 }}
+# A managed pool: every request is priced and reserved against it (admission on); sized so
+# that the modelled capacity is never what limits a zero-delay upstream (no priced refusals).
+capacity = {{ profile = "llama3-8b-h100-tp1", replicas = 4096 }}
 [[tiers]]
 name = "standard"
 input_price_per_1m = 1.0
@@ -288,6 +289,8 @@ def oha(oha_bin, target, stream, seconds, conc, rate):
 
 
 def main():
+    # A SIGTERM (or Ctrl-C) still runs the clean-up below, which stops every process started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("--tollgate", required=True)
     ap.add_argument("--oha", required=True)
@@ -331,7 +334,7 @@ def main():
                         done += 1
                         print(f"[{done}/{total}] {'stream' if stream else 'whole'} {load:>9} round {rnd} "
                               f"{t.name:>8}: {r['rps']:8.1f} req/s p50 {r['p50_us']:9.0f} us "
-                              f"p99 {r['p99_us']:9.0f} us errors {r['errors']}", file=sys.stderr, flush=True)
+                              f"p99 {r['p99_us']:9.0f} us errors {r['errors']} {r['error_kinds'] or ''}", file=sys.stderr, flush=True)
         peaks = {t.name: peak_rss_mib(t.proc.pid) for t in targets}
         # The proxies' RSS excludes the upstream; direct's is the upstream's own.
         with open(a.out, "w") as f:
@@ -340,6 +343,7 @@ def main():
     finally:
         for t in targets:
             try:
+                os.killpg(t.proc.pid, signal.SIGCONT)
                 os.killpg(t.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
