@@ -56,7 +56,9 @@ pub struct Classified {
 }
 
 impl Classified {
-    /// The upstream body: the client's, with the model name the serving pool uses.
+    /// The upstream body: the client's, with the model name the serving pool uses. Always
+    /// serialised again from what was validated, never the client's bytes as they came: a body
+    /// with a repeated key (two `model`s, say) could be read one way here and another upstream.
     fn body_for(&self, upstream_model: &str) -> Result<Bytes, ApiError> {
         let mut v = self.json.clone();
         v["model"] = Value::String(upstream_model.to_string());
