@@ -114,3 +114,60 @@ pub async fn prices(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         .collect();
     Json(json!({"enabled": gw.cfg.admission.enabled, "board": *board, "live": live}))
 }
+
+/// Tenants: tier, allowed models, monthly budget, and what is spent and held against it now.
+pub async fn tenants(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    let data: Vec<_> = gw
+        .cfg
+        .tenants
+        .iter()
+        .map(|t| {
+            let (spent, held) = gw.budgets.usage(&t.name).unwrap_or((0.0, 0.0));
+            json!({
+                "name": t.name, "tier": t.tier, "models": t.models,
+                "monthly_budget_usd": t.monthly_budget_usd, "spent_usd": spent, "held_usd": held,
+            })
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+/// Tiers: prices, value, SLOs, deferral.
+pub async fn tiers(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    let data: Vec<_> = gw
+        .cfg
+        .tiers
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "input_price_per_1m": t.input_price_per_1m, "output_price_per_1m": t.output_price_per_1m,
+                "value_per_1m_input": t.value_per_1m_input.unwrap_or(t.input_price_per_1m),
+                "value_per_1m_output": t.value_per_1m_output.unwrap_or(t.output_price_per_1m),
+                "ttft_slo_ms": t.ttft_slo_ms, "e2e_slo_ms": t.e2e_slo_ms,
+                "deferrable": t.deferrable, "deadline_ms": t.deadline_ms,
+                "reserved_engine_seconds": t.reserved_engine_seconds,
+            })
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+/// The most recent admission decisions, newest first (from the ledger).
+pub async fn decisions(
+    State(gw): State<Arc<Gateway>>,
+    Query(q): Query<Limit>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rows = gw.store.ledger(q.limit.clamp(1, 10_000)).await.map_err(internal)?;
+    let data: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "tenant": r.tenant, "model_requested": r.model_requested,
+                "model_served": r.model_served, "decision": r.decision, "price": r.price,
+                "net_value_usd": r.net_value, "status": r.status, "started_at_ms": r.started_at_ms,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}

@@ -55,6 +55,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/tollgate/usage", get(admin::usage))
         .route("/v1/tollgate/ledger", get(admin::ledger))
         .route("/v1/tollgate/prices", get(admin::prices))
+        .route("/v1/tollgate/tenants", get(admin::tenants))
+        .route("/v1/tollgate/tiers", get(admin::tiers))
+        .route("/v1/tollgate/decisions", get(admin::decisions))
         .route("/v1/tollgate/keys", post(admin::create_key).get(admin::list_keys))
         .route("/v1/tollgate/keys/{id}", delete(admin::revoke_key))
         .route("/metrics", get(super::metrics::metrics))
@@ -63,6 +66,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .merge(tenant_routes)
         .merge(admin_routes)
         .route("/health", get(|| async { StatusCode::OK }))
+        .route("/openapi.json", get(openapi))
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(gw.cfg.body_limit_bytes))
         .with_state(gw)
@@ -199,6 +203,13 @@ async fn models(State(gw): State<Arc<Gateway>>, Extension(c): Extension<Caller>)
     let data: Vec<_> =
         names.iter().map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "tollgate"})).collect();
     Json(json!({"object": "list", "data": data}))
+}
+
+/// The OpenAPI document of this API (public: it describes, it holds nothing).
+pub const OPENAPI_JSON: &str = include_str!("assets/openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> ApiError {
