@@ -48,6 +48,34 @@ fn serve_embedded_default_then_sigterm_drains_and_flushes() {
     let r = client.get(format!("{base}/v1/tollgate/usage")).bearer_auth(&admin).send().unwrap();
     assert_eq!(r.status(), 200);
 
+    // `tollgate admin` wraps the admin API: the decision just made, the demo tenant, a key
+    // created and revoked; a wrong admin key fails with the API's 401.
+    let admin_cli = |args: &[&str], key: &str| {
+        let out =
+            tollgate().arg("admin").args(["--url", &base]).args(args).env("TOLLGATE_ADMIN_KEY", key).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (ok, out) = loop {
+        // The ledger is written in the background: wait for the row.
+        let (ok, out) = admin_cli(&["decisions", "--limit", "5"], &admin);
+        if !out.contains("\"data\": []") || Instant::now() > deadline {
+            break (ok, out);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && v["data"][0]["tenant"] == "demo" && v["data"][0]["status"] == 200, "{out}");
+    let (ok, out) = admin_cli(&["tenants"], &admin);
+    assert!(ok && out.contains("\"demo\""), "{out}");
+    let (ok, out) = admin_cli(&["create-key", "--tenant", "demo", "--label", "cli"], &admin);
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && created["key"].as_str().unwrap().starts_with("tg_"), "{out}");
+    let (ok, out) = admin_cli(&["revoke-key", created["id"].as_str().unwrap()], &admin);
+    assert!(ok && out.contains("\"revoked\": true"), "{out}");
+    let (ok, out) = admin_cli(&["tiers"], "tga_not_the_admin_key");
+    assert!(!ok && out.contains("invalid_api_key"), "{out}");
+
     // A stream of 150 tokens (over a second at the emulated H100's pace) is in flight when
     // SIGTERM arrives: it must complete, and its row must be in the ledger after exit.
     let stream = std::thread::spawn({

@@ -1,5 +1,6 @@
 //! Command-line interface: one subcommand per job, each a thin wrapper over a library module.
 
+mod admin;
 mod engine;
 mod gateway;
 mod simulate;
@@ -26,6 +27,8 @@ pub enum Command {
     /// Manage tenant API keys in the gateway's store.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Call a running gateway's admin API (admin key from $TOLLGATE_ADMIN_KEY); prints JSON.
+    Admin(admin::AdminArgs),
     /// Run an emulated inference engine (OpenAI-compatible, vLLM-like timing and metrics).
     Emulate(EmulateArgs),
     /// Measure a live OpenAI-compatible engine and write its profile.
@@ -224,6 +227,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a),
         Command::Validate(a) => simulate::validate(a),
         Command::Keys(k) => gateway::keys(k),
+        Command::Admin(a) => admin::run(a),
         Command::Emulate(a) if a.list_profiles => engine::list_profiles(),
         Command::Emulate(a) => engine::emulate(a),
         Command::Calibrate(a) => engine::run_calibrate(a),
