@@ -65,6 +65,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .merge(tenant_routes)
         .merge(admin_routes)
+        .merge(crate::dashboard::router())
         .route("/health", get(|| async { StatusCode::OK }))
         .route("/openapi.json", get(openapi))
         .fallback(unknown_route)

@@ -106,6 +106,11 @@ impl Authenticator {
     }
 
     /// Whether `token` is the admin key (compared as SHA-256 digests).
+    /// SHA-256 of the admin key, if the admin API is on.
+    pub fn admin_hash(&self) -> Option<&str> {
+        self.admin_hash.as_deref()
+    }
+
     pub fn is_admin(&self, token: Option<&str>) -> bool {
         match (token, &self.admin_hash) {
             (Some(t), Some(h)) => constant_time_eq(sha256_hex(t).as_bytes(), h.as_bytes()),
@@ -151,7 +156,7 @@ impl Authenticator {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

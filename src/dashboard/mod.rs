@@ -1,5 +1,131 @@
-//! The operator's web views. For now the chart code, which the simulator's HTML report embeds;
-//! the live dashboard (issue 9) will serve the same file.
+//! The operator's web views: the live dashboard at `/dashboard` (login with the admin key; a
+//! session cookie after), its state as JSON at `/dashboard/state`, and the chart code the
+//! simulator's HTML report embeds too.
+//!
+//! WIP (issue 9): no Playwright test yet; the session token is derived from the admin key and
+//! does not expire server-side.
+
+use crate::api::gateway::Gateway;
+use crate::auth::sha256_hex;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
 
 /// Plain-JavaScript SVG line and bar charts (`window.TollgateCharts`).
 pub const CHARTS_JS: &str = include_str!("assets/charts.js");
+const PAGE: &str = include_str!("assets/dashboard.html");
+const LOGIN: &str = include_str!("assets/login.html");
+const COOKIE: &str = "tollgate_session";
+
+/// The session token a successful login sets: derived from the admin key, so it changes with it.
+fn session_token(admin_key_hash: &str) -> String {
+    sha256_hex(&format!("tollgate-dashboard-session:{admin_key_hash}"))
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+/// Whether the request carries the admin key (bearer) or a valid session cookie.
+fn authorised(gw: &Gateway, headers: &HeaderMap) -> bool {
+    let bearer = crate::auth::bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
+    if gw.auth.is_admin(bearer) {
+        return true;
+    }
+    match (cookie(headers, COOKIE), gw.auth.admin_hash()) {
+        (Some(c), Some(h)) => crate::auth::constant_time_eq(c.as_bytes(), session_token(h).as_bytes()),
+        _ => false,
+    }
+}
+
+fn login_page(status: StatusCode, message: &str) -> Response {
+    (status, Html(LOGIN.replace("{{message}}", message))).into_response()
+}
+
+async fn page(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if authorised(&gw, &headers) {
+        Html(PAGE).into_response()
+    } else {
+        login_page(StatusCode::UNAUTHORIZED, "")
+    }
+}
+
+async fn charts(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if !authorised(&gw, &headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/javascript")], CHARTS_JS).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Login {
+    key: String,
+}
+
+async fn login(State(gw): State<Arc<Gateway>>, axum::Form(f): axum::Form<Login>) -> Response {
+    match (gw.auth.is_admin(Some(f.key.trim())), gw.auth.admin_hash()) {
+        (true, Some(h)) => {
+            let set =
+                format!("{COOKIE}={}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=43200", session_token(h));
+            (StatusCode::SEE_OTHER, [(header::SET_COOKIE, set), (header::LOCATION, "/dashboard".to_string())])
+                .into_response()
+        }
+        _ => login_page(StatusCode::UNAUTHORIZED, "That is not the admin key."),
+    }
+}
+
+/// Everything the page draws, now: pools (price, utilisation, work in flight), usage by tenant
+/// and model (spend, value, cost, margin), recent decisions by class, backends.
+async fn state(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if !authorised(&gw, &headers) {
+        return crate::api::ApiError::AdminOnly.into_response();
+    }
+    let pools: Vec<_> = match &gw.allocator {
+        Some(a) => a
+            .fleet
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                json!({"pool": p.name, "price": a.price(i), "utilisation": a.loads[i].utilisation(),
+                       "inflight_engine_s": a.loads[i].inflight(), "room_engine_s": a.loads[i].room()})
+            })
+            .collect(),
+        None => vec![],
+    };
+    let usage = gw.store.usage(0).await.unwrap_or_default();
+    let recent = gw.store.ledger(2000).await.unwrap_or_default();
+    let mut classes: std::collections::BTreeMap<(String, String, String), u64> = Default::default();
+    for r in &recent {
+        *classes.entry((r.tenant.clone(), r.model_requested.clone(), r.decision.clone())).or_default() += 1;
+    }
+    let decisions: Vec<_> =
+        classes.into_iter().map(|((t, m, d), n)| json!({"tenant": t, "model": m, "decision": d, "count": n})).collect();
+    let backends: Vec<_> = gw
+        .registry
+        .backends
+        .iter()
+        .map(|b| json!({"backend": b.name, "healthy": b.healthy(), "circuit": b.circuit_label(), "outstanding": b.outstanding()}))
+        .collect();
+    Json(json!({
+        "now_ms": crate::metering::unix_ms(), "pools": pools, "usage": usage,
+        "decisions": decisions, "backends": backends, "ledger_queue": gw.sink.queued(),
+    }))
+    .into_response()
+}
+
+/// The dashboard's routes (they check the admin key or session themselves).
+pub fn router() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/dashboard", get(page))
+        .route("/dashboard/login", post(login))
+        .route("/dashboard/state", get(state))
+        .route("/dashboard/charts.js", get(charts))
+}
