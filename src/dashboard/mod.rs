@@ -1,9 +1,8 @@
 //! The operator's web views: the live dashboard at `/dashboard` (login with the admin key; a
 //! session cookie after), its state as JSON at `/dashboard/state`, and the chart code the
 //! simulator's HTML report embeds too.
-//!
-//! WIP (issue 9): no Playwright test yet; the session token is derived from the admin key and
-//! does not expire server-side.
+//! The session token is derived from the admin key (it changes when the key does); the cookie
+//! is HttpOnly, SameSite=Strict, for 12 hours. Failed logins count against the address.
 
 use crate::api::gateway::Gateway;
 use crate::auth::sha256_hex;
@@ -69,7 +68,18 @@ struct Login {
     key: String,
 }
 
-async fn login(State(gw): State<Arc<Gateway>>, axum::Form(f): axum::Form<Login>) -> Response {
+async fn login(
+    State(gw): State<Arc<Gateway>>,
+    ext: axum::http::Extensions,
+    axum::Form(f): axum::Form<Login>,
+) -> Response {
+    // Failed logins count against the address like failed API authentications.
+    let ip = ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|a| a.0.ip());
+    if let Some(ip) = ip {
+        if let Err(retry_after_s) = gw.auth.failures.check(ip) {
+            return crate::api::ApiError::AuthRateLimited { retry_after_s }.into_response();
+        }
+    }
     match (gw.auth.is_admin(Some(f.key.trim())), gw.auth.admin_hash()) {
         (true, Some(h)) => {
             let set =
@@ -77,7 +87,12 @@ async fn login(State(gw): State<Arc<Gateway>>, axum::Form(f): axum::Form<Login>)
             (StatusCode::SEE_OTHER, [(header::SET_COOKIE, set), (header::LOCATION, "/dashboard".to_string())])
                 .into_response()
         }
-        _ => login_page(StatusCode::UNAUTHORIZED, "That is not the admin key."),
+        _ => {
+            if let Some(ip) = ip {
+                gw.auth.failures.fail(ip);
+            }
+            login_page(StatusCode::UNAUTHORIZED, "That is not the admin key.")
+        }
     }
 }
 

@@ -1,0 +1,70 @@
+// Drives the dashboard in Debian's Chromium: the page is 401 without the admin key, a wrong key
+// is refused, the admin key logs in; load goes through the gateway; the page's figures must equal
+// /metrics and the ledger; any console error fails; a screenshot is saved.
+// node dashboard.mjs BASE_URL ADMIN_KEY TENANT_KEY MODEL SCREENSHOT_PATH
+import { chromium } from "playwright-core";
+
+const [base, admin, tenantKey, model, shot] = process.argv.slice(2);
+const fail = (m) => { console.error("FAIL: " + m); process.exit(1); };
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+});
+const errors = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+
+  const first = await page.goto(base + "/dashboard");
+  if (first.status() !== 401) fail("dashboard without the key: " + first.status());
+  const state = await page.request.get(base + "/dashboard/state");
+  if (state.status() !== 401) fail("state without the key: " + state.status());
+  await page.fill("#key", "tga_wrong");
+  await Promise.all([page.waitForNavigation(), page.click("#signin")]);
+  if (!(await page.textContent("#message")).includes("not the admin key")) fail("a wrong key was not refused");
+
+  // Load through the gateway: whole and streamed requests.
+  const sent = 12;
+  for (let i = 0; i < sent; i++) {
+    const r = await fetch(base + "/v1/chat/completions", { method: "POST",
+      headers: { authorization: "Bearer " + tenantKey, "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: [{ role: "user", content: "hello " + i }], max_tokens: 4, stream: i % 2 === 1 }) });
+    await r.text();
+    if (r.status !== 200) fail("request " + i + ": " + r.status);
+  }
+
+  // Before login the only console errors allowed are the refusals asked for (401s); after it, none.
+  const unexpected = errors.filter((e) => !e.includes("401"));
+  if (unexpected.length) fail("console errors before login: " + unexpected.join(" | "));
+  errors.length = 0;
+  await page.fill("#key", admin);
+  await Promise.all([page.waitForNavigation(), page.click("#signin")]);
+  // The tenants table shows every request once the ledger has them.
+  await page.waitForFunction((n) => [...document.querySelectorAll("#tenants tbody tr")]
+    .some((tr) => Number(tr.children[2].textContent) === n), sent, { timeout: 15000 });
+  const row = await page.$$eval("#tenants tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  const shown = row.find((r) => Number(r[2]) === sent);
+  const auth = { headers: { authorization: "Bearer " + admin } };
+  const metrics = await (await fetch(base + "/metrics", auth)).text();
+  const counted = metrics.split("\n").filter((l) => l.startsWith("tollgate_requests_total{") && l.includes(`tenant="${shown[0]}"`))
+    .reduce((a, l) => a + Number(l.split(" ").pop()), 0);
+  if (counted !== sent) fail(`/metrics counts ${counted} requests, the dashboard ${shown[2]}`);
+  const usage = await (await fetch(base + "/v1/tollgate/usage", auth)).json();
+  const u = usage.data.find((d) => d.tenant === shown[0] && d.model === shown[1]);
+  if (u.requests !== sent) fail(`the ledger has ${u.requests} requests`);
+  if (Math.abs(Number(shown[4]) - u.revenue_usd) > 1e-6) fail(`revenue: page ${shown[4]}, ledger ${u.revenue_usd}`);
+  // Charts drew: price and room-in-use lines, decision bars.
+  for (const id of ["prices", "util", "decisions", "margin"]) {
+    if (!(await page.$(`#${id} svg`))) fail("no chart in #" + id);
+  }
+  const admits = await page.$$eval('#decisions rect[data-series="admit"]', (rs) => rs.reduce((a, r) => a + Number(r.dataset.value), 0));
+  if (admits !== sent) fail(`the decisions chart shows ${admits} admitted, ${sent} were sent`);
+  await page.waitForTimeout(1500);
+  await page.screenshot({ path: shot, fullPage: true });
+  if (errors.length) fail("console errors: " + errors.join(" | "));
+  console.log(`dashboard: ${sent} requests shown, equal to /metrics and the ledger; screenshot ${shot}`);
+} finally {
+  await browser.close();
+}
