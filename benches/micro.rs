@@ -7,10 +7,9 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use tollgate::admission::{decide, Ask, Candidate};
 use tollgate::allocator::lp::{solve, LpClass, LpOption, LpPool};
 
-/// The whole pricing step the gateway runs per request: the class's pools and their work, each
-/// pool's live price and room, then the decision.
-fn priced_admission(c: &mut Criterion) {
-    let cfg = tollgate::config::Config::from_toml(
+/// A fleet of two pools (a big model with a cheaper fallback) and one tenant.
+fn fleet() -> tollgate::config::Config {
+    tollgate::config::Config::from_toml(
         r#"
 [[backends]]
 name = "a"
@@ -37,7 +36,13 @@ tier = "t"
 "#,
         "bench",
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// The whole pricing step the gateway runs per request: the class's pools and their work, each
+/// pool's live price and room, then the decision.
+fn priced_admission(c: &mut Criterion) {
+    let cfg = fleet();
     let alloc = tollgate::allocator::Allocator::new(&cfg).unwrap();
     let class = tollgate::allocator::forecast::ClassKey { tenant: "acme".into(), model: "big".into() };
     c.bench_function("priced admission (pools, prices, room, decision)", |b| {
@@ -62,26 +67,7 @@ tier = "t"
 
 /// What admission reads per candidate pool: the live price (board, correction, scarcity).
 fn board_read(c: &mut Criterion) {
-    let cfg = tollgate::config::Config::from_toml(
-        r#"
-[[backends]]
-name = "a"
-url = "http://127.0.0.1:1"
-[[models]]
-name = "big"
-backends = ["a"]
-capacity = { profile = "llama2-70b-h100-tp4", replicas = 4 }
-[[tiers]]
-name = "t"
-input_price_per_1m = 1.0
-output_price_per_1m = 2.0
-[[tenants]]
-name = "acme"
-tier = "t"
-"#,
-        "bench",
-    )
-    .unwrap();
+    let cfg = fleet();
     let alloc = tollgate::allocator::Allocator::new(&cfg).unwrap();
     c.bench_function("price-board read (one pool's live price)", |b| b.iter(|| alloc.price(black_box(0))));
 }
