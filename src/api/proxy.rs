@@ -10,6 +10,7 @@ use super::{from_value, parse_json, tokens, ApiError};
 use crate::auth::Caller;
 use crate::backends::upstream::{self, Opened, UpstreamError};
 use crate::backends::{Lease, Pool, Report};
+use crate::cache::{Cached, Capture, Hit, Kind};
 use crate::metering::{Meter, Outcome};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -32,6 +33,15 @@ pub enum Route {
 }
 
 impl Route {
+    /// The shape of a cacheable answer on this endpoint (embeddings are not cached).
+    fn cache_kind(self) -> Option<Kind> {
+        match self {
+            Route::Chat => Some(Kind::Chat),
+            Route::Completions => Some(Kind::Completion),
+            Route::Embeddings => None,
+        }
+    }
+
     pub fn path(self) -> &'static str {
         match self {
             Route::Chat => "/v1/chat/completions",
@@ -75,6 +85,36 @@ pub enum PromptInput {
 }
 
 impl PromptInput {
+    /// The text a router judges: the last user message, or the completion prompt.
+    pub fn router_text(&self) -> Option<String> {
+        match self {
+            PromptInput::Chat(m) => m.iter().rev().find(|m| m.role == "user").map(ChatMessage::text),
+            PromptInput::Completion(Prompt::Text(t)) => Some(t.clone()),
+            PromptInput::Completion(Prompt::Texts(t)) => t.first().cloned(),
+            _ => None,
+        }
+    }
+
+    /// Chained hashes of the prompt text's 2,048-character blocks (about 512 tokens), for
+    /// prefix-aware placement.
+    pub fn prefix_hashes(&self) -> Vec<u64> {
+        let text = match self {
+            PromptInput::Chat(m) => {
+                let mut t = String::new();
+                for msg in m {
+                    t.push_str(&msg.role);
+                    t.push('\n');
+                    t.push_str(&msg.text());
+                    t.push('\n');
+                }
+                t
+            }
+            PromptInput::Completion(Prompt::Text(t)) => t.clone(),
+            _ => return Vec::new(),
+        };
+        crate::routing::placement::text_block_hashes(&text, 2048)
+    }
+
     pub fn count(&self) -> i64 {
         (match self {
             PromptInput::Chat(m) => tokens::chat_prompt_count(m),
@@ -133,7 +173,21 @@ async fn run(
     let c = classify(gw, route, caller, &body)?;
     let m = meter.as_mut().expect("meter present until the response is built");
     m.requested(&c.model, c.stream);
+    let mut capture = None;
+    if let Some(kind) = route.cache_kind() {
+        let tier = gw.cfg.tenant(&caller.tenant).and_then(|t| gw.cfg.tier(&t.tier));
+        if let Some((probe, hit)) = gw.cache.lookup(tier, &caller.tenant, &c.model, route.path(), kind, &c.json).await {
+            if let Some(hit) = hit {
+                let m = meter.take().expect("meter present");
+                return replay(gw, caller, &c, request_id, hit, m);
+            }
+            m.cache("miss");
+            capture = Some(Capture::new(gw.cache.clone(), probe));
+        }
+    }
     let admitted = admit::admit(gw, caller, &c, m).await?;
+    // Only the asked-for model's own answer is stored: a downgraded answer is another model's.
+    let capture = capture.filter(|_| admitted.model == c.model);
     let pool: &Pool =
         gw.registry.pool(&admitted.model).ok_or_else(|| ApiError::ModelNotFound(admitted.model.clone()))?;
     let body = c.body_for(&pool.upstream_model)?;
@@ -145,7 +199,8 @@ async fn run(
     let mut retried_same: Vec<String> = Vec::new();
     let mut last_err: Option<ApiError> = None;
     let mut last_upstream: Option<(StatusCode, Option<u64>, Bytes)> = None;
-    while let Some(lease) = pool.pick(&tried) {
+    let hashes = if pool.wants_prefix() { c.prompt.prefix_hashes() } else { Vec::new() };
+    while let Some(lease) = pool.place(&tried, &hashes) {
         let backend = lease.backend.clone();
         let m = meter.as_mut().expect("meter present until the response is built");
         m.attempt(&pool.upstream_model, &backend.name, backend.cost_rates());
@@ -165,9 +220,16 @@ async fn run(
                 admitted.first_token();
                 let headers = served_headers(&pool.model, &backend.name, &admitted);
                 return Ok(if c.stream {
-                    relay::relay_stream(opened, lease, meter, c.client_wants_usage, c.prompt.clone(), headers, admitted)
+                    let stream = relay::StreamParts {
+                        client_wants_usage: c.client_wants_usage,
+                        prompt: c.prompt.clone(),
+                        headers,
+                        admitted,
+                        capture,
+                    };
+                    relay::relay_stream(opened, lease, meter, stream)
                 } else {
-                    relay_whole(opened, lease, meter, &c, headers, admitted).await
+                    relay_whole(opened, lease, meter, &c, headers, admitted, capture).await
                 });
             }
             Ok(opened) => {
@@ -317,6 +379,51 @@ fn served_headers(model: &str, backend: &str, admitted: &Admitted) -> HeaderMap 
     h
 }
 
+/// Answers from the cache: no admission, no backend, no capacity; the tenant's budget is still
+/// charged and the ledger row says which cache answered.
+fn replay(gw: &Gateway, caller: &Caller, c: &Classified, request_id: &str, hit: Hit, mut meter: Meter) -> Result<Response, ApiError> {
+    let answer = hit.answer();
+    let tokens = crate::metering::Tokens { input: answer.input_tokens, output: answer.output_tokens, estimated: false };
+    let charge = gw.tier_rates(&caller.tenant).charge(tokens);
+    let hold = gw.budgets.hold(&caller.tenant, charge).ok_or(ApiError::BudgetExceeded);
+    let hold = match hold {
+        Ok(h) => h,
+        Err(e) => {
+            meter.finish(e.status().as_u16(), Outcome::ClientError, Some(e.to_string()));
+            return Ok(e.into_response());
+        }
+    };
+    hold.settle(charge);
+    meter.cache(hit.label());
+    meter.served_from_cache(&c.model, tokens);
+    meter.finish(200, Outcome::Ok, None);
+    let created = crate::metering::unix_ms() / 1000;
+    let id = match answer.kind() {
+        Kind::Chat => format!("chatcmpl-{request_id}"),
+        Kind::Completion => format!("cmpl-{request_id}"),
+    };
+    let mut headers = HeaderMap::new();
+    let label = match &hit {
+        Hit::Exact(_) => "exact".to_string(),
+        Hit::Semantic(_, score) => format!("semantic; score={score:.4}"),
+    };
+    if let Ok(v) = HeaderValue::from_str(&label) {
+        headers.insert("x-tollgate-cache", v);
+    }
+    headers.insert("x-tollgate-decision", HeaderValue::from_static("cache"));
+    if let Ok(v) = HeaderValue::from_str(&c.model) {
+        headers.insert("x-tollgate-model", v);
+    }
+    Ok(if c.stream {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        (StatusCode::OK, headers, Body::from(answer.sse(&id, created, c.client_wants_usage))).into_response()
+    } else {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        (StatusCode::OK, headers, Body::from(answer.whole(&id, created))).into_response()
+    })
+}
+
 fn passthrough_error(status: StatusCode, retry_after_s: Option<u64>, body: Bytes) -> ApiError {
     let message = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -348,6 +455,7 @@ async fn relay_whole(
     c: &Classified,
     mut headers: HeaderMap,
     admitted: Admitted,
+    capture: Option<Capture>,
 ) -> Response {
     let idle = Duration::from_millis(lease.backend.cfg.idle_timeout_ms);
     let status = opened.status;
@@ -368,6 +476,11 @@ async fn relay_whole(
     }
     let tokens = relay::whole_tokens(&buf, &c.prompt);
     meter.tokens(tokens);
+    if let Some(cap) = capture.filter(|_| status == StatusCode::OK) {
+        if let Some(answer) = Cached::from_whole(cap.kind(), &buf) {
+            cap.store(answer);
+        }
+    }
     lease.report(Report::Success);
     admitted.settle(tokens, true);
     meter.finish(status.as_u16(), Outcome::Ok, None);

@@ -9,6 +9,7 @@ use super::{tokens, ApiError};
 use crate::api::admit::Admitted;
 use crate::backends::upstream::{BodyStream, Opened};
 use crate::backends::{Lease, Report};
+use crate::cache::{Cached, Capture};
 use crate::metering::{Meter, Outcome, Tokens};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -24,6 +25,9 @@ use std::time::Duration;
 
 /// Most text kept for estimating output tokens when an upstream reports no usage.
 const MAX_ESTIMATE_TEXT: usize = 4 * 1024 * 1024;
+
+/// Most bytes of events kept to store a stream's answer in the cache; a longer one is not stored.
+const MAX_CAPTURE_BYTES: usize = 1024 * 1024;
 
 /// The parts of a response or chunk that metering reads, borrowed from the bytes where possible.
 /// Anything else in the JSON is skipped without being built.
@@ -128,6 +132,9 @@ pub struct Tally {
     text: String,
     content_events: i64,
     saw_done: bool,
+    /// The events' payloads, kept when the answer is to be cached (`None` once past the bound).
+    captured: Option<Vec<String>>,
+    captured_bytes: usize,
 }
 
 impl Tally {
@@ -144,6 +151,14 @@ impl Tally {
                 self.saw_done = true;
                 out.extend_from_slice(&ev.raw);
                 continue;
+            }
+            if let Some(kept) = self.captured.as_mut() {
+                self.captured_bytes += ev.data.len();
+                if self.captured_bytes > MAX_CAPTURE_BYTES {
+                    self.captured = None;
+                } else {
+                    kept.push(ev.data.clone());
+                }
             }
             let mut forward = true;
             let before = self.text.len();
@@ -163,6 +178,16 @@ impl Tally {
             }
         }
         Bytes::from(out)
+    }
+
+    /// Keeps the events' payloads from now on, to assemble the answer for the cache.
+    pub fn capture(&mut self) {
+        self.captured = Some(Vec::new());
+    }
+
+    /// The kept payloads, if every one was kept.
+    pub fn captured(&self) -> Option<&[String]> {
+        self.captured.as_deref()
     }
 
     /// Whether `[DONE]` has passed: the response is complete.
@@ -207,6 +232,7 @@ struct Relay {
     deferred_err: Option<String>,
     upstream_done: bool,
     prompt: Arc<PromptInput>,
+    capture: Option<Capture>,
     finished: bool,
 }
 
@@ -227,6 +253,11 @@ impl Relay {
             None => {
                 lease.report(Report::Success);
                 meter.finish(200, Outcome::Ok, None);
+                if let (Some(cap), Some(events)) = (self.capture.take(), self.tally.captured()) {
+                    if let Some(answer) = Cached::from_events(cap.kind(), events.iter().map(String::as_str)) {
+                        cap.store(answer);
+                    }
+                }
                 None
             }
             Some(e) => {
@@ -321,16 +352,24 @@ impl Drop for Relay {
     }
 }
 
+/// What a streamed response carries besides the upstream and the meter.
+pub struct StreamParts {
+    /// Whether the client asked for the usage chunk.
+    pub client_wants_usage: bool,
+    pub prompt: Arc<PromptInput>,
+    pub headers: HeaderMap,
+    pub admitted: Admitted,
+    /// Where to store the answer once complete, if it is to be cached.
+    pub capture: Option<Capture>,
+}
+
 /// The client's streaming response, relayed from an opened upstream stream.
-pub fn relay_stream(
-    opened: Opened,
-    lease: Lease,
-    meter: Meter,
-    client_wants_usage: bool,
-    prompt: Arc<PromptInput>,
-    mut headers: HeaderMap,
-    admitted: Admitted,
-) -> Response {
+pub fn relay_stream(opened: Opened, lease: Lease, meter: Meter, parts: StreamParts) -> Response {
+    let StreamParts { client_wants_usage, prompt, mut headers, admitted, capture } = parts;
+    let mut tally = Tally::new(client_wants_usage);
+    if capture.is_some() {
+        tally.capture();
+    }
     let relay = Relay {
         idle: Duration::from_millis(lease.backend.cfg.idle_timeout_ms),
         idle_timer: Box::pin(tokio::time::sleep(Duration::from_millis(lease.backend.cfg.idle_timeout_ms))),
@@ -338,11 +377,12 @@ pub fn relay_stream(
         upstream_done: false,
         rest: opened.rest,
         pending_first: opened.first,
-        tally: Tally::new(client_wants_usage),
+        tally,
         meter: Some(meter),
         lease: Some(lease),
         admitted: Some(admitted),
         prompt,
+        capture,
         finished: false,
     };
     let body =

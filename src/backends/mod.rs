@@ -13,6 +13,7 @@ pub use health::spawn_health_checks;
 
 use crate::config::{BackendConfig, CircuitConfig, Config};
 use crate::metering::Rates;
+use crate::routing::placement::{Placement, Placer};
 use circuit::Circuit;
 use rand::Rng;
 use std::collections::HashMap;
@@ -185,9 +186,35 @@ pub struct Pool {
     pub model: String,
     pub upstream_model: String,
     pub backends: Vec<Arc<Backend>>,
+    /// The configured placement; without one, two random choices (the less busy wins).
+    placer: Option<Mutex<Placer>>,
 }
 
 impl Pool {
+    /// Whether placement uses the prompt's prefix hashes (so the caller should compute them).
+    pub fn wants_prefix(&self) -> bool {
+        self.placer.as_ref().is_some_and(|p| p.lock().expect("placer lock").policy() == Placement::Prefix)
+    }
+
+    /// Picks a backend not in `tried` by the configured placement, for a prompt whose prefix
+    /// blocks hash to `hashes`; falls back to [`Self::pick`] when it has no placement.
+    pub fn place(&self, tried: &[String], hashes: &[u64]) -> Option<Lease> {
+        let Some(placer) = &self.placer else { return self.pick(tried) };
+        let now = Instant::now();
+        for _ in 0..4 {
+            let eligible: Vec<bool> =
+                self.backends.iter().map(|b| !tried.contains(&b.name) && b.selectable(now)).collect();
+            let loads: Vec<u32> = self.backends.iter().map(|b| b.outstanding().min(u32::MAX as usize) as u32).collect();
+            let i = placer.lock().expect("placer lock").choose(hashes, &loads, &eligible)?;
+            let chosen = &self.backends[i];
+            if chosen.circuit.lock().expect("circuit lock").acquire(now) {
+                chosen.outstanding.fetch_add(1, Ordering::Relaxed);
+                return Some(Lease { backend: chosen.clone(), reported: false });
+            }
+        }
+        None
+    }
+
     /// Picks a backend not in `tried`: two random candidates among the selectable ones, the one
     /// with fewer outstanding requests wins. Takes its slot (and half-open probe) in the lease.
     pub fn pick(&self, tried: &[String]) -> Option<Lease> {
@@ -239,6 +266,7 @@ impl Registry {
                     model: m.name.clone(),
                     upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.name.clone()),
                     backends: members,
+                    placer: m.placement.map(|p| Mutex::new(Placer::new(p))),
                 };
                 (m.name.clone(), pool)
             })

@@ -1,8 +1,10 @@
 //! Command-line interface: one subcommand per job, each a thin wrapper over a library module.
 
 mod admin;
+mod cache;
 mod engine;
 mod gateway;
+mod router;
 mod simulate;
 
 use crate::capacity::DEFAULT_PROFILE;
@@ -38,6 +40,12 @@ pub enum Command {
     /// Replay a slice of a scenario through the live gateway in front of emulators and through
     /// the simulator, and check that they agree (exit status 1 if they differ by more than 10%).
     Validate(ValidateArgs),
+    /// Cheaper-model routing: train a router on RouteLLM-format data, or evaluate one.
+    #[command(subcommand)]
+    Router(router::RouterCommand),
+    /// Response caching: measure the semantic cache's precision and hit rate on labelled pairs.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Engine profiles: list them, or refit the shipped ones from measured data.
     #[command(subcommand)]
     Profiles(ProfilesCommand),
@@ -146,6 +154,9 @@ pub struct SimulateArgs {
     /// scenario's duration), e.g. 1000000 to time the simulator.
     #[arg(long)]
     pub requests: Option<usize>,
+    /// How every pool places requests on its replicas (overrides the scenario's).
+    #[arg(long, value_enum)]
+    pub placement: Option<crate::routing::placement::Placement>,
     /// Skip the hindsight bound (shares of it are then not reported).
     #[arg(long)]
     pub no_hindsight: bool,
@@ -161,6 +172,9 @@ pub struct ValidateArgs {
     /// Demand relative to the fleet's SLA-safe capacity (overrides the scenario's).
     #[arg(long)]
     pub overload: Option<f64>,
+    /// How every pool places requests on its replicas (overrides the scenario's).
+    #[arg(long, value_enum)]
+    pub placement: Option<crate::routing::placement::Placement>,
     /// Seconds of traffic to replay (in real time).
     #[arg(long, default_value_t = 300.0)]
     pub duration: f64,
@@ -228,6 +242,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate(a) => simulate::validate(a),
         Command::Keys(k) => gateway::keys(k),
         Command::Admin(a) => admin::run(a),
+        Command::Router(c) => router::router(c),
+        Command::Cache(c) => cache::run(c),
         Command::Emulate(a) if a.list_profiles => engine::list_profiles(),
         Command::Emulate(a) => engine::emulate(a),
         Command::Calibrate(a) => engine::run_calibrate(a),

@@ -14,7 +14,10 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
-    let (sc, base) = Scenario::from_file(&a.scenario)?;
+    let (mut sc, base) = Scenario::from_file(&a.scenario)?;
+    if let Some(placement) = a.placement {
+        sc.pools.iter_mut().for_each(|p| p.placement = placement);
+    }
     let policies: Vec<Policy> = if a.policies.is_empty() {
         vec![Policy::Fifo, Policy::Priority, Policy::Quota, Policy::BidPrice]
     } else {
@@ -31,6 +34,9 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
     }
     let overload = a.overload.unwrap_or(sc.overload);
     anyhow::ensure!(overload > 0.0 && overload.is_finite(), "--overload must be a positive number");
+    if let Some(placement) = a.placement {
+        sc.pools.iter_mut().for_each(|p| p.placement = placement);
+    }
     let load = Load { overrides, overload, requests: a.requests };
     let reqs = load_requests(&sc, &base, &load).map_err(anyhow::Error::msg)?;
     let duration = reqs.last().map(|r| r.at).unwrap_or(0.0);
@@ -158,6 +164,9 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<()> {
     let (mut sc, base) = Scenario::from_file(&a.scenario)?;
     anyhow::ensure!(a.duration > 0.0 && a.duration.is_finite(), "--duration must be a positive number of seconds");
     sc.duration_s = Some(a.duration);
+    if let Some(placement) = a.placement {
+        sc.pools.iter_mut().for_each(|p| p.placement = placement);
+    }
     let overload = a.overload.unwrap_or(sc.overload);
     let load = Load { overload, ..Load::default() };
     let reqs = load_requests(&sc, &base, &load).map_err(anyhow::Error::msg)?;

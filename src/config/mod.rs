@@ -37,6 +37,63 @@ pub struct Config {
     pub sites: Vec<SiteConfig>,
     #[serde(default)]
     pub admission: AdmissionConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// Response caching: an exact cache always available to tiers that allow it, and a semantic
+/// cache when an embeddings backend is configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most bytes of cached responses held (exact and semantic together).
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: u64,
+    /// How long an entry may be served after it was stored, seconds.
+    #[serde(default = "default_cache_ttl")]
+    pub ttl_s: u64,
+    #[serde(default)]
+    pub semantic: Option<SemanticCacheConfig>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { max_bytes: default_cache_bytes(), ttl_s: default_cache_ttl(), semantic: None }
+    }
+}
+
+/// Where the semantic cache's embeddings come from and how close a hit must be.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticCacheConfig {
+    /// Base URL of an OpenAI-compatible embeddings server (`/v1/embeddings` is appended).
+    pub url: String,
+    /// Model name sent to it.
+    #[serde(default = "default_embedding_model")]
+    pub model: String,
+    /// Environment variable holding its API key, if it needs one.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Least cosine similarity of a hit (`tollgate cache eval` measures precision per threshold).
+    #[serde(default = "default_semantic_threshold")]
+    pub threshold: f32,
+    /// Most entries kept per (tenant, model, parameters); the oldest go first.
+    #[serde(default = "default_semantic_entries")]
+    pub max_entries_per_scope: usize,
+    #[serde(default = "default_embed_timeout")]
+    pub timeout_ms: u64,
+}
+
+/// When a tier's requests may be answered from the exact cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheMode {
+    Off,
+    /// Only deterministic requests: `temperature` 0 or a `seed`.
+    #[default]
+    Deterministic,
+    /// Every request: the tier accepts a stored answer to a sampled request.
+    Always,
 }
 
 /// A site whose pools share a power cap.
@@ -170,6 +227,15 @@ pub struct ModelConfig {
     /// Cheaper models that may serve this one's requests when capacity is dear.
     #[serde(default)]
     pub fallbacks: Vec<FallbackConfig>,
+    /// A router model (`tollgate router train`): per request, the probability that a fallback's
+    /// answer is as good as this model's, used as that fallback's quality.
+    #[serde(default)]
+    pub router: Option<PathBuf>,
+    /// How requests pick one of the model's backends: `round_robin`, `least_loaded` or
+    /// `prefix` (the backend most likely to hold the prompt's prefix in its KV cache). Without
+    /// it: two random backends, the less busy wins.
+    #[serde(default)]
+    pub placement: Option<crate::routing::placement::Placement>,
     /// If set, only these tenants may use (or see) the model.
     #[serde(default)]
     pub allowed_tenants: Option<Vec<String>>,
@@ -207,6 +273,12 @@ pub struct TierConfig {
     /// `priority` policy); tollgate's own admission prices value instead.
     #[serde(default)]
     pub priority: u32,
+    /// When responses may come from the exact cache.
+    #[serde(default)]
+    pub cache: CacheMode,
+    /// Whether a close enough earlier answer (the semantic cache) may be served.
+    #[serde(default)]
+    pub semantic_cache: bool,
 }
 
 impl TierConfig {
@@ -314,6 +386,24 @@ fn default_half_life() -> f64 {
 }
 fn default_step() -> f64 {
     0.05
+}
+fn default_cache_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_cache_ttl() -> u64 {
+    3_600
+}
+fn default_embedding_model() -> String {
+    "all-minilm-l6-v2".into()
+}
+fn default_semantic_threshold() -> f32 {
+    0.95
+}
+fn default_semantic_entries() -> usize {
+    10_000
+}
+fn default_embed_timeout() -> u64 {
+    2_000
 }
 fn default_rho() -> f64 {
     0.85
@@ -424,6 +514,18 @@ impl Config {
                 }
             }
         }
+        if let Some(sc) = &self.cache.semantic {
+            match reqwest::Url::parse(&sc.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => return bad("cache.semantic.url".into(), format!("`{}` is not an http(s) URL", sc.url)),
+            }
+            if !(sc.threshold > 0.0 && sc.threshold <= 1.0) {
+                return bad("cache.semantic.threshold".into(), "must be in (0, 1]".into());
+            }
+            if sc.max_entries_per_scope == 0 {
+                return bad("cache.semantic.max_entries_per_scope".into(), "must be at least 1".into());
+            }
+        }
         let sites: HashSet<&str> = self.sites.iter().map(|s| s.name.as_str()).collect();
         for (i, site) in self.sites.iter().enumerate() {
             if !positive(site.power_cap_watts) {
@@ -453,6 +555,9 @@ impl Config {
                         return bad(f("site"), format!("unknown site `{site}`"));
                     }
                 }
+            }
+            if m.router.is_some() && m.fallbacks.is_empty() {
+                return bad(format!("models[{i}].router"), "a router needs fallbacks to route to".into());
             }
             for (j, fb) in m.fallbacks.iter().enumerate() {
                 if !models.contains(fb.model.as_str()) || fb.model == m.name {

@@ -15,6 +15,7 @@ pub struct GatewayMetrics {
     requests: IntCounterVec,
     tokens: IntCounterVec,
     usd: CounterVec,
+    cache: IntCounterVec,
     latency: HistogramVec,
     ttft: HistogramVec,
     /// Per pool, set at scrape time.
@@ -84,6 +85,17 @@ impl GatewayMetrics {
                 CounterVec::new(
                     Opts::new("tollgate_usd_total", "Value, revenue and cost metered, USD, by tenant and kind"),
                     &["tenant", "kind"],
+                )
+                .expect("valid counter"),
+            ),
+            cache: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tollgate_cache_lookups_total",
+                        "Response-cache lookups by tenant, model asked for and result (exact, semantic, miss)",
+                    ),
+                    &["tenant", "model", "result"],
                 )
                 .expect("valid counter"),
             ),
@@ -162,6 +174,9 @@ impl GatewayMetrics {
             if v > 0.0 {
                 self.usd.with_label_values(&[&row.tenant, kind]).inc_by(v);
             }
+        }
+        if let Some(result) = &row.cache {
+            self.cache.with_label_values(&[&row.tenant, &row.model_requested, result]).inc();
         }
         self.latency.with_label_values(&[model]).observe(row.latency_ms / 1000.0);
         if let Some(t) = row.ttft_ms {

@@ -51,6 +51,9 @@ pub struct LedgerRow {
     pub price: Option<f64>,
     /// Value minus priced work at decision time, USD.
     pub net_value: Option<f64>,
+    /// The cache that answered (`exact`, `semantic`), `miss` if one was looked up and missed,
+    /// `None` if no cache applied.
+    pub cache: Option<String>,
 }
 
 /// USD per 1M input and output tokens.
@@ -158,6 +161,7 @@ impl Meter {
                 decision: "none".into(),
                 price: None,
                 net_value: None,
+                cache: None,
             },
             sink,
             started: Instant::now(),
@@ -203,6 +207,20 @@ impl Meter {
         self.row.decision = decision.into();
         self.row.price = price;
         self.row.net_value = net_value;
+    }
+
+    /// Records a cache lookup's result (`exact`, `semantic` or `miss`).
+    pub fn cache(&mut self, result: &'static str) {
+        self.row.cache = Some(result.into());
+    }
+
+    /// The request was answered from the cache: `model`'s stored answer, no backend, no cost.
+    pub fn served_from_cache(&mut self, model: &str, tokens: Tokens) {
+        self.row.model_served = Some(model.into());
+        self.row.decision = "cache".into();
+        self.cost_rates = Rates::default();
+        self.tokens = tokens;
+        self.first_token();
     }
 
     /// Tokens recorded so far.

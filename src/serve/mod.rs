@@ -65,7 +65,15 @@ pub async fn spawn(
         None
     };
     let budgets = budgets(&cfg, &*store).await?;
-    let gateway = Arc::new(Gateway { cfg, allocator, budgets, auth, registry, sink, store });
+    let cache = Arc::new(crate::cache::ResponseCache::new(&cfg.cache));
+    let mut routers = std::collections::HashMap::new();
+    for m in &cfg.models {
+        if let Some(path) = &m.router {
+            let model = crate::routing::RouterModel::load(path).with_context(|| format!("models `{}`: router", m.name))?;
+            routers.insert(m.name.clone(), Arc::new(model));
+        }
+    }
+    let gateway = Arc::new(Gateway { cfg, allocator, budgets, auth, registry, sink, store, cache, routers });
     let mut background = health;
     if let Some(a) = &gateway.allocator {
         background.extend(spawn_allocator(gateway.clone(), a.clone()));

@@ -10,6 +10,7 @@ use crate::allocator::forecast::ClassKey;
 use crate::allocator::{value_rates, Allocator};
 use crate::config::Config;
 use crate::emulator::engine::{Engine, Event, Submission};
+use crate::routing::placement::Placer;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -111,6 +112,8 @@ pub struct Sim<'a> {
     pub prices: Vec<PoolSample>,
     next_id: u64,
     pool_index: Vec<usize>,
+    /// Per pool, how requests are placed on its replicas.
+    placers: Vec<Placer>,
 }
 
 impl<'a> Sim<'a> {
@@ -130,6 +133,7 @@ impl<'a> Sim<'a> {
         let pool_index =
             sc.classes.iter().map(|c| sc.pools.iter().position(|p| p.name == c.pool).unwrap_or(0)).collect();
         let quotas = QuotaBuckets::new(sc, &alloc, reqs);
+        let placers = sc.pools.iter().map(|p| Placer::new(p.placement)).collect();
         Ok(Self {
             sc,
             cfg,
@@ -145,6 +149,7 @@ impl<'a> Sim<'a> {
             prices: Vec::new(),
             next_id: 1,
             pool_index,
+            placers,
         })
     }
 
@@ -153,7 +158,14 @@ impl<'a> Sim<'a> {
     }
 
     /// Runs every request to its end; `progress` hears the number of arrivals now and then.
-    pub fn run(mut self, progress: &mut dyn FnMut(usize)) -> (Vec<Fate>, Vec<PoolSample>) {
+    pub fn run(self, progress: &mut dyn FnMut(usize)) -> (Vec<Fate>, Vec<PoolSample>) {
+        let (fates, prices, _) = self.run_counting(progress);
+        (fates, prices)
+    }
+
+    /// As [`Self::run`], also returning the share of prompt tokens served from the replicas'
+    /// prefix caches.
+    pub fn run_counting(mut self, progress: &mut dyn FnMut(usize)) -> (Vec<Fate>, Vec<PoolSample>, f64) {
         self.push(0.0, Ev::Tick);
         if self.policy == Policy::BidPrice {
             self.push(SOLVE_S, Ev::Solve);
@@ -188,8 +200,12 @@ impl<'a> Sim<'a> {
             }
         }
         progress(next);
+        let (queried, hit) = self.pools.iter().flatten().fold((0u64, 0u64), |(q, h), r| {
+            let c = r.engine.counters();
+            (q + c.prefix_queried_tokens, h + c.prefix_hit_tokens)
+        });
         let fates = self.fates.into_iter().map(|f| f.unwrap_or(Fate::Dropped)).collect();
-        (fates, self.prices)
+        (fates, self.prices, hit as f64 / queried.max(1) as f64)
     }
 
     fn key(&self, class: usize) -> ClassKey {
@@ -264,12 +280,12 @@ impl<'a> Sim<'a> {
         let r = &self.reqs[i];
         let id = self.next_id;
         self.next_id += 1;
-        let replicas = &mut self.pools[pool];
-        let (ri, rep) = replicas
-            .iter_mut()
-            .enumerate()
-            .min_by_key(|(_, x)| x.engine.load().running + x.engine.load().waiting)
-            .expect("a pool has replicas");
+        let loads: Vec<u32> = self.pools[pool]
+            .iter()
+            .map(|x| (x.engine.load().running + x.engine.load().waiting).min(u32::MAX as usize) as u32)
+            .collect();
+        let ri = self.placers[pool].choose(&r.hashes, &loads, &[]).expect("a pool has replicas");
+        let rep = &mut self.pools[pool][ri];
         let sub = Submission {
             id,
             prompt_tokens: r.input.max(1),

@@ -70,6 +70,8 @@ pub struct PolicyReport {
     pub tiers: Vec<TierReport>,
     pub timeline: Vec<Bucket>,
     pub pools: Vec<PoolSeries>,
+    /// Share of prompt tokens the engines served from their prefix caches.
+    pub prefix_hit_share: f64,
 }
 
 /// The hindsight figures: the bound on SLA-safe capacity, a feasible schedule's value under it,
@@ -212,6 +214,7 @@ pub fn summarise(
         tiers,
         timeline,
         pools: pool_series(sc, prices),
+        prefix_hit_share: 0.0,
     }
 }
 

@@ -93,6 +93,8 @@ pub fn simulate(
     progress: &mut dyn FnMut(usize),
 ) -> Result<PolicyReport, String> {
     let cfg = sc.gateway_config()?;
-    let (fates, prices) = Sim::new(sc, policy, reqs)?.run(progress);
-    Ok(summarise(sc, policy.name(), reqs, &fates, &prices, |r| full_value(sc, &cfg, r), hindsight))
+    let (fates, prices, prefix_hit_share) = Sim::new(sc, policy, reqs)?.run_counting(progress);
+    let mut report = summarise(sc, policy.name(), reqs, &fates, &prices, |r| full_value(sc, &cfg, r), hindsight);
+    report.prefix_hit_share = prefix_hit_share;
+    Ok(report)
 }

@@ -45,6 +45,9 @@ pub struct PoolSpec {
     /// gateway model's `fallbacks`).
     #[serde(default)]
     pub fallbacks: Vec<FallbackSpec>,
+    /// How a request picks one of the pool's replicas (as a gateway model's `placement`).
+    #[serde(default)]
+    pub placement: crate::routing::placement::Placement,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,12 +104,19 @@ impl Scenario {
             field: "(syntax)".into(),
             message: e.to_string(),
         })?;
-        let s: Scenario = serde_path_to_error::deserialize(de).map_err(|e| ScenarioError::Invalid {
+        let mut s: Scenario = serde_path_to_error::deserialize(de).map_err(|e| ScenarioError::Invalid {
             path: p.clone(),
             field: e.path().to_string(),
             message: e.inner().message().to_string(),
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // A profile file is named relative to the scenario (built-in names stay as they are).
+        for pool in &mut s.pools {
+            let beside = base.join(&pool.profile);
+            if crate::capacity::Profile::builtin(&pool.profile).is_err() && beside.is_file() {
+                pool.profile = beside.display().to_string();
+            }
+        }
         s.gateway_config().map_err(|e| ScenarioError::Invalid { path: p, field: "(fleet)".into(), message: e })?;
         Ok((s, base))
     }
@@ -114,34 +124,43 @@ impl Scenario {
     /// The gateway configuration equivalent to this scenario: one model per pool (backends are
     /// placeholders, never contacted), one tenant per class.
     pub fn gateway_config(&self) -> Result<Config, String> {
-        let urls: Vec<String> = self.pools.iter().map(|p| format!("http://sim.invalid/{}", p.name)).collect();
+        let urls: Vec<Vec<String>> = self.pools.iter().map(|p| vec![format!("http://sim.invalid/{}", p.name)]).collect();
         self.live_config(&urls, None)
     }
 
-    /// As [`Self::gateway_config`], with each pool served by the backend at `urls[i]`, keeping
-    /// its data in `data_dir`.
-    pub fn live_config(&self, urls: &[String], data_dir: Option<&Path>) -> Result<Config, String> {
+    /// As [`Self::gateway_config`], with pool `i` served by the backends at `urls[i]` (one per
+    /// replica, placed by the pool's `placement`, or one for all), keeping its data in `data_dir`.
+    pub fn live_config(&self, urls: &[Vec<String>], data_dir: Option<&Path>) -> Result<Config, String> {
         let q = |s: &str| format!("{s:?}");
         let mut t = String::new();
         if let Some(d) = data_dir {
             t += &format!("data_dir = {}\n", q(&d.display().to_string()));
         }
         t += "[admission]\nsolve_interval_ms = 1000\n";
-        for (p, url) in self.pools.iter().zip(urls) {
-            t += &format!("[[backends]]\nname = {}\nurl = {}\n", q(&p.name), q(url));
+        let mut names: Vec<Vec<String>> = Vec::new();
+        for (p, urls) in self.pools.iter().zip(urls) {
+            let mut pool_names = Vec::new();
+            for (i, url) in urls.iter().enumerate() {
+                let name = if urls.len() == 1 { p.name.clone() } else { format!("{}-{i}", p.name) };
+                t += &format!("[[backends]]\nname = {}\nurl = {}\n", q(&name), q(url));
+                pool_names.push(q(&name));
+            }
+            names.push(pool_names);
         }
-        for p in &self.pools {
+        for (p, backends) in self.pools.iter().zip(&names) {
             let fallbacks: Vec<String> =
                 p.fallbacks.iter().map(|f| format!("{{ model = {}, quality = {} }}", q(&f.pool), f.quality)).collect();
             t += &format!(
-                "[[models]]\nname = {0}\nbackends = [{0}]\nfallbacks = [{1}]\ncapacity = {{ profile = {2}, replicas = {3}, sla_utilisation = {4}, cost_per_engine_second = {5}, queue_window_s = {6} }}\n",
+                "[[models]]\nname = {0}\nbackends = [{7}]\nplacement = {8}\nfallbacks = [{1}]\ncapacity = {{ profile = {2}, replicas = {3}, sla_utilisation = {4}, cost_per_engine_second = {5}, queue_window_s = {6} }}\n",
                 q(&p.name),
                 fallbacks.join(", "),
                 q(&p.profile),
                 p.replicas,
                 p.sla_utilisation,
                 p.cost_per_engine_second,
-                p.queue_window_s
+                p.queue_window_s,
+                backends.join(", "),
+                q(p.placement.as_str())
             );
         }
         for tier in &self.tiers {

@@ -205,20 +205,25 @@ fn side(sc: &Scenario, reqs: &[SimRequest], outcomes: &[Outcome]) -> anyhow::Res
 
 /// The live side: emulators for the pools, the gateway in front, every request sent at its time.
 async fn live(sc: &Scenario, reqs: &[SimRequest], data_dir: &Path) -> anyhow::Result<(Vec<Outcome>, Vec<f64>)> {
+    // One emulated engine per replica, placed by the gateway as the simulator places them.
     let mut urls = Vec::new();
     for p in &sc.pools {
         let profile = Profile::resolve(&p.profile)?;
-        let emu = Emulator::start(EmulatorConfig {
-            profile,
-            model_name: p.name.clone(),
-            replicas: p.replicas as usize,
-            seed: 0,
-            time_scale: 1.0,
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        urls.push(format!("http://{}", listener.local_addr()?));
-        let router = emu.router();
-        tokio::spawn(async move { axum::serve(crate::serve::nodelay(listener), router).await });
+        let mut pool_urls = Vec::new();
+        for replica in 0..p.replicas {
+            let emu = Emulator::start(EmulatorConfig {
+                profile: profile.clone(),
+                model_name: p.name.clone(),
+                replicas: 1,
+                seed: u64::from(replica),
+                time_scale: 1.0,
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            pool_urls.push(format!("http://{}", listener.local_addr()?));
+            let router = emu.router();
+            tokio::spawn(async move { axum::serve(crate::serve::nodelay(listener), router).await });
+        }
+        urls.push(pool_urls);
     }
     let cfg = sc.live_config(&urls, Some(data_dir)).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -237,8 +242,14 @@ async fn live(sc: &Scenario, reqs: &[SimRequest], data_dir: &Path) -> anyhow::Re
     // Prompts are built before the clock starts, so the client's tokenising does not compete
     // with the gateway and the emulators during the replay.
     let prompts = tokio::task::spawn_blocking({
-        let sizes: Vec<u32> = reqs.iter().map(|r| r.input.max(1)).collect();
-        move || sizes.into_iter().enumerate().map(|(i, n)| prompt(i, n)).collect::<Vec<_>>()
+        let shapes: Vec<(u32, Vec<u64>)> = reqs.iter().map(|r| (r.input.max(1), r.hashes.clone())).collect();
+        move || {
+            shapes
+                .into_iter()
+                .enumerate()
+                .map(|(i, (n, hashes))| if hashes.is_empty() { prompt(i, n) } else { prefixed_prompt(i, n, &hashes) })
+                .collect::<Vec<_>>()
+        }
     })
     .await?;
     // The allocator's first plan comes one solve interval after start, as in the simulator.
@@ -291,6 +302,25 @@ pub fn prompt(i: usize, tokens: u32) -> String {
             _ => return p,
         }
     }
+}
+
+/// A prompt of about `tokens` tokens whose leading 512-token blocks are the trace's named blocks
+/// (`hashes`): requests naming the same leading blocks share a textual, hence a KV-cache, prefix.
+/// The rest is unique to request `i`.
+pub fn prefixed_prompt(i: usize, tokens: u32, hashes: &[u64]) -> String {
+    let block = crate::emulator::engine::kv::BLOCK_TOKENS as usize;
+    let full = (tokens as usize / block).min(hashes.len());
+    let mut p = String::with_capacity(tokens as usize * 6);
+    for h in &hashes[..full] {
+        // " hello" is one token; the block's name a few more, so a block is about 512 tokens.
+        p.push_str(&format!(" Block {h}:"));
+        p.push_str(&" hello".repeat(block - 6));
+    }
+    let rest = tokens as usize - full * block;
+    if rest > 0 {
+        p.push_str(&prompt(i, rest as u32));
+    }
+    p
 }
 
 /// Sends one streaming completion and times its first token and its end.

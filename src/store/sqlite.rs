@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/0002_decisions.sql")),
     (3, include_str!("../../migrations/0003_revenue.sql")),
     (4, include_str!("../../migrations/0004_client_request_id.sql")),
+    (5, include_str!("../../migrations/0005_cache.sql")),
 ];
 
 #[derive(Clone)]
@@ -99,6 +100,7 @@ fn ledger_from_row(r: &sqlx::sqlite::SqliteRow) -> LedgerRow {
         decision: r.get("decision"),
         price: r.get("price"),
         net_value: r.get("net_value"),
+        cache: r.get("cache"),
     }
 }
 
@@ -145,7 +147,7 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         // Multi-row statements: a statement is a round trip to SQLite's thread. Chunks of
         // power-of-two sizes keep the distinct statements few, so each is prepared once and
-        // cached; 26 columns x 256 rows stays under SQLite's limit on bound variables (32,766).
+        // cached; 27 columns x 256 rows stays under SQLite's limit on bound variables (32,766).
         let mut rest = rows;
         while !rest.is_empty() {
             let n = if rest.len() >= 256 { 256 } else { 1 << rest.len().ilog2() };
@@ -154,7 +156,7 @@ impl Store for SqliteStore {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO ledger (id, tenant, key_id, endpoint, model_requested, model_served, backend, stream, status, \
                  outcome, error, input_tokens, output_tokens, tokens_estimated, attempts, ttft_ms, latency_ms, cost_usd, \
-                 value_usd, started_at_ms, finished_at_ms, decision, price, net_value, revenue_usd, client_request_id) ",
+                 value_usd, started_at_ms, finished_at_ms, decision, price, net_value, revenue_usd, client_request_id, cache) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(&r.id)
@@ -182,7 +184,8 @@ impl Store for SqliteStore {
                     .push_bind(r.price)
                     .push_bind(r.net_value)
                     .push_bind(r.revenue_usd)
-                    .push_bind(&r.client_request_id);
+                    .push_bind(&r.client_request_id)
+                    .push_bind(&r.cache);
             });
             q.build().execute(&mut *tx).await?;
         }

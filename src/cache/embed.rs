@@ -1,0 +1,67 @@
+//! A client of an OpenAI-compatible `/v1/embeddings` endpoint (llama.cpp's server, vLLM, a
+//! hosted API), used by the semantic cache and by `tollgate cache eval`. Vectors come back
+//! normalised to unit length.
+
+use super::semantic::normalised;
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("embeddings request failed: {0}")]
+    Transport(#[from] reqwest::Error),
+    #[error("embeddings server answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("embeddings response: {0}")]
+    Shape(String),
+}
+
+#[derive(Clone)]
+pub struct Embedder {
+    client: reqwest::Client,
+    url: String,
+    model: String,
+    api_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Response {
+    data: Vec<Datum>,
+}
+
+#[derive(Deserialize)]
+struct Datum {
+    index: usize,
+    embedding: Vec<f32>,
+}
+
+impl Embedder {
+    pub fn new(base_url: &str, model: &str, api_key: Option<String>, timeout: Duration) -> Self {
+        let client = reqwest::Client::builder().timeout(timeout).build().expect("a plain HTTP client builds");
+        Self { client, url: format!("{}/v1/embeddings", base_url.trim_end_matches('/')), model: model.into(), api_key }
+    }
+
+    /// Unit vectors for `texts`, in order.
+    pub async fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut req = self.client.post(&self.url).json(&json!({"model": self.model, "input": texts}));
+        if let Some(k) = &self.api_key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(EmbedError::Status { status: status.as_u16(), body: body.chars().take(300).collect() });
+        }
+        let mut r: Response = resp.json().await?;
+        if r.data.len() != texts.len() {
+            return Err(EmbedError::Shape(format!("{} vectors for {} inputs", r.data.len(), texts.len())));
+        }
+        r.data.sort_by_key(|d| d.index);
+        r.data
+            .into_iter()
+            .map(|d| normalised(d.embedding).ok_or_else(|| EmbedError::Shape("a zero or non-finite vector".into())))
+            .collect()
+    }
+}

@@ -1,0 +1,159 @@
+//! Response caching, always scoped to a tenant: an exact cache (the same request, all generation
+//! parameters included, from the same tenant) and an opt-in semantic cache (a close enough
+//! earlier prompt in the same tenant, model and parameters). A hit costs no capacity: it is
+//! answered before admission, and its ledger row says it came from the cache.
+//!
+//! The exact cache is used for deterministic requests (`temperature` 0 or a `seed`) unless the
+//! tier says otherwise; answers are stored only when served by the model asked for (a
+//! downgraded answer is not the model's answer).
+
+pub mod embed;
+pub mod entry;
+pub mod key;
+pub mod semantic;
+
+use crate::config::{CacheConfig, CacheMode, TierConfig};
+pub use entry::{Cached, Kind};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A lookup's result worth serving.
+pub enum Hit {
+    Exact(Arc<Cached>),
+    Semantic(Arc<Cached>, f32),
+}
+
+impl Hit {
+    pub fn answer(&self) -> &Cached {
+        match self {
+            Hit::Exact(c) | Hit::Semantic(c, _) => c,
+        }
+    }
+
+    /// The ledger's and the response header's name of the cache that answered.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Hit::Exact(_) => "exact",
+            Hit::Semantic(..) => "semantic",
+        }
+    }
+}
+
+/// Where a missed request's answer will be stored once served.
+pub struct Probe {
+    pub kind: Kind,
+    exact: Option<key::Key>,
+    semantic: Option<(key::Scope, Vec<f32>)>,
+}
+
+pub struct ResponseCache {
+    exact: moka::sync::Cache<key::Key, Arc<Cached>>,
+    semantic: Option<Semantic>,
+}
+
+struct Semantic {
+    embedder: embed::Embedder,
+    index: semantic::Index,
+    threshold: f32,
+}
+
+impl ResponseCache {
+    pub fn new(cfg: &CacheConfig) -> Self {
+        let ttl = Duration::from_secs(cfg.ttl_s.max(1));
+        let exact = moka::sync::Cache::builder()
+            .max_capacity(cfg.max_bytes)
+            .weigher(|_, v: &Arc<Cached>| v.weight)
+            .time_to_live(ttl)
+            .build();
+        let semantic = cfg.semantic.as_ref().map(|s| Semantic {
+            embedder: embed::Embedder::new(
+                &s.url,
+                &s.model,
+                s.api_key_env.as_ref().and_then(|k| std::env::var(k).ok()),
+                Duration::from_millis(s.timeout_ms),
+            ),
+            index: semantic::Index::new(s.max_entries_per_scope, ttl),
+            threshold: s.threshold,
+        });
+        Self { exact, semantic }
+    }
+
+    /// Looks a request up in the caches its tier allows. `None` when no cache applies to it;
+    /// otherwise the probe (to store the answer after a miss) and the hit, if any.
+    pub async fn lookup(
+        &self,
+        tier: Option<&TierConfig>,
+        tenant: &str,
+        model: &str,
+        endpoint: &str,
+        kind: Kind,
+        request: &Value,
+    ) -> Option<(Probe, Option<Hit>)> {
+        let tier = tier?;
+        let exact_ok = match tier.cache {
+            CacheMode::Off => false,
+            CacheMode::Deterministic => key::deterministic(request),
+            CacheMode::Always => true,
+        };
+        let semantic = self.semantic.as_ref().filter(|_| tier.semantic_cache);
+        if !exact_ok && semantic.is_none() {
+            return None;
+        }
+        let mut probe = Probe { kind, exact: None, semantic: None };
+        if exact_ok {
+            let k = key::exact_key(tenant, model, endpoint, request);
+            if let Some(hit) = self.exact.get(&k) {
+                return Some((probe, Some(Hit::Exact(hit))));
+            }
+            probe.exact = Some(k);
+        }
+        if let Some(s) = semantic {
+            if let Some(text) = semantic::prompt_text(request) {
+                match s.embedder.embed(&[&text]).await {
+                    Ok(mut v) => {
+                        let vector = v.pop().expect("one vector per input");
+                        let scope = key::scope(tenant, model, endpoint, request);
+                        if let Some((answer, score)) = s.index.nearest(&scope, &vector, s.threshold) {
+                            return Some((probe, Some(Hit::Semantic(answer, score))));
+                        }
+                        probe.semantic = Some((scope, vector));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "semantic cache: embedding failed; looked up as a miss"),
+                }
+            }
+        }
+        (probe.exact.is_some() || probe.semantic.is_some()).then_some((probe, None))
+    }
+
+    /// Stores a served answer where the probe says.
+    pub fn store(&self, probe: Probe, answer: Cached) {
+        let answer = Arc::new(answer);
+        if let Some(k) = probe.exact {
+            self.exact.insert(k, answer.clone());
+        }
+        if let (Some(s), Some((scope, vector))) = (&self.semantic, probe.semantic) {
+            s.index.insert(scope, vector, answer);
+        }
+    }
+}
+
+/// A missed request's way back to the cache: where to store its answer once it is served.
+pub struct Capture {
+    cache: Arc<ResponseCache>,
+    probe: Probe,
+}
+
+impl Capture {
+    pub fn new(cache: Arc<ResponseCache>, probe: Probe) -> Self {
+        Self { cache, probe }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.probe.kind
+    }
+
+    pub fn store(self, answer: Cached) {
+        self.cache.store(self.probe, answer);
+    }
+}

@@ -1,0 +1,126 @@
+//! `tollgate router train|eval`: the offline side of cheaper-model routing, measured on
+//! RouteLLM's public routing sets.
+
+use crate::routing::data::{self, Selection, Split};
+use crate::routing::eval::{evaluate, Report};
+use crate::routing::model::{RouterModel, TrainParams};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RouterCommand {
+    /// Train a router model on RouteLLM-format CSVs and save it.
+    Train {
+        /// Files or folders of RouteLLM-format CSVs (folders are read recursively).
+        #[arg(long, num_args = 1.., required = true)]
+        data: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// L2 penalty of the logistic regression.
+        #[arg(long, default_value_t = TrainParams::default().l2)]
+        l2: f32,
+        #[arg(long, default_value_t = TrainParams::default().epochs)]
+        epochs: usize,
+        /// Hash buckets of the word n-gram features (0: dense shape features only).
+        #[arg(long, default_value_t = TrainParams::default().buckets)]
+        buckets: u32,
+    },
+    /// Evaluate a router model: quality vs share of strong-model calls, savings at 95% quality.
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, num_args = 1.., required = true)]
+        data: Vec<PathBuf>,
+        #[command(flatten)]
+        select: SelectArgs,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SelectArgs {
+    /// Which rows: `train` or `test` (held out: by subject for mmlu_*.csv, by prompt otherwise),
+    /// or `all`. Default: train for `train`, test for `eval`.
+    #[arg(long)]
+    pub split: Option<Split>,
+    /// Share held out for the test split.
+    #[arg(long, default_value_t = 0.3)]
+    pub holdout: f64,
+    /// Salt of the split's hash.
+    #[arg(long, default_value_t = 1)]
+    pub split_seed: u64,
+    /// Column of the cheaper model's correctness.
+    #[arg(long, default_value = data::DEFAULT_WEAK)]
+    pub weak: String,
+    /// Column of the stronger model's correctness.
+    #[arg(long, default_value = data::DEFAULT_STRONG)]
+    pub strong: String,
+}
+
+impl SelectArgs {
+    fn selection(&self, default: Split) -> Selection {
+        Selection { split: self.split.unwrap_or(default), holdout: self.holdout, seed: self.split_seed }
+    }
+}
+
+pub fn router(cmd: RouterCommand) -> anyhow::Result<()> {
+    match cmd {
+        RouterCommand::Train { data: paths, out, select, l2, epochs, buckets } => {
+            let files = data::csv_files(&paths)?;
+            let rows = data::load(&files, &select.weak, &select.strong, &select.selection(Split::Train))?;
+            anyhow::ensure!(!rows.is_empty(), "no training rows in {paths:?}");
+            let examples: Vec<_> = rows.iter().map(data::Row::example).collect();
+            let model = RouterModel::train(
+                &examples,
+                TrainParams { l2, epochs, buckets: buckets.max(1), ..TrainParams::default() },
+                data::names(&files),
+            );
+            model.save(&out)?;
+            eprintln!(
+                "trained on {} prompts from {} files ({:.1}% where the cheaper model is as good); wrote {}",
+                examples.len(),
+                files.len(),
+                model.trained_on.base_rate * 100.0,
+                out.display()
+            );
+            Ok(())
+        }
+        RouterCommand::Eval { model, data: paths, select, json } => {
+            let m = RouterModel::load(&model)?;
+            let files = data::csv_files(&paths)?;
+            let rows = data::load(&files, &select.weak, &select.strong, &select.selection(Split::Test))?;
+            let mut by_bench: BTreeMap<String, Vec<data::Row>> = BTreeMap::new();
+            for r in rows {
+                by_bench.entry(r.benchmark.clone()).or_default().push(r);
+            }
+            let reports: Vec<Report> = by_bench
+                .iter()
+                .map(|(b, rows)| {
+                    let scores: Vec<f64> = rows.iter().map(|r| m.p_weak_as_good(&r.text)).collect();
+                    evaluate(b, rows, &scores)
+                })
+                .collect();
+            println!("benchmark  prompts  weak acc  strong acc  AUC    saved at 95% quality: router  random  oracle");
+            for r in &reports {
+                println!(
+                    "{:<10} {:>7}  {:>7.1}%  {:>9.1}%  {:.3}  {:>28.1}%  {:>5.1}%  {:>5.1}%",
+                    r.benchmark,
+                    r.prompts,
+                    r.weak_accuracy * 100.0,
+                    r.strong_accuracy * 100.0,
+                    r.auc,
+                    r.saved_at_95_router * 100.0,
+                    r.saved_at_95_random * 100.0,
+                    r.saved_at_95_oracle * 100.0
+                );
+            }
+            if let Some(p) = json {
+                std::fs::write(&p, serde_json::to_string_pretty(&reports)?)?;
+            }
+            Ok(())
+        }
+    }
+}
