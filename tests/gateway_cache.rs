@@ -13,7 +13,7 @@ async fn cache_through_the_openai_client() {
     small.model = "llama3-8b".into();
     let emu = common::start_emulator(small, 1, 50.0).await;
     let config = format!(
-        "{}\n[cache.semantic]\nurl = \"{}\"\nthreshold = 0.9\n\
+        "{}\n[cache.semantic]\nurl = \"{}\"\nmodel = \"llama3-8b\"\nthreshold = 0.9\n\
          [[models]]\nname = \"llama3-8b\"\nbackends = [\"emu\"]\n{}\
          [[tenants]]\nname = \"beta\"\ntier = \"standard\"\n\
          [[tiers]]\nname = \"semantic\"\ninput_price_per_1m = 1.0\noutput_price_per_1m = 2.0\ncache = \"off\"\nsemantic_cache = true\n\

@@ -38,7 +38,10 @@ async fn the_routers_estimate_is_the_downgrades_quality() {
     let path = dir.path().join("router.json");
     model.save(&path).unwrap();
 
-    let (big, small) = (common::start_emulator(profile("big"), 1, 50.0).await, common::start_emulator(profile("small"), 1, 50.0).await);
+    let (big, small) = (
+        common::start_emulator(profile("big"), 1, 50.0).await,
+        common::start_emulator(profile("small"), 1, 50.0).await,
+    );
     let models = format!(
         "[[models]]\nname = \"big\"\nbackends = [\"b\"]\nrouter = {:?}\nfallbacks = [{{ model = \"small\", quality = 0.5 }}]\n\
          capacity = {{ profile = \"llama3-8b-h100-tp1\", replicas = 1, cost_per_engine_second = 1000.0 }}\n\
@@ -57,7 +60,12 @@ async fn the_routers_estimate_is_the_downgrades_quality() {
     for p in prompts {
         // The big pool runs at 1,000 USD per engine-second: every request is worth more on the
         // small one, at the router's estimate of its quality.
-        let r = chat(&gw.base, &key, json!({"model": "big", "messages": [{"role": "user", "content": p}], "max_tokens": 4})).await;
+        let r = chat(
+            &gw.base,
+            &key,
+            json!({"model": "big", "messages": [{"role": "user", "content": p}], "max_tokens": 4}),
+        )
+        .await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["x-tollgate-model"], "small");
         assert_eq!(r.headers()["x-tollgate-decision"], "downgrade");
@@ -79,7 +87,8 @@ async fn the_routers_estimate_is_the_downgrades_quality() {
     let err = tollgate::config::Config::from_toml(&format!("data_dir = \"x\"\n{bad}"), "t").unwrap_err();
     assert!(err.to_string().contains("models[0].router"), "{err}");
     let missing = cfg.replace(&path.display().to_string(), "/nonexistent/router.json");
-    let c = tollgate::config::Config::from_toml(&format!("data_dir = {:?}\n{missing}", dir.path().join("d")), "t").unwrap();
+    let c =
+        tollgate::config::Config::from_toml(&format!("data_dir = {:?}\n{missing}", dir.path().join("d")), "t").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let e = tollgate::serve::spawn(c, None, listener, None).await.err().expect("start fails");
     assert!(format!("{e:#}").contains("router"), "{e:#}");
@@ -97,7 +106,10 @@ async fn prefix_hits(base: &str) -> f64 {
 async fn prefix_placement_keeps_a_prefix_on_one_backend_where_it_hits() {
     let mut with_prefix = 0.0;
     for placement in ["prefix", "round_robin"] {
-        let emus = [common::start_emulator(profile("m"), 1, 100.0).await, common::start_emulator(profile("m"), 1, 100.0).await];
+        let emus = [
+            common::start_emulator(profile("m"), 1, 100.0).await,
+            common::start_emulator(profile("m"), 1, 100.0).await,
+        ];
         let cfg = format!(
             "{}{}[[models]]\nname = \"m\"\nbackends = [\"e0\", \"e1\"]\nplacement = \"{placement}\"\n{}",
             common::backend("e0", &emus[0].base, ""),

@@ -381,7 +381,14 @@ fn served_headers(model: &str, backend: &str, admitted: &Admitted) -> HeaderMap 
 
 /// Answers from the cache: no admission, no backend, no capacity; the tenant's budget is still
 /// charged and the ledger row says which cache answered.
-fn replay(gw: &Gateway, caller: &Caller, c: &Classified, request_id: &str, hit: Hit, mut meter: Meter) -> Result<Response, ApiError> {
+fn replay(
+    gw: &Gateway,
+    caller: &Caller,
+    c: &Classified,
+    request_id: &str,
+    hit: Hit,
+    mut meter: Meter,
+) -> Result<Response, ApiError> {
     let answer = hit.answer();
     let tokens = crate::metering::Tokens { input: answer.input_tokens, output: answer.output_tokens, estimated: false };
     let charge = gw.tier_rates(&caller.tenant).charge(tokens);

@@ -133,7 +133,9 @@ impl Cached {
                 Kind::Chat => {
                     let msg = &c["message"];
                     let role = msg.get("role").cloned().unwrap_or(Value::from("assistant"));
-                    push(chunk(json!([{"index": index, "delta": {"role": role, "content": ""}, "finish_reason": null}])));
+                    push(chunk(
+                        json!([{"index": index, "delta": {"role": role, "content": ""}, "finish_reason": null}]),
+                    ));
                     if let Some(text) = msg.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
                         push(chunk(json!([{"index": index, "delta": {"content": text}, "finish_reason": null}])));
                     }
@@ -289,12 +291,15 @@ mod tests {
     fn whole_responses_and_completions_round_trip_and_odd_ones_are_refused() {
         let body = br#"{"id":"x","object":"text_completion","model":"m","choices":[{"index":0,"text":"abc","finish_reason":"length"}],"usage":{"prompt_tokens":2,"completion_tokens":3}}"#;
         let c = Cached::from_whole(Kind::Completion, body).unwrap();
-        let again = Cached::from_events(Kind::Completion, events(&c.sse("y", 1, true)).iter().map(String::as_str)).unwrap();
+        let again =
+            Cached::from_events(Kind::Completion, events(&c.sse("y", 1, true)).iter().map(String::as_str)).unwrap();
         assert_eq!(again.body["choices"][0]["text"], "abc");
         assert_eq!(again.output_tokens, 3);
         assert!(Cached::from_whole(Kind::Chat, br#"{"choices":[]}"#).is_none());
         assert!(Cached::from_whole(Kind::Chat, br#"{"choices":[{"message":{}}]}"#).is_none(), "no usage");
-        let logprobs = [r#"{"choices":[{"index":0,"delta":{"content":"a"},"logprobs":{"content":[]}}],"usage":{"prompt_tokens":1}}"#];
+        let logprobs = [
+            r#"{"choices":[{"index":0,"delta":{"content":"a"},"logprobs":{"content":[]}}],"usage":{"prompt_tokens":1}}"#,
+        ];
         assert!(Cached::from_events(Kind::Chat, logprobs).is_none());
     }
 }

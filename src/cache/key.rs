@@ -61,8 +61,10 @@ mod tests {
 
     #[test]
     fn keys_ignore_order_and_transport_but_not_parameters_or_tenant() {
-        let a = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0, "stream": true});
-        let b = json!({"temperature": 0, "stream": false, "messages": [{"role": "user", "content": "hi"}], "model": "x"});
+        let a =
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0, "stream": true});
+        let b =
+            json!({"temperature": 0, "stream": false, "messages": [{"role": "user", "content": "hi"}], "model": "x"});
         assert_eq!(exact_key("t", "m", "/c", &a), exact_key("t", "m", "/c", &b));
         assert_ne!(exact_key("t", "m", "/c", &a), exact_key("u", "m", "/c", &a));
         assert_ne!(exact_key("t", "m", "/c", &a), exact_key("t", "n", "/c", &a));

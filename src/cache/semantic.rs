@@ -119,7 +119,8 @@ mod tests {
     use serde_json::json;
 
     fn answer(text: &str) -> Arc<Cached> {
-        let body = json!({"choices": [{"index": 0, "text": text}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}});
+        let body =
+            json!({"choices": [{"index": 0, "text": text}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}});
         Arc::new(Cached::from_whole(Kind::Completion, &serde_json::to_vec(&body).unwrap()).unwrap())
     }
 

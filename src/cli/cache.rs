@@ -74,7 +74,8 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<()> {
     if let Some(n) = limit {
         ps.truncate(n);
     }
-    let embedder = Embedder::new(&embeddings, &model, std::env::var("TOLLGATE_EMBEDDINGS_API_KEY").ok(), Duration::from_secs(120));
+    let embedder =
+        Embedder::new(&embeddings, &model, std::env::var("TOLLGATE_EMBEDDINGS_API_KEY").ok(), Duration::from_secs(120));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let embed_all = |texts: Vec<&str>| -> anyhow::Result<Vec<Vec<f32>>> {
         rt.block_on(async {

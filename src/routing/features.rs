@@ -47,7 +47,10 @@ pub fn extract(text: &str, buckets: u32) -> Features {
     let chars = text.chars().count() as f32;
     let digits = text.chars().filter(char::is_ascii_digit).count() as f32;
     let numbers = words.iter().filter(|w| w.chars().all(|c| c.is_ascii_digit())).count() as f32;
-    let choices = text.lines().filter(|l| l.len() >= 2 && l.as_bytes()[1] == b'.' && l.as_bytes()[0].is_ascii_uppercase()).count();
+    let choices = text
+        .lines()
+        .filter(|l| l.len() >= 2 && l.as_bytes()[1] == b'.' && l.as_bytes()[0].is_ascii_uppercase())
+        .count();
     let dense = [
         (1.0 + chars).ln() / 8.0,
         (1.0 + words.len() as f32).ln() / 6.0,

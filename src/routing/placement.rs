@@ -65,7 +65,8 @@ impl Placer {
             }
             Placement::LeastLoaded => least,
             Placement::Prefix => {
-                let limit = (loads[least] + self.guard_abs).min((f64::from(loads[least].max(1)) * self.guard_ratio) as u32 + self.guard_abs);
+                let limit = (loads[least] + self.guard_abs)
+                    .min((f64::from(loads[least].max(1)) * self.guard_ratio) as u32 + self.guard_abs);
                 // The deepest block whose owner is eligible and within the guard.
                 hashes
                     .iter()

@@ -69,7 +69,8 @@ pub async fn spawn(
     let mut routers = std::collections::HashMap::new();
     for m in &cfg.models {
         if let Some(path) = &m.router {
-            let model = crate::routing::RouterModel::load(path).with_context(|| format!("models `{}`: router", m.name))?;
+            let model =
+                crate::routing::RouterModel::load(path).with_context(|| format!("models `{}`: router", m.name))?;
             routers.insert(m.name.clone(), Arc::new(model));
         }
     }

@@ -124,7 +124,8 @@ impl Scenario {
     /// The gateway configuration equivalent to this scenario: one model per pool (backends are
     /// placeholders, never contacted), one tenant per class.
     pub fn gateway_config(&self) -> Result<Config, String> {
-        let urls: Vec<Vec<String>> = self.pools.iter().map(|p| vec![format!("http://sim.invalid/{}", p.name)]).collect();
+        let urls: Vec<Vec<String>> =
+            self.pools.iter().map(|p| vec![format!("http://sim.invalid/{}", p.name)]).collect();
         self.live_config(&urls, None)
     }
 

@@ -20,10 +20,20 @@ pub fn free_port() -> u16 {
 
 /// Starts llama-server on `model` with `slots` parallel sequences sharing `ctx` KV tokens.
 pub fn llama_server(model: &Path, slots: u32, ctx: u32) -> (Server, String) {
+    start(model, slots, ctx, &[])
+}
+
+/// Starts llama-server serving `/v1/embeddings` from a BERT-style GGUF (mean pooling).
+pub fn embeddings_server(model: &Path) -> (Server, String) {
+    start(model, 1, 512, &["--embeddings", "--pooling", "mean"])
+}
+
+fn start(model: &Path, slots: u32, ctx: u32, extra: &[&str]) -> (Server, String) {
     let port = free_port();
     let child = Command::new(super::prepared("TOLLGATE_LLAMA_SERVER"))
         .args(["-m", model.to_str().unwrap(), "--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["-t", "1", "--parallel", &slots.to_string(), "-c", &ctx.to_string()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
