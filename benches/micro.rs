@@ -93,6 +93,69 @@ fn token_count(c: &mut Criterion) {
     });
 }
 
+/// An exact-cache lookup on a cache of 10,000 entries: the request's canonical key (SHA-256 over
+/// tenant, model and parameters) and the moka get, as the gateway does before admission.
+fn cache_lookup(c: &mut Criterion) {
+    use tollgate::cache::{Cached, Kind, ResponseCache};
+    let cache = ResponseCache::new(&tollgate::config::CacheConfig::default());
+    let tier: tollgate::config::TierConfig =
+        toml::from_str("name = \"t\"\ninput_price_per_1m = 1.0\noutput_price_per_1m = 1.0").unwrap();
+    let answer = br#"{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"An answer of a few words."},"finish_reason":"stop"}],"usage":{"prompt_tokens":30,"completion_tokens":7}}"#;
+    let request = |i: usize| {
+        serde_json::json!({"model": "m", "temperature": 0, "max_tokens": 64,
+            "messages": [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": format!("Question number {i}, please answer briefly.")}]})
+    };
+    for i in 0..10_000 {
+        let (probe, _) = futures::executor::block_on(cache.lookup(
+            Some(&tier),
+            "acme",
+            "m",
+            "/v1/chat/completions",
+            Kind::Chat,
+            &request(i),
+        ))
+        .unwrap();
+        cache.store(probe, Cached::from_whole(Kind::Chat, answer).unwrap());
+    }
+    let hit = request(4_321);
+    c.bench_function("exact cache lookup, hit (key + get; 10,000 entries)", |b| {
+        b.iter(|| {
+            futures::executor::block_on(cache.lookup(
+                Some(&tier),
+                "acme",
+                "m",
+                "/v1/chat/completions",
+                Kind::Chat,
+                black_box(&hit),
+            ))
+        })
+    });
+    let index = tollgate::cache::semantic::Index::new(10_000, std::time::Duration::from_secs(3600));
+    let scope = tollgate::cache::key::Scope([7; 32]);
+    let unit = |seed: usize| {
+        let v: Vec<f32> = (0..384).map(|k| ((seed * 31 + k * 17) % 97) as f32 - 48.0).collect();
+        tollgate::cache::semantic::normalised(v).unwrap()
+    };
+    for i in 0..10_000 {
+        index.insert(scope, unit(i), std::sync::Arc::new(Cached::from_whole(Kind::Chat, answer).unwrap()));
+    }
+    let q = unit(123_456);
+    c.bench_function("semantic nearest neighbour (10,000 x 384 in one scope)", |b| {
+        b.iter(|| index.nearest(black_box(&scope), black_box(&q), 0.95))
+    });
+}
+
+/// The router's estimate for a short prompt: features (hashed n-grams) and the logistic score.
+fn router_estimate(c: &mut Criterion) {
+    use tollgate::routing::model::{Example, RouterModel, TrainParams};
+    let examples: Vec<Example> = (0..500)
+        .map(|i| Example { text: format!("question {i} about topic {}", i % 7), weak_as_good: i % 3 != 0 })
+        .collect();
+    let m = RouterModel::train(&examples, TrainParams::default(), vec![]);
+    let prompt = "Summarise the opportunity cost of serving this request in one sentence, please.";
+    c.bench_function("router estimate, short prompt", |b| b.iter(|| m.p_weak_as_good(black_box(prompt))));
+}
+
 fn admission(c: &mut Criterion) {
     let cands = [
         Candidate { pool: 0, quality: 1.0, work: 0.25, price: 0.02, prefill: 0.1, room_left: 3.0, ttft_s: 0.1 },
@@ -143,5 +206,15 @@ fn lp(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, admission, priced_admission, board_read, sse_relay, token_count, lp);
+criterion_group!(
+    benches,
+    admission,
+    priced_admission,
+    board_read,
+    sse_relay,
+    token_count,
+    cache_lookup,
+    router_estimate,
+    lp
+);
 criterion_main!(benches);

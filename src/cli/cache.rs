@@ -27,21 +27,18 @@ pub enum CacheCommand {
     },
 }
 
-/// One threshold's figures.
+/// One threshold's figures: a pair is a hit when its two texts are at least this similar (the
+/// second text looked up in a cache holding the first).
 #[derive(Debug, Serialize)]
 pub struct ThresholdRow {
     pub threshold: f32,
-    /// Pairwise: a pair is a hit when its two texts are at least this similar.
-    pub pair_hits: usize,
-    pub pair_precision: f64,
-    /// Share of same-question pairs that hit (recall).
-    pub pair_hit_rate: f64,
-    /// As a cache: every `text_a` stored, each `text_b` looked up; a hit is the nearest stored
-    /// text at or above the threshold, correct only if it is the pair's own (labelled 1).
-    pub cache_hits: usize,
-    pub cache_precision: f64,
-    /// Hits over lookups.
-    pub cache_hit_rate: f64,
+    pub hits: usize,
+    /// Share of hits whose pair is labelled the same question (a correct hit).
+    pub precision: f64,
+    /// Hits over all pairs.
+    pub hit_rate: f64,
+    /// Correct hits over the same-question pairs.
+    pub recall: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,8 +48,8 @@ pub struct CacheEval {
     pub file: String,
     pub embeddings_model: String,
     pub thresholds: Vec<ThresholdRow>,
-    /// The least threshold with cache precision >= 95%.
-    pub recommended_threshold: Option<f32>,
+    /// The least threshold with precision >= 95%, if any reaches it.
+    pub threshold_for_95_precision: Option<f32>,
 }
 
 #[derive(serde::Deserialize)]
@@ -92,49 +89,39 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<()> {
     };
     let a = embed_all(ps.iter().map(|p| p.text_a.as_str()).collect())?;
     let b = embed_all(ps.iter().map(|p| p.text_b.as_str()).collect())?;
-    let pair_sim: Vec<f32> = a.iter().zip(&b).map(|(x, y)| dot(x, y)).collect();
-    // Nearest stored text_a for each text_b (brute force, as the gateway's index does), on every core.
-    let nearest = nearest_all(&a, &b);
+    let sim: Vec<f32> = a.iter().zip(&b).map(|(x, y)| dot(x, y)).collect();
     let positives = ps.iter().filter(|p| p.label == 1).count();
-    let thresholds: Vec<ThresholdRow> = (0..=20)
-        .map(|i| 0.80 + 0.01 * i as f32)
+    // 0.80 to 0.95 in steps of 0.01, then 0.955 to 1.0 in steps of 0.005, where precision moves.
+    let grid = (0..15).map(|i| 0.80 + 0.01 * i as f32).chain((0..=10).map(|i| 0.95 + 0.005 * i as f32));
+    let thresholds: Vec<ThresholdRow> = grid
         .map(|t| {
-            let hits: Vec<usize> = (0..ps.len()).filter(|&i| pair_sim[i] >= t).collect();
+            let t = (t * 1000.0).round() / 1000.0;
+            let hits: Vec<usize> = (0..ps.len()).filter(|&i| sim[i] >= t).collect();
             let right = hits.iter().filter(|&&i| ps[i].label == 1).count();
-            let cache_hits: Vec<usize> = (0..ps.len()).filter(|&i| nearest[i].1 >= t).collect();
-            // Right only for a same-question pair whose own text (or an identical one) came back.
-            let cache_right = cache_hits
-                .iter()
-                .filter(|&&i| ps[i].label == 1 && (nearest[i].0 == i || ps[nearest[i].0].text_a == ps[i].text_a))
-                .count();
             ThresholdRow {
-                threshold: (t * 1000.0).round() / 1000.0,
-                pair_hits: hits.len(),
-                pair_precision: right as f64 / hits.len().max(1) as f64,
-                pair_hit_rate: right as f64 / positives.max(1) as f64,
-                cache_hits: cache_hits.len(),
-                cache_precision: cache_right as f64 / cache_hits.len().max(1) as f64,
-                cache_hit_rate: cache_hits.len() as f64 / ps.len().max(1) as f64,
+                threshold: t,
+                hits: hits.len(),
+                precision: right as f64 / hits.len().max(1) as f64,
+                hit_rate: hits.len() as f64 / ps.len().max(1) as f64,
+                recall: right as f64 / positives.max(1) as f64,
             }
         })
         .collect();
-    let recommended = thresholds.iter().find(|t| t.cache_hits > 0 && t.cache_precision >= 0.95).map(|t| t.threshold);
-    println!("threshold  pairs: hits  precision  hit rate (of same)   cache: hits  precision  hit rate");
+    let recommended = thresholds.iter().find(|t| t.hits > 0 && t.precision >= 0.95).map(|t| t.threshold);
+    println!("threshold   hits  precision  hit rate  recall (same-question pairs hit)");
     for t in &thresholds {
         println!(
-            "{:>9.3}  {:>11}  {:>8.1}%  {:>17.1}%  {:>12}  {:>8.1}%  {:>7.1}%",
+            "{:>9.3}  {:>5}  {:>8.1}%  {:>7.1}%  {:>6.1}%",
             t.threshold,
-            t.pair_hits,
-            t.pair_precision * 100.0,
-            t.pair_hit_rate * 100.0,
-            t.cache_hits,
-            t.cache_precision * 100.0,
-            t.cache_hit_rate * 100.0
+            t.hits,
+            t.precision * 100.0,
+            t.hit_rate * 100.0,
+            t.recall * 100.0
         );
     }
     match recommended {
-        Some(t) => println!("least threshold with >= 95% cache precision: {t}"),
-        None => println!("no threshold reached 95% cache precision"),
+        Some(t) => println!("least threshold with >= 95% precision: {t}"),
+        None => println!("no threshold reached 95% precision"),
     }
     let report = CacheEval {
         pairs: ps.len(),
@@ -142,36 +129,10 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<()> {
         file: pairs.display().to_string(),
         embeddings_model: model,
         thresholds,
-        recommended_threshold: recommended,
+        threshold_for_95_precision: recommended,
     };
     if let Some(p) = json {
         std::fs::write(&p, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
-}
-
-/// For each query, the index and similarity of the nearest stored vector.
-fn nearest_all(stored: &[Vec<f32>], queries: &[Vec<f32>]) -> Vec<(usize, f32)> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let per = queries.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let parts: Vec<_> = queries
-            .chunks(per)
-            .map(|qs| {
-                s.spawn(move || {
-                    qs.iter()
-                        .map(|q| {
-                            stored
-                                .iter()
-                                .enumerate()
-                                .map(|(i, v)| (i, dot(v, q)))
-                                .max_by(|x, y| x.1.total_cmp(&y.1))
-                                .unwrap_or((0, -1.0))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts.into_iter().flat_map(|h| h.join().expect("search thread")).collect()
-    })
 }

@@ -175,6 +175,10 @@ pub struct ValidateArgs {
     /// How every pool places requests on its replicas (overrides the scenario's).
     #[arg(long, value_enum)]
     pub placement: Option<crate::routing::placement::Placement>,
+    /// Where the live gateway listens (default: a free loopback port). With $TOLLGATE_ADMIN_KEY
+    /// set, its dashboard is open at /dashboard while the replay runs.
+    #[arg(long)]
+    pub listen: Option<String>,
     /// Seconds of traffic to replay (in real time).
     #[arg(long, default_value_t = 300.0)]
     pub duration: f64,

@@ -18,14 +18,19 @@ pub enum RouterCommand {
         out: PathBuf,
         #[command(flatten)]
         select: SelectArgs,
-        /// L2 penalty of the logistic regression.
-        #[arg(long, default_value_t = TrainParams::default().l2)]
-        l2: f32,
+        /// L2 penalty of the logistic regression (default: chosen by cross-validation on the
+        /// training split, with the feature set).
+        #[arg(long)]
+        l2: Option<f32>,
         #[arg(long, default_value_t = TrainParams::default().epochs)]
         epochs: usize,
-        /// Hash buckets of the word n-gram features (0: dense shape features only).
-        #[arg(long, default_value_t = TrainParams::default().buckets)]
-        buckets: u32,
+        /// Hash buckets of the word n-gram features; 1 keeps only the shape features (default:
+        /// chosen by cross-validation).
+        #[arg(long)]
+        buckets: Option<u32>,
+        /// Folds of the cross-validation (by subject, or by prompt).
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
     },
     /// Evaluate a router model: quality vs share of strong-model calls, savings at 95% quality.
     Eval {
@@ -68,16 +73,28 @@ impl SelectArgs {
 
 pub fn router(cmd: RouterCommand) -> anyhow::Result<()> {
     match cmd {
-        RouterCommand::Train { data: paths, out, select, l2, epochs, buckets } => {
+        RouterCommand::Train { data: paths, out, select, l2, epochs, buckets, folds } => {
             let files = data::csv_files(&paths)?;
             let rows = data::load(&files, &select.weak, &select.strong, &select.selection(Split::Train))?;
             anyhow::ensure!(!rows.is_empty(), "no training rows in {paths:?}");
+            anyhow::ensure!(folds >= 2, "--folds must be at least 2");
+            let params = match (l2, buckets) {
+                (Some(l2), Some(buckets)) => TrainParams { l2, buckets: buckets.max(1), epochs, ..TrainParams::default() },
+                _ => {
+                    let (best, scored) = crate::routing::select::choose(&rows, folds);
+                    for (p, auc) in &scored {
+                        eprintln!("cross-validated AUC {auc:.3}: buckets {}, l2 {}", p.buckets, p.l2);
+                    }
+                    TrainParams {
+                        l2: l2.unwrap_or(best.l2),
+                        buckets: buckets.unwrap_or(best.buckets).max(1),
+                        epochs,
+                        ..TrainParams::default()
+                    }
+                }
+            };
             let examples: Vec<_> = rows.iter().map(data::Row::example).collect();
-            let model = RouterModel::train(
-                &examples,
-                TrainParams { l2, epochs, buckets: buckets.max(1), ..TrainParams::default() },
-                data::names(&files),
-            );
+            let model = RouterModel::train(&examples, params, data::names(&files));
             model.save(&out)?;
             eprintln!(
                 "trained on {} prompts from {} files ({:.1}% where the cheaper model is as good); wrote {}",

@@ -178,7 +178,11 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<()> {
     );
     let dir = tempfile_dir()?;
     let rt = tokio::runtime::Runtime::new()?;
-    let cmp = rt.block_on(crate::sim::validate::validate(&sc, &reqs, &dir))?;
+    let opts = crate::sim::validate::LiveOptions {
+        listen: a.listen.clone(),
+        admin_key: std::env::var("TOLLGATE_ADMIN_KEY").ok().filter(|k| !k.is_empty()),
+    };
+    let cmp = rt.block_on(crate::sim::validate::validate_with(&sc, &reqs, &dir, &opts))?;
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "{:<12} {:>12} {:>12} {:>25} {:>9}",

@@ -396,8 +396,10 @@ fn default_cache_ttl() -> u64 {
 fn default_embedding_model() -> String {
     "all-minilm-l6-v2".into()
 }
+/// all-MiniLM-L6-v2 on Quora question pairs: 92% precision at 0.98 (no threshold reaches 95%;
+/// docs/routing.md).
 fn default_semantic_threshold() -> f32 {
-    0.95
+    0.98
 }
 fn default_semantic_entries() -> usize {
     10_000

@@ -97,7 +97,7 @@ async fn login(
 }
 
 /// Everything the page draws, now: pools (price, utilisation, work in flight), usage by tenant
-/// and model (spend, value, cost, margin), recent decisions by class, backends.
+/// and model (spend, value, cost, margin), recent decisions by class, cache hits, backends.
 async fn state(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     if !authorised(&gw, &headers) {
         return crate::api::ApiError::AdminOnly.into_response();
@@ -129,9 +129,25 @@ async fn state(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
         .iter()
         .map(|b| json!({"backend": b.name, "healthy": b.healthy(), "circuit": b.circuit_label(), "outstanding": b.outstanding()}))
         .collect();
+    // Cache lookups since start, per tenant and model, from the same counters as /metrics.
+    let mut cache: std::collections::BTreeMap<(String, String), [u64; 3]> = Default::default();
+    for (tenant, model, result, n) in gw.sink.metrics().cache_counts() {
+        let slot = match result.as_str() {
+            "exact" => 0,
+            "semantic" => 1,
+            _ => 2,
+        };
+        cache.entry((tenant, model)).or_default()[slot] += n;
+    }
+    let cache: Vec<_> = cache
+        .into_iter()
+        .map(|((t, m), [exact, semantic, miss])| {
+            json!({"tenant": t, "model": m, "lookups": exact + semantic + miss, "exact_hits": exact, "semantic_hits": semantic})
+        })
+        .collect();
     Json(json!({
         "now_ms": crate::metering::unix_ms(), "pools": pools, "usage": usage,
-        "decisions": decisions, "backends": backends, "ledger_queue": gw.sink.queued(),
+        "decisions": decisions, "backends": backends, "ledger_queue": gw.sink.queued(), "cache": cache,
     }))
     .into_response()
 }

@@ -184,6 +184,21 @@ impl GatewayMetrics {
         }
     }
 
+    /// Cache lookups so far, as (tenant, model asked for, result, count).
+    pub fn cache_counts(&self) -> Vec<(String, String, String, u64)> {
+        use prometheus::core::Collector;
+        let mut out = Vec::new();
+        for family in self.cache.collect() {
+            for m in family.get_metric() {
+                let label = |name: &str| {
+                    m.get_label().iter().find(|l| l.name() == name).map(|l| l.value().to_string()).unwrap_or_default()
+                };
+                out.push((label("tenant"), label("model"), label("result"), m.get_counter().get_value() as u64));
+            }
+        }
+        out
+    }
+
     /// The text exposition of every series.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

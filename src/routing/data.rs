@@ -14,6 +14,8 @@ pub const DEFAULT_STRONG: &str = "gpt-4-1106-preview";
 #[derive(Debug, Clone)]
 pub struct Row {
     pub benchmark: String,
+    /// What the split holds out together: `mmlu/<subject>`, or the benchmark and the prompt.
+    pub unit: String,
     pub text: String,
     pub weak: bool,
     pub strong: bool,
@@ -40,12 +42,17 @@ pub struct Selection {
     pub seed: u64,
 }
 
-fn held_out(unit: &str, sel: &Selection) -> bool {
+/// A number in [0, 1) fixed by the unit and the seed.
+pub fn unit_hash(unit: &str, seed: u64) -> f64 {
     let mut h = Sha256::new();
-    h.update(sel.seed.to_le_bytes());
+    h.update(seed.to_le_bytes());
     h.update(unit.as_bytes());
     let d = h.finalize();
-    (u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) as f64 / u64::MAX as f64) < sel.holdout
+    u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) as f64 / u64::MAX as f64
+}
+
+fn held_out(unit: &str, sel: &Selection) -> bool {
+    unit_hash(unit, sel.seed) < sel.holdout
 }
 
 /// Every `.csv` under the given files and folders (recursively), sorted.
@@ -93,7 +100,7 @@ pub fn load(files: &[PathBuf], weak: &str, strong: &str, sel: &Selection) -> any
             };
             if keep {
                 let truth = |i: usize| rec.get(i).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-                rows.push(Row { benchmark: benchmark.clone(), text, weak: truth(w), strong: truth(s) });
+                rows.push(Row { benchmark: benchmark.clone(), unit, text, weak: truth(w), strong: truth(s) });
             }
         }
     }

@@ -82,7 +82,7 @@ pub fn evaluate(benchmark: &str, rows: &[Row], scores: &[f64]) -> Report {
 }
 
 /// ROC AUC of `scores` for the label "the cheaper model is as good" (ties count half).
-fn auc(rows: &[Row], scores: &[f64]) -> f64 {
+pub fn auc(rows: &[Row], scores: &[f64]) -> f64 {
     let mut idx: Vec<usize> = (0..rows.len()).collect();
     idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
     let label = |i: usize| rows[i].weak || !rows[i].strong;
@@ -111,7 +111,7 @@ mod tests {
     use super::*;
 
     fn row(weak: bool, strong: bool) -> Row {
-        Row { benchmark: "t".into(), text: String::new(), weak, strong }
+        Row { benchmark: "t".into(), unit: String::new(), text: String::new(), weak, strong }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod features;
 pub mod model;
 pub mod placement;
+pub mod select;
 
 pub use model::RouterModel;
 

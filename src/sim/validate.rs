@@ -80,9 +80,27 @@ struct Outcome {
     e2e: f64,
 }
 
+/// How the live gateway is exposed while it replays: where it listens, and the admin key that
+/// opens its dashboard and admin API (none: both disabled).
+#[derive(Debug, Clone, Default)]
+pub struct LiveOptions {
+    pub listen: Option<String>,
+    pub admin_key: Option<String>,
+}
+
 /// Runs both sides on `reqs` and compares them. The gateway keeps its ledger in `data_dir`.
 pub async fn validate(sc: &Scenario, reqs: &[SimRequest], data_dir: &Path) -> anyhow::Result<Comparison> {
-    let (live, lateness) = live(sc, reqs, data_dir).await?;
+    validate_with(sc, reqs, data_dir, &LiveOptions::default()).await
+}
+
+/// As [`validate`], with the live gateway exposed as `opts` says (to watch its dashboard).
+pub async fn validate_with(
+    sc: &Scenario,
+    reqs: &[SimRequest],
+    data_dir: &Path,
+    opts: &LiveOptions,
+) -> anyhow::Result<Comparison> {
+    let (live, lateness) = live(sc, reqs, data_dir, opts).await?;
     let live = side(sc, reqs, &live)?;
     // The simulator is replayed several times, each with the arrival times shifted by the
     // lateness the live requests actually had (drawn at random): tail percentiles at this size
@@ -204,7 +222,12 @@ fn side(sc: &Scenario, reqs: &[SimRequest], outcomes: &[Outcome]) -> anyhow::Res
 }
 
 /// The live side: emulators for the pools, the gateway in front, every request sent at its time.
-async fn live(sc: &Scenario, reqs: &[SimRequest], data_dir: &Path) -> anyhow::Result<(Vec<Outcome>, Vec<f64>)> {
+async fn live(
+    sc: &Scenario,
+    reqs: &[SimRequest],
+    data_dir: &Path,
+    opts: &LiveOptions,
+) -> anyhow::Result<(Vec<Outcome>, Vec<f64>)> {
     // One emulated engine per replica, placed by the gateway as the simulator places them.
     let mut urls = Vec::new();
     for p in &sc.pools {
@@ -226,8 +249,11 @@ async fn live(sc: &Scenario, reqs: &[SimRequest], data_dir: &Path) -> anyhow::Re
         urls.push(pool_urls);
     }
     let cfg = sc.live_config(&urls, Some(data_dir)).map_err(anyhow::Error::msg)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let gw = crate::serve::spawn(cfg, None, listener, None).await?;
+    let listener = tokio::net::TcpListener::bind(opts.listen.as_deref().unwrap_or("127.0.0.1:0")).await?;
+    let gw = crate::serve::spawn(cfg, opts.admin_key.clone(), listener, None).await?;
+    if opts.admin_key.is_some() {
+        eprintln!("dashboard: {}/dashboard (log in with the admin key)", gw.base_url());
+    }
     let mut keys = Vec::new();
     for c in &sc.classes {
         let k = crate::auth::generate(&c.name, "validate");

@@ -34,6 +34,16 @@ try {
     await r.text();
     if (r.status !== 200) fail("request " + i + ": " + r.status);
   }
+  // Repeated deterministic requests: one miss, then exact-cache hits.
+  const repeats = 4;
+  for (let i = 0; i < repeats; i++) {
+    const r = await fetch(base + "/v1/chat/completions", { method: "POST",
+      headers: { authorization: "Bearer " + tenantKey, "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: [{ role: "user", content: "the same question" }], max_tokens: 4, temperature: 0 }) });
+    await r.text();
+    if (r.status !== 200) fail("repeat " + i + ": " + r.status);
+  }
+  const total = sent + repeats;
 
   // Before login the only console errors allowed are the refusals asked for (401s); after it, none.
   const unexpected = errors.filter((e) => !e.includes("401"));
@@ -43,28 +53,39 @@ try {
   await Promise.all([page.waitForNavigation(), page.click("#signin")]);
   // The tenants table shows every request once the ledger has them.
   await page.waitForFunction((n) => [...document.querySelectorAll("#tenants tbody tr")]
-    .some((tr) => Number(tr.children[2].textContent) === n), sent, { timeout: 15000 });
+    .some((tr) => Number(tr.children[2].textContent) === n), total, { timeout: 15000 });
   const row = await page.$$eval("#tenants tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
-  const shown = row.find((r) => Number(r[2]) === sent);
+  const shown = row.find((r) => Number(r[2]) === total);
   const auth = { headers: { authorization: "Bearer " + admin } };
   const metrics = await (await fetch(base + "/metrics", auth)).text();
   const counted = metrics.split("\n").filter((l) => l.startsWith("tollgate_requests_total{") && l.includes(`tenant="${shown[0]}"`))
     .reduce((a, l) => a + Number(l.split(" ").pop()), 0);
-  if (counted !== sent) fail(`/metrics counts ${counted} requests, the dashboard ${shown[2]}`);
+  if (counted !== total) fail(`/metrics counts ${counted} requests, the dashboard ${shown[2]}`);
   const usage = await (await fetch(base + "/v1/tollgate/usage", auth)).json();
   const u = usage.data.find((d) => d.tenant === shown[0] && d.model === shown[1]);
-  if (u.requests !== sent) fail(`the ledger has ${u.requests} requests`);
+  if (u.requests !== total) fail(`the ledger has ${u.requests} requests`);
+  // The cache table equals /metrics' lookups and hits: 4 lookups, 3 exact hits, 75%.
+  const cacheRow = (await page.$$eval("#cache tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent))))
+    .find((r) => r[0] === shown[0]);
+  const series = (result) => metrics.split("\n").filter((l) => l.startsWith("tollgate_cache_lookups_total{")
+    && l.includes(`tenant="${shown[0]}"`) && l.includes(`result="${result}"`)).reduce((a, l) => a + Number(l.split(" ").pop()), 0);
+  const lookups = series("exact") + series("semantic") + series("miss");
+  if (!cacheRow || Number(cacheRow[2]) !== lookups || Number(cacheRow[3]) !== series("exact") || lookups !== repeats
+      || series("exact") !== repeats - 1 || cacheRow[5] !== "75.0%")
+    fail(`cache row ${cacheRow} vs /metrics lookups ${lookups}, exact ${series("exact")}`);
   if (Math.abs(Number(shown[4]) - u.revenue_usd) > 1e-6) fail(`revenue: page ${shown[4]}, ledger ${u.revenue_usd}`);
   // Charts drew: price and room-in-use lines, decision bars.
   for (const id of ["prices", "util", "decisions", "margin"]) {
     if (!(await page.$(`#${id} svg`))) fail("no chart in #" + id);
   }
   const admits = await page.$$eval('#decisions rect[data-series="admit"]', (rs) => rs.reduce((a, r) => a + Number(r.dataset.value), 0));
-  if (admits !== sent) fail(`the decisions chart shows ${admits} admitted, ${sent} were sent`);
+  if (admits !== sent + 1) fail(`the decisions chart shows ${admits} admitted, ${sent + 1} went upstream`);
+  const cached = await page.$$eval('#decisions rect[data-series="cache"]', (rs) => rs.reduce((a, r) => a + Number(r.dataset.value), 0));
+  if (cached !== repeats - 1) fail(`the decisions chart shows ${cached} cache answers`);
   await page.waitForTimeout(1500);
   await page.screenshot({ path: shot, fullPage: true });
   if (errors.length) fail("console errors: " + errors.join(" | "));
-  console.log(`dashboard: ${sent} requests shown, equal to /metrics and the ledger; screenshot ${shot}`);
+  console.log(`dashboard: ${total} requests and ${repeats - 1} cache hits shown, equal to /metrics and the ledger; screenshot ${shot}`);
 } finally {
   await browser.close();
 }
