@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-120}
+LIVE_LOAD=${LIVE_LOAD:-1.5}
 LOADS=${LOADS:-"1.0 1.25 1.5 2.0"}
 out=target/placement
 mkdir -p "$out"
@@ -20,12 +21,13 @@ for load in $LOADS; do
   done
 done
 for p in round-robin least-loaded prefix; do
-  $bin validate scenarios/mooncake-prefix.toml --placement "$p" --duration "$DURATION" --json "$out/live-$p.json" \
+  $bin validate scenarios/mooncake-prefix.toml --placement "$p" --overload "$LIVE_LOAD" --duration "$DURATION" \
+    --json "$out/live-$p.json" \
     > "$out/live-$p.txt" 2>&1 || true
 done
-python3 - "$out" "$LOADS" <<'PY'
+python3 - "$out" "$LOADS" "$LIVE_LOAD" "$DURATION" <<'PY'
 import json, sys
-out, loads = sys.argv[1], sys.argv[2].split()
+out, loads, live_load, duration = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
 names = ["round-robin", "least-loaded", "prefix"]
 print("Simulator, whole trace (3,993 requests), FIFO admission, 60 s queue timeout\n")
 print("| load | placement | served | served/s | TTFT p50 s | TTFT p95 s | TTFT <= 10 s | prefix-cache hit share |")
@@ -37,7 +39,7 @@ for load in loads:
         print(f"| {load}x | {p} | {t['served']} | "
               f"{t['served'] / d['duration_s']:.2f} | {t['ttft_p50_s']:.2f} | {t['ttft_p95_s']:.2f} | "
               f"{t['ttft_attainment'] * 100:.1f}% | {pol['prefix_hit_share'] * 100:.1f}% |")
-print("\nLive gateway (4 emulated engines, one per replica) and the simulator on the same requests\n")
+print(f"\nLive gateway (4 emulated engines, one per replica, bid-price admission), first {duration} s of the trace at {live_load}x, and the simulator on the same requests\n")
 print("| placement | requests | live TTFT p50 / p95 s | simulated TTFT p50 / p95 s | live e2e p50 / p95 s | all checks within 10% |")
 print("|---|---:|---:|---:|---:|---|")
 for p in names:
