@@ -79,7 +79,9 @@ pub fn router(cmd: RouterCommand) -> anyhow::Result<()> {
             anyhow::ensure!(!rows.is_empty(), "no training rows in {paths:?}");
             anyhow::ensure!(folds >= 2, "--folds must be at least 2");
             let params = match (l2, buckets) {
-                (Some(l2), Some(buckets)) => TrainParams { l2, buckets: buckets.max(1), epochs, ..TrainParams::default() },
+                (Some(l2), Some(buckets)) => {
+                    TrainParams { l2, buckets: buckets.max(1), epochs, ..TrainParams::default() }
+                }
                 _ => {
                     let (best, scored) = crate::routing::select::choose(&rows, folds);
                     for (p, auc) in &scored {
