@@ -16,4 +16,5 @@ pub mod metering;
 pub mod routing;
 pub mod serve;
 pub mod sim;
+pub mod state;
 pub mod store;

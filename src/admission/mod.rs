@@ -4,7 +4,6 @@
 //! batch work, refuse the rest with a quote. Pure: no clock, no tokio; the gateway and the
 //! simulator both call [`decide`].
 
-pub mod budget;
 pub mod defer;
 pub mod reservation;
 

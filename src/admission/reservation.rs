@@ -3,6 +3,10 @@
 //! panic) can leak it, and a reservation is only granted if it fits the pool's room. Its prefill
 //! also counts in the pool's prefill backlog until its first token: the queue a new request's
 //! prefill waits behind, from which admission estimates time to first token.
+//!
+//! When replicas share state, the pool also knows the other replicas' load (refreshed from the
+//! shared state): prices and room are judged on the total, and a reservation granted across
+//! replicas is given back there too by the same guard.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +20,9 @@ pub struct PoolLoad {
     room: AtomicU64,
     /// Prefill engine-seconds admitted whose first token has not come yet.
     backlog: AtomicU64,
+    /// The other replicas' engine-seconds in flight and prefill backlog, as last seen.
+    others: AtomicU64,
+    others_backlog: AtomicU64,
 }
 
 impl PoolLoad {
@@ -25,6 +32,8 @@ impl PoolLoad {
             inflight: AtomicU64::new(0),
             room: AtomicU64::new((room.max(0.0) * MICRO) as u64),
             backlog: AtomicU64::new(0),
+            others: AtomicU64::new(0),
+            others_backlog: AtomicU64::new(0),
         })
     }
 
@@ -33,14 +42,34 @@ impl PoolLoad {
         self.room.store((room.max(0.0) * MICRO) as u64, Ordering::Release);
     }
 
-    /// Engine-seconds in flight.
+    /// Engine-seconds in flight from this replica.
     pub fn inflight(&self) -> f64 {
         self.inflight.load(Ordering::Acquire) as f64 / MICRO
     }
 
-    /// Prefill engine-seconds waiting for their first token.
+    /// Engine-seconds in flight from every replica, as last seen.
+    pub fn total_inflight(&self) -> f64 {
+        (self.inflight.load(Ordering::Acquire) + self.others.load(Ordering::Acquire)) as f64 / MICRO
+    }
+
+    /// Prefill engine-seconds waiting for their first token (every replica's).
     pub fn backlog(&self) -> f64 {
-        self.backlog.load(Ordering::Acquire) as f64 / MICRO
+        (self.backlog.load(Ordering::Acquire) + self.others_backlog.load(Ordering::Acquire)) as f64 / MICRO
+    }
+
+    /// Records the other replicas' load from a view of the shared totals.
+    pub fn set_others(&self, view: &crate::state::PoolView) {
+        let o = (view.inflight - view.own_inflight).max(0) as u64;
+        let b = (view.backlog - view.own_backlog).max(0) as u64;
+        self.others.store(o, Ordering::Release);
+        self.others_backlog.store(b, Ordering::Release);
+    }
+
+    /// Assumes the other replicas use `share` of the room (when their load cannot be known).
+    pub fn assume_others(&self, share: f64) {
+        let room = self.room.load(Ordering::Acquire) as f64;
+        self.others.store((room * share.clamp(0.0, 1.0)) as u64, Ordering::Release);
+        self.others_backlog.store(0, Ordering::Release);
     }
 
     pub fn room(&self) -> f64 {
@@ -53,7 +82,7 @@ impl PoolLoad {
         if room == 0 {
             return 1.0;
         }
-        self.inflight.load(Ordering::Acquire) as f64 / room as f64
+        (self.inflight.load(Ordering::Acquire) + self.others.load(Ordering::Acquire)) as f64 / room as f64
     }
 
     /// Takes `work` engine-seconds, of which `prefill` join the prefill backlog, if they fit;
@@ -63,14 +92,14 @@ impl PoolLoad {
         let mut cur = self.inflight.load(Ordering::Acquire);
         loop {
             let next = cur.checked_add(w)?;
-            if next > self.room.load(Ordering::Acquire) {
+            if next.saturating_add(self.others.load(Ordering::Acquire)) > self.room.load(Ordering::Acquire) {
                 return None;
             }
             match self.inflight.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     let p = ((prefill.clamp(0.0, work) * MICRO) as u64).min(w);
                     self.backlog.fetch_add(p, Ordering::AcqRel);
-                    return Some(Reservation { load: self.clone(), amount: w, prefill: p });
+                    return Some(Reservation { load: self.clone(), amount: w, prefill: p, shared: None });
                 }
                 Err(actual) => cur = actual,
             }
@@ -79,12 +108,23 @@ impl PoolLoad {
 }
 
 /// Engine-seconds held on a pool; released on drop.
-#[derive(Debug)]
 pub struct Reservation {
     load: Arc<PoolLoad>,
     amount: u64,
     /// Prefill still in the pool's backlog (zero once the first token came).
     prefill: u64,
+    /// Where the reservation is also held across replicas, and the pool's index there.
+    shared: Option<(Arc<dyn crate::state::SharedState>, usize)>,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("amount", &self.amount)
+            .field("prefill", &self.prefill)
+            .field("shared", &self.shared.as_ref().map(|s| s.1))
+            .finish()
+    }
 }
 
 impl Reservation {
@@ -92,17 +132,38 @@ impl Reservation {
         self.amount as f64 / MICRO
     }
 
+    /// Micro-engine-seconds held, and of them still in the prefill backlog.
+    pub fn amount(&self) -> i64 {
+        self.amount as i64
+    }
+
+    pub fn prefill(&self) -> i64 {
+        self.prefill as i64
+    }
+
+    /// The same amount was granted across replicas by `state`: give it back there too.
+    pub fn share(&mut self, state: Arc<dyn crate::state::SharedState>, pool: usize) {
+        self.shared = Some((state, pool));
+    }
+
     /// The first token came: this request's prefill leaves the backlog. Idempotent.
     pub fn first_token(&mut self) {
         let p = std::mem::take(&mut self.prefill);
         self.load.backlog.fetch_sub(p, Ordering::AcqRel);
+        if let (Some((state, pool)), true) = (&self.shared, p > 0) {
+            state.release_pool(*pool, 0, p as i64);
+        }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.first_token();
+        let p = std::mem::take(&mut self.prefill);
+        self.load.backlog.fetch_sub(p, Ordering::AcqRel);
         self.load.inflight.fetch_sub(self.amount, Ordering::AcqRel);
+        if let Some((state, pool)) = self.shared.take() {
+            state.release_pool(pool, self.amount as i64, p as i64);
+        }
     }
 }
 

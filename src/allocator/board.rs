@@ -2,9 +2,9 @@
 //! through an `ArcSwap` without locks; between solves each pool's price is corrected from its
 //! measured load (a dual subgradient step) through per-pool atomics.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct PoolPrice {
     pub pool: String,
     /// Shadow price from the last LP solve, USD per engine-second.
@@ -21,7 +21,7 @@ pub struct PoolPrice {
     pub top_density: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct ClassPlan {
     pub tenant: String,
     pub model: String,
@@ -35,7 +35,7 @@ pub struct ClassPlan {
     pub surplus: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct PriceBoard {
     pub version: u64,
     /// Seconds since the allocator started.

@@ -3,7 +3,7 @@
 //! calls [`Allocator::solve`] every interval) and prices requests for admission.
 
 use super::board::{ClassPlan, PoolPrice, PriceBoard};
-use super::forecast::{ClassKey, Forecast};
+use super::forecast::{ClassKey, ClassStats, Forecast};
 use super::lp::{self, LpClass, LpOption, LpPool};
 use super::pools::Fleet;
 use crate::admission::defer::DeferQueue;
@@ -149,8 +149,36 @@ impl Allocator {
 
     /// As [`Self::solve`], at a given time (the simulator's virtual clock).
     pub fn solve_at(&self, cfg: &Config, now: f64) -> Result<Arc<PriceBoard>, lp::LpError> {
+        let snapshot = self.forecast_snapshot(now);
+        self.solve_for(cfg, now, &snapshot)
+    }
+
+    /// This replica's demand forecast, rates decayed to `now`.
+    pub fn forecast_snapshot(&self, now: f64) -> Vec<(ClassKey, ClassStats)> {
+        self.forecast.lock().expect("forecast lock").snapshot(now)
+    }
+
+    /// Installs a board another replica (the LP leader) published, if newer than ours; the
+    /// local price corrections start again from it.
+    pub fn install(&self, board: PriceBoard) -> bool {
+        if board.version <= self.board.load().version || board.pools.len() != self.fleet.pools.len() {
+            return false;
+        }
+        self.board.store(Arc::new(board));
+        for a in &self.adjust {
+            a.store(0f64.to_bits(), Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Solves the LP on a given forecast (the leader's: every replica's summed) and publishes.
+    pub fn solve_for(
+        &self,
+        cfg: &Config,
+        now: f64,
+        snapshot: &[(ClassKey, ClassStats)],
+    ) -> Result<Arc<PriceBoard>, lp::LpError> {
         let t0 = Instant::now();
-        let snapshot = self.forecast.lock().expect("forecast lock").snapshot(now);
         let pools: Vec<LpPool> = self
             .fleet
             .pools
@@ -160,7 +188,7 @@ impl Allocator {
         let mut classes = Vec::new();
         let mut keys = Vec::new();
         let (mut value_rate, mut work_rate) = (0.0, 0.0);
-        for (key, s) in &snapshot {
+        for (key, s) in snapshot {
             let Some(options) = self.options(cfg, key, s.mean_in, s.mean_out) else { continue };
             let value = value_rates(cfg, &key.tenant).charge_f(s.mean_in, s.mean_out);
             let reserved = cfg
@@ -260,7 +288,7 @@ impl Allocator {
                         work: o.work,
                         prefill,
                         price: self.price(o.pool),
-                        room_left: load.room() - load.inflight(),
+                        room_left: load.room() - load.total_inflight(),
                         ttft_s: pool.ttft_estimate(load.backlog(), prefill),
                     }
                 })

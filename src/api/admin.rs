@@ -109,26 +109,30 @@ pub async fn prices(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            json!({"pool": p.name, "price": a.price(i), "inflight_engine_s": a.loads[i].inflight(), "room_engine_s": a.loads[i].room(), "utilisation": a.loads[i].utilisation()})
+            let l = &a.loads[i];
+            json!({"pool": p.name, "price": a.price(i), "inflight_engine_s": l.inflight(),
+                   "all_replicas_inflight_engine_s": l.total_inflight(), "room_engine_s": l.room(),
+                   "utilisation": l.utilisation()})
         })
         .collect();
-    Json(json!({"enabled": gw.cfg.admission.enabled, "board": *board, "live": live}))
+    let leader = gw.state_health.leader.load(std::sync::atomic::Ordering::Acquire);
+    Json(json!({"enabled": gw.cfg.admission.enabled, "replica": gw.state.replica_id(), "leader": leader,
+                "board": *board, "live": live}))
 }
 
 /// Tenants: tier, allowed models, monthly budget, and what is spent and held against it now.
 pub async fn tenants(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
-    let data: Vec<_> = gw
-        .cfg
-        .tenants
-        .iter()
-        .map(|t| {
-            let (spent, held) = gw.budgets.usage(&t.name).unwrap_or((0.0, 0.0));
-            json!({
-                "name": t.name, "tier": t.tier, "models": t.models,
-                "monthly_budget_usd": t.monthly_budget_usd, "spent_usd": spent, "held_usd": held,
-            })
-        })
-        .collect();
+    let mut data = Vec::with_capacity(gw.cfg.tenants.len());
+    for t in &gw.cfg.tenants {
+        // Unreachable shared state shows as nulls rather than failing the listing.
+        let usage = gw.state.tenant_usage(&t.name).await.ok().flatten();
+        data.push(json!({
+            "name": t.name, "tier": t.tier, "models": t.models,
+            "monthly_budget_usd": t.monthly_budget_usd,
+            "tokens_per_minute": t.tokens_per_minute, "requests_per_minute": t.requests_per_minute,
+            "spent_usd": usage.map(|u| u.0), "held_usd": usage.map(|u| u.1),
+        }));
+    }
     Json(json!({"object": "list", "data": data}))
 }
 

@@ -7,13 +7,13 @@
 use super::gateway::Gateway;
 use super::proxy::Classified;
 use super::ApiError;
-use crate::admission::budget::Hold;
 use crate::admission::reservation::Reservation;
 use crate::admission::{decide, Ask, Candidate, Decision};
 use crate::allocator::forecast::{ClassKey, PRIOR_OUTPUT};
 use crate::allocator::value_rates;
 use crate::auth::Caller;
 use crate::metering::{Meter, Rates, Tokens};
+use crate::state::{Denied, TenantHold};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ pub struct Admitted {
     pub model: String,
     pub decision: &'static str,
     pub price: Option<f64>,
-    hold: Option<Hold>,
+    hold: Option<TenantHold>,
     _reservation: Option<Reservation>,
     class: ClassKey,
     /// The pool serving it and when it was admitted, for the pool's lifetime estimate.
@@ -48,7 +48,8 @@ impl Admitted {
     /// real output length back into the forecast.
     pub fn settle(mut self, tokens: Tokens, ok: bool) {
         if let Some(h) = self.hold.take() {
-            h.settle(if ok { self.charge.charge(tokens) } else { 0.0 });
+            let used = (tokens.input + tokens.output).max(0) as u64;
+            h.settle(if ok { self.charge.charge(tokens) } else { 0.0 }, used);
         }
         if let Some(a) = &self.gw_allocator {
             a.observe_finish(&self.class, tokens.output as f64);
@@ -65,7 +66,8 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
     let class = ClassKey { tenant: caller.tenant.clone(), model: c.model.clone() };
     let managed = gw.allocator.as_ref().filter(|a| cfg.admission.enabled && a.fleet.pool(&c.model).is_some());
     let limit = tier.and_then(|t| t.max_context_tokens);
-    let input = if managed.is_some() || limit.is_some() { c.prompt.count() } else { 0 };
+    let token_limited = cfg.tenant(&caller.tenant).is_some_and(|t| t.tokens_per_minute.is_some());
+    let input = if managed.is_some() || limit.is_some() || token_limited { c.prompt.count() } else { 0 };
     if let Some(limit) = limit {
         if input > i64::from(limit) {
             return Err(ApiError::PromptTooLong { tokens: input as u64, limit });
@@ -80,8 +82,10 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
             .min(PRIOR_OUTPUT.max(f64::from(c.max_tokens.unwrap_or(0)))),
     };
     let charge = gw.tier_rates(&caller.tenant);
-    let hold =
-        gw.budgets.hold(&caller.tenant, charge.charge_f(input as f64, out_est)).ok_or(ApiError::BudgetExceeded)?;
+    // The tenant's token window counts the most this request may use: its prompt and
+    // `max_tokens` (the expected output when it sets none); settled to the real count.
+    let counted_tokens = input.max(0) as u64 + c.max_tokens.map(f64::from).unwrap_or(out_est).ceil() as u64;
+    let hold = admit_tenant(gw, &caller.tenant, charge.charge_f(input as f64, out_est), counted_tokens).await?;
     let mut admitted = Admitted {
         model: c.model.clone(),
         decision: "none",
@@ -115,7 +119,7 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
         match decision {
             Decision::Serve { index, downgraded, net, price } => {
                 let cand = cands[index];
-                if let Some(r) = alloc.loads[cand.pool].try_reserve(cand.work, cand.prefill) {
+                if let Some(r) = reserve(gw, alloc, cand.pool, cand.work, cand.prefill).await? {
                     admitted.model = alloc.fleet.pools[cand.pool].name.clone();
                     admitted.decision = if waiting.is_some() {
                         "defer"
@@ -166,6 +170,62 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
     }
 }
 
+/// Admits the tenant (budget hold, token and request windows) through the state, mapping a
+/// refusal to its error.
+pub async fn admit_tenant(gw: &Gateway, tenant: &str, hold_usd: f64, tokens: u64) -> Result<TenantHold, ApiError> {
+    let limits = gw.cfg.tenant(tenant);
+    match gw.state.admit_tenant(tenant, hold_usd, tokens).await {
+        Ok(Ok(grant)) => Ok(TenantHold::new(gw.state.clone(), grant)),
+        Ok(Err(Denied::Budget)) => Err(ApiError::BudgetExceeded),
+        Ok(Err(Denied::Tokens(retry_after_s))) => Err(ApiError::RateLimited {
+            what: "tokens",
+            limit: limits.and_then(|t| t.tokens_per_minute).unwrap_or(0),
+            retry_after_s,
+        }),
+        Ok(Err(Denied::Requests(retry_after_s))) => Err(ApiError::RateLimited {
+            what: "requests",
+            limit: limits.and_then(|t| t.requests_per_minute).unwrap_or(0),
+            retry_after_s,
+        }),
+        Err(e) => {
+            tracing::debug!(error = %e, "admission refused: shared state unreachable");
+            Err(ApiError::StateUnavailable)
+        }
+    }
+}
+
+/// Reserves capacity on a pool: in this replica's view first (which counts the other replicas'
+/// last known load), then, when replicas share state, atomically across all of them. A refusal
+/// from the shared state refreshes the view, so the next pricing sees the room is gone.
+async fn reserve(
+    gw: &Gateway,
+    alloc: &crate::allocator::Allocator,
+    pool: usize,
+    work: f64,
+    prefill: f64,
+) -> Result<Option<Reservation>, ApiError> {
+    let load = &alloc.loads[pool];
+    let Some(mut r) = load.try_reserve(work, prefill) else { return Ok(None) };
+    let room = crate::state::micro(load.room());
+    match gw.state.reserve_pool(pool, r.amount(), r.prefill(), room).await {
+        Ok(None) => Ok(Some(r)),
+        Ok(Some(view)) if view.granted => {
+            r.share(gw.state.clone(), pool);
+            load.set_others(&view);
+            Ok(Some(r))
+        }
+        Ok(Some(view)) => {
+            drop(r);
+            load.set_others(&view);
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "reservation refused: shared state unreachable");
+            Err(ApiError::StateUnavailable)
+        }
+    }
+}
+
 static NEXT_WAITING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A place in a pool's deferral queue, given up on drop (served, refused, or the client left).
@@ -206,7 +266,7 @@ fn refuse(
     let asked = cands[0];
     let pool = &alloc.fleet.pools[asked.pool];
     // Until the work in flight drains, the price will not fall much.
-    let retry_after_s = (alloc.loads[asked.pool].inflight() / pool.capacity().max(1e-9)).ceil().clamp(1.0, 60.0) as u64;
+    let retry_after_s = (alloc.loads[asked.pool].total_inflight() / pool.capacity().max(1e-9)).ceil().clamp(1.0, 60.0) as u64;
     meter.decision("refuse", Some(price), Some(asked.net(value)));
     tracing::debug!(tenant = %class.tenant, model = %class.model, price, value, quote_per_1k, "refused: capacity is priced above the request's value");
     ApiError::Priced { model: class.model.clone(), quote_per_1k, price, retry_after_s }

@@ -35,6 +35,13 @@ pub enum ApiError {
     Priced { model: String, quote_per_1k: f64, price: f64, retry_after_s: u64 },
     #[error("Your tenant's monthly budget would be exceeded by this request.")]
     BudgetExceeded,
+    /// A tenant's tokens or requests per minute. `retry_after_s` is `None` when the request
+    /// alone is over the limit.
+    #[error("{}", rate_limited_message(.what, *.limit, *.retry_after_s))]
+    RateLimited { what: &'static str, limit: u64, retry_after_s: Option<u64> },
+    /// Shared state (Redis) is unreachable and the gateway is configured to fail closed.
+    #[error("The gateway cannot reach its shared state (limits and budgets), and refuses requests rather than enforce them inexactly. Retry shortly.")]
+    StateUnavailable,
     #[error("The prompt has {tokens} tokens; your tier allows at most {limit}.")]
     PromptTooLong { tokens: u64, limit: u32 },
     #[error("The upstream failed: {0}")]
@@ -61,7 +68,10 @@ impl ApiError {
             Self::Unauthorized(_) | Self::AdminOnly => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::NoBackend(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Priced { .. } | Self::BudgetExceeded | Self::AuthRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Priced { .. } | Self::BudgetExceeded | Self::AuthRateLimited { .. } | Self::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::StateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::PromptTooLong { .. } => StatusCode::BAD_REQUEST,
             Self::UpstreamStatus { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -103,6 +113,9 @@ impl ApiError {
             Self::ModelNotAllowed(_) => Some("model_not_allowed"),
             Self::Priced { .. } => Some("capacity_priced"),
             Self::BudgetExceeded => Some("insufficient_quota"),
+            Self::RateLimited { what: "tokens", .. } => Some("tokens_per_minute_exceeded"),
+            Self::RateLimited { .. } => Some("requests_per_minute_exceeded"),
+            Self::StateUnavailable => Some("state_unavailable"),
             Self::AuthRateLimited { .. } => Some("too_many_failed_authentications"),
             Self::PromptTooLong { .. } => Some("context_length_exceeded"),
             Self::UnknownRoute { .. } => Some("unknown_url"),
@@ -160,7 +173,8 @@ impl IntoResponse for ApiError {
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Self::AuthRateLimited { retry_after_s }
-        | Self::UpstreamStatus { retry_after_s: Some(retry_after_s), .. } = &self
+        | Self::UpstreamStatus { retry_after_s: Some(retry_after_s), .. }
+        | Self::RateLimited { retry_after_s: Some(retry_after_s), .. } = &self
         {
             h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
         }
@@ -175,6 +189,13 @@ impl IntoResponse for ApiError {
             }
         }
         resp
+    }
+}
+
+fn rate_limited_message(what: &str, limit: u64, retry_after_s: Option<u64>) -> String {
+    match retry_after_s {
+        Some(s) => format!("Your tenant's limit of {limit} {what} per minute is reached; retry after {s} s."),
+        None => format!("This request alone is over your tenant's limit of {limit} {what} per minute."),
     }
 }
 

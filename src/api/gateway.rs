@@ -26,7 +26,9 @@ pub struct Gateway {
     pub cfg: Config,
     /// The allocator, when any model is capacity-managed.
     pub allocator: Option<Arc<crate::allocator::Allocator>>,
-    pub budgets: crate::admission::budget::Budgets,
+    /// Budgets, rate limits and what replicas share (in process, or Redis).
+    pub state: Arc<dyn crate::state::SharedState>,
+    pub state_health: Arc<crate::state::resilient::StateHealth>,
     pub auth: Authenticator,
     pub registry: Registry,
     pub sink: LedgerSink,
@@ -184,7 +186,7 @@ async fn proxied(
                 Rates::default(),
             );
             meter.client_request_id(rid.client);
-            meter.finish(err.status().as_u16(), crate::metering::Outcome::ClientError, Some(err.to_string()));
+            meter.finish(err.status().as_u16(), crate::metering::Outcome::ClientError, Some(err.to_string())).wait().await;
             err.into_response()
         }
     }

@@ -36,5 +36,10 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         m.backend_outstanding.with_label_values(&l).set(b.outstanding() as f64);
     }
     m.ledger_queue.set(gw.sink.queued() as f64);
+    let h = &gw.state_health;
+    let flag = |b: &std::sync::atomic::AtomicBool| if b.load(std::sync::atomic::Ordering::Acquire) { 1.0 } else { 0.0 };
+    m.state_degraded.set(flag(&h.degraded));
+    m.state_errors.set(h.errors.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    m.lp_leader.set(flag(&h.leader));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()
 }

@@ -151,7 +151,7 @@ pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, ids: RequestIds
                     s if s >= 500 => Outcome::UpstreamError,
                     _ => Outcome::ClientError,
                 };
-                m.finish(err.status().as_u16(), outcome, Some(err.to_string()));
+                m.finish(err.status().as_u16(), outcome, Some(err.to_string())).wait().await;
             }
             err.into_response()
         }
@@ -179,7 +179,7 @@ async fn run(
         if let Some((probe, hit)) = gw.cache.lookup(tier, &caller.tenant, &c.model, route.path(), kind, &c.json).await {
             if let Some(hit) = hit {
                 let m = meter.take().expect("meter present");
-                return replay(gw, caller, &c, request_id, hit, m);
+                return replay(gw, caller, &c, request_id, hit, m).await;
             }
             m.cache("miss");
             capture = Some(Capture::new(gw.cache.clone(), probe));
@@ -381,7 +381,7 @@ fn served_headers(model: &str, backend: &str, admitted: &Admitted) -> HeaderMap 
 
 /// Answers from the cache: no admission, no backend, no capacity; the tenant's budget is still
 /// charged and the ledger row says which cache answered.
-fn replay(
+async fn replay(
     gw: &Gateway,
     caller: &Caller,
     c: &Classified,
@@ -392,18 +392,18 @@ fn replay(
     let answer = hit.answer();
     let tokens = crate::metering::Tokens { input: answer.input_tokens, output: answer.output_tokens, estimated: false };
     let charge = gw.tier_rates(&caller.tenant).charge(tokens);
-    let hold = gw.budgets.hold(&caller.tenant, charge).ok_or(ApiError::BudgetExceeded);
-    let hold = match hold {
+    let total = (tokens.input + tokens.output).max(0) as u64;
+    let hold = match super::admit::admit_tenant(gw, &caller.tenant, charge, total).await {
         Ok(h) => h,
         Err(e) => {
-            meter.finish(e.status().as_u16(), Outcome::ClientError, Some(e.to_string()));
+            meter.finish(e.status().as_u16(), Outcome::ClientError, Some(e.to_string())).wait().await;
             return Ok(e.into_response());
         }
     };
-    hold.settle(charge);
+    hold.settle(charge, total);
     meter.cache(hit.label());
     meter.served_from_cache(&c.model, tokens);
-    meter.finish(200, Outcome::Ok, None);
+    meter.finish(200, Outcome::Ok, None).wait().await;
     let created = crate::metering::unix_ms() / 1000;
     let id = match answer.kind() {
         Kind::Chat => format!("chatcmpl-{request_id}"),
@@ -476,9 +476,9 @@ async fn relay_whole(
         match tokio::time::timeout(idle, rest.next()).await {
             Ok(None) => break,
             Ok(Some(Ok(b))) if buf.len() + b.len() <= MAX_RESPONSE_BYTES => buf.extend_from_slice(&b),
-            Ok(Some(Ok(_))) => return fail(meter, lease, ApiError::Upstream("response too large".into())),
-            Ok(Some(Err(e))) => return fail(meter, lease, ApiError::Upstream(format!("response cut: {e}"))),
-            Err(_) => return fail(meter, lease, ApiError::UpstreamTimeout("idle between chunks".into())),
+            Ok(Some(Ok(_))) => return fail(meter, lease, ApiError::Upstream("response too large".into())).await,
+            Ok(Some(Err(e))) => return fail(meter, lease, ApiError::Upstream(format!("response cut: {e}"))).await,
+            Err(_) => return fail(meter, lease, ApiError::UpstreamTimeout("idle between chunks".into())).await,
         }
     }
     let tokens = relay::whole_tokens(&buf, &c.prompt);
@@ -490,7 +490,7 @@ async fn relay_whole(
     }
     lease.report(Report::Success);
     admitted.settle(tokens, true);
-    meter.finish(status.as_u16(), Outcome::Ok, None);
+    meter.finish(status.as_u16(), Outcome::Ok, None).wait().await;
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_str(content_type.as_deref().unwrap_or("application/json"))
@@ -499,8 +499,8 @@ async fn relay_whole(
     (status, headers, Body::from(buf)).into_response()
 }
 
-fn fail(meter: Meter, lease: Lease, err: ApiError) -> Response {
+async fn fail(meter: Meter, lease: Lease, err: ApiError) -> Response {
     lease.report(Report::Failure);
-    meter.finish(err.status().as_u16(), Outcome::UpstreamError, Some(err.to_string()));
+    meter.finish(err.status().as_u16(), Outcome::UpstreamError, Some(err.to_string())).wait().await;
     err.into_response()
 }

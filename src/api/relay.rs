@@ -234,6 +234,8 @@ struct Relay {
     prompt: Arc<PromptInput>,
     capture: Option<Capture>,
     finished: bool,
+    /// The ledger row's commit, waited for before the last bytes go out (durable mode).
+    durable: Option<crate::metering::Durable>,
 }
 
 /// Most bytes gathered into one write to the client from chunks already received.
@@ -252,7 +254,7 @@ impl Relay {
         match err {
             None => {
                 lease.report(Report::Success);
-                meter.finish(200, Outcome::Ok, None);
+                self.durable = Some(meter.finish(200, Outcome::Ok, None));
                 if let (Some(cap), Some(events)) = (self.capture.take(), self.tally.captured()) {
                     if let Some(answer) = Cached::from_events(cap.kind(), events.iter().map(String::as_str)) {
                         cap.store(answer);
@@ -262,10 +264,20 @@ impl Relay {
             }
             Some(e) => {
                 lease.report(Report::Failure);
-                meter.finish(e.status().as_u16(), Outcome::UpstreamError, Some(e.to_string()));
+                self.durable = Some(meter.finish(e.status().as_u16(), Outcome::UpstreamError, Some(e.to_string())));
                 Some(Bytes::from(format!("data: {}\n\ndata: [DONE]\n\n", e.body())))
             }
         }
+    }
+
+    /// Ends the stream and waits for its ledger row to be committed (durable mode) before the
+    /// last bytes are handed to the client.
+    async fn end_durably(&mut self, err: Option<ApiError>) -> Option<Bytes> {
+        let out = self.end(err);
+        if let Some(d) = self.durable.take() {
+            d.wait().await;
+        }
+        out
     }
 
     /// The next upstream chunk, with any others already received appended to it: a burst of
@@ -318,9 +330,11 @@ impl Relay {
             };
             let chunk = match got {
                 Ok(Some(chunk)) => chunk,
-                Ok(None) if self.tally.saw_done() => return self.end(None),
-                Ok(None) => return self.end(Some(ApiError::Upstream("stream ended before [DONE]".into()))),
-                Err(e) => return self.end(Some(e)),
+                Ok(None) if self.tally.saw_done() => return self.end_durably(None).await,
+                Ok(None) => {
+                    return self.end_durably(Some(ApiError::Upstream("stream ended before [DONE]".into()))).await
+                }
+                Err(e) => return self.end_durably(Some(e)).await,
             };
             let out = self.tally.process(&chunk);
             if let Some(m) = self.meter.as_mut() {
@@ -329,11 +343,11 @@ impl Relay {
             if self.tally.saw_done() {
                 // The response is complete: record it now, before the client (which stops reading
                 // at [DONE]) closes the connection.
-                self.end(None);
+                self.end_durably(None).await;
                 return (!out.is_empty()).then_some(out);
             }
             if self.tally.pending() > MAX_EVENT_BYTES {
-                return self.end(Some(ApiError::Upstream("an SSE event exceeded 8 MiB".into())));
+                return self.end_durably(Some(ApiError::Upstream("an SSE event exceeded 8 MiB".into()))).await;
             }
             if !out.is_empty() {
                 return Some(out);
@@ -384,6 +398,7 @@ pub fn relay_stream(opened: Opened, lease: Lease, meter: Meter, parts: StreamPar
         prompt,
         capture,
         finished: false,
+        durable: None,
     };
     let body =
         futures::stream::unfold(relay, |mut r| async move { r.next().await.map(|b| (Ok::<_, std::io::Error>(b), r)) });

@@ -35,6 +35,26 @@ impl Cached {
         Self::new(kind, body, bytes.len())
     }
 
+    /// The stored form shared between replicas (through Redis).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let kind = match self.kind {
+            Kind::Chat => "chat",
+            Kind::Completion => "completion",
+        };
+        serde_json::to_vec(&json!({"kind": kind, "body": self.body})).unwrap_or_default()
+    }
+
+    /// Reads [`Self::to_bytes`]'s form back; `None` if it is not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let v: Value = serde_json::from_slice(bytes).ok()?;
+        let kind = match v.get("kind")?.as_str()? {
+            "chat" => Kind::Chat,
+            "completion" => Kind::Completion,
+            _ => return None,
+        };
+        Self::new(kind, v.get("body")?.clone(), bytes.len())
+    }
+
     fn new(kind: Kind, body: Value, size: usize) -> Option<Self> {
         let choices = body.get("choices")?.as_array()?;
         if choices.is_empty() {

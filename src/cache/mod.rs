@@ -50,6 +50,9 @@ pub struct Probe {
 pub struct ResponseCache {
     exact: moka::sync::Cache<key::Key, Arc<Cached>>,
     semantic: Option<Semantic>,
+    /// The exact cache shared with other replicas (Redis), behind the local one.
+    shared: Option<Arc<dyn crate::state::SharedState>>,
+    ttl: Duration,
 }
 
 struct Semantic {
@@ -76,7 +79,14 @@ impl ResponseCache {
             index: semantic::Index::new(s.max_entries_per_scope, ttl),
             threshold: s.threshold,
         });
-        Self { exact, semantic }
+        Self { exact, semantic, shared: None, ttl }
+    }
+
+    /// Shares exact entries with other replicas through `state` (looked up after a local miss,
+    /// stored beside the local entry). The semantic index stays per replica.
+    pub fn shared_through(mut self, state: Arc<dyn crate::state::SharedState>) -> Self {
+        self.shared = Some(state);
+        self
     }
 
     /// Looks a request up in the caches its tier allows. `None` when no cache applies to it;
@@ -106,6 +116,15 @@ impl ResponseCache {
             if let Some(hit) = self.exact.get(&k) {
                 return Some((probe, Some(Hit::Exact(hit))));
             }
+            if let Some(state) = &self.shared {
+                if let Ok(Some(bytes)) = state.cache_get(&hex::encode(k.0)).await {
+                    if let Some(answer) = Cached::from_bytes(&bytes) {
+                        let answer = Arc::new(answer);
+                        self.exact.insert(k, answer.clone());
+                        return Some((probe, Some(Hit::Exact(answer))));
+                    }
+                }
+            }
             probe.exact = Some(k);
         }
         if let Some(s) = semantic {
@@ -130,6 +149,9 @@ impl ResponseCache {
     pub fn store(&self, probe: Probe, answer: Cached) {
         let answer = Arc::new(answer);
         if let Some(k) = probe.exact {
+            if let Some(state) = &self.shared {
+                state.cache_put(&hex::encode(k.0), answer.to_bytes(), self.ttl.as_millis() as u64);
+            }
             self.exact.insert(k, answer.clone());
         }
         if let (Some(s), Some((scope, vector))) = (&self.semantic, probe.semantic) {

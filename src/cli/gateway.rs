@@ -58,13 +58,13 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn open_store(s: &StoreArgs) -> anyhow::Result<(SqliteStore, Option<Config>)> {
+async fn open_store(s: &StoreArgs) -> anyhow::Result<(std::sync::Arc<dyn Store>, Option<Config>)> {
     match &s.config {
         Some(path) => {
             let cfg = Config::from_file(path)?;
-            Ok((SqliteStore::open(&cfg.data_dir).await?, Some(cfg)))
+            Ok((crate::store::open(cfg.ledger.as_deref(), &cfg.data_dir).await?, Some(cfg)))
         }
-        None => Ok((SqliteStore::open(&s.data_dir).await?, None)),
+        None => Ok((std::sync::Arc::new(SqliteStore::open(&s.data_dir).await?), None)),
     }
 }
 

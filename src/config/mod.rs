@@ -39,6 +39,77 @@ pub struct Config {
     pub admission: AdmissionConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Where replicas share budgets, limits, reservations, prices and the exact cache:
+    /// `"memory"` (the default: this process alone) or a `redis://` URL.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// The ledger and key store: SQLite in `data_dir` by default, or a `postgres://` URL.
+    #[serde(default)]
+    pub ledger: Option<String>,
+    /// Whether a response's end waits until its ledger row is committed, so a replica killed
+    /// mid-load has recorded every request its clients saw complete. Default: on with
+    /// PostgreSQL (replicas come and go), off with SQLite (one process, drained on shutdown).
+    #[serde(default)]
+    pub ledger_durable: Option<bool>,
+    #[serde(default)]
+    pub redis: RedisConfig,
+}
+
+/// How a replica uses the shared state in Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// What admission does when Redis cannot be reached.
+    #[serde(default)]
+    pub on_unavailable: OnUnavailable,
+    /// Replicas sharing the state: when degraded, each enforces this share of every limit.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// A replica that has not renewed its presence for this long is dead: its reservations and
+    /// budget holds stop counting. Also the LP leader's lease.
+    #[serde(default = "default_redis_ttl")]
+    pub ttl_ms: u64,
+    /// Longest wait for one Redis call before it counts as unreachable.
+    #[serde(default = "default_redis_timeout")]
+    pub timeout_ms: u64,
+    /// Prefix of every key, so several deployments can share one Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            on_unavailable: OnUnavailable::default(),
+            replicas: default_replicas(),
+            ttl_ms: default_redis_ttl(),
+            timeout_ms: default_redis_timeout(),
+            prefix: default_redis_prefix(),
+        }
+    }
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+fn default_redis_ttl() -> u64 {
+    3000
+}
+fn default_redis_timeout() -> u64 {
+    250
+}
+fn default_redis_prefix() -> String {
+    "tollgate".into()
+}
+
+/// When shared state is unreachable: refuse everything with 503 (exact limits, no service), or
+/// keep serving under local limits divided by the replica count (service, approximate limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnavailable {
+    #[default]
+    FailClosed,
+    Degrade,
 }
 
 /// Response caching: an exact cache always available to tiers that allow it, and a semantic
@@ -281,6 +352,18 @@ pub struct TierConfig {
     pub semantic_cache: bool,
 }
 
+impl Config {
+    /// Whether responses wait for their ledger row to be committed (see `ledger_durable`).
+    pub fn ledger_durable(&self) -> bool {
+        self.ledger_durable.unwrap_or(self.ledger.is_some())
+    }
+
+    /// The shared-state URL, if replicas share state through Redis.
+    pub fn redis_url(&self) -> Option<&str> {
+        self.state.as_deref().filter(|s| *s != "memory")
+    }
+}
+
 impl TierConfig {
     /// The time-to-first-token objective in seconds, infinite when the tier has none.
     pub fn ttft_slo_s(&self) -> f64 {
@@ -296,9 +379,15 @@ pub struct TenantConfig {
     /// Models this tenant may use; `["*"]` for all.
     #[serde(default = "all_models")]
     pub models: Vec<String>,
-    /// Monthly budget, USD (recorded now; enforced by admission).
+    /// Monthly budget, USD: admission holds each request's expected charge against it.
     #[serde(default)]
     pub monthly_budget_usd: Option<f64>,
+    /// Tokens (prompt plus `max_tokens`, or the expected output) admitted per sliding minute.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    /// Requests admitted per sliding minute.
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -455,11 +544,18 @@ impl Config {
             field: "(syntax)".into(),
             message: e.to_string().trim().to_string(),
         })?;
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Parse {
+        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Parse {
             path: origin.into(),
             field: e.path().to_string(),
             message: e.inner().message().trim().to_string(),
         })?;
+        // URLs that may hold passwords can come from the environment instead of the file.
+        if let Ok(v) = std::env::var("TOLLGATE_STATE") {
+            cfg.state = Some(v);
+        }
+        if let Ok(v) = std::env::var("TOLLGATE_LEDGER") {
+            cfg.ledger = Some(v);
+        }
         cfg.validate(origin)?;
         Ok(cfg)
     }
@@ -478,6 +574,19 @@ impl Config {
         }
         if self.auth_failures_per_minute == 0 {
             return bad("auth_failures_per_minute".into(), "must be at least 1".into());
+        }
+        match self.state.as_deref() {
+            None | Some("memory") => {}
+            Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {}
+            Some(_) => return bad("state".into(), "must be \"memory\" or a redis:// URL".into()),
+        }
+        if let Some(u) = &self.ledger {
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return bad("ledger".into(), "must be a postgres:// URL (SQLite in data_dir is the default)".into());
+            }
+        }
+        if self.redis.replicas == 0 || self.redis.ttl_ms < 100 || self.redis.timeout_ms == 0 {
+            return bad("redis".into(), "replicas >= 1, ttl_ms >= 100 and timeout_ms > 0".into());
         }
         let mut names = HashSet::new();
         for (i, b) in self.backends.iter().enumerate() {

@@ -31,6 +31,9 @@ pub struct GatewayMetrics {
     pub backend_circuit_open: GaugeVec,
     pub backend_outstanding: GaugeVec,
     pub ledger_queue: Gauge,
+    pub state_degraded: Gauge,
+    pub state_errors: Gauge,
+    pub lp_leader: Gauge,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -156,6 +159,23 @@ impl GatewayMetrics {
             ledger_queue: reg(
                 &r,
                 Gauge::new("tollgate_ledger_queue_rows", "Ledger rows waiting to be written").expect("valid gauge"),
+            ),
+            state_degraded: reg(
+                &r,
+                Gauge::new(
+                    "tollgate_state_degraded",
+                    "1 while shared state (Redis) is unreachable (failing closed or degraded to local limits)",
+                )
+                .expect("valid gauge"),
+            ),
+            state_errors: reg(
+                &r,
+                Gauge::new("tollgate_state_errors_total", "Shared state (Redis) calls that failed").expect("valid gauge"),
+            ),
+            lp_leader: reg(
+                &r,
+                Gauge::new("tollgate_lp_leader", "1 if this replica solves the LP and publishes prices")
+                    .expect("valid gauge"),
             ),
             registry: r,
         }

@@ -7,7 +7,7 @@
 pub mod metrics;
 mod writer;
 
-pub use writer::{LedgerSink, LedgerWriter};
+pub use writer::{Durable, LedgerSink, LedgerWriter};
 
 use serde::Serialize;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -237,14 +237,15 @@ impl Meter {
         self.tokens = t;
     }
 
-    /// Writes the row with its final status.
-    pub fn finish(mut self, status: u16, outcome: Outcome, error: Option<String>) {
-        self.write(status, outcome, error);
+    /// Writes the row with its final status; the response's end may wait on the returned
+    /// [`Durable`] for the row's commit.
+    pub fn finish(mut self, status: u16, outcome: Outcome, error: Option<String>) -> Durable {
+        self.write(status, outcome, error)
     }
 
-    fn write(&mut self, status: u16, outcome: Outcome, error: Option<String>) {
+    fn write(&mut self, status: u16, outcome: Outcome, error: Option<String>) -> Durable {
         if self.written {
-            return;
+            return Durable::none();
         }
         self.written = true;
         let r = &mut self.row;
@@ -261,13 +262,13 @@ impl Meter {
         r.value_usd = if outcome == Outcome::Ok { self.value_rates.charge(self.tokens) } else { 0.0 };
         r.revenue_usd = if outcome == Outcome::Ok { self.price_rates.charge(self.tokens) } else { 0.0 };
         r.cost_usd = self.cost_rates.charge(self.tokens);
-        self.sink.record(r.clone());
+        self.sink.record(r.clone())
     }
 }
 
 impl Drop for Meter {
     fn drop(&mut self) {
         // Any end other than `finish`: the client went away (nginx's 499).
-        self.write(499, Outcome::ClientClosed, Some("client closed the connection".into()));
+        let _ = self.write(499, Outcome::ClientClosed, Some("client closed the connection".into()));
     }
 }

@@ -2,6 +2,11 @@
 //! batches (one transaction each), off the request path. Under load it wakes on a timer, not per
 //! row, so recording a row costs the request path no thread wake-up. A failed write is retried, never
 //! dropped; `LedgerWriter::close` drains what is queued before returning.
+//!
+//! Durable mode (`ledger_durable`, on with PostgreSQL): each row carries an acknowledgement sent
+//! once its transaction commits, and the writer does not linger (rows queued while a write runs
+//! share the next commit), so the request path can hold a response's last bytes until its row
+//! is safe: a replica killed mid-load has recorded every request a client saw complete.
 
 use super::metrics::GatewayMetrics;
 use super::LedgerRow;
@@ -19,23 +24,57 @@ const BATCH: usize = 512;
 /// tens. Rows are in memory either way until written.
 const LINGER: Duration = Duration::from_millis(10);
 
+/// The longest a response waits for its row to commit; past it the response goes out and the
+/// row stays queued (retried until the database is back).
+const DURABLE_WAIT: Duration = Duration::from_secs(10);
+
+type Queued = (LedgerRow, Option<oneshot::Sender<()>>);
+
 /// Where meters send their rows. Cheap to clone.
 #[derive(Clone)]
 pub struct LedgerSink {
-    tx: mpsc::UnboundedSender<LedgerRow>,
+    tx: mpsc::UnboundedSender<Queued>,
     queued: Arc<AtomicI64>,
     metrics: Arc<GatewayMetrics>,
+    durable: bool,
+}
+
+/// A recorded row's commit, to wait for before a response ends (durable mode).
+pub struct Durable(Option<oneshot::Receiver<()>>);
+
+impl Durable {
+    /// Nothing to wait for.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Waits until the row is committed (at most [`DURABLE_WAIT`]); at once when not durable.
+    pub async fn wait(self) {
+        if let Some(rx) = self.0 {
+            if tokio::time::timeout(DURABLE_WAIT, rx).await.is_err() {
+                tracing::warn!("ledger row not committed within 10 s; answering anyway, the row stays queued");
+            }
+        }
+    }
 }
 
 impl LedgerSink {
     /// Queues a row for the ledger and counts it in the metrics.
-    pub fn record(&self, row: LedgerRow) {
+    pub fn record(&self, row: LedgerRow) -> Durable {
         self.metrics.observe(&row);
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(row).is_err() {
+        let (ack, rx) = if self.durable {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        if self.tx.send((row, ack)).is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("ledger writer is gone; a row was not recorded");
+            return Durable(None);
         }
+        Durable(rx)
     }
 
     /// Rows waiting to be written.
@@ -55,13 +94,15 @@ pub struct LedgerWriter {
 }
 
 impl LedgerWriter {
-    pub fn start(store: Arc<dyn Store>) -> (LedgerWriter, LedgerSink) {
+    /// `durable`: rows are acknowledged once committed, and written without lingering.
+    pub fn start(store: Arc<dyn Store>, durable: bool) -> (LedgerWriter, LedgerSink) {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicI64::new(0));
         let (close_tx, close_rx) = oneshot::channel();
-        let task = tokio::spawn(run(store, rx, close_rx, queued.clone()));
+        let linger = if durable { Duration::ZERO } else { LINGER };
+        let task = tokio::spawn(run(store, rx, close_rx, queued.clone(), linger));
         let metrics = Arc::new(GatewayMetrics::new());
-        (LedgerWriter { close: Some(close_tx), task }, LedgerSink { tx, queued, metrics })
+        (LedgerWriter { close: Some(close_tx), task }, LedgerSink { tx, queued, metrics, durable })
     }
 
     /// Writes everything queued, then stops.
@@ -75,17 +116,23 @@ impl LedgerWriter {
 
 async fn run(
     store: Arc<dyn Store>,
-    mut rx: mpsc::UnboundedReceiver<LedgerRow>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     mut close: oneshot::Receiver<()>,
     queued: Arc<AtomicI64>,
+    linger: Duration,
 ) {
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch: Vec<LedgerRow> = Vec::with_capacity(BATCH);
+    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
+    fn take(q: Queued, batch: &mut Vec<LedgerRow>, acks: &mut Vec<oneshot::Sender<()>>) {
+        batch.push(q.0);
+        acks.extend(q.1);
+    }
     let mut closing = false;
     loop {
         // Idle: wait for a row. This is the only time a row's arrival wakes the writer.
         tokio::select! {
             row = rx.recv() => match row {
-                Some(r) => batch.push(r),
+                Some(q) => take(q, &mut batch, &mut acks),
                 None => closing = true,
             },
             _ = &mut close => closing = true,
@@ -94,15 +141,15 @@ async fn run(
         // so that senders on the request path wake nobody); idle again after a quiet LINGER.
         let mut full = false;
         loop {
-            if !closing && !full {
+            if !closing && !full && !linger.is_zero() {
                 tokio::select! {
-                    _ = tokio::time::sleep(LINGER) => {}
+                    _ = tokio::time::sleep(linger) => {}
                     _ = &mut close => closing = true,
                 }
             }
             while batch.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(r) => batch.push(r),
+                    Ok(q) => take(q, &mut batch, &mut acks),
                     Err(_) => break,
                 }
             }
@@ -113,6 +160,9 @@ async fn run(
             write(&*store, &batch).await;
             queued.fetch_sub(batch.len() as i64, Ordering::Relaxed);
             batch.clear();
+            for a in acks.drain(..) {
+                let _ = a.send(());
+            }
         }
         if closing {
             return;

@@ -3,8 +3,8 @@
 //! ledger queue, in that order, so nothing admitted goes unrecorded.
 
 pub mod embedded;
+mod shared;
 
-use crate::admission::budget::Budgets;
 use crate::allocator::Allocator;
 use crate::api::gateway::{router, Gateway};
 use crate::auth::Authenticator;
@@ -12,7 +12,7 @@ use crate::backends::{spawn_health_checks, Registry};
 use crate::config::Config;
 use crate::metering::unix_ms;
 use crate::metering::LedgerWriter;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,8 +54,9 @@ pub async fn spawn(
     listener: TcpListener,
     stop_on: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 ) -> anyhow::Result<GatewayHandle> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir).await.context("opening the store")?);
-    let (writer, sink) = LedgerWriter::start(store.clone());
+    let store: Arc<dyn Store> =
+        crate::store::open(cfg.ledger.as_deref(), &cfg.data_dir).await.context("opening the ledger store")?;
+    let (writer, sink) = LedgerWriter::start(store.clone(), cfg.ledger_durable());
     let registry = Registry::new(&cfg).map_err(anyhow::Error::msg)?;
     let health = spawn_health_checks(&registry.backends, &cfg.health);
     let auth = Authenticator::new(store.clone(), admin_key.as_deref()).with_failure_limit(cfg.auth_failures_per_minute);
@@ -64,8 +65,19 @@ pub async fn spawn(
     } else {
         None
     };
-    let budgets = budgets(&cfg, &*store).await?;
-    let cache = Arc::new(crate::cache::ResponseCache::new(&cfg.cache));
+    let limits = tenant_limits(&cfg, &*store).await?;
+    let pools = allocator.as_ref().map(|a| a.fleet.pools.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
+    let state_health = Arc::new(crate::state::resilient::StateHealth::alone());
+    let state = crate::state::open(&cfg, limits, pools, state_health.clone()).context("shared state")?;
+    if state.shared() {
+        // The lease task decides who leads.
+        state_health.leader.store(false, std::sync::atomic::Ordering::Release);
+        if let Err(e) = state.heartbeat().await {
+            tracing::error!(error = %e, "shared state (Redis) unreachable at start");
+        }
+    }
+    let cache = crate::cache::ResponseCache::new(&cfg.cache);
+    let cache = Arc::new(if state.shared() { cache.shared_through(state.clone()) } else { cache });
     let mut routers = std::collections::HashMap::new();
     for m in &cfg.models {
         if let Some(path) = &m.router {
@@ -74,10 +86,14 @@ pub async fn spawn(
             routers.insert(m.name.clone(), Arc::new(model));
         }
     }
-    let gateway = Arc::new(Gateway { cfg, allocator, budgets, auth, registry, sink, store, cache, routers });
+    let gateway =
+        Arc::new(Gateway { cfg, allocator, state, state_health, auth, registry, sink, store, cache, routers });
     let mut background = health;
     if let Some(a) = &gateway.allocator {
         background.extend(spawn_allocator(gateway.clone(), a.clone()));
+    }
+    if gateway.state.shared() {
+        background.extend(shared::spawn(gateway.clone()));
     }
     let app = router(gateway.clone());
     let addr = listener.local_addr()?;
@@ -103,14 +119,27 @@ pub async fn spawn(
     Ok(GatewayHandle { addr, gateway, shutdown: Some(tx), task })
 }
 
-/// Tenants' budgets, with what each has spent since the start of the month (UTC) from the ledger.
-async fn budgets(cfg: &Config, store: &dyn Store) -> anyhow::Result<Budgets> {
+/// Tenants' limits, with what each has spent since the start of the month (UTC) from the ledger.
+async fn tenant_limits(
+    cfg: &Config,
+    store: &dyn Store,
+) -> anyhow::Result<std::collections::HashMap<String, crate::state::TenantLimits>> {
     let since = month_start_ms(unix_ms());
     let usage = store.usage(since).await?;
-    Ok(Budgets::new(cfg.tenants.iter().map(|t| {
-        let spent = usage.iter().filter(|u| u.tenant == t.name).map(|u| u.revenue_usd).sum();
-        (t.name.clone(), t.monthly_budget_usd, spent)
-    })))
+    Ok(cfg
+        .tenants
+        .iter()
+        .map(|t| {
+            let spent = usage.iter().filter(|u| u.tenant == t.name).map(|u| u.revenue_usd).sum();
+            let limits = crate::state::TenantLimits {
+                budget_usd: t.monthly_budget_usd,
+                spent_usd: spent,
+                tokens_per_minute: t.tokens_per_minute,
+                requests_per_minute: t.requests_per_minute,
+            };
+            (t.name.clone(), limits)
+        })
+        .collect())
 }
 
 /// Unix milliseconds of the first instant of the UTC month containing `now_ms`.
@@ -127,8 +156,9 @@ pub fn month_start_ms(now_ms: i64) -> i64 {
     (days - day) * 86_400_000
 }
 
-/// The allocator's background work: re-solve the LP every interval, and correct prices from
-/// measured load every 20 ms in between.
+/// The allocator's background work: every interval, exchange demand forecasts and either solve
+/// the LP and publish the board (the leader; a lone replica always leads) or install the
+/// leader's board; correct prices from measured load every 20 ms in between.
 fn spawn_allocator(gw: Arc<Gateway>, alloc: Arc<Allocator>) -> Vec<JoinHandle<()>> {
     let every = std::time::Duration::from_millis(gw.cfg.admission.solve_interval_ms);
     let solver = {
@@ -137,10 +167,30 @@ fn spawn_allocator(gw: Arc<Gateway>, alloc: Arc<Allocator>) -> Vec<JoinHandle<()
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                let (gw, alloc) = (gw.clone(), alloc.clone());
-                match tokio::task::spawn_blocking(move || alloc.solve(&gw.cfg)).await {
+                let now = alloc.now();
+                let own = alloc.forecast_snapshot(now);
+                let all = match gw.state.exchange_forecasts(&own).await {
+                    Ok(all) => all,
+                    Err(_) => own,
+                };
+                if !gw.state_health.leader.load(std::sync::atomic::Ordering::Acquire) {
+                    if let Ok(Some(board)) = gw.state.fetch_board().await {
+                        if alloc.install(board) {
+                            tracing::debug!("price board installed from the leader");
+                        }
+                    }
+                    continue;
+                }
+                let snapshot = crate::state::merge_forecasts(all);
+                let (g, a) = (gw.clone(), alloc.clone());
+                match tokio::task::spawn_blocking(move || a.solve_for(&g.cfg, now, &snapshot)).await {
                     Ok(Ok(board)) => {
-                        tracing::debug!(version = board.version, ms = board.solve_ms, "price board published")
+                        tracing::debug!(version = board.version, ms = board.solve_ms, "price board published");
+                        if gw.state.shared() {
+                            if let Err(e) = gw.state.publish_board(&board).await {
+                                tracing::warn!(error = %e, "price board not shared");
+                            }
+                        }
                     }
                     Ok(Err(e)) => tracing::warn!(error = %e, "LP solve failed; keeping the previous prices"),
                     Err(e) => tracing::error!(error = %e, "LP task panicked"),

@@ -1,8 +1,12 @@
 //! Persistence behind one trait: API keys (hashed) and the ledger. SQLite (WAL) is the default
-//! implementation; PostgreSQL will implement the same trait.
+//! implementation; PostgreSQL (`ledger = "postgres://..."`) implements the same trait with the
+//! same SQL, for replicas that share one ledger.
 
+mod postgres;
+pub(crate) mod sql;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::metering::LedgerRow;
@@ -57,4 +61,13 @@ pub trait Store: Send + Sync + 'static {
     async fn ledger_count(&self) -> Result<i64, StoreError>;
     /// Totals by tenant and model for rows started at or after `since_ms`.
     async fn usage(&self, since_ms: i64) -> Result<Vec<UsageRow>, StoreError>;
+}
+
+/// Opens the configured store: PostgreSQL when `ledger` is a `postgres://` URL, else SQLite in
+/// the data directory.
+pub async fn open(ledger: Option<&str>, data_dir: &std::path::Path) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(match ledger {
+        Some(url) => std::sync::Arc::new(PostgresStore::connect(url).await?),
+        None => std::sync::Arc::new(SqliteStore::open(data_dir).await?),
+    })
 }
