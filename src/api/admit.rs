@@ -266,7 +266,8 @@ fn refuse(
     let asked = cands[0];
     let pool = &alloc.fleet.pools[asked.pool];
     // Until the work in flight drains, the price will not fall much.
-    let retry_after_s = (alloc.loads[asked.pool].total_inflight() / pool.capacity().max(1e-9)).ceil().clamp(1.0, 60.0) as u64;
+    let retry_after_s =
+        (alloc.loads[asked.pool].total_inflight() / pool.capacity().max(1e-9)).ceil().clamp(1.0, 60.0) as u64;
     meter.decision("refuse", Some(price), Some(asked.net(value)));
     tracing::debug!(tenant = %class.tenant, model = %class.model, price, value, quote_per_1k, "refused: capacity is priced above the request's value");
     ApiError::Priced { model: class.model.clone(), quote_per_1k, price, retry_after_s }

@@ -186,7 +186,10 @@ async fn proxied(
                 Rates::default(),
             );
             meter.client_request_id(rid.client);
-            meter.finish(err.status().as_u16(), crate::metering::Outcome::ClientError, Some(err.to_string())).wait().await;
+            meter
+                .finish(err.status().as_u16(), crate::metering::Outcome::ClientError, Some(err.to_string()))
+                .wait()
+                .await;
             err.into_response()
         }
     }

@@ -170,7 +170,8 @@ impl GatewayMetrics {
             ),
             state_errors: reg(
                 &r,
-                Gauge::new("tollgate_state_errors_total", "Shared state (Redis) calls that failed").expect("valid gauge"),
+                Gauge::new("tollgate_state_errors_total", "Shared state (Redis) calls that failed")
+                    .expect("valid gauge"),
             ),
             lp_leader: reg(
                 &r,

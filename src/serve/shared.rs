@@ -35,7 +35,15 @@ pub fn spawn(gw: Arc<Gateway>) -> Vec<JoinHandle<()>> {
                 let lead = gw.state.lead().await.unwrap_or(false);
                 let was = gw.state_health.leader.swap(lead, Ordering::AcqRel);
                 if lead != was {
-                    tracing::info!(leader = lead, "LP lease {}", if lead { "taken: this replica solves and publishes prices" } else { "lost: installing the leader's prices" });
+                    tracing::info!(
+                        leader = lead,
+                        "LP lease {}",
+                        if lead {
+                            "taken: this replica solves and publishes prices"
+                        } else {
+                            "lost: installing the leader's prices"
+                        }
+                    );
                 }
             }
         })

@@ -33,7 +33,16 @@ impl LocalState {
             .into_iter()
             .map(|(t, l)| {
                 let spent = micro(l.spent_usd);
-                (t, Mutex::new(Tenant { limits: l, spent, held: 0, tokens: Window::default(), requests: Window::default() }))
+                (
+                    t,
+                    Mutex::new(Tenant {
+                        limits: l,
+                        spent,
+                        held: 0,
+                        tokens: Window::default(),
+                        requests: Window::default(),
+                    }),
+                )
             })
             .collect();
         Self { tenants }
@@ -77,7 +86,12 @@ impl SharedState for LocalState {
         false
     }
 
-    async fn admit_tenant(&self, tenant: &str, hold_usd: f64, tokens: u64) -> Result<Result<TenantGrant, Denied>, StateError> {
+    async fn admit_tenant(
+        &self,
+        tenant: &str,
+        hold_usd: f64,
+        tokens: u64,
+    ) -> Result<Result<TenantGrant, Denied>, StateError> {
         Ok(self.admit_at(tenant, hold_usd, tokens, now_s()))
     }
 
@@ -112,7 +126,10 @@ impl SharedState for LocalState {
         Ok(true)
     }
 
-    async fn exchange_forecasts(&self, own: &[(ClassKey, ClassStats)]) -> Result<Vec<(ClassKey, ClassStats)>, StateError> {
+    async fn exchange_forecasts(
+        &self,
+        own: &[(ClassKey, ClassStats)],
+    ) -> Result<Vec<(ClassKey, ClassStats)>, StateError> {
         Ok(own.to_vec())
     }
 
@@ -152,7 +169,8 @@ mod tests {
 
     #[test]
     fn token_and_request_limits_refuse_with_a_wait_and_count_nothing_when_refused() {
-        let s = state(TenantLimits { tokens_per_minute: Some(100), requests_per_minute: Some(2), ..Default::default() });
+        let s =
+            state(TenantLimits { tokens_per_minute: Some(100), requests_per_minute: Some(2), ..Default::default() });
         let g = s.admit_at("t", 0.0, 80, 10).unwrap();
         assert_eq!(s.admit_at("t", 0.0, 30, 20).unwrap_err(), Denied::Tokens(Some(50)));
         // Settling gives back the tokens not used.

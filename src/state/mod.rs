@@ -112,7 +112,12 @@ pub trait SharedState: Send + Sync + 'static {
 
     /// Holds `hold_usd` against the tenant's budget and counts `tokens` and one request in its
     /// minute windows, atomically, if all stay within the tenant's limits.
-    async fn admit_tenant(&self, tenant: &str, hold_usd: f64, tokens: u64) -> Result<Result<TenantGrant, Denied>, StateError>;
+    async fn admit_tenant(
+        &self,
+        tenant: &str,
+        hold_usd: f64,
+        tokens: u64,
+    ) -> Result<Result<TenantGrant, Denied>, StateError>;
 
     /// Settles a grant: `charge_usd` spent (0 for a failed request) and `tokens` really used.
     /// Never waits: a remote implementation sends it in the background.
@@ -124,7 +129,13 @@ pub trait SharedState: Send + Sync + 'static {
     /// Reserves `work` micro-engine-seconds (`prefill` of them in the prefill backlog) on pool
     /// `pool` across replicas if the total stays within `room`; `work` 0 only reads the totals.
     /// `None` for a state that is not shared (the pool's local room is the whole truth).
-    async fn reserve_pool(&self, pool: usize, work: i64, prefill: i64, room: i64) -> Result<Option<PoolView>, StateError>;
+    async fn reserve_pool(
+        &self,
+        pool: usize,
+        work: i64,
+        prefill: i64,
+        room: i64,
+    ) -> Result<Option<PoolView>, StateError>;
 
     /// Gives back what [`Self::reserve_pool`] granted (in the background).
     fn release_pool(&self, pool: usize, work: i64, prefill: i64);
@@ -136,7 +147,10 @@ pub trait SharedState: Send + Sync + 'static {
     async fn lead(&self) -> Result<bool, StateError>;
 
     /// Publishes this replica's demand forecast; returns the live replicas' (including its own).
-    async fn exchange_forecasts(&self, own: &[(ClassKey, ClassStats)]) -> Result<Vec<(ClassKey, ClassStats)>, StateError>;
+    async fn exchange_forecasts(
+        &self,
+        own: &[(ClassKey, ClassStats)],
+    ) -> Result<Vec<(ClassKey, ClassStats)>, StateError>;
 
     async fn publish_board(&self, board: &PriceBoard) -> Result<(), StateError>;
 

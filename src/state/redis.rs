@@ -147,7 +147,12 @@ impl SharedState for RedisState {
         true
     }
 
-    async fn admit_tenant(&self, tenant: &str, hold_usd: f64, tokens: u64) -> Result<Result<TenantGrant, Denied>, StateError> {
+    async fn admit_tenant(
+        &self,
+        tenant: &str,
+        hold_usd: f64,
+        tokens: u64,
+    ) -> Result<Result<TenantGrant, Denied>, StateError> {
         let Some(l) = self.limits.get(tenant) else { return Ok(Err(Denied::Budget)) };
         let month = Self::month();
         let hold = super::micro(hold_usd);
@@ -223,7 +228,13 @@ impl SharedState for RedisState {
         Ok(Some((spent as f64 / MICRO, held.values().sum::<i64>() as f64 / MICRO)))
     }
 
-    async fn reserve_pool(&self, pool: usize, work: i64, prefill: i64, room: i64) -> Result<Option<PoolView>, StateError> {
+    async fn reserve_pool(
+        &self,
+        pool: usize,
+        work: i64,
+        prefill: i64,
+        room: i64,
+    ) -> Result<Option<PoolView>, StateError> {
         let name = &self.pools[pool];
         let mut conn = self.conn.clone();
         let mut inv = RESERVE.prepare_invoke();
@@ -262,7 +273,10 @@ impl SharedState for RedisState {
         Ok(self.call(inv.invoke_async::<i64>(&mut conn)).await? == 1)
     }
 
-    async fn exchange_forecasts(&self, own: &[(ClassKey, ClassStats)]) -> Result<Vec<(ClassKey, ClassStats)>, StateError> {
+    async fn exchange_forecasts(
+        &self,
+        own: &[(ClassKey, ClassStats)],
+    ) -> Result<Vec<(ClassKey, ClassStats)>, StateError> {
         let mut conn = self.conn.clone();
         let json = serde_json::to_string(own).map_err(unavailable)?;
         let key = self.key(&["forecasts"]);
@@ -270,11 +284,7 @@ impl SharedState for RedisState {
         let mut inv = FORECASTS.prepare_invoke();
         inv.key(self.key(&["replicas"])).key(&key);
         let all: Vec<String> = self.call(inv.invoke_async(&mut conn)).await?;
-        Ok(all
-            .iter()
-            .filter_map(|j| serde_json::from_str::<Vec<(ClassKey, ClassStats)>>(j).ok())
-            .flatten()
-            .collect())
+        Ok(all.iter().filter_map(|j| serde_json::from_str::<Vec<(ClassKey, ClassStats)>>(j).ok()).flatten().collect())
     }
 
     async fn publish_board(&self, board: &PriceBoard) -> Result<(), StateError> {

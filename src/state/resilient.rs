@@ -87,7 +87,12 @@ impl SharedState for Resilient {
         true
     }
 
-    async fn admit_tenant(&self, tenant: &str, hold_usd: f64, tokens: u64) -> Result<Result<TenantGrant, Denied>, StateError> {
+    async fn admit_tenant(
+        &self,
+        tenant: &str,
+        hold_usd: f64,
+        tokens: u64,
+    ) -> Result<Result<TenantGrant, Denied>, StateError> {
         match self.redis.admit_tenant(tenant, hold_usd, tokens).await {
             Ok(v) => {
                 self.ok();
@@ -118,7 +123,13 @@ impl SharedState for Resilient {
     }
 
     /// Degraded: `None`, and the caller keeps to its share of the pool's room.
-    async fn reserve_pool(&self, pool: usize, work: i64, prefill: i64, room: i64) -> Result<Option<PoolView>, StateError> {
+    async fn reserve_pool(
+        &self,
+        pool: usize,
+        work: i64,
+        prefill: i64,
+        room: i64,
+    ) -> Result<Option<PoolView>, StateError> {
         match self.redis.reserve_pool(pool, work, prefill, room).await {
             Ok(v) => {
                 self.ok();
@@ -144,7 +155,10 @@ impl SharedState for Resilient {
         }
     }
 
-    async fn exchange_forecasts(&self, own: &[(ClassKey, ClassStats)]) -> Result<Vec<(ClassKey, ClassStats)>, StateError> {
+    async fn exchange_forecasts(
+        &self,
+        own: &[(ClassKey, ClassStats)],
+    ) -> Result<Vec<(ClassKey, ClassStats)>, StateError> {
         match self.redis.exchange_forecasts(own).await {
             Ok(v) => Ok(v),
             Err(e) => self.degrade(e).map(|_| own.to_vec()),

@@ -16,11 +16,8 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`) and applies the migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await?;
+        let pool =
+            PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
         let store = Self { pool };
         // Replicas starting at once race to create the schema; whoever loses sees a unique
         // violation and tries again against the winner's tables.

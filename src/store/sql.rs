@@ -75,12 +75,10 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn find_key(
-                &self,
-                id: &str,
-            ) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
+            async fn find_key(&self, id: &str) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
                 use sqlx::Row;
-                let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row =
+                    sqlx::query("SELECT * FROM api_keys WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
                 Ok(row.map(|r| $crate::store::KeyRecord {
                     id: r.get("id"),
                     tenant: r.get("tenant"),
@@ -96,12 +94,11 @@ macro_rules! impl_sql_store {
                 tenant: Option<&str>,
             ) -> Result<Vec<$crate::store::KeyRecord>, $crate::store::StoreError> {
                 use sqlx::Row;
-                let rows = sqlx::query(
-                    "SELECT * FROM api_keys WHERE $1 IS NULL OR tenant = $1 ORDER BY created_at_ms, id",
-                )
-                .bind(tenant)
-                .fetch_all(&self.pool)
-                .await?;
+                let rows =
+                    sqlx::query("SELECT * FROM api_keys WHERE $1 IS NULL OR tenant = $1 ORDER BY created_at_ms, id")
+                        .bind(tenant)
+                        .fetch_all(&self.pool)
+                        .await?;
                 Ok(rows
                     .iter()
                     .map(|r| $crate::store::KeyRecord {
@@ -176,13 +173,9 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn ledger(
-                &self,
-                limit: i64,
-            ) -> Result<Vec<$crate::metering::LedgerRow>, $crate::store::StoreError> {
+            async fn ledger(&self, limit: i64) -> Result<Vec<$crate::metering::LedgerRow>, $crate::store::StoreError> {
                 use sqlx::Row;
-                let rows =
-                    sqlx::query($crate::store::sql::LEDGER_SELECT).bind(limit).fetch_all(&self.pool).await?;
+                let rows = sqlx::query($crate::store::sql::LEDGER_SELECT).bind(limit).fetch_all(&self.pool).await?;
                 Ok(rows
                     .iter()
                     .map(|r| $crate::metering::LedgerRow {

@@ -1,0 +1,561 @@
+//! Three gateway replicas (separate `tollgate serve` processes) on loopback sharing one Redis and
+//! one PostgreSQL, in front of an emulated fleet, with load spread across them:
+//! - a tenant's monthly budget is not overspent by more than its requests in flight;
+//! - a tokens-per-minute limit holds within 1% in every minute, and is not under-used;
+//! - reservations on a capacity-managed pool never exceed its room across replicas;
+//! - the LP leader is killed (SIGKILL) mid-load: another replica takes the lease within the TTL,
+//!   the dead replica's reservations are reclaimed within the TTL, and every request a client saw
+//!   complete (from any replica, the dead one included) has its ledger row in PostgreSQL;
+//! - the ledger holds exactly one row per answered request.
+//!
+//! Prints the measured figures (overshoot, minute peaks, handover and reclaim times).
+
+mod common;
+
+use common::services::{Postgres, Redis};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tollgate::capacity::Profile;
+use tollgate::state::SharedState;
+
+const TTL_MS: u64 = 2000;
+const BUDGET_USD: f64 = 0.05;
+const TPM: u64 = 6000;
+const LOAD_S: u64 = 70;
+
+struct Replica {
+    child: Mutex<Option<Child>>,
+    base: String,
+}
+
+impl Replica {
+    /// SIGKILL: the process dies with whatever it holds.
+    fn kill(&self) {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM: the gateway drains its requests and flushes its ledger, then exits.
+    fn terminate(&self) {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What clients saw: (client request id, replica index, HTTP status, completed).
+type Seen = Arc<Mutex<Vec<(String, usize, u16, bool)>>>;
+
+fn profile(model: &str, max_batch: u32, dir: &std::path::Path) -> (Profile, String) {
+    let mut p = Profile::builtin("llama3-8b-h100-tp1").unwrap();
+    p.model = model.into();
+    p.name = format!("{model}-test");
+    p.max_batch = max_batch;
+    let path = dir.join(format!("{model}.toml"));
+    std::fs::write(&path, p.to_toml()).unwrap();
+    (p, path.display().to_string())
+}
+
+async fn admin_get(base: &str, path: &str) -> Value {
+    common::get_json(&format!("{base}{path}"), Some(common::ADMIN_KEY)).await
+}
+
+/// One request; `stream` reads SSE to `[DONE]`. Records what the client saw.
+async fn send(client: &reqwest::Client, r: &Replica, idx: usize, key: &str, body: Value, seen: &Seen) -> u16 {
+    let id = uuid::Uuid::new_v4().to_string();
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    let resp = client
+        .post(format!("{}/v1/chat/completions", r.base))
+        .bearer_auth(key)
+        .header("x-request-id", &id)
+        .json(&body)
+        .send()
+        .await;
+    let Ok(resp) = resp else {
+        seen.lock().unwrap().push((id, idx, 0, false));
+        return 0;
+    };
+    let status = resp.status().as_u16();
+    let complete = if status == 200 && stream {
+        let mut text = String::new();
+        let mut s = resp.bytes_stream();
+        let mut ok = true;
+        while let Some(c) = s.next().await {
+            match c {
+                Ok(b) => text.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        ok && text.contains("data: [DONE]") && !text.contains("\"error\"")
+    } else {
+        resp.bytes().await.is_ok()
+    };
+    seen.lock().unwrap().push((id, idx, status, complete));
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_budgets_limits_reservations_and_prices() {
+    let redis = Redis::start();
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (big, big_path) = profile("big", 4, dir.path());
+    let (free, _) = profile("free", 64, dir.path());
+    let emu_big = common::start_emulator(big, 1, 1.0).await;
+    let emu_free = common::start_emulator(free, 1, 20.0).await;
+    let config = format!(
+        r#"listen = "127.0.0.1:0"
+state = "{redis}"
+ledger = "{pg}"
+[redis]
+replicas = 3
+ttl_ms = {TTL_MS}
+[admission]
+solve_interval_ms = 500
+{b1}{b2}
+[[models]]
+name = "big"
+backends = ["big"]
+[models.capacity]
+profile = "{big_path}"
+replicas = 1
+cost_per_engine_second = 0.0001
+[[models]]
+name = "free"
+backends = ["free"]
+[[tiers]]
+name = "ent"
+input_price_per_1m = 10.0
+output_price_per_1m = 30.0
+[[tiers]]
+name = "std"
+input_price_per_1m = 10.0
+output_price_per_1m = 10.0
+[[tiers]]
+name = "vip"
+input_price_per_1m = 1000.0
+output_price_per_1m = 3000.0
+[[tenants]]
+name = "ent"
+tier = "ent"
+[[tenants]]
+name = "vip"
+tier = "vip"
+[[tenants]]
+name = "budget"
+tier = "std"
+monthly_budget_usd = {BUDGET_USD}
+[[tenants]]
+name = "tpm"
+tier = "std"
+tokens_per_minute = {TPM}
+"#,
+        redis = redis.url,
+        pg = pg.url,
+        b1 = common::backend("big", &emu_big.base, ""),
+        b2 = common::backend("free", &emu_free.base, ""),
+    );
+    let cfg_path = dir.path().join("tollgate.toml");
+    std::fs::write(&cfg_path, config).unwrap();
+
+    let mut replicas = Vec::new();
+    for i in 0..3 {
+        let port = common::llama::free_port();
+        let log = std::fs::File::create(
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("scale_out-r{i}.log")),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["serve", "--config", cfg_path.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(dir.path())
+            .env("TOLLGATE_ADMIN_KEY", common::ADMIN_KEY)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        replicas.push(Replica { child: Mutex::new(Some(child)), base: format!("http://127.0.0.1:{port}") });
+    }
+    let client = reqwest::Client::new();
+    for r in &replicas {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while client.get(format!("{}/health", r.base)).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "replica {} did not start", r.base);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Keys are created through one replica and stored in PostgreSQL: every replica knows them.
+    let mut keys = HashMap::new();
+    for t in ["ent", "vip", "budget", "tpm"] {
+        let k = common::post_json(
+            &format!("{}/v1/tollgate/keys", replicas[0].base),
+            Some(common::ADMIN_KEY),
+            &json!({"tenant": t}),
+        )
+        .await;
+        keys.insert(t, k["key"].as_str().unwrap().to_string());
+    }
+    let replicas = Arc::new(replicas);
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let dead: Arc<Mutex<Option<usize>>> = Arc::new(Mutex::new(None));
+
+    // Tokens per minute: three clients, one per replica, each a request a second of about 120
+    // tokens: three times the limit.
+    for i in 0..3 {
+        let (replicas, seen, dead, key, client) =
+            (replicas.clone(), seen.clone(), dead.clone(), keys["tpm"].clone(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while start.elapsed() < Duration::from_secs(LOAD_S) {
+                let r = (i + n) % 3;
+                n += 1;
+                if *dead.lock().unwrap() == Some(r) {
+                    continue;
+                }
+                let body = json!({"model": "free", "messages": [{"role": "user", "content": format!("count to ten please, run {n}")}], "max_tokens": 100, "ignore_eos": true});
+                send(&client, &replicas[r], r, &key, body, &seen).await;
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+            }
+        }));
+    }
+    // Budget: twelve clients (four per replica) until the budget refuses them all.
+    for i in 0..12 {
+        let (replicas, seen, key, client) = (replicas.clone(), seen.clone(), keys["budget"].clone(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = i % 3;
+            let mut refused = 0;
+            while refused < 3 && start.elapsed() < Duration::from_secs(15) {
+                let body = json!({"model": "free", "messages": [{"role": "user", "content": "a short answer please"}], "max_tokens": 60, "ignore_eos": true});
+                let s = send(&client, &replicas[r], r, &key, body, &seen).await;
+                refused = if s == 429 { refused + 1 } else { 0 };
+            }
+        }));
+    }
+    // The managed pool: 24 streaming clients (eight per replica) of long answers, over its
+    // capacity (admission prices most away before the room is full; the contention test below
+    // drives the room itself to its bound); half of them worth a hundred times more.
+    for i in 0..24 {
+        let tenant = if i % 2 == 0 { "ent" } else { "vip" };
+        let (replicas, seen, key, client, dead) =
+            (replicas.clone(), seen.clone(), keys[tenant].clone(), client.clone(), dead.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = (i / 2) % 3;
+            while start.elapsed() < Duration::from_secs(LOAD_S - 10) {
+                if *dead.lock().unwrap() == Some(r) {
+                    break;
+                }
+                let body = json!({"model": "big", "stream": true, "messages": [{"role": "user", "content": "write a long story"}], "max_tokens": 200, "ignore_eos": true});
+                if send(&client, &replicas[r], r, &key, body, &seen).await != 200 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }));
+    }
+
+    // Sample the pool's total reservations across replicas (Redis) against the replicas' rooms.
+    let observer = tollgate::state::RedisState::new(
+        &redis.url,
+        &tollgate::config::RedisConfig::default(),
+        HashMap::new(),
+        vec!["big".into()],
+    )
+    .unwrap();
+    let mut peak_ratio: f64 = 0.0;
+    let mut samples = 0;
+    let mut rooms = [f64::INFINITY; 3];
+    let mut killed: Option<(usize, String, Instant)> = None;
+    let (mut handover, mut reclaimed): (Option<Duration>, Option<Duration>) = (None, None);
+    let mut redis_conn =
+        redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut last_rooms = Instant::now() - Duration::from_secs(1);
+    while start.elapsed() < Duration::from_secs(LOAD_S) {
+        if last_rooms.elapsed() > Duration::from_millis(250) {
+            last_rooms = Instant::now();
+            for (i, r) in replicas.iter().enumerate() {
+                if killed.as_ref().is_some_and(|k| k.0 == i) {
+                    continue;
+                }
+                let p = admin_get(&r.base, "/v1/tollgate/prices").await;
+                rooms[i] = p["live"][0]["room_engine_s"].as_f64().unwrap();
+            }
+        }
+        let view = observer.reserve_pool(0, 0, 0, 0).await.unwrap().unwrap();
+        let room = rooms.iter().cloned().filter(|r| r.is_finite()).fold(0.0, f64::max);
+        if room > 0.0 {
+            peak_ratio = peak_ratio.max(view.inflight as f64 / 1e6 / room);
+            samples += 1;
+        }
+        // From 20 s, kill the LP leader at a moment it holds reservations.
+        if killed.is_none() && start.elapsed() > Duration::from_secs(20) {
+            let mut leaders = 0;
+            for (i, r) in replicas.iter().enumerate() {
+                let p = admin_get(&r.base, "/v1/tollgate/prices").await;
+                if p["leader"] == true {
+                    leaders += 1;
+                    let id = p["replica"].as_str().unwrap().to_string();
+                    let held: bool = redis::cmd("HEXISTS")
+                        .arg("tollgate:pool:big:inflight")
+                        .arg(&id)
+                        .query_async(&mut redis_conn)
+                        .await
+                        .unwrap();
+                    if held {
+                        *dead.lock().unwrap() = Some(i);
+                        r.kill();
+                        killed = Some((i, id, Instant::now()));
+                    }
+                    break;
+                }
+            }
+            assert_eq!(leaders, 1, "one replica leads");
+            if start.elapsed() > Duration::from_secs(40) {
+                let mut all = Vec::new();
+                for r in replicas.iter() {
+                    all.push(admin_get(&r.base, "/v1/tollgate/prices").await);
+                }
+                let v: redis::Value =
+                    redis::cmd("HGETALL").arg("tollgate:pool:big:inflight").query_async(&mut redis_conn).await.unwrap();
+                panic!(
+                    "the leader never held reservations: {v:?} {}",
+                    serde_json::to_string(
+                        &all.iter()
+                            .map(|p| json!({"r": p["replica"], "leader": p["leader"], "live": p["live"]}))
+                            .collect::<Vec<_>>()
+                    )
+                    .unwrap()
+                );
+            }
+        }
+        if let Some((i, id, at)) = &killed {
+            if handover.is_none() {
+                for (j, r) in replicas.iter().enumerate() {
+                    if j != *i && admin_get(&r.base, "/v1/tollgate/prices").await["leader"] == true {
+                        handover = Some(at.elapsed());
+                    }
+                }
+            }
+            if reclaimed.is_none() {
+                let held: bool = redis::cmd("HEXISTS")
+                    .arg("tollgate:pool:big:inflight")
+                    .arg(id)
+                    .query_async(&mut redis_conn)
+                    .await
+                    .unwrap();
+                if !held {
+                    reclaimed = Some(at.elapsed());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (killed_idx, _, _) = killed.expect("the leader was killed");
+
+    // Stop the survivors gracefully (SIGTERM drains and flushes), then read PostgreSQL.
+    tokio::task::block_in_place(|| replicas.iter().for_each(Replica::terminate));
+    let store = tollgate::store::PostgresStore::connect(&pg.url).await.unwrap();
+    use tollgate::store::Store;
+    let rows = store.ledger(1_000_000).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+
+    // Every answer a client received has exactly one row; nothing else but rows of requests the
+    // dead replica finished as it died.
+    let mut by_id: HashMap<&str, usize> = HashMap::new();
+    for r in &rows {
+        *by_id.entry(r.client_request_id.as_deref().unwrap_or("")).or_default() += 1;
+    }
+    let answered: Vec<_> = seen.iter().filter(|s| s.2 != 0 && (s.3 || s.1 != killed_idx)).collect();
+    for s in &answered {
+        assert_eq!(by_id.get(s.0.as_str()).copied().unwrap_or(0), 1, "one ledger row for answered request {s:?}");
+    }
+    let cut = seen.iter().filter(|s| s.1 == killed_idx && !s.3).count();
+    assert!(
+        rows.len() >= answered.len() && rows.len() <= answered.len() + cut,
+        "rows {} answered {} cut {cut}",
+        rows.len(),
+        answered.len()
+    );
+    let completed_on_dead = seen.iter().filter(|s| s.1 == killed_idx && s.3).count();
+
+    // Budget: spent against the budget, and the most a request of it cost.
+    let budget_rows: Vec<_> = rows.iter().filter(|r| r.tenant == "budget" && r.status == 200).collect();
+    let spent: f64 = budget_rows.iter().map(|r| r.revenue_usd).sum();
+    let dearest = budget_rows.iter().map(|r| r.revenue_usd).fold(0.0, f64::max);
+    let overshoot = spent - BUDGET_USD;
+    assert!(
+        overshoot <= 12.0 * dearest + 1e-9,
+        "budget overspent by {overshoot} USD (12 in flight of at most {dearest})"
+    );
+    assert!(spent >= BUDGET_USD - 2.0 * dearest, "the budget was used: spent {spent}");
+
+    // Tokens per minute over every minute (by the second each request started).
+    let mut tpm: Vec<(i64, i64)> = rows
+        .iter()
+        .filter(|r| r.tenant == "tpm" && r.status == 200)
+        .map(|r| (r.started_at_ms / 1000, r.input_tokens + r.output_tokens))
+        .collect();
+    tpm.sort();
+    let first = tpm.first().unwrap().0;
+    let last = tpm.last().unwrap().0;
+    let mut worst: i64 = 0;
+    for s in first..=last {
+        let in_minute: i64 = tpm.iter().filter(|(t, _)| *t >= s && *t < s + 60).map(|x| x.1).sum();
+        worst = worst.max(in_minute);
+    }
+    let worst_ratio = worst as f64 / TPM as f64;
+    let refused_tpm = seen.iter().filter(|s| s.2 == 429).count();
+
+    let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in &rows {
+        let err = r.error.as_deref().unwrap_or("").chars().take(40).collect::<String>();
+        *outcomes.entry(format!("{} {} {} {err}", r.tenant, r.status, r.decision)).or_default() += 1;
+    }
+    println!("outcomes: {outcomes:#?}");
+    let handover = handover.expect("another replica took the LP lease");
+    let reclaimed = reclaimed.expect("the dead replica's reservations were reclaimed");
+    println!(
+        "scale-out figures: budget {BUDGET_USD} USD, spent {spent:.6} (overshoot {overshoot:+.6} USD, dearest request {dearest:.6}); \
+         tokens per minute: busiest minute {worst} of {TPM} ({:.2}%), 429s {refused_tpm}; pool reservations: peak {:.1}% of the room over {samples} samples; \
+         leader killed: lease handed over in {} ms, reservations reclaimed in {} ms (TTL {TTL_MS} ms); \
+         ledger rows {} for {} answered requests ({} completed by the killed replica, {cut} cut by the kill)",
+        worst_ratio * 100.0,
+        peak_ratio * 100.0,
+        handover.as_millis(),
+        reclaimed.as_millis(),
+        rows.len(),
+        answered.len(),
+        completed_on_dead,
+    );
+    assert!(worst_ratio <= 1.01, "tokens per minute over the limit: {worst} > {TPM}");
+    assert!(worst_ratio >= 0.9, "tokens per minute under-used: {worst} of {TPM}");
+    assert!(peak_ratio <= 1.0 + 1e-9, "reservations exceeded the room: {peak_ratio}");
+    assert!(peak_ratio > 0.5, "the pool was loaded: {peak_ratio}");
+    assert!(handover <= Duration::from_millis(TTL_MS + TTL_MS / 6 + 500), "lease handover took {handover:?}");
+    assert!(reclaimed <= Duration::from_millis(TTL_MS + 500), "reclaim took {reclaimed:?}");
+    assert!(completed_on_dead > 0, "the killed replica had completed requests");
+}
+
+/// The scripts under contention from three replicas at once (three `RedisState`s, as three
+/// processes would be): pool reservations never exceed the room and fill it; budget holds never
+/// exceed the budget; a tokens-per-minute window never admits more than its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_scripts_are_exact_under_contention() {
+    let redis = Redis::start();
+    let cfg = tollgate::config::RedisConfig { ttl_ms: 10_000, ..Default::default() };
+    let limits: HashMap<String, tollgate::state::TenantLimits> = [(
+        "t".to_string(),
+        tollgate::state::TenantLimits {
+            budget_usd: Some(1.0),
+            spent_usd: 0.0,
+            tokens_per_minute: Some(100_000),
+            requests_per_minute: None,
+        },
+    )]
+    .into();
+    let states: Vec<Arc<tollgate::state::RedisState>> = (0..3)
+        .map(|_| {
+            Arc::new(tollgate::state::RedisState::new(&redis.url, &cfg, limits.clone(), vec!["p".into()]).unwrap())
+        })
+        .collect();
+    for s in &states {
+        s.heartbeat().await.unwrap();
+    }
+    const ROOM: i64 = 10_000_000; // 10 engine-seconds
+    let peak = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let granted = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let (s, peak, granted) = (states[i % 3].clone(), peak.clone(), granted.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..60 {
+                let work = 300_000 + 100_000 * ((i + n) % 7) as i64;
+                let v = s.reserve_pool(0, work, work / 4, ROOM).await.unwrap().unwrap();
+                peak.fetch_max(v.inflight, std::sync::atomic::Ordering::Relaxed);
+                if v.granted {
+                    granted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    s.release_pool(0, work, work / 4);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(peak <= ROOM, "reserved {peak} of {ROOM}");
+    assert!(peak >= ROOM * 8 / 10, "contention filled the room: {peak} of {ROOM}");
+    assert!(granted.load(std::sync::atomic::Ordering::Relaxed) > 100);
+    // Releases run in the background: the pool drains to zero.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = states[0].reserve_pool(0, 0, 0, ROOM).await.unwrap().unwrap();
+        if v.inflight == 0 && v.backlog == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reservations not released: {v:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Budget: 1 USD, 30 clients holding 0.03 USD each and settling 0.02 USD; the sum of what was
+    // admitted never lets spent plus held pass the budget.
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let s = states[i % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0;
+            for _ in 0..10 {
+                match s.admit_tenant("t", 0.03, 1000).await.unwrap() {
+                    Ok(g) => {
+                        ok += 1;
+                        s.settle_tenant(g, 0.02, 1000);
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+                }
+            }
+            ok
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += t.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (spent, held) = states[0].tenant_usage("t").await.unwrap().unwrap();
+    assert_eq!(held, 0.0);
+    assert!((spent - admitted as f64 * 0.02).abs() < 1e-6, "spent {spent} for {admitted} admitted");
+    assert!(spent <= 1.0 + 1e-9, "budget overspent: {spent}");
+    assert!(spent >= 1.0 - 0.03 - 1e-9, "the budget was used to its end: {spent}");
+    // Tokens per minute: 100,000 limit, 1,000 per request: exactly 100 requests in the minute
+    // (the budget grants above already counted theirs).
+    let counted = admitted as u64 * 1000;
+    let mut extra = 0;
+    let limits_only = tollgate::state::TenantLimits { budget_usd: None, ..limits["t"].clone() };
+    let s =
+        tollgate::state::RedisState::new(&redis.url, &cfg, [("t".to_string(), limits_only)].into(), vec![]).unwrap();
+    s.heartbeat().await.unwrap();
+    while s.admit_tenant("t", 0.0, 1000).await.unwrap().is_ok() {
+        extra += 1;
+    }
+    assert_eq!(counted + extra * 1000, 100_000, "the window admits exactly its limit");
+}
