@@ -44,6 +44,14 @@ impl Admitted {
         }
     }
 
+    /// The client left mid-response: nothing is charged, but what was generated counts against
+    /// the tenant's token window. The forecast learns nothing from a cut response.
+    pub fn abandon(mut self, tokens: Tokens) {
+        if let Some(h) = self.hold.take() {
+            h.settle(0.0, (tokens.input + tokens.output).max(0) as u64);
+        }
+    }
+
     /// Settles the budget with the real charge (nothing for a failed response) and feeds the
     /// real output length back into the forecast.
     pub fn settle(mut self, tokens: Tokens, ok: bool) {

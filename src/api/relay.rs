@@ -363,6 +363,10 @@ impl Drop for Relay {
         if let Some(m) = self.meter.as_mut() {
             m.tokens(self.tally.tokens(&self.prompt));
         }
+        // What was generated counts against the tenant's token window (nothing is charged).
+        if let Some(a) = self.admitted.take() {
+            a.abandon(self.tally.tokens(&self.prompt));
+        }
     }
 }
 

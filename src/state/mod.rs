@@ -186,10 +186,9 @@ impl TenantHold {
 impl Drop for TenantHold {
     fn drop(&mut self) {
         if let Some(g) = self.grant.take() {
-            let tokens = g.tokens.max(0) as u64;
-            // Not settled: nothing is charged, and the tokens counted stay counted (the request
-            // may have run upstream before its client left).
-            self.state.settle_tenant(g, 0.0, tokens);
+            // Not settled (refused after the tenant's admission, or abandoned before anything
+            // ran): nothing is charged and no tokens were used.
+            self.state.settle_tenant(g, 0.0, 0);
         }
     }
 }
@@ -238,6 +237,21 @@ pub fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dropped_hold_gives_back_its_budget_and_tokens_and_a_settled_one_charges() {
+        let limits = TenantLimits { budget_usd: Some(1.0), tokens_per_minute: Some(100), ..Default::default() };
+        let local = Arc::new(LocalState::new([("t".to_string(), limits)].into()));
+        let state: Arc<dyn SharedState> = local.clone();
+        let now = crate::metering::unix_ms().div_euclid(1000);
+        let g = local.admit_at("t", 0.9, 100, now).unwrap();
+        assert_eq!(local.admit_at("t", 0.0, 1, now).unwrap_err(), Denied::Tokens(Some(60)));
+        drop(TenantHold::new(state.clone(), g));
+        let g = local.admit_at("t", 0.9, 100, now).unwrap();
+        TenantHold::new(state, g).settle(0.5, 40);
+        assert_eq!(local.admit_at("t", 0.6, 1, now).unwrap_err(), Denied::Budget);
+        local.admit_at("t", 0.5, 60, now).unwrap();
+    }
 
     #[test]
     fn forecasts_merge_by_rate() {
