@@ -481,7 +481,10 @@ async fn relay_whole(
             Err(_) => return fail(meter, lease, ApiError::UpstreamTimeout("idle between chunks".into())).await,
         }
     }
-    let tokens = relay::whole_tokens(&buf, &c.prompt);
+    let Some(tokens) = relay::whole_tokens(&buf, &c.prompt) else {
+        // Cut short or broken: the client would get a 200 it cannot read.
+        return fail(meter, lease, ApiError::Upstream("the upstream's response is not JSON".into())).await;
+    };
     meter.tokens(tokens);
     if let Some(cap) = capture.filter(|_| status == StatusCode::OK) {
         if let Some(answer) = Cached::from_whole(cap.kind(), &buf) {

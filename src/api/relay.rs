@@ -113,13 +113,13 @@ fn read(json: &[u8], text: &mut String) -> Option<Read> {
 }
 
 /// Tokens of a whole (non-streamed) response: its usage, else estimated from its text and the
-/// prompt.
-pub fn whole_tokens(body: &[u8], prompt: &PromptInput) -> Tokens {
+/// prompt; `None` when the body is not JSON.
+pub fn whole_tokens(body: &[u8], prompt: &PromptInput) -> Option<Tokens> {
     let mut text = String::new();
-    match read(body, &mut text).and_then(|r| r.usage) {
+    Some(match read(body, &mut text)?.usage {
         Some((p, o)) => Tokens { input: p, output: o, estimated: false },
         None => Tokens { input: prompt.count(), output: tokens::count_text(&text) as i64, estimated: true },
-    }
+    })
 }
 
 /// The metering state of a stream, fed the upstream's bytes as they come.
@@ -132,6 +132,8 @@ pub struct Tally {
     text: String,
     content_events: i64,
     saw_done: bool,
+    /// An event whose data is not JSON arrived: the stream is broken (nothing after it is read).
+    malformed: bool,
     /// The events' payloads, kept when the answer is to be cached (`None` once past the bound).
     captured: Option<Vec<String>>,
     captured_bytes: usize,
@@ -143,10 +145,19 @@ impl Tally {
     }
 
     /// Takes upstream bytes; returns the bytes to forward (whole events only; the usage-only
-    /// chunk is dropped unless the client asked for it).
+    /// chunk is dropped unless the client asked for it). An event whose data is not JSON is not
+    /// forwarded and ends the reading ([`Tally::malformed`]).
     pub fn process(&mut self, chunk: &[u8]) -> Bytes {
         let mut out = Vec::with_capacity(chunk.len());
+        if self.malformed {
+            return Bytes::new();
+        }
         for ev in self.splitter.push(chunk) {
+            if ev.data.is_empty() {
+                // A comment or keep-alive: no payload to read.
+                out.extend_from_slice(&ev.raw);
+                continue;
+            }
             if ev.data == "[DONE]" {
                 self.saw_done = true;
                 out.extend_from_slice(&ev.raw);
@@ -164,13 +175,19 @@ impl Tally {
             let before = self.text.len();
             let mut sink = String::new();
             let text = if before < MAX_ESTIMATE_TEXT { &mut self.text } else { &mut sink };
-            if let Some(r) = read(ev.data.as_bytes(), text) {
-                if let Some(u) = r.usage {
-                    self.usage = Some(u);
-                    forward = self.client_wants_usage || !r.no_choices;
+            match read(ev.data.as_bytes(), text) {
+                Some(r) => {
+                    if let Some(u) = r.usage {
+                        self.usage = Some(u);
+                        forward = self.client_wants_usage || !r.no_choices;
+                    }
+                    if self.text.len() > before {
+                        self.content_events += 1;
+                    }
                 }
-                if self.text.len() > before {
-                    self.content_events += 1;
+                None => {
+                    self.malformed = true;
+                    break;
                 }
             }
             if forward {
@@ -188,6 +205,11 @@ impl Tally {
     /// The kept payloads, if every one was kept.
     pub fn captured(&self) -> Option<&[String]> {
         self.captured.as_deref()
+    }
+
+    /// Whether an event that is not JSON arrived.
+    pub fn malformed(&self) -> bool {
+        self.malformed
     }
 
     /// Whether `[DONE]` has passed: the response is complete.
@@ -340,6 +362,12 @@ impl Relay {
             if let Some(m) = self.meter.as_mut() {
                 m.tokens(self.tally.running());
             }
+            if self.tally.malformed() {
+                // What came before the broken event goes out, then the error event.
+                let err = ApiError::Upstream("the upstream sent an event that is not JSON".into());
+                let tail = self.end_durably(Some(err)).await.unwrap_or_default();
+                return Some([out, tail].concat().into());
+            }
             if self.tally.saw_done() {
                 // The response is complete: record it now, before the client (which stops reading
                 // at [DONE]) closes the connection.
@@ -437,19 +465,23 @@ mod tests {
     }
 
     #[test]
-    fn estimates_without_usage_and_tolerates_unusual_shapes() {
+    fn estimates_without_usage_tolerates_unusual_shapes_and_stops_at_a_malformed_event() {
         let mut t = Tally::new(false);
         // Content as an array of parts is not text; the document is still read (fallback parse).
         t.process(b"data: {\"choices\":[{\"delta\":{\"content\":[{\"type\":\"text\"}]}}]}\n\n");
-        t.process(b"data: {\"choices\":[{\"text\":\"hi there\"}]}\n\ndata: not json\n\n");
+        let out = t.process(b"data: {\"choices\":[{\"text\":\"hi there\"}]}\n\n: keep-alive\n\ndata: not json\n\ndata: {}\n\n");
+        // The good event and the comment pass; the broken one and anything after it do not.
+        assert_eq!(&out[..], b"data: {\"choices\":[{\"text\":\"hi there\"}]}\n\n: keep-alive\n\n");
+        assert!(t.malformed());
+        assert!(t.process(b"data: {}\n\n").is_empty());
         assert_eq!(t.content_events, 1);
         let tok = t.tokens(&prompt());
         assert!(tok.estimated);
         assert_eq!((tok.input, tok.output), (2, 2));
         // A whole response with usage, and one with odd usage (no prompt_tokens) estimated instead.
         let whole = br#"{"choices":[{"message":{"content":"ok"}}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#;
-        assert_eq!(whole_tokens(whole, &prompt()), Tokens { input: 5, output: 1, estimated: false });
+        assert_eq!(whole_tokens(whole, &prompt()).unwrap(), Tokens { input: 5, output: 1, estimated: false });
         let odd = br#"{"choices":[{"message":{"content":"ok then"}}],"usage":{"completion_tokens":1}}"#;
-        assert_eq!(whole_tokens(odd, &prompt()), Tokens { input: 2, output: 2, estimated: true });
+        assert_eq!(whole_tokens(odd, &prompt()).unwrap(), Tokens { input: 2, output: 2, estimated: true });
     }
 }

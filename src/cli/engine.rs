@@ -65,6 +65,7 @@ pub fn emulate(a: EmulateArgs) -> anyhow::Result<()> {
         replicas: a.replicas,
         seed: a.seed,
         time_scale: a.time_scale,
+        faults: crate::emulator::faults::FaultPlan::new(a.faults)?,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
@@ -72,14 +73,12 @@ pub fn emulate(a: EmulateArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(
             addr = %listener.local_addr()?, profile = %cfg.profile.name, model = %cfg.model_name,
-            replicas = cfg.replicas, time_scale = cfg.time_scale, "emulator listening"
+            replicas = cfg.replicas, time_scale = cfg.time_scale, faults = ?cfg.faults.rules, "emulator listening"
         );
         // Machine-readable, for scripts and tests that start the emulator on port 0.
         println!("tollgate emulator listening on http://{}", listener.local_addr()?);
         let emu = Emulator::start(cfg);
-        axum::serve(crate::serve::nodelay(listener), emu.router())
-            .with_graceful_shutdown(crate::serve::shutdown_signal())
-            .await?;
+        crate::emulator::serve::serve(listener, emu.router(), crate::serve::shutdown_signal()).await?;
         Ok(())
     })
 }

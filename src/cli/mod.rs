@@ -75,6 +75,12 @@ pub struct EmulateArgs {
     /// List the built-in profiles and their capacity figures, then exit.
     #[arg(long)]
     pub list_profiles: bool,
+    /// Inject a fault into a share of requests: KIND[=ARG]@RATE, repeatable, e.g.
+    /// `--fault status=503@0.02 --fault stall-first=5000@0.01 --fault cut@0.01`. Kinds: status,
+    /// rate-limit, reset, stall-first, stall-mid, slow, cut, truncate, malformed. A request can
+    /// also name one in its `x-emulator-fault` header.
+    #[arg(long = "fault", value_name = "RULE")]
+    pub faults: Vec<crate::emulator::faults::FaultRule>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,8 +3,10 @@
 //! benchmarks on machines without GPUs.
 
 pub mod engine;
+pub mod faults;
 pub mod metrics;
 pub mod runtime;
+pub mod serve;
 pub mod server;
 pub mod text;
 

@@ -1,10 +1,13 @@
 //! `tollgate emulate`: an OpenAI-compatible HTTP server whose timing comes from the engine
 //! model. Chat and text completions (plain and SSE), embeddings, models, health and vLLM-named
-//! metrics.
+//! metrics. Faults ([`super::faults`]) are injected where a request names one or the server's
+//! rules draw one.
 
 use super::engine::Submission;
+use super::faults::{self, Fault, FaultPlan, Stage};
 use super::metrics::Metrics;
 use super::runtime::{Delivery, Fleet, Ticket};
+use super::serve::ConnReset;
 use super::text;
 use crate::api::openai::{
     parse_generation_request, ChatRequest, CompletionRequest, EmbeddingRequest, Endpoint, Generation, Prompt,
@@ -14,7 +17,7 @@ use crate::api::{parse_body as parse, tokens, ApiError};
 use crate::capacity::Profile;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
@@ -38,6 +41,8 @@ pub struct EmulatorConfig {
     pub seed: u64,
     /// Emulated seconds per wall-clock second.
     pub time_scale: f64,
+    /// Faults drawn at random (none by default).
+    pub faults: FaultPlan,
 }
 
 pub struct Emulator {
@@ -122,16 +127,34 @@ impl Emulator {
         text::rng(seed)
     }
 
+    /// The fault for request `id`: the one its header names, else a draw from the server's rules
+    /// (reproducible from the server seed and the request number).
+    fn fault(&self, headers: &HeaderMap, id: u64) -> Result<Option<Fault>, ApiError> {
+        let named = match headers.get(faults::HEADER) {
+            None => None,
+            Some(v) => Some(v.to_str().unwrap_or("").parse::<Fault>().map_err(|e| ApiError::InvalidValue {
+                message: format!("{}: {e}", faults::HEADER),
+                param: faults::HEADER,
+            })?),
+        };
+        let mut rng = text::rng(self.cfg.seed ^ id.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0xFA17);
+        Ok(self.cfg.faults.choose(named, &mut rng))
+    }
+
     async fn generate(
         self: &Arc<Self>,
         endpoint: Endpoint,
         gen: Generation,
         prompt: Vec<u32>,
-        headers: &HeaderMap,
+        call: Call,
     ) -> Result<Response, ApiError> {
         gen.validate()?;
         let arrived = Instant::now();
         let id = self.fleet.next_id();
+        let fault = self.fault(&call.headers, id)?;
+        if let Some(r) = before_response(fault, call.reset.as_ref()).await {
+            return Ok(r);
+        }
         let mut rng = self.request_rng(&gen, &prompt, id);
         let prompt_len = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
         if prompt_len == 0 {
@@ -164,8 +187,14 @@ impl Emulator {
             arrived,
             ticket,
         };
-        let mut resp = if gen.stream { req.stream().into_response() } else { req.collect().await?.into_response() };
-        if let Some(v) = headers.get("x-request-id") {
+        let fault = fault.filter(|f| f.stage() != Stage::Before);
+        let mut resp = if gen.stream {
+            req.stream(fault, call.reset).into_response()
+        } else {
+            let whole = req.collect().await?;
+            whole_response(&whole, fault, call.reset).await
+        };
+        if let Some(v) = call.headers.get("x-request-id") {
             resp.headers_mut().insert("x-request-id", v.clone());
         }
         Ok(resp)
@@ -213,7 +242,7 @@ impl Running {
         m.success.with_label_values(&[self.model(), self.finish_reason()]).inc();
     }
 
-    async fn collect(mut self) -> Result<Json<serde_json::Value>, ApiError> {
+    async fn collect(mut self) -> Result<serde_json::Value, ApiError> {
         let mut out = String::new();
         let mut cached = 0;
         while let Some(d) = self.ticket.rx.recv().await {
@@ -226,19 +255,26 @@ impl Running {
                 if last {
                     self.record_done();
                     let usage = Usage::new(u64::from(self.prompt_tokens), u64::from(self.target));
-                    return Ok(Json(self.meta.response(&out, self.finish_reason(), usage.to_json(u64::from(cached)))));
+                    return Ok(self.meta.response(&out, self.finish_reason(), usage.to_json(u64::from(cached))));
                 }
             }
         }
         Err(ApiError::Internal("engine stopped".into()))
     }
 
-    fn stream(self) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    fn stream(self, fault: Option<Fault>, reset: Option<ConnReset>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
         // Token chunks are the hot path: build them from a precomputed prefix and suffix.
         let skeleton = self.meta.chunk("\u{1}", false, None).to_string();
         let (prefix, suffix) = skeleton.split_once("\"\\u0001\"").expect("marker present");
-        let state =
-            StreamState { req: self, prefix: prefix.to_string(), suffix: suffix.to_string(), cached: 0, done: false };
+        let state = StreamState {
+            req: self,
+            prefix: prefix.to_string(),
+            suffix: suffix.to_string(),
+            cached: 0,
+            done: false,
+            fault,
+            reset,
+        };
         let events = stream::unfold(state, |mut st| async move {
             if st.done {
                 return None;
@@ -257,6 +293,9 @@ struct StreamState {
     suffix: String,
     cached: u32,
     done: bool,
+    /// A fault acting half way through or on every event.
+    fault: Option<Fault>,
+    reset: Option<ConnReset>,
 }
 
 impl StreamState {
@@ -268,8 +307,26 @@ impl StreamState {
             let err = ApiError::Internal("engine stopped".into()).body();
             return Some(vec![SseEvent::default().data(err.to_string())]);
         };
-        let word = text::WORDS[text::next_word(&mut req.rng)];
         let mut out = Vec::with_capacity(4);
+        match self.fault {
+            Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
+            Some(f) if index == req.target / 2 => match f {
+                Fault::StallMid(d) => tokio::time::sleep(d).await,
+                Fault::Cut => {
+                    reset_connection(self.reset.as_ref()).await;
+                    self.done = true;
+                    return None;
+                }
+                Fault::Truncate => {
+                    self.done = true;
+                    return None;
+                }
+                Fault::Malformed => out.push(SseEvent::default().data(MALFORMED_EVENT)),
+                _ => {}
+            },
+            _ => {}
+        }
+        let word = text::WORDS[text::next_word(&mut req.rng)];
         if index == 0 {
             req.record_first_token();
             self.cached = cached;
@@ -293,6 +350,95 @@ impl StreamState {
     }
 }
 
+/// What a `malformed` fault sends in place of a JSON event or body.
+const MALFORMED_EVENT: &str = "{\"id\": \"broken\", \"choices\": [{\"delta\": {\"content\": <html>Bad Gateway</html>";
+
+/// One request's HTTP context: its headers (a named fault, `x-request-id`) and the handle that
+/// resets its connection.
+struct Call {
+    headers: HeaderMap,
+    reset: Option<ConnReset>,
+}
+
+/// A fault that acts before any byte: an error answer, a reset, or a stall before going on.
+async fn before_response(fault: Option<Fault>, reset: Option<&ConnReset>) -> Option<Response> {
+    match fault? {
+        Fault::Status(code) => Some(injected_error(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), None)),
+        Fault::RateLimit { retry_after_s } => Some(injected_error(StatusCode::TOO_MANY_REQUESTS, Some(retry_after_s))),
+        Fault::Reset => {
+            reset_connection(reset).await;
+            Some(injected_error(StatusCode::INTERNAL_SERVER_ERROR, None))
+        }
+        Fault::StallFirst(d) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Resets the request's connection and never returns; without a handle (routes served by
+/// another server) it logs and returns.
+async fn reset_connection(reset: Option<&ConnReset>) {
+    match reset {
+        Some(r) => {
+            r.reset();
+            std::future::pending::<()>().await
+        }
+        None => tracing::warn!("fault 'reset' needs the emulator's own server (emulator::serve); ignored"),
+    }
+}
+
+fn injected_error(status: StatusCode, retry_after_s: Option<u64>) -> Response {
+    let kind = if status == StatusCode::TOO_MANY_REQUESTS { "rate_limit_exceeded" } else { "server_error" };
+    let body = json!({"error": {
+        "message": format!("Injected fault: {} {}.", status.as_u16(), status.canonical_reason().unwrap_or("")),
+        "type": kind, "param": null, "code": "injected_fault",
+    }});
+    let mut r = (status, Json(body)).into_response();
+    if let Some(s) = retry_after_s {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    r
+}
+
+/// A whole JSON answer, delivered as a fault says: half then a pause, half then a reset, half
+/// only, or not JSON at all.
+async fn whole_response(value: &serde_json::Value, fault: Option<Fault>, reset: Option<ConnReset>) -> Response {
+    let bytes = Bytes::from(value.to_string());
+    let half = bytes.slice(..bytes.len() / 2);
+    let rest = bytes.slice(bytes.len() / 2..);
+    let json_body = |body: axum::body::Body| {
+        let mut r = body.into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
+    };
+    let parts: Vec<Bytes> = match fault {
+        Some(Fault::Slow(d)) => {
+            tokio::time::sleep(d).await;
+            vec![bytes]
+        }
+        Some(Fault::Malformed) => vec![Bytes::from_static(MALFORMED_EVENT.as_bytes())],
+        Some(Fault::Truncate) => vec![half],
+        Some(Fault::StallMid(d)) => {
+            let tail = stream::once(async move {
+                tokio::time::sleep(d).await;
+                Ok::<_, Infallible>(rest)
+            });
+            return json_body(axum::body::Body::from_stream(stream::iter([Ok(half)]).chain(tail)));
+        }
+        Some(Fault::Cut) => {
+            let tail = stream::once(async move {
+                reset_connection(reset.as_ref()).await;
+                Err::<Bytes, _>(std::io::Error::other("injected cut"))
+            });
+            return json_body(axum::body::Body::from_stream(stream::iter([Ok(half)]).chain(tail)));
+        }
+        _ => return Json(value).into_response(),
+    };
+    json_body(axum::body::Body::from_stream(stream::iter(parts.into_iter().map(Ok::<_, Infallible>))))
+}
+
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).expect("string serialises")
 }
@@ -300,7 +446,12 @@ fn json_str(s: &str) -> String {
 /// A request body, or the reason it could not be read (too large, say).
 type Body = Result<Bytes, BytesRejection>;
 
-async fn chat(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn chat(
+    State(emu): State<Arc<Emulator>>,
+    reset: Option<Extension<ConnReset>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body = body?;
     let (req, gen): (ChatRequest, Generation) = parse_generation_request(&body)?;
     emu.check_model(&req.model)?;
@@ -311,10 +462,15 @@ async fn chat(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Body) 
         });
     }
     let prompt = tokens::chat_prompt_tokens(&req.messages);
-    emu.generate(Endpoint::Chat, gen, prompt, &headers).await
+    emu.generate(Endpoint::Chat, gen, prompt, Call { headers, reset: reset.map(|e| e.0) }).await
 }
 
-async fn completions(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn completions(
+    State(emu): State<Arc<Emulator>>,
+    reset: Option<Extension<ConnReset>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body = body?;
     let (req, gen): (CompletionRequest, Generation) = parse_generation_request(&body)?;
     emu.check_model(&req.model)?;
@@ -325,13 +481,23 @@ async fn completions(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body:
         });
     }
     let prompt = tokens::completion_prompt_tokens(&req.prompt);
-    emu.generate(Endpoint::Completion, gen, prompt, &headers).await
+    emu.generate(Endpoint::Completion, gen, prompt, Call { headers, reset: reset.map(|e| e.0) }).await
 }
 
-async fn embeddings(State(emu): State<Arc<Emulator>>, body: Body) -> Result<Response, ApiError> {
+async fn embeddings(
+    State(emu): State<Arc<Emulator>>,
+    reset: Option<Extension<ConnReset>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body = body?;
     let req: EmbeddingRequest = parse(&body)?;
     emu.check_model(&req.model)?;
+    let reset = reset.map(|e| e.0);
+    let fault = emu.fault(&headers, emu.fleet.next_id())?;
+    if let Some(r) = before_response(fault, reset.as_ref()).await {
+        return Ok(r);
+    }
     let dims = match req.dimensions {
         None => EMBEDDING_DIMS,
         Some(d) if (1..=MAX_EMBEDDING_DIMS).contains(&d) => d as usize,
@@ -394,7 +560,8 @@ async fn embeddings(State(emu): State<Arc<Emulator>>, body: Body) -> Result<Resp
         };
         data.push(json!({"object": "embedding", "index": i, "embedding": emb}));
     }
-    Ok(Json(json!({"object": "list", "data": data, "model": emu.cfg.model_name, "usage": {"prompt_tokens": total, "total_tokens": total}})).into_response())
+    let answer = json!({"object": "list", "data": data, "model": emu.cfg.model_name, "usage": {"prompt_tokens": total, "total_tokens": total}});
+    Ok(whole_response(&answer, fault.filter(|f| f.stage() != Stage::Before), reset).await)
 }
 
 async fn models(State(emu): State<Arc<Emulator>>) -> Json<serde_json::Value> {

@@ -45,6 +45,7 @@ pub async fn start_fleet(listen: &str, data_dir: &Path) -> anyhow::Result<Config
             replicas: *replicas,
             seed: 0,
             time_scale: 1.0,
+            faults: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

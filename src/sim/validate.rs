@@ -240,6 +240,7 @@ async fn live(
                 replicas: 1,
                 seed: u64::from(replica),
                 time_scale: 1.0,
+                faults: Default::default(),
             });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             pool_urls.push(format!("http://{}", listener.local_addr()?));

@@ -18,12 +18,22 @@ pub struct RunningEmulator {
 }
 
 pub async fn start_emulator(profile: Profile, replicas: usize, time_scale: f64) -> RunningEmulator {
-    let cfg = EmulatorConfig { model_name: profile.model.clone(), profile, replicas, seed: 1, time_scale };
+    start_emulator_with_faults(profile, replicas, time_scale, Default::default()).await
+}
+
+/// An emulator that injects faults at random by `faults` (and when a request names one).
+pub async fn start_emulator_with_faults(
+    profile: Profile,
+    replicas: usize,
+    time_scale: f64,
+    faults: tollgate::emulator::faults::FaultPlan,
+) -> RunningEmulator {
+    let cfg = EmulatorConfig { model_name: profile.model.clone(), profile, replicas, seed: 1, time_scale, faults };
     let emu = Emulator::start(cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let router = emu.router();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    tokio::spawn(tollgate::emulator::serve::serve(listener, router, std::future::pending()));
     RunningEmulator { base, emu }
 }
 
