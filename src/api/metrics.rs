@@ -36,6 +36,7 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         m.backend_outstanding.with_label_values(&l).set(b.outstanding() as f64);
     }
     m.ledger_queue.set(gw.sink.queued() as f64);
+    m.runtime_tasks.set(tokio::runtime::Handle::current().metrics().num_alive_tasks() as f64);
     let h = &gw.state_health;
     let flag = |b: &std::sync::atomic::AtomicBool| if b.load(std::sync::atomic::Ordering::Acquire) { 1.0 } else { 0.0 };
     m.state_degraded.set(flag(&h.degraded));

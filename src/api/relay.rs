@@ -469,7 +469,9 @@ mod tests {
         let mut t = Tally::new(false);
         // Content as an array of parts is not text; the document is still read (fallback parse).
         t.process(b"data: {\"choices\":[{\"delta\":{\"content\":[{\"type\":\"text\"}]}}]}\n\n");
-        let out = t.process(b"data: {\"choices\":[{\"text\":\"hi there\"}]}\n\n: keep-alive\n\ndata: not json\n\ndata: {}\n\n");
+        let out = t.process(
+            b"data: {\"choices\":[{\"text\":\"hi there\"}]}\n\n: keep-alive\n\ndata: not json\n\ndata: {}\n\n",
+        );
         // The good event and the comment pass; the broken one and anything after it do not.
         assert_eq!(&out[..], b"data: {\"choices\":[{\"text\":\"hi there\"}]}\n\n: keep-alive\n\n");
         assert!(t.malformed());

@@ -49,8 +49,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
             req.extensions_mut().insert(r.clone());
             req
         });
-        let conn =
-            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             tokio::select! {

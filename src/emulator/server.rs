@@ -262,7 +262,11 @@ impl Running {
         Err(ApiError::Internal("engine stopped".into()))
     }
 
-    fn stream(self, fault: Option<Fault>, reset: Option<ConnReset>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    fn stream(
+        self,
+        fault: Option<Fault>,
+        reset: Option<ConnReset>,
+    ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
         // Token chunks are the hot path: build them from a precomputed prefix and suffix.
         let skeleton = self.meta.chunk("\u{1}", false, None).to_string();
         let (prefix, suffix) = skeleton.split_once("\"\\u0001\"").expect("marker present");
@@ -363,7 +367,9 @@ struct Call {
 /// A fault that acts before any byte: an error answer, a reset, or a stall before going on.
 async fn before_response(fault: Option<Fault>, reset: Option<&ConnReset>) -> Option<Response> {
     match fault? {
-        Fault::Status(code) => Some(injected_error(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), None)),
+        Fault::Status(code) => {
+            Some(injected_error(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), None))
+        }
         Fault::RateLimit { retry_after_s } => Some(injected_error(StatusCode::TOO_MANY_REQUESTS, Some(retry_after_s))),
         Fault::Reset => {
             reset_connection(reset).await;

@@ -31,6 +31,7 @@ pub struct GatewayMetrics {
     pub backend_circuit_open: GaugeVec,
     pub backend_outstanding: GaugeVec,
     pub ledger_queue: Gauge,
+    pub runtime_tasks: Gauge,
     pub state_degraded: Gauge,
     pub state_errors: Gauge,
     pub lp_leader: Gauge,
@@ -159,6 +160,14 @@ impl GatewayMetrics {
             ledger_queue: reg(
                 &r,
                 Gauge::new("tollgate_ledger_queue_rows", "Ledger rows waiting to be written").expect("valid gauge"),
+            ),
+            runtime_tasks: reg(
+                &r,
+                Gauge::new(
+                    "tollgate_runtime_tasks",
+                    "Tasks alive on the gateway's async runtime (a leak shows as growth)",
+                )
+                .expect("valid gauge"),
             ),
             state_degraded: reg(
                 &r,

@@ -1,0 +1,338 @@
+//! Soak: a `tollgate serve` process in front of two `tollgate emulate` processes that inject
+//! random faults (errors, 429s, resets, stalls, cuts, truncated and malformed streams, slow
+//! streams), under mixed load (streamed and whole chats, embeddings, completions, clients that
+//! leave mid-stream, bad requests) for `TOLLGATE_SOAK_SECS` (default 40; `bench/soak.sh`
+//! runs longer). At the end it asserts:
+//! - ledger rows = authenticated requests sent (every one answered, none lost);
+//! - no client connection left open, nothing held (backend leases, pool reservations);
+//! - file descriptors (less pooled upstream connections) and runtime tasks (less their
+//!   connection tasks) back to their level after warm-up; RSS flat after warm-up.
+//!
+//! Figures go to stdout and `target/soak.json`.
+
+mod common;
+
+use futures::StreamExt;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 12;
+const FAULTS: &[&str] = &[
+    "status=503@0.02",
+    "status=500@0.01",
+    "rate-limit=1@0.02",
+    "reset@0.01",
+    "stall-first=3000@0.01",
+    "stall-mid=3000@0.01",
+    "cut@0.01",
+    "truncate@0.01",
+    "malformed@0.01",
+    "slow=5@0.05",
+];
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn log_file(name: &str) -> std::fs::File {
+    std::fs::File::create(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)).unwrap()
+}
+
+fn emulator(port: u16, seed: u64) -> Proc {
+    let mut args: Vec<String> = ["emulate", "--port", &port.to_string(), "--model-name", "m", "--time-scale", "4"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["--seed".into(), seed.to_string()]);
+    for f in FAULTS {
+        args.extend(["--fault".into(), f.to_string()]);
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(log_file(&format!("soak-emulator-{seed}.log")))
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+/// What one sample of the gateway process shows.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+struct Sample {
+    at_s: f64,
+    rss_mb: f64,
+    fds: usize,
+    tasks: f64,
+    client_conns: usize,
+    upstream_conns: usize,
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 =
+        s.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb / 1024.0
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// Established TCP connections (gateway side): accepted on `port`, and opened to `upstreams`.
+fn connections(port: u16, upstreams: &[u16]) -> (usize, usize) {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap() + &std::fs::read_to_string("/proc/net/tcp6").unwrap();
+    let (mut client, mut upstream) = (0, 0);
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 || f[3] != "01" {
+            continue;
+        }
+        let port_of = |a: &str| u16::from_str_radix(a.rsplit(':').next().unwrap(), 16).unwrap_or(0);
+        let (local, remote) = (port_of(f[1]), port_of(f[2]));
+        if local == port {
+            client += 1;
+        }
+        if upstreams.contains(&remote) {
+            upstream += 1;
+        }
+    }
+    (client, upstream)
+}
+
+async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(common::ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+async fn sample(client: &reqwest::Client, base: &str, pid: u32, port: u16, ups: &[u16], t0: Instant) -> Sample {
+    let (client_conns, upstream_conns) = connections(port, ups);
+    Sample {
+        at_s: t0.elapsed().as_secs_f64(),
+        rss_mb: rss_mb(pid),
+        fds: fds(pid),
+        tasks: metric(client, base, "tollgate_runtime_tasks").await,
+        client_conns,
+        upstream_conns,
+    }
+}
+
+/// How one request ended, as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Seen {
+    Status(u16),
+    /// 200, then an SSE error event (the upstream failed mid-stream).
+    ErrorEvent,
+    /// The client left mid-stream.
+    Left,
+}
+
+impl Seen {
+    fn label(self) -> String {
+        match self {
+            Seen::Status(s) => s.to_string(),
+            Seen::ErrorEvent => "200 then an error event".into(),
+            Seen::Left => "client left mid-stream".into(),
+        }
+    }
+}
+
+/// One client request of a random kind, read to its end (or left early).
+async fn one_request(client: &reqwest::Client, base: &str, key: &str, rng: &mut rand_chacha::ChaCha8Rng) -> Seen {
+    let roll: f64 = rng.random();
+    let max_tokens = rng.random_range(4..96);
+    let (path, body, leave_after) = if roll < 0.45 {
+        let leave = (rng.random::<f64>() < 0.15).then(|| rng.random_range(1..4));
+        let body = json!({"model": "m", "stream": true, "max_tokens": max_tokens,
+                          "messages": [{"role": "user", "content": format!("story {}", rng.random::<u32>())}]});
+        ("chat/completions", body.to_string(), leave)
+    } else if roll < 0.75 {
+        let body = json!({"model": "m", "max_tokens": max_tokens,
+                          "messages": [{"role": "user", "content": format!("question {}", rng.random::<u32>())}]});
+        ("chat/completions", body.to_string(), None)
+    } else if roll < 0.85 {
+        let body = json!({"model": "m", "max_tokens": max_tokens, "stream": rng.random::<bool>(),
+                          "prompt": format!("once upon a time {}", rng.random::<u32>())});
+        ("completions", body.to_string(), None)
+    } else if roll < 0.95 {
+        ("embeddings", json!({"model": "m", "input": ["a", "b c"]}).to_string(), None)
+    } else {
+        // Bad input: not JSON, a wrong type, an unknown model.
+        let bad = [r#"{"model": "m", "messages": "#, r#"{"model": 7}"#, r#"{"model": "nope", "messages": []}"#];
+        ("chat/completions", bad[rng.random_range(0..bad.len())].to_string(), None)
+    };
+    let resp = client
+        .post(format!("{base}/v1/{path}"))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("the gateway answers every request");
+    let status = resp.status().as_u16();
+    let mut stream = resp.bytes_stream();
+    let (mut chunks, mut error_event) = (0, false);
+    while let Some(c) = stream.next().await {
+        let Ok(c) = c else { break };
+        chunks += 1;
+        if leave_after == Some(chunks) {
+            return Seen::Left;
+        }
+        const ERROR_EVENT: &[u8] = b"data: {\"error\"";
+        error_event |= c.windows(ERROR_EVENT.len()).any(|w| w == ERROR_EVENT);
+    }
+    if error_event && status == 200 {
+        Seen::ErrorEvent
+    } else {
+        Seen::Status(status)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_with_random_faults_loses_nothing_and_leaks_nothing() {
+    let secs: u64 = std::env::var("TOLLGATE_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb, pg) = (common::llama::free_port(), common::llama::free_port(), common::llama::free_port());
+    let _ea = emulator(pa, 1);
+    let _eb = emulator(pb, 2);
+    let timeouts = "first_byte_timeout_ms = 1500\nidle_timeout_ms = 1500";
+    let config = format!(
+        "data_dir = \"{data}\"\n{a}{b}[[models]]\nname = \"m\"\nbackends = [\"a\", \"b\"]\n\
+         capacity = {{ profile = \"llama3-8b-h100-tp1\", replicas = 8 }}\n\
+         [[tiers]]\nname = \"standard\"\ninput_price_per_1m = 1.0\noutput_price_per_1m = 2.0\nvalue_per_1m_output = 20.0\n\
+         [[tenants]]\nname = \"acme\"\ntier = \"standard\"\nmodels = [\"*\"]\n\
+         [[tenants]]\nname = \"budgeted\"\ntier = \"standard\"\nmodels = [\"*\"]\nmonthly_budget_usd = 1000.0\n",
+        data = dir.path().display(),
+        a = common::backend("a", &format!("http://127.0.0.1:{pa}"), timeouts),
+        b = common::backend("b", &format!("http://127.0.0.1:{pb}"), timeouts),
+    );
+    let cfg_path = dir.path().join("tollgate.toml");
+    std::fs::write(&cfg_path, config).unwrap();
+    let gw = Proc(
+        Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["serve", "--config", cfg_path.to_str().unwrap(), "--listen", &format!("127.0.0.1:{pg}")])
+            .env("TOLLGATE_ADMIN_KEY", common::ADMIN_KEY)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log_file("soak-gateway.log"))
+            .spawn()
+            .unwrap(),
+    );
+    let pid = gw.0.id();
+    let base = format!("http://127.0.0.1:{pg}");
+    let admin = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for url in
+        [format!("{base}/health"), format!("http://127.0.0.1:{pa}/health"), format!("http://127.0.0.1:{pb}/health")]
+    {
+        while admin.get(&url).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "{url} did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut keys = Vec::new();
+    for t in ["acme", "budgeted"] {
+        let k = common::post_json(&format!("{base}/v1/tollgate/keys"), Some(common::ADMIN_KEY), &json!({"tenant": t}))
+            .await;
+        keys.push(k["key"].as_str().unwrap().to_string());
+    }
+
+    let t0 = Instant::now();
+    let sent = Arc::new(AtomicU64::new(0));
+    let statuses: Arc<Mutex<BTreeMap<Seen, u64>>> = Arc::default();
+    let stop_at = t0 + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let (sent, statuses, base, key) = (sent.clone(), statuses.clone(), base.clone(), keys[i % 2].clone());
+        tasks.push(tokio::spawn(async move {
+            // One client per task, so a client's connections close when it ends.
+            let client = reqwest::Client::new();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
+            while Instant::now() < stop_at {
+                sent.fetch_add(1, Ordering::SeqCst);
+                let s = one_request(&client, &base, &key, &mut rng).await;
+                *statuses.lock().unwrap().entry(s).or_default() += 1;
+                if s == Seen::Status(429) {
+                    // As a well-behaved client would: back off before trying again.
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }));
+    }
+    let ups = [pa, pb];
+    let mut samples = Vec::new();
+    let every = Duration::from_secs((secs / 20).clamp(2, 30));
+    while Instant::now() < stop_at {
+        tokio::time::sleep(every).await;
+        samples.push(sample(&admin, &base, pid, pg, &ups, t0).await);
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let sent = sent.load(Ordering::SeqCst);
+
+    // Every request sent has its row (a client that left has one too, once the gateway notices).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let r = common::get_json(&format!("{base}/v1/tollgate/ledger?limit=1"), Some(common::ADMIN_KEY)).await;
+        let total = r["total"].as_u64().unwrap();
+        if total >= sent || Instant::now() > deadline {
+            break total;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Nothing held, no client connection open.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let end = loop {
+        let held = metric(&admin, &base, "tollgate_pool_inflight").await
+            + metric(&admin, &base, "tollgate_backend_outstanding").await;
+        let s = sample(&admin, &base, pid, pg, &ups, t0).await;
+        // The admin client's own connection is the only one left.
+        if (held == 0.0 && s.client_conns <= 1) || Instant::now() > deadline {
+            assert_eq!(held, 0.0, "reservations or backend leases left held");
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let warm = samples[samples.len() / 4];
+    let peak_rss = samples.iter().map(|s| s.rss_mb).fold(0.0, f64::max);
+    let statuses: BTreeMap<String, u64> = statuses.lock().unwrap().iter().map(|(s, n)| (s.label(), *n)).collect();
+    let summary = json!({
+        "seconds": secs, "clients": CLIENTS, "faults": FAULTS, "sent": sent, "ledger_rows": rows,
+        "requests_per_s": sent as f64 / secs as f64,
+        "seen": statuses,
+        "warm": warm, "end": end, "peak_rss_mb": peak_rss, "samples": samples,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/soak.json");
+    std::fs::write(out, summary.to_string()).unwrap();
+
+    assert_eq!(rows, sent, "ledger rows = requests sent");
+    assert!(end.client_conns <= 1, "{} client connections left open", end.client_conns);
+    let fd_level = |s: &Sample| s.fds as i64 - s.upstream_conns as i64;
+    assert!(fd_level(&end) <= fd_level(&warm) + 4, "descriptors grew: warm {warm:?}, end {end:?}");
+    let task_level = |s: &Sample| s.tasks - s.upstream_conns as f64;
+    assert!(task_level(&end) <= task_level(&warm) + 4.0, "tasks grew: warm {warm:?}, end {end:?}");
+    assert!(end.rss_mb <= warm.rss_mb * 1.25 + 8.0, "RSS grew: warm {:.1} MB, end {:.1} MB", warm.rss_mb, end.rss_mb);
+    let faults_seen: u64 =
+        statuses.iter().filter(|(s, _)| s.starts_with('5') || s.contains("error")).map(|(_, n)| n).sum();
+    assert!(faults_seen > 0, "the faults showed: {statuses:?}");
+    drop(gw);
+}
