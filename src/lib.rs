@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod emulator;
+pub mod fuzzing;
 pub mod metering;
 pub mod routing;
 pub mod serve;

@@ -229,7 +229,7 @@ async fn soak_with_random_faults_loses_nothing_and_leaks_nothing() {
         Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["serve", "--config", cfg_path.to_str().unwrap(), "--listen", &format!("127.0.0.1:{pg}")])
             .env("TOLLGATE_ADMIN_KEY", common::ADMIN_KEY)
-            .env("RUST_LOG", "warn")
+            .env("TOLLGATE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log_file("soak-gateway.log"))
             .spawn()

@@ -69,7 +69,7 @@ impl Classified {
     /// The upstream body: the client's, with the model name the serving pool uses. Always
     /// serialised again from what was validated, never the client's bytes as they came: a body
     /// with a repeated key (two `model`s, say) could be read one way here and another upstream.
-    fn body_for(&self, upstream_model: &str) -> Result<Bytes, ApiError> {
+    pub fn body_for(&self, upstream_model: &str) -> Result<Bytes, ApiError> {
         let mut v = self.json.clone();
         v["model"] = Value::String(upstream_model.to_string());
         serde_json::to_vec(&v).map(Bytes::from).map_err(|e| ApiError::Internal(e.to_string()))
@@ -263,6 +263,19 @@ async fn run(
 }
 
 fn classify(gw: &Gateway, route: Route, caller: &Caller, body: &[u8]) -> Result<Classified, ApiError> {
+    let c = read_request(route, body)?;
+    if gw.registry.pool(&c.model).is_none() {
+        return Err(ApiError::ModelNotFound(c.model));
+    }
+    if !gw.cfg.may_use(&caller.tenant, &c.model) {
+        return Err(ApiError::ModelNotAllowed(c.model));
+    }
+    Ok(c)
+}
+
+/// Reads and validates a request body for `route` (no configuration involved): the model, the
+/// stream flag, the prompt, the limits. Every rejection is a client error naming its field.
+pub fn read_request(route: Route, body: &[u8]) -> Result<Classified, ApiError> {
     let mut v = parse_json(body)?;
     let obj = v.as_object_mut().ok_or_else(|| ApiError::InvalidBody {
         message: "The request body must be a JSON object.".into(),
@@ -297,12 +310,6 @@ fn classify(gw: &Gateway, route: Route, caller: &Caller, body: &[u8]) -> Result<
         return Err(ApiError::InvalidValue { message: "Embeddings cannot be streamed.".into(), param: "stream" });
     }
     let prompt = Arc::new(validate_prompt(route, obj)?);
-    if gw.registry.pool(&model).is_none() {
-        return Err(ApiError::ModelNotFound(model));
-    }
-    if !gw.cfg.may_use(&caller.tenant, &model) {
-        return Err(ApiError::ModelNotAllowed(model));
-    }
     let client_wants_usage =
         obj.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     let max_tokens = ["max_completion_tokens", "max_tokens"]

@@ -78,7 +78,7 @@ pub fn emulate(a: EmulateArgs) -> anyhow::Result<()> {
         // Machine-readable, for scripts and tests that start the emulator on port 0.
         println!("tollgate emulator listening on http://{}", listener.local_addr()?);
         let emu = Emulator::start(cfg);
-        crate::emulator::serve::serve(listener, emu.router(), crate::serve::shutdown_signal()).await?;
+        crate::serve::http::serve(listener, emu.router(), crate::serve::shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -20,6 +20,9 @@ pub struct Config {
     /// Largest request body accepted, bytes.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
+    /// Largest request line and headers accepted, in bytes (431 beyond); at least 8,192.
+    #[serde(default = "default_header_limit")]
+    pub header_limit_bytes: usize,
     /// Failed authentication attempts allowed per client address and minute; past it, 429.
     #[serde(default = "default_auth_failures")]
     pub auth_failures_per_minute: u32,
@@ -431,6 +434,10 @@ fn default_data_dir() -> PathBuf {
 fn default_admin_key_env() -> String {
     "TOLLGATE_ADMIN_KEY".into()
 }
+fn default_header_limit() -> usize {
+    64 * 1024
+}
+
 fn default_body_limit() -> usize {
     2 * 1024 * 1024
 }
@@ -568,6 +575,9 @@ impl Config {
         }
         if self.body_limit_bytes < 1024 {
             return bad("body_limit_bytes".into(), "must be at least 1024".into());
+        }
+        if self.header_limit_bytes < 8192 {
+            return bad("header_limit_bytes".into(), "must be at least 8192".into());
         }
         if self.circuit.failure_threshold == 0 {
             return bad("circuit.failure_threshold".into(), "must be at least 1".into());

@@ -6,7 +6,6 @@ pub mod engine;
 pub mod faults;
 pub mod metrics;
 pub mod runtime;
-pub mod serve;
 pub mod server;
 pub mod text;
 

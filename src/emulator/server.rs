@@ -7,7 +7,6 @@ use super::engine::Submission;
 use super::faults::{self, Fault, FaultPlan, Stage};
 use super::metrics::Metrics;
 use super::runtime::{Delivery, Fleet, Ticket};
-use super::serve::ConnReset;
 use super::text;
 use crate::api::openai::{
     parse_generation_request, ChatRequest, CompletionRequest, EmbeddingRequest, Endpoint, Generation, Prompt,
@@ -15,6 +14,7 @@ use crate::api::openai::{
 };
 use crate::api::{parse_body as parse, tokens, ApiError};
 use crate::capacity::Profile;
+use crate::serve::http::ConnReset;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
@@ -391,7 +391,7 @@ async fn reset_connection(reset: Option<&ConnReset>) {
             r.reset();
             std::future::pending::<()>().await
         }
-        None => tracing::warn!("fault 'reset' needs the emulator's own server (emulator::serve); ignored"),
+        None => tracing::warn!("fault 'reset' needs the emulator's own server (serve::http); ignored"),
     }
 }
 

@@ -51,7 +51,7 @@ pub async fn start_fleet(listen: &str, data_dir: &Path) -> anyhow::Result<Config
         let addr = listener.local_addr()?;
         let router = emu.router();
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(crate::serve::nodelay(listener), router).await {
+            if let Err(e) = crate::serve::http::serve(listener, router, std::future::pending()).await {
                 tracing::error!(error = %e, "emulator stopped");
             }
         });

@@ -3,6 +3,7 @@
 //! ledger queue, in that order, so nothing admitted goes unrecorded.
 
 pub mod embedded;
+pub mod http;
 mod shared;
 
 use crate::allocator::Allocator;
@@ -96,6 +97,7 @@ pub async fn spawn(
         background.extend(shared::spawn(gateway.clone()));
     }
     let app = router(gateway.clone());
+    let limits = http::Limits { header_bytes: gateway.cfg.header_limit_bytes, ..Default::default() };
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -107,9 +109,7 @@ pub async fn spawn(
                 }
             }
         };
-        let served = axum::serve(nodelay(listener), app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(signal)
-            .await;
+        let served = http::serve_with(listener, app, limits, signal).await;
         for h in background {
             h.abort();
         }
@@ -220,21 +220,6 @@ pub async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// A listener whose accepted connections have TCP_NODELAY set. Every server here (gateway and
-/// emulator) writes responses and SSE events as small segments; with Nagle's algorithm on, each
-/// one after the first waits for the client's delayed ACK (about 40 ms on Linux).
-pub fn nodelay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    use axum::serve::ListenerExt;
-    fn set(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    }
-    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
 #[cfg(test)]

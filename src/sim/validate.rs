@@ -245,7 +245,7 @@ async fn live(
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             pool_urls.push(format!("http://{}", listener.local_addr()?));
             let router = emu.router();
-            tokio::spawn(async move { axum::serve(crate::serve::nodelay(listener), router).await });
+            tokio::spawn(crate::serve::http::serve(listener, router, std::future::pending()));
         }
         urls.push(pool_urls);
     }

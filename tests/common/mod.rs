@@ -33,7 +33,7 @@ pub async fn start_emulator_with_faults(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let router = emu.router();
-    tokio::spawn(tollgate::emulator::serve::serve(listener, router, std::future::pending()));
+    tokio::spawn(tollgate::serve::http::serve(listener, router, std::future::pending()));
     RunningEmulator { base, emu }
 }
 

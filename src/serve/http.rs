@@ -1,13 +1,19 @@
-//! Serving the emulator's routes over HTTP/1.1, one task per connection, with a [`ConnReset`]
-//! handle in every request's extensions so a fault can reset the connection it arrived on (a
-//! real TCP reset: zero linger, then close), as a crashed engine or a broken proxy would.
+//! Serving a router over HTTP/1.1 (gateway and emulator alike), one task per connection, with
+//! limits on what a client may send before its body (header bytes and count, and the time to
+//! send them: a slow-headers client cannot hold a connection open) and two extensions in every
+//! request: the peer's address (`ConnectInfo`) and a [`ConnReset`] handle with which the
+//! emulator's faults reset the connection (a real TCP reset: zero linger, then close), as a
+//! crashed engine or a broken proxy would. Stopping waits for open connections to finish.
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tower::ServiceExt;
@@ -23,23 +29,57 @@ impl ConnReset {
     }
 }
 
+/// What a client may send before its body.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Request line and headers, in bytes; more is refused with 431.
+    pub header_bytes: usize,
+    /// Header fields; more is refused with 431.
+    pub headers: usize,
+    /// Time to send the request line and headers; then the connection is closed.
+    pub header_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { header_bytes: 64 * 1024, headers: 100, header_timeout: Duration::from_secs(30) }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then waits for open connections
 /// to finish.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    serve_with(listener, router, Limits::default(), shutdown).await
+}
+
+/// [`serve`] with the given limits.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .max_header_size(limits.header_bytes)
+        .max_headers(limits.headers)
+        .header_read_timeout(limits.header_timeout);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = &mut shutdown => break,
         };
+        // Responses and SSE events are small writes: without TCP_NODELAY each one after the
+        // first waits for the client's delayed ACK (about 40 ms on Linux).
         let _ = stream.set_nodelay(true);
         // A second descriptor of the same socket, to set zero linger on when a fault resets it.
         let Ok((stream, spare)) = split_handle(stream) else { continue };
@@ -47,10 +87,10 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
         let r = reset.clone();
         let svc = router.clone().map_request(move |mut req: axum::http::Request<Incoming>| {
             req.extensions_mut().insert(r.clone());
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             req
         });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             tokio::select! {

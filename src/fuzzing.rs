@@ -1,0 +1,110 @@
+//! Entry points for fuzzing (`fuzz/`, run with `cargo fuzz`) and for replaying the kept corpus
+//! as an ordinary test (`tests/fuzz_corpus.rs`): each takes arbitrary bytes, drives one parser
+//! the way the gateway does, and panics only if an invariant breaks. Bad input must give an
+//! error, never a panic.
+
+use crate::api::openai::{parse_generation_request, ChatRequest, CompletionRequest, Prompt};
+use crate::api::proxy::{read_request, PromptInput, Route};
+use crate::api::relay::Tally;
+use crate::api::sse::SseSplitter;
+use crate::api::tokens;
+use crate::cache::{Cached, Kind};
+
+/// A client's request body as the gateway reads it (the first byte picks the endpoint), and as
+/// the emulator reads it.
+pub fn request(data: &[u8]) {
+    let Some((&which, body)) = data.split_first() else { return };
+    let route = [Route::Chat, Route::Completions, Route::Embeddings][usize::from(which % 3)];
+    match read_request(route, body) {
+        Ok(c) => {
+            // What is sent upstream is JSON with the pool's model name in it.
+            let up = c.body_for("upstream-model").expect("a read request serialises");
+            let v: serde_json::Value = serde_json::from_slice(&up).expect("the upstream body is JSON");
+            assert_eq!(v["model"], "upstream-model");
+            assert!(c.prompt.count() >= 0);
+            let _ = c.prompt.prefix_hashes();
+        }
+        Err(e) => {
+            // Every rejection is an OpenAI-shaped client error.
+            assert!(e.status().is_client_error(), "{e:?} for a client's body");
+            assert!(e.body()["error"]["message"].is_string());
+        }
+    }
+    // The emulator's own reading of the same bytes.
+    match route {
+        Route::Chat => {
+            if let Ok((req, g)) = parse_generation_request::<ChatRequest>(body) {
+                let _ = (g.validate(), g.max_tokens(), g.min_tokens());
+                let _ = tokens::chat_prompt_tokens(&req.messages);
+            }
+        }
+        Route::Completions => {
+            if let Ok((req, g)) = parse_generation_request::<CompletionRequest>(body) {
+                let _ = (g.validate(), g.max_tokens(), g.min_tokens());
+                let _ = tokens::completion_prompt_tokens(&req.prompt);
+            }
+        }
+        Route::Embeddings => {}
+    }
+}
+
+/// An upstream's SSE stream, cut into chunks where the input says (the first byte: the chunk
+/// length), through the relay's tally and the cache's assembly of a streamed answer.
+pub fn sse(data: &[u8]) {
+    let Some((&step, stream)) = data.split_first() else { return };
+    let step = usize::from(step).max(1);
+    let mut tally = Tally::new(data.len() % 2 == 0);
+    tally.capture();
+    let mut splitter = SseSplitter::default();
+    let (mut forwarded, mut events) = (0usize, Vec::new());
+    for chunk in stream.chunks(step) {
+        let out = tally.process(chunk);
+        forwarded += out.len();
+        events.extend(splitter.push(chunk));
+    }
+    // Nothing is invented: what goes to the client is at most what came.
+    assert!(forwarded <= stream.len());
+    // Whole events are framed the same however the bytes were chunked.
+    let mut again = SseSplitter::default();
+    assert_eq!(again.push(stream), events);
+    let t = tally.running();
+    assert!(t.input >= 0 || t.output >= 0 || t.estimated);
+    if let Some(kept) = tally.captured() {
+        for kind in [Kind::Chat, Kind::Completion] {
+            if let Some(answer) = Cached::from_events(kind, kept.iter().map(String::as_str)) {
+                replay_is_valid(&answer);
+            }
+        }
+    }
+    for kind in [Kind::Chat, Kind::Completion] {
+        if let Some(answer) = Cached::from_whole(kind, stream) {
+            replay_is_valid(&answer);
+        }
+    }
+    let _ = crate::api::relay::whole_tokens(stream, &PromptInput::Completion(Prompt::Text(String::new())));
+}
+
+/// A cached answer replays as JSON, and as SSE events that are each JSON (or `[DONE]`).
+fn replay_is_valid(answer: &Cached) {
+    let whole = answer.whole("id", 0);
+    serde_json::from_slice::<serde_json::Value>(&whole).expect("a replayed answer is JSON");
+    let sse = answer.sse("id", 0, true);
+    for ev in SseSplitter::default().push(&sse) {
+        if ev.data != "[DONE]" {
+            serde_json::from_str::<serde_json::Value>(&ev.data).expect("a replayed event is JSON");
+        }
+    }
+}
+
+/// A configuration file.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(cfg) = crate::config::Config::from_toml(text, "fuzz") {
+        // A configuration that loads names backends that exist for every model.
+        for m in &cfg.models {
+            for b in &m.backends {
+                assert!(cfg.backends.iter().any(|x| &x.name == b), "model {} names unknown backend {b}", m.name);
+            }
+        }
+    }
+}
