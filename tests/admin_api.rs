@@ -96,7 +96,7 @@ tier = "batch"
             if admin {
                 admin_ops += 1;
                 assert!(
-                    status == 200 || status == 201 || status == 400,
+                    status == 200 || status == 201 || status == 400 || status == 404,
                     "{method} {path} with the admin key: {status} {body}"
                 );
                 for k in [None, Some(tenant_key.as_str()), Some("tga_wrong")] {

@@ -4,13 +4,18 @@ use super::gateway::Gateway;
 use super::ApiError;
 use crate::auth;
 use crate::metering::unix_ms;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+
+/// A query string, whose rejection is an OpenAI-shaped 400 like every other error.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
@@ -26,7 +31,7 @@ pub struct CreateKey {
 pub async fn create_key(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: CreateKey = super::parse_body(&body)?;
     if gw.cfg.tenant(&req.tenant).is_none() {
-        return Err(ApiError::InvalidValue { message: format!("Unknown tenant `{}`.", req.tenant), param: "tenant" });
+        return Err(ApiError::NotFound { what: "tenant", id: req.tenant });
     }
     let k = auth::generate(&req.tenant, &req.label);
     gw.store.insert_key(&k.record).await.map_err(internal)?;
@@ -58,7 +63,7 @@ pub async fn revoke_key(
     let done = gw.store.revoke_key(&id, unix_ms()).await.map_err(internal)?;
     gw.auth.evict(&id);
     if !done {
-        return Err(ApiError::InvalidValue { message: format!("No live key `{id}`."), param: "id" });
+        return Err(ApiError::NotFound { what: "live key", id });
     }
     Ok(Json(json!({"id": id, "revoked": true})))
 }
@@ -73,6 +78,10 @@ pub async fn usage(
     State(gw): State<Arc<Gateway>>,
     Query(q): Query<Since>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if q.since_ms < 0 {
+        let message = format!("since_ms must be a Unix time in milliseconds (0 or more); got {}.", q.since_ms);
+        return Err(ApiError::InvalidValue { message, param: "since_ms" });
+    }
     let rows = gw.store.usage(q.since_ms).await.map_err(internal)?;
     Ok(Json(json!({"object": "list", "since_ms": q.since_ms, "data": rows, "ledger_queue": gw.sink.queued()})))
 }
@@ -91,7 +100,7 @@ pub async fn ledger(
     State(gw): State<Arc<Gateway>>,
     Query(q): Query<Limit>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let rows = gw.store.ledger(q.limit.clamp(1, 10_000)).await.map_err(internal)?;
+    let rows = gw.store.ledger(checked_limit(q.limit)?).await.map_err(internal)?;
     let total = gw.store.ledger_count().await.map_err(internal)?;
     Ok(Json(json!({"object": "list", "total": total, "data": rows})))
 }
@@ -162,7 +171,7 @@ pub async fn decisions(
     State(gw): State<Arc<Gateway>>,
     Query(q): Query<Limit>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let rows = gw.store.ledger(q.limit.clamp(1, 10_000)).await.map_err(internal)?;
+    let rows = gw.store.ledger(checked_limit(q.limit)?).await.map_err(internal)?;
     let data: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -174,4 +183,16 @@ pub async fn decisions(
         })
         .collect();
     Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// A list's `limit`: 1 to 10,000 rows.
+fn checked_limit(limit: i64) -> Result<i64, ApiError> {
+    if (1..=10_000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::InvalidValue {
+            message: format!("limit must be between 1 and 10000; got {limit}."),
+            param: "limit",
+        })
+    }
 }

@@ -50,6 +50,9 @@ pub enum ApiError {
     UpstreamTimeout(String),
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
+    /// An admin API object (a key, a tenant) that does not exist.
+    #[error("No {what} `{id}`.")]
+    NotFound { what: &'static str, id: String },
     #[error("Unknown request URL: {method} {path}.")]
     UnknownRoute { method: String, path: String },
     #[error("The server is overloaded: {0}")]
@@ -76,7 +79,7 @@ impl ApiError {
             Self::UpstreamStatus { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::ModelNotFound(_) | Self::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+            Self::ModelNotFound(_) | Self::UnknownRoute { .. } | Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -119,6 +122,7 @@ impl ApiError {
             Self::AuthRateLimited { .. } => Some("too_many_failed_authentications"),
             Self::PromptTooLong { .. } => Some("context_length_exceeded"),
             Self::UnknownRoute { .. } => Some("unknown_url"),
+            Self::NotFound { .. } => Some("not_found"),
             _ => None,
         }
     }
@@ -209,6 +213,12 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
         } else {
             Self::InvalidBody { message: format!("Could not read the request body: {r}."), param: None }
         }
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(r: axum::extract::rejection::QueryRejection) -> Self {
+        Self::InvalidBody { message: format!("Invalid query string: {}.", r.body_text()), param: None }
     }
 }
 
