@@ -23,7 +23,7 @@ if [ ! -x "$venv/bin/python" ]; then
   log "creating venv at $venv"
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import openai, gguf, numpy, safetensors' 2>/dev/null || [ ! -x "$venv/bin/cmake" ]; then
+if ! "$venv/bin/python" -c 'import openai, gguf, numpy, safetensors, schemathesis' 2>/dev/null || [ ! -x "$venv/bin/cmake" ]; then
   log "installing Python test packages"
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements-test.txt"
 fi
