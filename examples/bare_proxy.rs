@@ -37,5 +37,6 @@ async fn main() {
     let client = reqwest::Client::builder().tcp_nodelay(true).build().expect("client");
     let app = axum::Router::new().fallback(axum::routing::post(relay)).with_state((client, a[2].clone()));
     let listener = tokio::net::TcpListener::bind(&a[1]).await.expect("bind");
-    axum::serve(tollgate::serve::nodelay(listener), app).await.expect("serve");
+    // The same accept loop as the gateway (TCP_NODELAY, header limits), so only the handler differs.
+    tollgate::serve::http::serve(listener, app, std::future::pending()).await.expect("serve");
 }

@@ -53,7 +53,7 @@ pub fn request(data: &[u8]) {
 pub fn sse(data: &[u8]) {
     let Some((&step, stream)) = data.split_first() else { return };
     let step = usize::from(step).max(1);
-    let mut tally = Tally::new(data.len() % 2 == 0);
+    let mut tally = Tally::new(data.len().is_multiple_of(2));
     tally.capture();
     let mut splitter = SseSplitter::default();
     let (mut forwarded, mut events) = (0usize, Vec::new());
