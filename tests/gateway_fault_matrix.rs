@@ -175,3 +175,37 @@ async fn every_fault_ends_in_the_right_answer_one_ledger_row_and_nothing_held() 
     assert_eq!(gw.stop_and_count().await, expected_rows.len() as i64);
     drop(emulators);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_said_429_is_skipped_until_its_retry_after() {
+    let healthy = emulator(None).await;
+    let limited = emulator(Some("rate-limit=30")).await;
+    let cfg = format!(
+        "[health]\ninterval_ms = 60000\n{}{}[[models]]\nname = \"m\"\nbackends = [\"limited\", \"healthy\"]\n{}",
+        common::backend("limited", &limited.base, ""),
+        common::backend("healthy", &healthy.base, ""),
+        common::TIERS_AND_TENANTS
+    );
+    let gw = common::start_gateway(&cfg).await;
+    let key = gw.key("acme").await;
+    // Until the limited backend is first picked (each request picks one of two at random).
+    let mut sent = 0;
+    loop {
+        let (status, _, body) = send(&gw.base, &key, "m", false, &format!("r{sent}")).await;
+        assert_eq!(status, 200, "{body}");
+        sent += 1;
+        let rows = gw.ledger(sent).await;
+        if rows[0]["attempts"] == 2 {
+            break;
+        }
+        assert!(sent < 30, "the limited backend was never picked");
+    }
+    // Then it is cooling down: nothing goes to it, every request succeeds on its first attempt.
+    for i in 0..10 {
+        let (status, _, _) = send(&gw.base, &key, "m", false, &format!("after{i}")).await;
+        assert_eq!(status, 200);
+    }
+    let rows = gw.ledger(sent + 10).await;
+    assert!(rows[..10].iter().all(|r| r["attempts"] == 1 && r["backend"] == "healthy"), "{rows:?}");
+    gw.stop_and_count().await;
+}

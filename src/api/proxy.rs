@@ -238,6 +238,10 @@ async fn run(
                 let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
                 lease.report(if status.is_server_error() { Report::Failure } else { Report::Neutral });
                 let retry_after = opened.retry_after_s;
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    // Asked to slow down: other requests skip it until its Retry-After passes.
+                    backend.cool_down(Duration::from_secs(retry_after.unwrap_or(1)));
+                }
                 let body = collect(opened, Duration::from_millis(backend.cfg.idle_timeout_ms), 1 << 20).await;
                 if !retryable {
                     // The client's own mistake as the upstream saw it: pass it through.
@@ -258,6 +262,14 @@ async fn run(
     }
     if let Some((status, retry_after, body)) = last_upstream {
         return Err(passthrough_error(status, retry_after, body));
+    }
+    if let (None, Some(wait)) = (&last_err, pool.all_cooling()) {
+        // Every backend asked to slow down: say so, with the time until the first is back.
+        return Err(ApiError::UpstreamStatus {
+            status: StatusCode::TOO_MANY_REQUESTS.as_u16(),
+            message: format!("Every backend for `{}` asked to slow down.", pool.model),
+            retry_after_s: Some(wait.as_secs_f64().ceil() as u64),
+        });
     }
     Err(last_err.unwrap_or_else(|| ApiError::NoBackend(pool.model.clone())))
 }

@@ -42,6 +42,8 @@ pub struct Backend {
     outstanding: AtomicUsize,
     healthy: AtomicBool,
     circuit: Mutex<Circuit>,
+    /// Not picked before this instant: the backend answered 429 with a `Retry-After`.
+    cool_until: Mutex<Option<Instant>>,
 }
 
 impl Backend {
@@ -86,6 +88,7 @@ impl Backend {
             outstanding: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
             circuit: Mutex::new(Circuit::new(circuit.failure_threshold, Duration::from_millis(circuit.open_ms))),
+            cool_until: Mutex::new(None),
         })
     }
 
@@ -128,8 +131,23 @@ impl Backend {
         Rates { input_per_1m: self.cfg.cost_per_1m_input, output_per_1m: self.cfg.cost_per_1m_output }
     }
 
+    /// Skips this backend for `d` (it said 429 with `Retry-After`), at most a minute.
+    pub fn cool_down(&self, d: Duration) {
+        let until = Instant::now() + d.min(Duration::from_secs(60));
+        let mut c = self.cool_until.lock().expect("cool-down lock");
+        if c.is_none_or(|t| t < until) {
+            *c = Some(until);
+        }
+    }
+
+    /// How long this backend is still cooling down, if it is.
+    fn cooling(&self, now: Instant) -> Option<Duration> {
+        self.cool_until.lock().expect("cool-down lock").filter(|t| *t > now).map(|t| t - now)
+    }
+
     fn selectable(&self, now: Instant) -> bool {
-        self.healthy()
+        self.cool_until.lock().expect("cool-down lock").is_none_or(|t| now >= t)
+            && self.healthy()
             && self.outstanding() < self.cfg.max_in_flight
             && self.circuit.lock().expect("circuit lock").available(now)
     }
@@ -191,6 +209,12 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// When every backend is cooling down after a 429: how long until the first is back.
+    pub fn all_cooling(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.backends.iter().map(|b| b.cooling(now)).collect::<Option<Vec<_>>>()?.into_iter().min()
+    }
+
     /// Whether placement uses the prompt's prefix hashes (so the caller should compute them).
     pub fn wants_prefix(&self) -> bool {
         self.placer.as_ref().is_some_and(|p| p.lock().expect("placer lock").policy() == Placement::Prefix)
