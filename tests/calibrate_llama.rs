@@ -75,3 +75,19 @@ fn calibrates_smollm2_on_llama_server() {
     // fit may put that time in the base or the per-sequence term).
     assert!(p.decode_ms(1.0, 100.0) > 0.5, "{p:?}");
 }
+
+/// A llama-server that dies at start (here: a model file that is not a GGUF) fails the test
+/// within seconds, with its exit status and stderr in the message, instead of after the two-minute
+/// health-check wait.
+#[test]
+fn a_llama_server_that_dies_at_start_fails_fast_with_its_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("not-a-model.gguf");
+    std::fs::write(&bad, b"this is not a GGUF file").unwrap();
+    let t0 = std::time::Instant::now();
+    let err = std::panic::catch_unwind(|| llama_server(&bad, 1, 256)).err().expect("a bad model must not start");
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(20), "took {:?}", t0.elapsed());
+    assert!(msg.contains("llama-server exited with"), "{msg}");
+    assert!(msg.to_lowercase().contains("gguf") || msg.to_lowercase().contains("model"), "no stderr in: {msg}");
+}

@@ -177,10 +177,8 @@ tokens_per_minute = {TPM}
     let mut replicas = Vec::new();
     for i in 0..3 {
         let port = common::llama::free_port();
-        let log = std::fs::File::create(
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("scale_out-r{i}.log")),
-        )
-        .unwrap();
+        let log_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("scale_out-r{i}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["serve", "--config", cfg_path.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
             .current_dir(dir.path())
@@ -193,9 +191,13 @@ tokens_per_minute = {TPM}
         replicas.push(Replica { child: Mutex::new(Some(child)), base: format!("http://127.0.0.1:{port}") });
     }
     let client = reqwest::Client::new();
-    for r in &replicas {
+    for (i, r) in replicas.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(60);
         while client.get(format!("{}/health", r.base)).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+            let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("scale_out-r{i}.log"));
+            if let Some(c) = r.child.lock().unwrap().as_mut() {
+                common::process::assert_alive(c, &format!("replica {i}"), &log);
+            }
             assert!(Instant::now() < deadline, "replica {} did not start", r.base);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -210,8 +210,8 @@ async fn soak_with_random_faults_loses_nothing_and_leaks_nothing() {
     let secs: u64 = std::env::var("TOLLGATE_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
     let dir = tempfile::tempdir().unwrap();
     let (pa, pb, pg) = (common::llama::free_port(), common::llama::free_port(), common::llama::free_port());
-    let _ea = emulator(pa, 1);
-    let _eb = emulator(pb, 2);
+    let mut ea = emulator(pa, 1);
+    let mut eb = emulator(pb, 2);
     let timeouts = "first_byte_timeout_ms = 1500\nidle_timeout_ms = 1500";
     let config = format!(
         "data_dir = \"{data}\"\n{a}{b}[[models]]\nname = \"m\"\nbackends = [\"a\", \"b\"]\n\
@@ -225,7 +225,7 @@ async fn soak_with_random_faults_loses_nothing_and_leaks_nothing() {
     );
     let cfg_path = dir.path().join("tollgate.toml");
     std::fs::write(&cfg_path, config).unwrap();
-    let gw = Proc(
+    let mut gw = Proc(
         Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(["serve", "--config", cfg_path.to_str().unwrap(), "--listen", &format!("127.0.0.1:{pg}")])
             .env("TOLLGATE_ADMIN_KEY", common::ADMIN_KEY)
@@ -243,6 +243,10 @@ async fn soak_with_random_faults_loses_nothing_and_leaks_nothing() {
         [format!("{base}/health"), format!("http://127.0.0.1:{pa}/health"), format!("http://127.0.0.1:{pb}/health")]
     {
         while admin.get(&url).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+            for (p, name) in [(&mut gw, "soak-gateway.log"), (&mut ea, "soak-emulator-1.log"), (&mut eb, "soak-emulator-2.log")] {
+                let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+                common::process::assert_alive(&mut p.0, name, &log);
+            }
             assert!(Instant::now() < deadline, "{url} did not come up");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

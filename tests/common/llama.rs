@@ -2,8 +2,8 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 pub struct Server(Child);
 
@@ -30,25 +30,18 @@ pub fn embeddings_server(model: &Path) -> (Server, String) {
 
 fn start(model: &Path, slots: u32, ctx: u32, extra: &[&str]) -> (Server, String) {
     let port = free_port();
-    let child = Command::new(super::prepared("TOLLGATE_LLAMA_SERVER"))
-        .args(["-m", model.to_str().unwrap(), "--host", "127.0.0.1", "--port", &port.to_string()])
+    let mut cmd = Command::new(super::prepared("TOLLGATE_LLAMA_SERVER"));
+    cmd.args(["-m", model.to_str().unwrap(), "--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["-t", "1", "--parallel", &slots.to_string(), "-c", &ctx.to_string()])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start llama-server");
-    let server = Server(child);
+        .args(extra);
+    let (child, log) = super::process::spawn_logged(&mut cmd, "llama-server");
+    let mut server = Server(child);
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ok = reqwest::blocking::get(format!("{url}/health")).map(|r| r.status().is_success()).unwrap_or(false);
-        if ok {
-            return (server, url);
-        }
-        assert!(Instant::now() < deadline, "llama-server did not become healthy");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let health = format!("{url}/health");
+    super::process::wait_ready(&mut server.0, "llama-server", &log, Duration::from_secs(120), || {
+        reqwest::blocking::get(&health).map(|r| r.status().is_success()).unwrap_or(false)
+    });
+    (server, url)
 }
 
 /// Writes the tiny random-weight GGUF into `dir`.

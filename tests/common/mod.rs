@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod llama;
+pub mod process;
 pub mod services;
 pub mod stub;
 

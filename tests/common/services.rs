@@ -31,14 +31,21 @@ impl Redis {
 
     /// Starts the server (again) on the same port, empty.
     pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        // stdout too: redis-server logs there.
+        let log = super::process::log_path("redis-server");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut child = cmd
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
             .spawn()
             .expect("redis-server (Debian package redis-server; .ci/run installs it)");
+        let port = self.port;
+        super::process::wait_ready(&mut child, "redis-server", &log, Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         self.child = Some(child);
-        wait_port(self.port, "redis-server");
     }
 
     /// Kills the server (SIGKILL): clients see connection errors.
@@ -85,7 +92,9 @@ fn pg(bin: &std::path::Path, tool: &str, args: &[&str]) {
         Command::new(&exe).args(args).stdout(Stdio::null()).status()
     }
     .unwrap_or_else(|e| panic!("{tool}: {e}"));
-    assert!(status.success(), "{tool} {args:?} failed");
+    // pg_ctl's own log (-l) says why the server did not start.
+    let log = args.windows(2).find(|w| w[0] == "-l").map(|w| super::process::tail(std::path::Path::new(w[1]), 30));
+    assert!(status.success(), "{tool} {args:?} failed with {status}; log:\n{}", log.unwrap_or_default());
 }
 
 impl Postgres {
