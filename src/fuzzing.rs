@@ -3,8 +3,8 @@
 //! the way the gateway does, and panics only if an invariant breaks. Bad input must give an
 //! error, never a panic.
 
+use crate::api::classify::{read_request, PromptInput, Route};
 use crate::api::openai::{parse_generation_request, ChatRequest, CompletionRequest, Prompt};
-use crate::api::proxy::{read_request, PromptInput, Route};
 use crate::api::relay::Tally;
 use crate::api::sse::SseSplitter;
 use crate::api::tokens;

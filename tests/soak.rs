@@ -243,7 +243,9 @@ async fn soak_with_random_faults_loses_nothing_and_leaks_nothing() {
         [format!("{base}/health"), format!("http://127.0.0.1:{pa}/health"), format!("http://127.0.0.1:{pb}/health")]
     {
         while admin.get(&url).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-            for (p, name) in [(&mut gw, "soak-gateway.log"), (&mut ea, "soak-emulator-1.log"), (&mut eb, "soak-emulator-2.log")] {
+            for (p, name) in
+                [(&mut gw, "soak-gateway.log"), (&mut ea, "soak-emulator-1.log"), (&mut eb, "soak-emulator-2.log")]
+            {
                 let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
                 common::process::assert_alive(&mut p.0, name, &log);
             }

@@ -6,6 +6,7 @@
 
 pub mod defer;
 pub mod reservation;
+pub mod round;
 
 /// One pool a request could be served on, as priced now.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -11,6 +11,20 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// A pool's totals across live replicas, micro-engine-seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolView {
+    pub granted: bool,
+    pub inflight: i64,
+    pub own_inflight: i64,
+    pub backlog: i64,
+    pub own_backlog: i64,
+}
+
+/// Gives back, where replicas share pools, what a reservation held there: (work, prefill)
+/// micro-engine-seconds. The shared state supplies it; admission owns only the guard.
+pub type SharedRelease = Box<dyn Fn(i64, i64) + Send + Sync>;
+
 /// Engine-seconds are counted in micro-engine-seconds to use integer atomics.
 const MICRO: f64 = 1e6;
 
@@ -58,7 +72,7 @@ impl PoolLoad {
     }
 
     /// Records the other replicas' load from a view of the shared totals.
-    pub fn set_others(&self, view: &crate::state::PoolView) {
+    pub fn set_others(&self, view: &PoolView) {
         let o = (view.inflight - view.own_inflight).max(0) as u64;
         let b = (view.backlog - view.own_backlog).max(0) as u64;
         self.others.store(o, Ordering::Release);
@@ -113,8 +127,8 @@ pub struct Reservation {
     amount: u64,
     /// Prefill still in the pool's backlog (zero once the first token came).
     prefill: u64,
-    /// Where the reservation is also held across replicas, and the pool's index there.
-    shared: Option<(Arc<dyn crate::state::SharedState>, usize)>,
+    /// How to give it back where it is also held across replicas.
+    shared: Option<SharedRelease>,
 }
 
 impl std::fmt::Debug for Reservation {
@@ -122,7 +136,7 @@ impl std::fmt::Debug for Reservation {
         f.debug_struct("Reservation")
             .field("amount", &self.amount)
             .field("prefill", &self.prefill)
-            .field("shared", &self.shared.as_ref().map(|s| s.1))
+            .field("shared", &self.shared.is_some())
             .finish()
     }
 }
@@ -141,17 +155,17 @@ impl Reservation {
         self.prefill as i64
     }
 
-    /// The same amount was granted across replicas by `state`: give it back there too.
-    pub fn share(&mut self, state: Arc<dyn crate::state::SharedState>, pool: usize) {
-        self.shared = Some((state, pool));
+    /// The same amount was granted across replicas: `release` gives it back there too.
+    pub fn share(&mut self, release: SharedRelease) {
+        self.shared = Some(release);
     }
 
     /// The first token came: this request's prefill leaves the backlog. Idempotent.
     pub fn first_token(&mut self) {
         let p = std::mem::take(&mut self.prefill);
         self.load.backlog.fetch_sub(p, Ordering::AcqRel);
-        if let (Some((state, pool)), true) = (&self.shared, p > 0) {
-            state.release_pool(*pool, 0, p as i64);
+        if let (Some(release), true) = (&self.shared, p > 0) {
+            release(0, p as i64);
         }
     }
 }
@@ -161,8 +175,8 @@ impl Drop for Reservation {
         let p = std::mem::take(&mut self.prefill);
         self.load.backlog.fetch_sub(p, Ordering::AcqRel);
         self.load.inflight.fetch_sub(self.amount, Ordering::AcqRel);
-        if let Some((state, pool)) = self.shared.take() {
-            state.release_pool(pool, self.amount as i64, p as i64);
+        if let Some(release) = self.shared.take() {
+            release(self.amount as i64, p as i64);
         }
     }
 }

@@ -6,5 +6,6 @@ pub mod forecast;
 pub mod lp;
 pub mod pools;
 pub mod runtime;
+pub mod waiting;
 
 pub use runtime::{value_rates, Allocator};

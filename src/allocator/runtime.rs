@@ -9,7 +9,7 @@ use super::pools::Fleet;
 use crate::admission::defer::DeferQueue;
 use crate::admission::reservation::PoolLoad;
 use crate::config::Config;
-use crate::metering::Rates;
+use crate::units::Rates;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,9 +31,9 @@ pub struct Allocator {
     pub fleet: Fleet,
     pub loads: Vec<Arc<PoolLoad>>,
     /// Each pool's deferred batch work, densest first.
-    pub deferred: Vec<Mutex<DeferQueue>>,
+    pub(super) deferred: Vec<Mutex<DeferQueue>>,
     /// Woken when a pool's deferral queue loses a request, so the next one is priced at once.
-    pub deferred_moved: Vec<tokio::sync::Notify>,
+    pub(super) deferred_moved: Vec<tokio::sync::Notify>,
     /// Price correction of each pool since the last solve (f64 bits), USD per engine-second.
     adjust: Vec<AtomicU64>,
     /// Mean lifetime of a request on each pool, seconds (f64 bits): batched requests overlap, so
@@ -263,6 +263,12 @@ impl Allocator {
     /// The priced candidates for a request of `input` and expected `output` tokens: each pool that
     /// may serve its class, with its quality, work, live price and room left. Deferrable work is
     /// offered only the pool it asked for (it waits rather than take a cheaper model).
+    /// Seconds until the work in flight on `pool` drains (1 to 60): when a refused request
+    /// may try again, since the price will not fall much before.
+    pub fn drain_seconds(&self, pool: usize) -> u64 {
+        (self.loads[pool].total_inflight() / self.fleet.pools[pool].capacity().max(1e-9)).ceil().clamp(1.0, 60.0) as u64
+    }
+
     pub fn candidates(
         &self,
         cfg: &Config,

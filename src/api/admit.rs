@@ -4,13 +4,15 @@
 //! model), hold batch work until its price clears or its deadline, or refuse with a quote.
 //! What it grants (a capacity reservation, a budget hold) lives in [`Admitted`], released on drop.
 
+use super::classify::Classified;
 use super::gateway::Gateway;
-use super::proxy::Classified;
 use super::ApiError;
 use crate::admission::reservation::Reservation;
-use crate::admission::{decide, Ask, Candidate, Decision};
+use crate::admission::round::{self, Outcome};
+use crate::admission::{Ask, Candidate};
 use crate::allocator::forecast::{ClassKey, PRIOR_OUTPUT};
 use crate::allocator::value_rates;
+use crate::allocator::waiting::Waiting;
 use crate::auth::Caller;
 use crate::metering::{Meter, Rates, Tokens};
 use crate::state::{Denied, TenantHold};
@@ -116,18 +118,13 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
     let ask = Ask { value, tokens: input as f64 + out_est, deferrable, ttft_slo_s };
     // The router's estimate for this prompt, computed once: the fallbacks' quality.
     let p_weak = gw.routers.get(&c.model).and_then(|r| c.prompt.router_text().map(|t| r.p_weak_as_good(&t)));
+    let req = round::Request { class: &class, input: input as f64, output: out_est, ask, p_weak };
     let mut waiting: Option<Waiting> = None;
     loop {
-        let mut cands =
-            alloc.candidates(cfg, &class, input as f64, out_est, deferrable).expect("managed model has a pool");
-        if let Some(p) = p_weak {
-            crate::routing::apply(p, &mut cands);
-        }
-        let decision = decide(&ask, &cands);
-        match decision {
-            Decision::Serve { index, downgraded, net, price } => {
-                let cand = cands[index];
-                if let Some(r) = reserve(gw, alloc, cand.pool, cand.work, cand.prefill).await? {
+        let r = round::round(alloc, cfg, &req).expect("managed model has a pool");
+        match r.outcome {
+            Outcome::Serve { cand, reservation, downgraded, net, price } => {
+                if let Some(res) = share(gw, alloc, cand.pool, reservation).await? {
                     admitted.model = alloc.fleet.pools[cand.pool].name.clone();
                     admitted.decision = if waiting.is_some() {
                         "defer"
@@ -139,7 +136,7 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
                     admitted.price = Some(price);
                     admitted.pool = Some(cand.pool);
                     admitted.admitted_at = Instant::now();
-                    admitted._reservation = Some(r);
+                    admitted._reservation = Some(res);
                     meter.decision(admitted.decision, Some(price), Some(net));
                     meter.keep_value_share(cand.quality);
                     if downgraded {
@@ -147,26 +144,28 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
                     }
                     return Ok(admitted);
                 }
-                // Another request took the room meanwhile: price again (or wait, for batch).
+                // Another replica took the room meanwhile: price again (or wait, for batch).
                 if !deferrable {
                     continue;
                 }
             }
-            Decision::Defer { .. } => {}
-            Decision::Refuse { quote_per_1k, price } => {
-                return Err(refuse(alloc, &class, &cands, quote_per_1k, price, value, meter));
+            // Another request took the room meanwhile: price again (or wait, for batch).
+            Outcome::Contended if !deferrable => continue,
+            Outcome::Contended | Outcome::Defer => {}
+            Outcome::Refuse { quote_per_1k, price } => {
+                return Err(refuse(alloc, &class, &r.asked, quote_per_1k, price, value, meter));
             }
         }
         // Batch work waits for its price to clear, until its deadline.
         if Instant::now() >= deadline {
-            let asked = cands[0];
-            return Err(refuse(alloc, &class, &cands, asked.quote_per_1k(ask.tokens), asked.price, value, meter));
+            let asked = r.asked;
+            return Err(refuse(alloc, &class, &asked, asked.quote_per_1k(ask.tokens), asked.price, value, meter));
         }
-        let w = waiting.get_or_insert_with(|| Waiting::enqueue(alloc, cands[0].pool, value / cands[0].work.max(1e-12)));
+        let w = waiting.get_or_insert_with(|| Waiting::enqueue(alloc, r.asked.pool, value / r.asked.work.max(1e-12)));
         // Only the densest waiting request of the pool is priced again (every poll, or at once
         // when the one ahead leaves the queue); the others keep waiting.
         loop {
-            let moved = alloc.deferred_moved[w.pool].notified();
+            let moved = w.moved();
             tokio::select! {
                 _ = tokio::time::sleep(DEFER_POLL) => {}
                 _ = moved => {}
@@ -202,23 +201,22 @@ pub async fn admit_tenant(gw: &Gateway, tenant: &str, hold_usd: f64, tokens: u64
     }
 }
 
-/// Reserves capacity on a pool: in this replica's view first (which counts the other replicas'
-/// last known load), then, when replicas share state, atomically across all of them. A refusal
-/// from the shared state refreshes the view, so the next pricing sees the room is gone.
-async fn reserve(
+/// Holds a reservation made in this replica's view (which counts the other replicas' last known
+/// load) across every replica too, atomically, when replicas share state. A refusal from the
+/// shared state refreshes the view, so the next pricing sees the room is gone.
+async fn share(
     gw: &Gateway,
     alloc: &crate::allocator::Allocator,
     pool: usize,
-    work: f64,
-    prefill: f64,
+    mut r: Reservation,
 ) -> Result<Option<Reservation>, ApiError> {
     let load = &alloc.loads[pool];
-    let Some(mut r) = load.try_reserve(work, prefill) else { return Ok(None) };
     let room = crate::state::micro(load.room());
     match gw.state.reserve_pool(pool, r.amount(), r.prefill(), room).await {
         Ok(None) => Ok(Some(r)),
         Ok(Some(view)) if view.granted => {
-            r.share(gw.state.clone(), pool);
+            let state = gw.state.clone();
+            r.share(Box::new(move |work, prefill| state.release_pool(pool, work, prefill)));
             load.set_others(&view);
             Ok(Some(r))
         }
@@ -234,48 +232,16 @@ async fn reserve(
     }
 }
 
-static NEXT_WAITING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// A place in a pool's deferral queue, given up on drop (served, refused, or the client left).
-struct Waiting {
-    alloc: Arc<crate::allocator::Allocator>,
-    pool: usize,
-    id: u64,
-}
-
-impl Waiting {
-    fn enqueue(alloc: &Arc<crate::allocator::Allocator>, pool: usize, density: f64) -> Self {
-        let id = NEXT_WAITING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        alloc.deferred[pool].lock().expect("defer lock").push(id, density);
-        Self { alloc: alloc.clone(), pool, id }
-    }
-
-    fn at_head(&self) -> bool {
-        self.alloc.deferred[self.pool].lock().expect("defer lock").head() == Some(self.id)
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.alloc.deferred[self.pool].lock().expect("defer lock").remove(self.id);
-        self.alloc.deferred_moved[self.pool].notify_waiters();
-    }
-}
-
 fn refuse(
     alloc: &crate::allocator::Allocator,
     class: &ClassKey,
-    cands: &[Candidate],
+    asked: &Candidate,
     quote_per_1k: f64,
     price: f64,
     value: f64,
     meter: &mut Meter,
 ) -> ApiError {
-    let asked = cands[0];
-    let pool = &alloc.fleet.pools[asked.pool];
-    // Until the work in flight drains, the price will not fall much.
-    let retry_after_s =
-        (alloc.loads[asked.pool].total_inflight() / pool.capacity().max(1e-9)).ceil().clamp(1.0, 60.0) as u64;
+    let retry_after_s = alloc.drain_seconds(asked.pool);
     meter.decision("refuse", Some(price), Some(asked.net(value)));
     tracing::debug!(tenant = %class.tenant, model = %class.model, price, value, quote_per_1k, "refused: capacity is priced above the request's value");
     ApiError::Priced { model: class.model.clone(), quote_per_1k, price, retry_after_s }

@@ -3,12 +3,14 @@
 
 pub mod admin;
 pub mod admit;
+pub mod classify;
 pub mod error;
 pub mod gateway;
 pub mod metrics;
 pub mod openai;
 pub mod proxy;
 pub mod relay;
+pub mod routes;
 pub mod sse;
 pub mod tokens;
 

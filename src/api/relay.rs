@@ -3,7 +3,7 @@
 //! to forward, and knows when the stream is complete; [`Relay`] drives it between the upstream's
 //! chunks and the client, ending in exactly one ledger row however the stream ends.
 
-use super::proxy::PromptInput;
+use super::classify::PromptInput;
 use super::sse::{SseSplitter, MAX_EVENT_BYTES};
 use super::{tokens, ApiError};
 use crate::api::admit::Admitted;

@@ -2,7 +2,7 @@
 //! the ledger rows as they are recorded (`LedgerSink::record`), so `/metrics` and the ledger agree
 //! by construction; pool, price, backend and queue gauges are read from live state at scrape time.
 
-use super::LedgerRow;
+use super::row::LedgerRow;
 use prometheus::{
     CounterVec, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };

@@ -9,7 +9,7 @@
 //! is safe: a replica killed mid-load has recorded every request a client saw complete.
 
 use super::metrics::GatewayMetrics;
-use super::LedgerRow;
+use super::row::LedgerRow;
 use crate::store::Store;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

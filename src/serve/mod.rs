@@ -7,13 +7,14 @@ pub mod http;
 mod shared;
 
 use crate::allocator::Allocator;
-use crate::api::gateway::{router, Gateway};
+use crate::api::gateway::Gateway;
+use crate::api::routes::router;
 use crate::auth::Authenticator;
 use crate::backends::{spawn_health_checks, Registry};
 use crate::config::Config;
-use crate::metering::unix_ms;
 use crate::metering::LedgerWriter;
 use crate::store::Store;
+use crate::units::{month_start_ms, unix_ms};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -142,20 +143,6 @@ async fn tenant_limits(
         .collect())
 }
 
-/// Unix milliseconds of the first instant of the UTC month containing `now_ms`.
-pub fn month_start_ms(now_ms: i64) -> i64 {
-    // Howard Hinnant's civil-from-days and days-from-civil.
-    let days = now_ms.div_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5; // days since the 1st of the month
-    (days - day) * 86_400_000
-}
-
 /// The allocator's background work: every interval, exchange demand forecasts and either solve
 /// the LP and publish the board (the leader; a lone replica always leads) or install the
 /// leader's board; correct prices from measured load every 20 ms in between.
@@ -219,16 +206,5 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn month_start() {
-        // 2026-11-22T06:00:00Z -> 2026-11-01T00:00:00Z; 2024-03-01 stays; leap day maps to Feb 1.
-        assert_eq!(super::month_start_ms(1_795_327_200_000), 1_793_491_200_000);
-        assert_eq!(super::month_start_ms(1_709_251_200_000), 1_709_251_200_000);
-        assert_eq!(super::month_start_ms(1_709_164_800_000), 1_706_745_600_000);
     }
 }

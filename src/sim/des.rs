@@ -3,9 +3,10 @@
 //! own allocator and `admission::decide`, with the virtual time passed in.
 
 use super::policy::{Policy, QuotaBuckets};
+pub use super::request::SimRequest;
 use super::scenario::Scenario;
 use crate::admission::reservation::Reservation;
-use crate::admission::{decide, Ask, Decision};
+use crate::admission::{round, Ask};
 use crate::allocator::forecast::ClassKey;
 use crate::allocator::{value_rates, Allocator};
 use crate::config::Config;
@@ -13,16 +14,6 @@ use crate::emulator::engine::{Engine, Event, Submission};
 use crate::routing::placement::Placer;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-
-/// A request to replay.
-#[derive(Debug, Clone)]
-pub struct SimRequest {
-    pub class: usize,
-    pub at: f64,
-    pub input: u32,
-    pub output: u32,
-    pub hashes: Vec<u64>,
-}
 
 /// What happened to one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -260,20 +251,17 @@ impl<'a> Sim<'a> {
         let key = self.key(r.class);
         let deferrable = self.sc.tier(&c.tier).is_some_and(|t| t.deferrable);
         let out = self.alloc.expected_output(&key, Some(r.output));
-        let Some(cands) = self.alloc.candidates(&self.cfg, &key, f64::from(r.input), out, deferrable) else {
-            return false;
-        };
         let value = value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), out);
         let ttft_slo_s = self.sc.tier(&c.tier).map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
         let ask = Ask { value, tokens: f64::from(r.input) + out, deferrable, ttft_slo_s };
-        if let Decision::Serve { index, .. } = decide(&ask, &cands) {
-            let cand = cands[index];
-            if let Some(res) = self.alloc.loads[cand.pool].try_reserve(cand.work, cand.prefill) {
-                self.start(i, t, cand.pool, cand.quality, Some(res), deferred);
-                return true;
+        let req = round::Request { class: &key, input: f64::from(r.input), output: out, ask, p_weak: None };
+        match round::round(&self.alloc, &self.cfg, &req) {
+            Some(round::Round { outcome: round::Outcome::Serve { cand, reservation, .. }, .. }) => {
+                self.start(i, t, cand.pool, cand.quality, Some(reservation), deferred);
+                true
             }
+            _ => false,
         }
-        false
     }
 
     fn start(&mut self, i: usize, t: f64, pool: usize, quality: f64, res: Option<Reservation>, deferred: bool) {

@@ -8,6 +8,7 @@ pub mod hindsight;
 pub mod html;
 pub mod policy;
 pub mod report;
+pub mod request;
 pub mod run;
 pub mod scenario;
 pub mod trace;

@@ -2,7 +2,7 @@
 //! do (strict priority, shedding the lowest tiers under saturation), what gateways do (per-tenant
 //! token-per-minute quotas), and tollgate's bid prices.
 
-use super::des::SimRequest;
+use super::request::SimRequest;
 use super::scenario::Scenario;
 use crate::allocator::Allocator;
 

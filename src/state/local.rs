@@ -24,7 +24,7 @@ pub struct LocalState {
 }
 
 fn now_s() -> i64 {
-    crate::metering::unix_ms().div_euclid(1000)
+    crate::units::unix_ms().div_euclid(1000)
 }
 
 impl LocalState {

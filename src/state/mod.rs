@@ -19,6 +19,7 @@ pub use local::LocalState;
 pub use redis::RedisState;
 pub use resilient::Resilient;
 
+pub use crate::admission::reservation::PoolView;
 use crate::allocator::board::PriceBoard;
 use crate::allocator::forecast::{ClassKey, ClassStats};
 use std::sync::Arc;
@@ -90,16 +91,6 @@ pub struct TenantGrant {
     /// The second they were counted in.
     pub second: i64,
     pub origin: Origin,
-}
-
-/// A pool's totals across live replicas, micro-engine-seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PoolView {
-    pub granted: bool,
-    pub inflight: i64,
-    pub own_inflight: i64,
-    pub backlog: i64,
-    pub own_backlog: i64,
 }
 
 #[async_trait::async_trait]
@@ -243,7 +234,7 @@ mod tests {
         let limits = TenantLimits { budget_usd: Some(1.0), tokens_per_minute: Some(100), ..Default::default() };
         let local = Arc::new(LocalState::new([("t".to_string(), limits)].into()));
         let state: Arc<dyn SharedState> = local.clone();
-        let now = crate::metering::unix_ms().div_euclid(1000);
+        let now = crate::units::unix_ms().div_euclid(1000);
         let g = local.admit_at("t", 0.9, 100, now).unwrap();
         assert_eq!(local.admit_at("t", 0.0, 1, now).unwrap_err(), Denied::Tokens(Some(60)));
         drop(TenantHold::new(state.clone(), g));

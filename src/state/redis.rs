@@ -85,7 +85,7 @@ impl RedisState {
     }
 
     fn month() -> String {
-        crate::serve::month_start_ms(crate::metering::unix_ms()).to_string()
+        crate::units::month_start_ms(crate::units::unix_ms()).to_string()
     }
 
     async fn call<T>(&self, f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, StateError> {

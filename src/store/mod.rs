@@ -9,7 +9,7 @@ mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-use crate::metering::LedgerRow;
+use crate::metering::row::LedgerRow;
 use serde::Serialize;
 
 /// A stored API key: never the secret, only its SHA-256.

@@ -123,7 +123,7 @@ macro_rules! impl_sql_store {
 
             async fn insert_ledger(
                 &self,
-                rows: &[$crate::metering::LedgerRow],
+                rows: &[$crate::metering::row::LedgerRow],
             ) -> Result<(), $crate::store::StoreError> {
                 let mut tx = self.pool.begin().await?;
                 // Multi-row statements in chunks of power-of-two sizes, so the distinct statements
@@ -173,12 +173,15 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn ledger(&self, limit: i64) -> Result<Vec<$crate::metering::LedgerRow>, $crate::store::StoreError> {
+            async fn ledger(
+                &self,
+                limit: i64,
+            ) -> Result<Vec<$crate::metering::row::LedgerRow>, $crate::store::StoreError> {
                 use sqlx::Row;
                 let rows = sqlx::query($crate::store::sql::LEDGER_SELECT).bind(limit).fetch_all(&self.pool).await?;
                 Ok(rows
                     .iter()
-                    .map(|r| $crate::metering::LedgerRow {
+                    .map(|r| $crate::metering::row::LedgerRow {
                         id: r.get("id"),
                         client_request_id: r.get("client_request_id"),
                         tenant: r.get("tenant"),

@@ -28,7 +28,11 @@ fn unique() -> u64 {
 
 /// The message a test fails with when a helper exited.
 pub fn died(what: &str, status: ExitStatus, log: &Path) -> String {
-    format!("{what} exited with {status} while starting; last lines of its stderr ({}):\n{}", log.display(), tail(log, 30))
+    format!(
+        "{what} exited with {status} while starting; last lines of its stderr ({}):\n{}",
+        log.display(),
+        tail(log, 30)
+    )
 }
 
 /// Panics with the helper's exit status and stderr if it has exited.

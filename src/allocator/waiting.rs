@@ -1,0 +1,60 @@
+//! A place in a pool's deferral queue: batch work waiting for its price to clear. The allocator
+//! owns the queues; a driver holds a [`Waiting`] guard, asks whether it is at the head, waits to
+//! be woken when the queue moves, and gives its place up on drop (served, refused, or the
+//! client left).
+
+use super::Allocator;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+static NEXT_WAITING: AtomicU64 = AtomicU64::new(1);
+
+pub struct Waiting {
+    alloc: Arc<Allocator>,
+    pool: usize,
+    id: u64,
+}
+
+impl Waiting {
+    /// Joins pool `pool`'s queue with `density` (value per engine-second).
+    pub fn enqueue(alloc: &Arc<Allocator>, pool: usize, density: f64) -> Self {
+        let id = NEXT_WAITING.fetch_add(1, Ordering::Relaxed);
+        alloc.deferred[pool].lock().expect("defer lock").push(id, density);
+        Self { alloc: alloc.clone(), pool, id }
+    }
+
+    /// Whether this request is the densest waiting on its pool (the one to price again).
+    pub fn at_head(&self) -> bool {
+        self.alloc.deferred[self.pool].lock().expect("defer lock").head() == Some(self.id)
+    }
+
+    /// Resolves when someone leaves the queue (register before checking `at_head`).
+    pub fn moved(&self) -> tokio::sync::futures::Notified<'_> {
+        self.alloc.deferred_moved[self.pool].notified()
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.alloc.deferred[self.pool].lock().expect("defer lock").remove(self.id);
+        self.alloc.deferred_moved[self.pool].notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_densest_waits_at_the_head_and_leaving_moves_the_queue() {
+        let cfg = crate::config::one_pool_for_tests(1);
+        let alloc = Arc::new(Allocator::new(&cfg).unwrap());
+        let low = Waiting::enqueue(&alloc, 0, 1.0);
+        let high = Waiting::enqueue(&alloc, 0, 5.0);
+        assert!(high.at_head() && !low.at_head());
+        drop(high);
+        assert!(low.at_head());
+        drop(low);
+        assert_eq!(alloc.deferred[0].lock().unwrap().len(), 0);
+    }
+}

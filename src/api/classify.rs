@@ -1,0 +1,220 @@
+//! The classify stage: a request body read and validated into a [`Classified`] request (model,
+//! stream flag, prompt, limits), every rejection a client error naming its field; then checked
+//! against the configuration (the model exists, the tenant may use it).
+
+use super::openai::{ChatMessage, EmbeddingInput, Prompt};
+use super::{from_value, parse_json, tokens, ApiError};
+use crate::auth::Caller;
+use crate::cache::Kind;
+use bytes::Bytes;
+use serde_json::Value;
+use std::sync::Arc;
+
+use super::gateway::Gateway;
+
+/// The OpenAI endpoints the gateway proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Route {
+    /// The shape of a cacheable answer on this endpoint (embeddings are not cached).
+    pub fn cache_kind(self) -> Option<Kind> {
+        match self {
+            Route::Chat => Some(Kind::Chat),
+            Route::Completions => Some(Kind::Completion),
+            Route::Embeddings => None,
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::Chat => "/v1/chat/completions",
+            Route::Completions => "/v1/completions",
+            Route::Embeddings => "/v1/embeddings",
+        }
+    }
+}
+
+/// A request after classification: what is asked for, by whom, and the body to send on.
+pub struct Classified {
+    pub model: String,
+    pub stream: bool,
+    /// Whether the client asked for the usage chunk (tollgate always asks upstream).
+    pub client_wants_usage: bool,
+    /// The request body, with `stream_options.include_usage` set when streaming.
+    pub json: Value,
+    /// The validated prompt, counted only when needed (admission, or no usage upstream).
+    pub prompt: Arc<PromptInput>,
+    /// `max_completion_tokens` or `max_tokens`, if given.
+    pub max_tokens: Option<u32>,
+}
+
+impl Classified {
+    /// The upstream body: the client's, with the model name the serving pool uses. Always
+    /// serialised again from what was validated, never the client's bytes as they came: a body
+    /// with a repeated key (two `model`s, say) could be read one way here and another upstream.
+    pub fn body_for(&self, upstream_model: &str) -> Result<Bytes, ApiError> {
+        let mut v = self.json.clone();
+        v["model"] = Value::String(upstream_model.to_string());
+        serde_json::to_vec(&v).map(Bytes::from).map_err(|e| ApiError::Internal(e.to_string()))
+    }
+}
+
+/// A request's prompt, kept so that tokens can be counted if (and only if) the upstream does not
+/// report usage: tokenising every prompt would cost more than the rest of the request path.
+pub enum PromptInput {
+    Chat(Vec<ChatMessage>),
+    Completion(Prompt),
+    Embedding(EmbeddingInput),
+}
+
+impl PromptInput {
+    /// The text a router judges: the last user message, or the completion prompt.
+    pub fn router_text(&self) -> Option<String> {
+        match self {
+            PromptInput::Chat(m) => m.iter().rev().find(|m| m.role == "user").map(ChatMessage::text),
+            PromptInput::Completion(Prompt::Text(t)) => Some(t.clone()),
+            PromptInput::Completion(Prompt::Texts(t)) => t.first().cloned(),
+            _ => None,
+        }
+    }
+
+    /// Chained hashes of the prompt text's 2,048-character blocks (about 512 tokens), for
+    /// prefix-aware placement.
+    pub fn prefix_hashes(&self) -> Vec<u64> {
+        let text = match self {
+            PromptInput::Chat(m) => {
+                let mut t = String::new();
+                for msg in m {
+                    t.push_str(&msg.role);
+                    t.push('\n');
+                    t.push_str(&msg.text());
+                    t.push('\n');
+                }
+                t
+            }
+            PromptInput::Completion(Prompt::Text(t)) => t.clone(),
+            _ => return Vec::new(),
+        };
+        crate::routing::placement::text_block_hashes(&text, 2048)
+    }
+
+    pub fn count(&self) -> i64 {
+        (match self {
+            PromptInput::Chat(m) => tokens::chat_prompt_count(m),
+            PromptInput::Completion(p) => tokens::completion_prompt_count(p),
+            PromptInput::Embedding(i) => tokens::embedding_count(i),
+        }) as i64
+    }
+}
+
+pub fn classify(gw: &Gateway, route: Route, caller: &Caller, body: &[u8]) -> Result<Classified, ApiError> {
+    let c = read_request(route, body)?;
+    if gw.registry.pool(&c.model).is_none() {
+        return Err(ApiError::ModelNotFound(c.model));
+    }
+    if !gw.cfg.may_use(&caller.tenant, &c.model) {
+        return Err(ApiError::ModelNotAllowed(c.model));
+    }
+    Ok(c)
+}
+
+/// Reads and validates a request body for `route` (no configuration involved): the model, the
+/// stream flag, the prompt, the limits. Every rejection is a client error naming its field.
+pub fn read_request(route: Route, body: &[u8]) -> Result<Classified, ApiError> {
+    let mut v = parse_json(body)?;
+    let obj = v.as_object_mut().ok_or_else(|| ApiError::InvalidBody {
+        message: "The request body must be a JSON object.".into(),
+        param: None,
+    })?;
+    let model = match obj.get("model") {
+        Some(Value::String(m)) => m.clone(),
+        Some(_) => {
+            return Err(ApiError::InvalidBody {
+                message: "'model' must be a string.".into(),
+                param: Some("model".into()),
+            })
+        }
+        None => {
+            return Err(ApiError::InvalidBody {
+                message: "you must provide a model parameter.".into(),
+                param: Some("model".into()),
+            })
+        }
+    };
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::InvalidBody {
+                message: "'stream' must be a boolean.".into(),
+                param: Some("stream".into()),
+            })
+        }
+    };
+    if stream && route == Route::Embeddings {
+        return Err(ApiError::InvalidValue { message: "Embeddings cannot be streamed.".into(), param: "stream" });
+    }
+    let prompt = Arc::new(validate_prompt(route, obj)?);
+    let client_wants_usage =
+        obj.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+    let max_tokens = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| obj.get(*k).and_then(Value::as_u64))
+        .map(|m| m.min(u64::from(u32::MAX)) as u32);
+    if stream {
+        // Always meter: ask the upstream for usage even when the client did not.
+        let opts = obj.entry("stream_options").or_insert_with(|| Value::Object(Default::default()));
+        if let Some(o) = opts.as_object_mut() {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    Ok(Classified { model, stream, client_wants_usage, json: v, prompt, max_tokens })
+}
+
+/// Validates the endpoint's required prompt field.
+fn validate_prompt(route: Route, obj: &serde_json::Map<String, Value>) -> Result<PromptInput, ApiError> {
+    let missing = |f: &str| ApiError::InvalidBody {
+        message: format!("Missing required parameter: '{f}'."),
+        param: Some(f.into()),
+    };
+    Ok(match route {
+        Route::Chat => {
+            let msgs = obj.get("messages").ok_or_else(|| missing("messages"))?;
+            let msgs: Vec<ChatMessage> = from_value(msgs).map_err(|e| prefix_param(e, "messages"))?;
+            if msgs.is_empty() {
+                return Err(ApiError::InvalidValue {
+                    message: "messages must not be empty.".into(),
+                    param: "messages",
+                });
+            }
+            PromptInput::Chat(msgs)
+        }
+        Route::Completions => {
+            let p = obj.get("prompt").ok_or_else(|| missing("prompt"))?;
+            PromptInput::Completion(from_value(p).map_err(|e| prefix_param(e, "prompt"))?)
+        }
+        Route::Embeddings => {
+            let i = obj.get("input").ok_or_else(|| missing("input"))?;
+            PromptInput::Embedding(from_value(i).map_err(|e| prefix_param(e, "input"))?)
+        }
+    })
+}
+
+fn prefix_param(e: ApiError, field: &str) -> ApiError {
+    match e {
+        ApiError::InvalidBody { message, param } => ApiError::InvalidBody {
+            message,
+            param: Some(match param {
+                Some(p) if p.starts_with('[') => format!("{field}{p}"),
+                Some(p) => format!("{field}.{p}"),
+                None => field.into(),
+            }),
+        },
+        other => other,
+    }
+}
