@@ -1,0 +1,84 @@
+//! `[[tiers]]` and `[[tenants]]`: prices, values, objectives and limits, and who may use what.
+
+use super::cache::CacheMode;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    pub name: String,
+    /// What the tenant pays, USD per 1M tokens.
+    pub input_price_per_1m: f64,
+    pub output_price_per_1m: f64,
+    #[serde(default)]
+    pub ttft_slo_ms: Option<u64>,
+    #[serde(default)]
+    pub e2e_slo_ms: Option<u64>,
+    /// Value of the work to the operator, USD per 1M tokens, for internal products that pay no
+    /// price (defaults to the price).
+    #[serde(default)]
+    pub value_per_1m_input: Option<f64>,
+    #[serde(default)]
+    pub value_per_1m_output: Option<f64>,
+    /// Batch work: may wait for cheaper capacity until its deadline.
+    #[serde(default)]
+    pub deferrable: bool,
+    #[serde(default = "default_deadline")]
+    pub deadline_ms: u64,
+    /// Capacity held for this tier on each pool it uses, engine-seconds per second.
+    #[serde(default)]
+    pub reserved_engine_seconds: f64,
+    /// Longest prompt accepted, tokens.
+    #[serde(default)]
+    pub max_context_tokens: Option<u32>,
+    /// Strict priority, higher first: what a priority scheduler would use (the simulator's
+    /// `priority` policy); tollgate's own admission prices value instead.
+    #[serde(default)]
+    pub priority: u32,
+    /// When responses may come from the exact cache.
+    #[serde(default)]
+    pub cache: CacheMode,
+    /// Whether a close enough earlier answer (the semantic cache) may be served.
+    #[serde(default)]
+    pub semantic_cache: bool,
+}
+
+impl TierConfig {
+    /// The time-to-first-token objective in seconds, infinite when the tier has none.
+    pub fn ttft_slo_s(&self) -> f64 {
+        self.ttft_slo_ms.map(|m| m as f64 / 1000.0).unwrap_or(f64::INFINITY)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    pub tier: String,
+    /// Models this tenant may use; `["*"]` for all.
+    #[serde(default = "all_models")]
+    pub models: Vec<String>,
+    /// Monthly budget, USD: admission holds each request's expected charge against it.
+    #[serde(default)]
+    pub monthly_budget_usd: Option<f64>,
+    /// Tokens (prompt plus `max_tokens`, or the expected output) admitted per sliding minute.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    /// Requests admitted per sliding minute.
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+}
+
+fn default_deadline() -> u64 {
+    300_000
+}
+
+fn all_models() -> Vec<String> {
+    vec!["*".into()]
+}
+
+impl TenantConfig {
+    pub fn may_use(&self, model: &str) -> bool {
+        self.models.iter().any(|m| m == "*" || m == model)
+    }
+}
