@@ -237,6 +237,11 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     from_value(&parse_json(body)?)
 }
 
+/// The fallback handler of the gateway and the emulator: 404 naming the method and path.
+pub async fn unknown_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::UnknownRoute { method: method.to_string(), path: uri.path().to_string() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use crate::metering::Rates;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -45,7 +45,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .merge(crate::dashboard::router())
         .route("/health", get(|| async { StatusCode::OK }))
         .route("/openapi.json", get(openapi))
-        .fallback(unknown_route)
+        .fallback(crate::api::error::unknown_route)
         .layer(DefaultBodyLimit::max(gw.cfg.body_limit_bytes))
         .with_state(gw)
 }
@@ -155,8 +155,4 @@ pub const OPENAPI_JSON: &str = include_str!("assets/openapi.json");
 
 async fn openapi() -> impl axum::response::IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
-}
-
-async fn unknown_route(method: Method, uri: Uri) -> ApiError {
-    ApiError::UnknownRoute { method: method.to_string(), path: uri.path().to_string() }
 }

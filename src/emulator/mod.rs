@@ -3,6 +3,7 @@
 //! benchmarks on machines without GPUs.
 
 pub mod engine;
+pub mod fault_http;
 pub mod faults;
 pub mod metrics;
 pub mod runtime;

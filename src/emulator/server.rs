@@ -4,6 +4,7 @@
 //! rules draw one.
 
 use super::engine::Submission;
+use super::fault_http::{before_response, reset_connection, whole_response, MALFORMED_EVENT};
 use super::faults::{self, Fault, FaultPlan, Stage};
 use super::metrics::Metrics;
 use super::runtime::{Delivery, Fleet, Ticket};
@@ -18,7 +19,7 @@ use crate::serve::http::ConnReset;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// Settings of one emulator server.
 #[derive(Debug, Clone)]
@@ -61,7 +62,7 @@ impl Emulator {
     pub fn start(cfg: EmulatorConfig) -> Arc<Emulator> {
         let metrics = Metrics::new();
         let fleet = Fleet::start(&cfg.profile, cfg.replicas, cfg.time_scale, metrics.clone());
-        Arc::new(Emulator { cfg, fleet, metrics, created: unix_now() })
+        Arc::new(Emulator { cfg, fleet, metrics, created: (crate::units::unix_ms() / 1000) as u64 })
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
@@ -72,7 +73,7 @@ impl Emulator {
             .route("/v1/models", get(models))
             .route("/health", get(|| async { StatusCode::OK }))
             .route("/metrics", get(metrics))
-            .fallback(unknown_route)
+            .fallback(crate::api::error::unknown_route)
             .with_state(self.clone())
     }
 
@@ -338,7 +339,7 @@ impl StreamState {
                 out.push(SseEvent::default().data(req.meta.chunk("", true, None).to_string()));
             }
         }
-        out.push(SseEvent::default().data(format!("{}{}{}", self.prefix, json_str(word), self.suffix)));
+        out.push(SseEvent::default().data(format!("{}{}{}", self.prefix, text::json_str(word), self.suffix)));
         if last {
             self.done = true;
             req.record_done();
@@ -354,99 +355,11 @@ impl StreamState {
     }
 }
 
-/// What a `malformed` fault sends in place of a JSON event or body.
-const MALFORMED_EVENT: &str = "{\"id\": \"broken\", \"choices\": [{\"delta\": {\"content\": <html>Bad Gateway</html>";
-
 /// One request's HTTP context: its headers (a named fault, `x-request-id`) and the handle that
 /// resets its connection.
 struct Call {
     headers: HeaderMap,
     reset: Option<ConnReset>,
-}
-
-/// A fault that acts before any byte: an error answer, a reset, or a stall before going on.
-async fn before_response(fault: Option<Fault>, reset: Option<&ConnReset>) -> Option<Response> {
-    match fault? {
-        Fault::Status(code) => {
-            Some(injected_error(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), None))
-        }
-        Fault::RateLimit { retry_after_s } => Some(injected_error(StatusCode::TOO_MANY_REQUESTS, Some(retry_after_s))),
-        Fault::Reset => {
-            reset_connection(reset).await;
-            Some(injected_error(StatusCode::INTERNAL_SERVER_ERROR, None))
-        }
-        Fault::StallFirst(d) => {
-            tokio::time::sleep(d).await;
-            None
-        }
-        _ => None,
-    }
-}
-
-/// Resets the request's connection and never returns; without a handle (routes served by
-/// another server) it logs and returns.
-async fn reset_connection(reset: Option<&ConnReset>) {
-    match reset {
-        Some(r) => {
-            r.reset();
-            std::future::pending::<()>().await
-        }
-        None => tracing::warn!("fault 'reset' needs the emulator's own server (serve::http); ignored"),
-    }
-}
-
-fn injected_error(status: StatusCode, retry_after_s: Option<u64>) -> Response {
-    let kind = if status == StatusCode::TOO_MANY_REQUESTS { "rate_limit_exceeded" } else { "server_error" };
-    let body = json!({"error": {
-        "message": format!("Injected fault: {} {}.", status.as_u16(), status.canonical_reason().unwrap_or("")),
-        "type": kind, "param": null, "code": "injected_fault",
-    }});
-    let mut r = (status, Json(body)).into_response();
-    if let Some(s) = retry_after_s {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
-    }
-    r
-}
-
-/// A whole JSON answer, delivered as a fault says: half then a pause, half then a reset, half
-/// only, or not JSON at all.
-async fn whole_response(value: &serde_json::Value, fault: Option<Fault>, reset: Option<ConnReset>) -> Response {
-    let bytes = Bytes::from(value.to_string());
-    let half = bytes.slice(..bytes.len() / 2);
-    let rest = bytes.slice(bytes.len() / 2..);
-    let json_body = |body: axum::body::Body| {
-        let mut r = body.into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        r
-    };
-    let parts: Vec<Bytes> = match fault {
-        Some(Fault::Slow(d)) => {
-            tokio::time::sleep(d).await;
-            vec![bytes]
-        }
-        Some(Fault::Malformed) => vec![Bytes::from_static(MALFORMED_EVENT.as_bytes())],
-        Some(Fault::Truncate) => vec![half],
-        Some(Fault::StallMid(d)) => {
-            let tail = stream::once(async move {
-                tokio::time::sleep(d).await;
-                Ok::<_, Infallible>(rest)
-            });
-            return json_body(axum::body::Body::from_stream(stream::iter([Ok(half)]).chain(tail)));
-        }
-        Some(Fault::Cut) => {
-            let tail = stream::once(async move {
-                reset_connection(reset.as_ref()).await;
-                Err::<Bytes, _>(std::io::Error::other("injected cut"))
-            });
-            return json_body(axum::body::Body::from_stream(stream::iter([Ok(half)]).chain(tail)));
-        }
-        _ => return Json(value).into_response(),
-    };
-    json_body(axum::body::Body::from_stream(stream::iter(parts.into_iter().map(Ok::<_, Infallible>))))
-}
-
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).expect("string serialises")
 }
 
 /// A request body, or the reason it could not be read (too large, say).
@@ -581,12 +494,4 @@ async fn metrics(State(emu): State<Arc<Emulator>>) -> Response {
     let mut r = emu.metrics.render().into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
-}
-
-async fn unknown_route(method: Method, uri: Uri) -> ApiError {
-    ApiError::UnknownRoute { method: method.to_string(), path: uri.path().to_string() }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -82,6 +82,11 @@ pub fn embedding(tokens: &[u32], dims: usize) -> Vec<f32> {
     v
 }
 
+/// `s` as a JSON string literal, quotes included.
+pub fn json_str(s: &str) -> String {
+    serde_json::to_string(s).expect("string serialises")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
