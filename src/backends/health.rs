@@ -1,7 +1,7 @@
 //! Active health checks: each backend's health path is probed on an interval; a backend that
 //! fails its probe is left out of selection until a probe succeeds again.
 
-use super::Backend;
+use super::backend::Backend;
 use crate::config::HealthConfig;
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,35 +2,16 @@
 //! response head and the first body chunk, so that a failure before anything reaches the client
 //! can still be retried elsewhere.
 
-use super::Backend;
-use crate::config::BackendConfig;
+use super::backend::Backend;
 use axum::http::{header, Request, StatusCode};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use http_body_util::{BodyDataStream, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
-
-/// The pooled HTTP/1.1 client a backend's proxied requests go through.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// An upstream body's chunks.
 pub type BodyStream = BoxStream<'static, Result<Bytes, hyper::Error>>;
-
-/// The client for `cfg`: TCP_NODELAY, its connect timeout, keep-alive unless turned off.
-pub fn http_client(cfg: &BackendConfig) -> HttpClient {
-    let mut conn = HttpConnector::new();
-    conn.set_nodelay(true);
-    conn.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
-    let mut b = Client::builder(TokioExecutor::new());
-    if !cfg.keep_alive {
-        b.pool_max_idle_per_host(0);
-    }
-    b.build(conn)
-}
 
 /// A response whose head and first chunk have arrived.
 pub struct Opened {

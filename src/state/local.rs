@@ -2,8 +2,8 @@
 //! per-tenant lock; pools are the allocator's own atomics (nothing to share), the replica always
 //! leads, and the exact cache is the local one.
 
+use super::contract::{micro, Denied, Origin, SharedState, StateError, TenantGrant, TenantLimits, MICRO};
 use super::window::Window;
-use super::{micro, Denied, Origin, SharedState, StateError, TenantGrant, TenantLimits, MICRO};
 use crate::allocator::board::PriceBoard;
 use crate::allocator::forecast::{ClassKey, ClassStats};
 use std::collections::HashMap;
@@ -112,7 +112,13 @@ impl SharedState for LocalState {
         }))
     }
 
-    async fn reserve_pool(&self, _: usize, _: i64, _: i64, _: i64) -> Result<Option<super::PoolView>, StateError> {
+    async fn reserve_pool(
+        &self,
+        _: usize,
+        _: i64,
+        _: i64,
+        _: i64,
+    ) -> Result<Option<crate::admission::reservation::PoolView>, StateError> {
         Ok(None)
     }
 

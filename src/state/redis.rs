@@ -10,7 +10,8 @@
 //! `board`, `forecasts`, `cache:{key}`. Standalone Redis (the scripts touch keys of several
 //! tenants' and pools' families only through `replicas`).
 
-use super::{Denied, Origin, PoolView, SharedState, StateError, TenantGrant, TenantLimits, MICRO};
+use super::contract::{micro, Denied, Origin, SharedState, StateError, TenantGrant, TenantLimits, MICRO};
+use crate::admission::reservation::PoolView;
 use crate::allocator::board::PriceBoard;
 use crate::allocator::forecast::{ClassKey, ClassStats};
 use crate::config::RedisConfig;
@@ -155,8 +156,8 @@ impl SharedState for RedisState {
     ) -> Result<Result<TenantGrant, Denied>, StateError> {
         let Some(l) = self.limits.get(tenant) else { return Ok(Err(Denied::Budget)) };
         let month = Self::month();
-        let hold = super::micro(hold_usd);
-        let budget = l.budget_usd.map(super::micro).unwrap_or(-1);
+        let hold = micro(hold_usd);
+        let budget = l.budget_usd.map(micro).unwrap_or(-1);
         let mut conn = self.conn.clone();
         let mut inv = ADMIT.prepare_invoke();
         inv.key(self.key(&["replicas"]))
@@ -167,7 +168,7 @@ impl SharedState for RedisState {
             .arg(&self.replica)
             .arg(hold)
             .arg(budget)
-            .arg(super::micro(l.spent_usd))
+            .arg(micro(l.spent_usd))
             .arg(tokens)
             .arg(l.tokens_per_minute.map(|t| t as i64).unwrap_or(-1))
             .arg(l.requests_per_minute.map(|t| t as i64).unwrap_or(-1));
@@ -209,7 +210,7 @@ impl SharedState for RedisState {
             vec![
                 self.replica.clone(),
                 g.hold.to_string(),
-                super::micro(charge_usd).to_string(),
+                micro(charge_usd).to_string(),
                 g.second.to_string(),
                 delta.to_string(),
             ],
@@ -224,7 +225,7 @@ impl SharedState for RedisState {
         let mut conn = self.conn.clone();
         let spent: Option<i64> = self.call(conn.hget(self.key(&["budget", tenant, &month]), "spent")).await?;
         let held: HashMap<String, i64> = self.call(conn.hgetall(self.key(&["held", tenant, &month]))).await?;
-        let spent = spent.unwrap_or_else(|| super::micro(self.limits[tenant].spent_usd));
+        let spent = spent.unwrap_or_else(|| micro(self.limits[tenant].spent_usd));
         Ok(Some((spent as f64 / MICRO, held.values().sum::<i64>() as f64 / MICRO)))
     }
 

@@ -4,7 +4,10 @@
 //! loud log line when it starts and when Redis is back, and the `tollgate_state_degraded` gauge.
 //! What was granted locally is settled locally.
 
-use super::{Denied, LocalState, Origin, PoolView, RedisState, SharedState, StateError, TenantGrant};
+use super::contract::{Denied, Origin, SharedState, StateError, TenantGrant};
+use super::local::LocalState;
+use super::redis::RedisState;
+use crate::admission::reservation::PoolView;
 use crate::allocator::board::PriceBoard;
 use crate::allocator::forecast::{ClassKey, ClassStats};
 use crate::config::OnUnavailable;

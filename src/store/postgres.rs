@@ -2,8 +2,8 @@
 //! migrations as SQLite (applied at connect, each in a transaction, so replicas starting together
 //! are safe: the loser of a race fails on the version's primary key and retries).
 
+use super::records::StoreError;
 use super::sql::impl_sql_store;
-use super::StoreError;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::time::Duration;

@@ -33,7 +33,7 @@ pub const USAGE: &str = "SELECT tenant, model_requested AS model, COUNT(*) AS re
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
         impl $store {
-            async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
+            async fn migrate(&self) -> Result<(), $crate::store::records::StoreError> {
                 sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
                     .execute(&self.pool)
                     .await?;
@@ -58,8 +58,11 @@ macro_rules! impl_sql_store {
         }
 
         #[async_trait::async_trait]
-        impl $crate::store::Store for $store {
-            async fn insert_key(&self, k: &$crate::store::KeyRecord) -> Result<(), $crate::store::StoreError> {
+        impl $crate::store::records::Store for $store {
+            async fn insert_key(
+                &self,
+                k: &$crate::store::records::KeyRecord,
+            ) -> Result<(), $crate::store::records::StoreError> {
                 sqlx::query(
                     "INSERT INTO api_keys (id, tenant, hash, label, created_at_ms, revoked_at_ms) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -75,11 +78,14 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn find_key(&self, id: &str) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
+            async fn find_key(
+                &self,
+                id: &str,
+            ) -> Result<Option<$crate::store::records::KeyRecord>, $crate::store::records::StoreError> {
                 use sqlx::Row;
                 let row =
                     sqlx::query("SELECT * FROM api_keys WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
-                Ok(row.map(|r| $crate::store::KeyRecord {
+                Ok(row.map(|r| $crate::store::records::KeyRecord {
                     id: r.get("id"),
                     tenant: r.get("tenant"),
                     hash: r.get("hash"),
@@ -92,7 +98,7 @@ macro_rules! impl_sql_store {
             async fn list_keys(
                 &self,
                 tenant: Option<&str>,
-            ) -> Result<Vec<$crate::store::KeyRecord>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::store::records::KeyRecord>, $crate::store::records::StoreError> {
                 use sqlx::Row;
                 let rows =
                     sqlx::query("SELECT * FROM api_keys WHERE $1 IS NULL OR tenant = $1 ORDER BY created_at_ms, id")
@@ -101,7 +107,7 @@ macro_rules! impl_sql_store {
                         .await?;
                 Ok(rows
                     .iter()
-                    .map(|r| $crate::store::KeyRecord {
+                    .map(|r| $crate::store::records::KeyRecord {
                         id: r.get("id"),
                         tenant: r.get("tenant"),
                         hash: r.get("hash"),
@@ -112,7 +118,7 @@ macro_rules! impl_sql_store {
                     .collect())
             }
 
-            async fn revoke_key(&self, id: &str, at_ms: i64) -> Result<bool, $crate::store::StoreError> {
+            async fn revoke_key(&self, id: &str, at_ms: i64) -> Result<bool, $crate::store::records::StoreError> {
                 let r = sqlx::query("UPDATE api_keys SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
                     .bind(at_ms)
                     .bind(id)
@@ -124,7 +130,7 @@ macro_rules! impl_sql_store {
             async fn insert_ledger(
                 &self,
                 rows: &[$crate::metering::row::LedgerRow],
-            ) -> Result<(), $crate::store::StoreError> {
+            ) -> Result<(), $crate::store::records::StoreError> {
                 let mut tx = self.pool.begin().await?;
                 // Multi-row statements in chunks of power-of-two sizes, so the distinct statements
                 // stay few and each is prepared once; 27 columns x 256 rows stays under both
@@ -176,7 +182,7 @@ macro_rules! impl_sql_store {
             async fn ledger(
                 &self,
                 limit: i64,
-            ) -> Result<Vec<$crate::metering::row::LedgerRow>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::metering::row::LedgerRow>, $crate::store::records::StoreError> {
                 use sqlx::Row;
                 let rows = sqlx::query($crate::store::sql::LEDGER_SELECT).bind(limit).fetch_all(&self.pool).await?;
                 Ok(rows
@@ -213,18 +219,21 @@ macro_rules! impl_sql_store {
                     .collect())
             }
 
-            async fn ledger_count(&self) -> Result<i64, $crate::store::StoreError> {
+            async fn ledger_count(&self) -> Result<i64, $crate::store::records::StoreError> {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM ledger").fetch_one(&self.pool).await?)
             }
 
-            async fn usage(&self, since_ms: i64) -> Result<Vec<$crate::store::UsageRow>, $crate::store::StoreError> {
+            async fn usage(
+                &self,
+                since_ms: i64,
+            ) -> Result<Vec<$crate::store::records::UsageRow>, $crate::store::records::StoreError> {
                 use sqlx::Row;
                 let rows = sqlx::query($crate::store::sql::USAGE).bind(since_ms).fetch_all(&self.pool).await?;
                 Ok(rows
                     .iter()
                     .map(|r| {
                         let (cost, value): (f64, f64) = (r.get("cost_usd"), r.get("value_usd"));
-                        $crate::store::UsageRow {
+                        $crate::store::records::UsageRow {
                             tenant: r.get("tenant"),
                             model: r.get("model"),
                             requests: r.get("requests"),

@@ -1,8 +1,8 @@
 //! The SQLite store (the default): one file in the data directory, WAL mode, schema migrations
 //! embedded in the binary and applied at open.
 
+use super::records::StoreError;
 use super::sql::impl_sql_store;
-use super::StoreError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 use std::path::Path;

@@ -1,0 +1,56 @@
+//! The store's contract: the [`Store`] trait (keys, ledger, usage), the records it returns and
+//! its error.
+
+use crate::metering::row::LedgerRow;
+use serde::Serialize;
+
+/// A stored API key: never the secret, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyRecord {
+    pub id: String,
+    pub tenant: String,
+    #[serde(skip)]
+    pub hash: String,
+    pub label: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Ledger totals for one (tenant, model).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageRow {
+    pub tenant: String,
+    pub model: String,
+    pub requests: i64,
+    pub errors: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    pub value_usd: f64,
+    pub revenue_usd: f64,
+    /// Value minus cost.
+    pub margin_usd: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("creating {path}: {source}")]
+    Dir { path: String, source: std::io::Error },
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    async fn find_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Marks a key revoked; false if there is no such live key.
+    async fn revoke_key(&self, id: &str, at_ms: i64) -> Result<bool, StoreError>;
+    /// Appends rows in one transaction.
+    async fn insert_ledger(&self, rows: &[LedgerRow]) -> Result<(), StoreError>;
+    async fn ledger(&self, limit: i64) -> Result<Vec<LedgerRow>, StoreError>;
+    async fn ledger_count(&self) -> Result<i64, StoreError>;
+    /// Totals by tenant and model for rows started at or after `since_ms`.
+    async fn usage(&self, since_ms: i64) -> Result<Vec<UsageRow>, StoreError>;
+}
