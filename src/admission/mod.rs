@@ -8,6 +8,34 @@ pub mod defer;
 pub mod reservation;
 pub mod round;
 
+/// What admission did with a request, as the ledger, the headers and the metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Admission did not run (off, an unmanaged model, or refused before it).
+    None,
+    Admit,
+    /// Served on a cheaper model than the one asked for.
+    Downgrade,
+    /// Batch work held until its price cleared, then served.
+    Defer,
+    Refuse,
+    /// Answered from the cache, without admission.
+    Cache,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::None => "none",
+            Verdict::Admit => "admit",
+            Verdict::Downgrade => "downgrade",
+            Verdict::Defer => "defer",
+            Verdict::Refuse => "refuse",
+            Verdict::Cache => "cache",
+        }
+    }
+}
+
 /// One pool a request could be served on, as priced now.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {

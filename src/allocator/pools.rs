@@ -76,14 +76,22 @@ pub struct Fleet {
     index: HashMap<String, usize>,
 }
 
+/// Why the fleet could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("model {model}: {source}")]
+    Profile { model: String, source: crate::capacity::profile::ProfileError },
+}
+
 impl Fleet {
-    pub fn from_config(cfg: &Config) -> Result<Fleet, String> {
+    pub fn from_config(cfg: &Config) -> Result<Fleet, FleetError> {
         let site_names: Vec<String> = cfg.sites.iter().map(|s| s.name.clone()).collect();
         let site_caps = cfg.sites.iter().map(|s| s.power_cap_watts).collect();
         let mut pools = Vec::new();
         for m in &cfg.models {
             let Some(c) = &m.capacity else { continue };
-            let profile = Profile::resolve(&c.profile).map_err(|e| format!("model {}: {e}", m.name))?;
+            let profile =
+                Profile::resolve(&c.profile).map_err(|e| FleetError::Profile { model: m.name.clone(), source: e })?;
             pools.push(PoolModel {
                 name: m.name.clone(),
                 engines: f64::from(c.replicas),

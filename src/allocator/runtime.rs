@@ -51,7 +51,7 @@ fn load_f64(a: &AtomicU64) -> f64 {
 }
 
 impl Allocator {
-    pub fn new(cfg: &Config) -> Result<Self, String> {
+    pub fn new(cfg: &Config) -> Result<Self, super::pools::FleetError> {
         let fleet = Fleet::from_config(cfg)?;
         let loads = fleet.pools.iter().map(|p| PoolLoad::new(p.room())).collect();
         let adjust = fleet.pools.iter().map(|_| AtomicU64::new(0f64.to_bits())).collect();

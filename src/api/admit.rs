@@ -9,7 +9,7 @@ use super::gateway::Gateway;
 use super::ApiError;
 use crate::admission::reservation::Reservation;
 use crate::admission::round::{self, Outcome};
-use crate::admission::{Ask, Candidate};
+use crate::admission::{Ask, Candidate, Verdict};
 use crate::allocator::forecast::{ClassKey, PRIOR_OUTPUT};
 use crate::allocator::value_rates;
 use crate::allocator::waiting::Waiting;
@@ -26,7 +26,7 @@ const DEFER_POLL: Duration = Duration::from_millis(50);
 pub struct Admitted {
     /// The model (pool) that will serve: the one asked for, or a cheaper fallback.
     pub model: String,
-    pub decision: &'static str,
+    pub decision: Verdict,
     pub price: Option<f64>,
     hold: Option<TenantHold>,
     _reservation: Option<Reservation>,
@@ -98,7 +98,7 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
     let hold = admit_tenant(gw, &caller.tenant, charge.charge_f(input as f64, out_est), counted_tokens).await?;
     let mut admitted = Admitted {
         model: c.model.clone(),
-        decision: "none",
+        decision: Verdict::None,
         price: None,
         hold: Some(hold),
         _reservation: None,
@@ -127,11 +127,11 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
                 if let Some(res) = share(gw, alloc, cand.pool, reservation).await? {
                     admitted.model = alloc.fleet.pools[cand.pool].name.clone();
                     admitted.decision = if waiting.is_some() {
-                        "defer"
+                        Verdict::Defer
                     } else if downgraded {
-                        "downgrade"
+                        Verdict::Downgrade
                     } else {
-                        "admit"
+                        Verdict::Admit
                     };
                     admitted.price = Some(price);
                     admitted.pool = Some(cand.pool);
@@ -242,7 +242,7 @@ fn refuse(
     meter: &mut Meter,
 ) -> ApiError {
     let retry_after_s = alloc.drain_seconds(asked.pool);
-    meter.decision("refuse", Some(price), Some(asked.net(value)));
+    meter.decision(Verdict::Refuse, Some(price), Some(asked.net(value)));
     tracing::debug!(tenant = %class.tenant, model = %class.model, price, value, quote_per_1k, "refused: capacity is priced above the request's value");
     ApiError::Priced { model: class.model.clone(), quote_per_1k, price, retry_after_s }
 }

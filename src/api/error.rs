@@ -62,6 +62,18 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// How a request that ends in this error is recorded in the ledger: the one mapping from
+    /// error to outcome (503: no backend could take it; other 5xx: the upstream failed; 4xx: the
+    /// client's request).
+    pub fn outcome(&self) -> crate::metering::Outcome {
+        use crate::metering::Outcome;
+        match self.status().as_u16() {
+            503 => Outcome::NoBackend,
+            s if s >= 500 => Outcome::UpstreamError,
+            _ => Outcome::ClientError,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidBody { .. } | Self::InvalidValue { .. } | Self::ContextLengthExceeded { .. } => {
@@ -184,7 +196,7 @@ impl IntoResponse for ApiError {
         }
         if let Self::Priced { quote_per_1k, price, retry_after_s, .. } = &self {
             h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
-            h.insert("x-tollgate-decision", HeaderValue::from_static("refuse"));
+            h.insert("x-tollgate-decision", HeaderValue::from_static(crate::admission::Verdict::Refuse.as_str()));
             if let Ok(v) = HeaderValue::from_str(&format!("{quote_per_1k:.9}")) {
                 h.insert("x-tollgate-quote-per-1k", v);
             }

@@ -45,12 +45,7 @@ pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, ids: RequestIds
         Ok(resp) => resp,
         Err(err) => {
             if let Some(m) = meter.take() {
-                let outcome = match err.status().as_u16() {
-                    503 => Outcome::NoBackend,
-                    s if s >= 500 => Outcome::UpstreamError,
-                    _ => Outcome::ClientError,
-                };
-                m.finish(err.status().as_u16(), outcome, Some(err.to_string())).wait().await;
+                m.finish(err.status().as_u16(), err.outcome(), Some(err.to_string())).wait().await;
             }
             err.into_response()
         }
@@ -175,7 +170,7 @@ async fn run(
 
 fn served_headers(model: &str, backend: &str, admitted: &Admitted) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert("x-tollgate-decision", HeaderValue::from_static(admitted.decision));
+    h.insert("x-tollgate-decision", HeaderValue::from_static(admitted.decision.as_str()));
     if let Some(p) = admitted.price {
         if let Ok(v) = HeaderValue::from_str(&format!("{p:.9}")) {
             h.insert("x-tollgate-price", v);
@@ -207,7 +202,7 @@ async fn replay(
     let hold = match super::admit::admit_tenant(gw, &caller.tenant, charge, total).await {
         Ok(h) => h,
         Err(e) => {
-            meter.finish(e.status().as_u16(), Outcome::ClientError, Some(e.to_string())).wait().await;
+            meter.finish(e.status().as_u16(), e.outcome(), Some(e.to_string())).wait().await;
             return Ok(e.into_response());
         }
     };
@@ -228,7 +223,7 @@ async fn replay(
     if let Ok(v) = HeaderValue::from_str(&label) {
         headers.insert("x-tollgate-cache", v);
     }
-    headers.insert("x-tollgate-decision", HeaderValue::from_static("cache"));
+    headers.insert("x-tollgate-decision", HeaderValue::from_static(crate::admission::Verdict::Cache.as_str()));
     if let Ok(v) = HeaderValue::from_str(&c.model) {
         headers.insert("x-tollgate-model", v);
     }
@@ -315,6 +310,6 @@ async fn relay_whole(
 
 async fn fail(meter: Meter, lease: Lease, err: ApiError) -> Response {
     lease.report(Report::Failure);
-    meter.finish(err.status().as_u16(), Outcome::UpstreamError, Some(err.to_string())).wait().await;
+    meter.finish(err.status().as_u16(), err.outcome(), Some(err.to_string())).wait().await;
     err.into_response()
 }

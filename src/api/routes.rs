@@ -122,10 +122,7 @@ async fn proxied(
                 Rates::default(),
             );
             meter.client_request_id(rid.client);
-            meter
-                .finish(err.status().as_u16(), crate::metering::Outcome::ClientError, Some(err.to_string()))
-                .wait()
-                .await;
+            meter.finish(err.status().as_u16(), err.outcome(), Some(err.to_string())).wait().await;
             err.into_response()
         }
     }

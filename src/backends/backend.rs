@@ -8,6 +8,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Why a backend could not be set up from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("backend {backend}: ${var} is not set")]
+    KeyUnset { backend: String, var: String },
+    #[error("backend {backend}: the API key is not a valid header value")]
+    KeyInvalid { backend: String },
+    #[error("backend {backend}: url: {message}")]
+    Url { backend: String, message: String },
+    #[error("backend {backend}: {message}")]
+    Client { backend: String, message: String },
+}
+
 /// The paths the gateway proxies, whose URLs each backend parses once.
 const ENDPOINTS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
 
@@ -34,9 +47,12 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub(super) fn new(cfg: &BackendConfig, circuit: &CircuitConfig) -> Result<Self, String> {
+    pub(super) fn new(cfg: &BackendConfig, circuit: &CircuitConfig) -> Result<Self, BackendError> {
         let api_key = match &cfg.api_key_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| format!("backend {}: ${var} is not set", cfg.name))?),
+            Some(var) => Some(
+                std::env::var(var)
+                    .map_err(|_| BackendError::KeyUnset { backend: cfg.name.clone(), var: var.clone() })?,
+            ),
             None => None,
         };
         let mut b = reqwest::Client::builder()
@@ -46,18 +62,19 @@ impl Backend {
         if !cfg.keep_alive {
             b = b.pool_max_idle_per_host(0);
         }
-        let client = b.build().map_err(|e| format!("backend {}: {e}", cfg.name))?;
+        let client =
+            b.build().map_err(|e| BackendError::Client { backend: cfg.name.clone(), message: e.to_string() })?;
         let http = super::client::http_client(cfg);
         let base = cfg.url.trim_end_matches('/').to_string();
         let endpoints = ENDPOINTS
             .iter()
             .map(|p| format!("{base}{p}").parse::<axum::http::Uri>().map(|u| (*p, u)))
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("backend {}: url: {e}", cfg.name))?;
+            .map_err(|e| BackendError::Url { backend: cfg.name.clone(), message: e.to_string() })?;
         let auth_header = match &api_key {
             Some(k) => {
                 let mut v = axum::http::HeaderValue::from_str(&format!("Bearer {k}"))
-                    .map_err(|_| format!("backend {}: the API key is not a valid header value", cfg.name))?;
+                    .map_err(|_| BackendError::KeyInvalid { backend: cfg.name.clone() })?;
                 v.set_sensitive(true);
                 Some(v)
             }
@@ -80,10 +97,10 @@ impl Backend {
     }
 
     /// The URI of `path` on this backend.
-    pub fn uri(&self, path: &str) -> Result<axum::http::Uri, String> {
+    pub fn uri(&self, path: &str) -> Result<axum::http::Uri, axum::http::uri::InvalidUri> {
         match self.endpoints.iter().find(|(p, _)| *p == path) {
             Some((_, u)) => Ok(u.clone()),
-            None => format!("{}{path}", self.base).parse::<axum::http::Uri>().map_err(|e| e.to_string()),
+            None => format!("{}{path}", self.base).parse::<axum::http::Uri>(),
         }
     }
 

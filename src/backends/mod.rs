@@ -12,7 +12,7 @@ pub mod upstream;
 
 mod backend;
 
-pub use backend::{Backend, Report};
+pub use backend::{Backend, BackendError, Report};
 pub use health::spawn_health_checks;
 
 use crate::config::Config;
@@ -123,7 +123,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(cfg: &Config) -> Result<Self, String> {
+    pub fn new(cfg: &Config) -> Result<Self, BackendError> {
         let backends: Vec<Arc<Backend>> =
             cfg.backends.iter().map(|b| Backend::new(b, &cfg.circuit).map(Arc::new)).collect::<Result<_, _>>()?;
         let pools = cfg

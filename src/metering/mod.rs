@@ -11,6 +11,7 @@ mod writer;
 pub use row::{LedgerRow, Outcome};
 pub use writer::{Durable, LedgerSink, LedgerWriter};
 
+use crate::admission::Verdict;
 use std::time::Instant;
 
 pub use crate::units::{month_start_ms, unix_ms, Rates, Tokens};
@@ -66,7 +67,7 @@ impl Meter {
                 revenue_usd: 0.0,
                 started_at_ms: now,
                 finished_at_ms: now,
-                decision: "none".into(),
+                decision: Verdict::None.as_str().into(),
                 price: None,
                 net_value: None,
                 cache: None,
@@ -111,8 +112,8 @@ impl Meter {
     }
 
     /// Records admission's decision.
-    pub fn decision(&mut self, decision: &str, price: Option<f64>, net_value: Option<f64>) {
-        self.row.decision = decision.into();
+    pub fn decision(&mut self, decision: Verdict, price: Option<f64>, net_value: Option<f64>) {
+        self.row.decision = decision.as_str().into();
         self.row.price = price;
         self.row.net_value = net_value;
     }
@@ -125,7 +126,7 @@ impl Meter {
     /// The request was answered from the cache: `model`'s stored answer, no backend, no cost.
     pub fn served_from_cache(&mut self, model: &str, tokens: Tokens) {
         self.row.model_served = Some(model.into());
-        self.row.decision = "cache".into();
+        self.row.decision = Verdict::Cache.as_str().into();
         self.cost_rates = Rates::default();
         self.tokens = tokens;
         self.first_token();

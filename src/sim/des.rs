@@ -108,19 +108,19 @@ pub struct Sim<'a> {
 }
 
 impl<'a> Sim<'a> {
-    pub fn new(sc: &'a Scenario, policy: Policy, reqs: &'a [SimRequest]) -> Result<Self, String> {
+    pub fn new(sc: &'a Scenario, policy: Policy, reqs: &'a [SimRequest]) -> Result<Self, super::error::SimError> {
         let cfg = sc.gateway_config()?;
         let alloc = Allocator::new(&cfg)?;
         let pools = sc
             .pools
             .iter()
             .map(|p| {
-                let profile = crate::capacity::Profile::resolve(&p.profile).map_err(|e| e.to_string())?;
+                let profile = crate::capacity::Profile::resolve(&p.profile)?;
                 Ok((0..p.replicas)
                     .map(|_| Replica { engine: Engine::new(profile.clone()), pending: Vec::new(), busy: false })
                     .collect())
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, super::error::SimError>>()?;
         let pool_index =
             sc.classes.iter().map(|c| sc.pools.iter().position(|p| p.name == c.pool).unwrap_or(0)).collect();
         let quotas = QuotaBuckets::new(sc, &alloc, reqs);

@@ -111,7 +111,7 @@ impl SparseMin {
     }
 }
 
-fn items(sc: &Scenario, fleet: &Fleet, reqs: &[SimRequest]) -> Result<(Vec<Item>, usize), String> {
+fn items(sc: &Scenario, fleet: &Fleet, reqs: &[SimRequest]) -> Result<(Vec<Item>, usize), super::error::SimError> {
     let cfg = sc.gateway_config()?;
     let slot = |t: f64| (t / SLOT_S).floor().max(0.0) as usize;
     let mut horizon = 0;
@@ -153,7 +153,7 @@ fn items(sc: &Scenario, fleet: &Fleet, reqs: &[SimRequest]) -> Result<(Vec<Item>
 }
 
 /// The hindsight bound on `basis` capacity.
-pub fn bound(sc: &Scenario, reqs: &[SimRequest], basis: Basis) -> Result<Bound, String> {
+pub fn bound(sc: &Scenario, reqs: &[SimRequest], basis: Basis) -> Result<Bound, super::error::SimError> {
     let cfg = sc.gateway_config()?;
     let fleet = Fleet::from_config(&cfg)?;
     let (items, horizon) = items(sc, &fleet, reqs)?;

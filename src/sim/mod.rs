@@ -4,6 +4,7 @@
 //! JSON, HTML) and the live-versus-simulated validation.
 
 pub mod des;
+pub mod error;
 pub mod hindsight;
 pub mod html;
 pub mod policy;

@@ -28,7 +28,7 @@ pub struct Load {
 /// Loads every class's trace (with overrides), thins each to its share, merges them (or
 /// resamples them to `load.requests`), and rescales time so the fleet sees `load.overload` x its
 /// SLA-safe capacity.
-pub fn load_requests(sc: &Scenario, base: &Path, load: &Load) -> Result<Vec<SimRequest>, String> {
+pub fn load_requests(sc: &Scenario, base: &Path, load: &Load) -> Result<Vec<SimRequest>, super::error::SimError> {
     let cfg = sc.gateway_config()?;
     let fleet = Fleet::from_config(&cfg)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -91,7 +91,7 @@ pub fn simulate(
     reqs: &[SimRequest],
     hindsight: Option<f64>,
     progress: &mut dyn FnMut(usize),
-) -> Result<PolicyReport, String> {
+) -> Result<PolicyReport, super::error::SimError> {
     let cfg = sc.gateway_config()?;
     let (fates, prices, prefix_hit_share) = Sim::new(sc, policy, reqs)?.run_counting(progress);
     let mut report = summarise(sc, policy.name(), reqs, &fates, &prices, |r| full_value(sc, &cfg, r), hindsight);

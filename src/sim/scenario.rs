@@ -117,13 +117,17 @@ impl Scenario {
                 pool.profile = beside.display().to_string();
             }
         }
-        s.gateway_config().map_err(|e| ScenarioError::Invalid { path: p, field: "(fleet)".into(), message: e })?;
+        s.gateway_config().map_err(|e| ScenarioError::Invalid {
+            path: p,
+            field: "(fleet)".into(),
+            message: e.to_string(),
+        })?;
         Ok((s, base))
     }
 
     /// The gateway configuration equivalent to this scenario: one model per pool (backends are
     /// placeholders, never contacted), one tenant per class.
-    pub fn gateway_config(&self) -> Result<Config, String> {
+    pub fn gateway_config(&self) -> Result<Config, crate::config::ConfigError> {
         let urls: Vec<Vec<String>> =
             self.pools.iter().map(|p| vec![format!("http://sim.invalid/{}", p.name)]).collect();
         self.live_config(&urls, None)
@@ -131,7 +135,11 @@ impl Scenario {
 
     /// As [`Self::gateway_config`], with pool `i` served by the backends at `urls[i]` (one per
     /// replica, placed by the pool's `placement`, or one for all), keeping its data in `data_dir`.
-    pub fn live_config(&self, urls: &[Vec<String>], data_dir: Option<&Path>) -> Result<Config, String> {
+    pub fn live_config(
+        &self,
+        urls: &[Vec<String>],
+        data_dir: Option<&Path>,
+    ) -> Result<Config, crate::config::ConfigError> {
         let q = |s: &str| format!("{s:?}");
         let mut t = String::new();
         if let Some(d) = data_dir {
@@ -190,7 +198,7 @@ impl Scenario {
         for c in &self.classes {
             t += &format!("[[tenants]]\nname = {}\ntier = {}\n", q(&c.name), q(&c.tier));
         }
-        Config::from_toml(&t, &format!("scenario {}", self.name)).map_err(|e| e.to_string())
+        Config::from_toml(&t, &format!("scenario {}", self.name))
     }
 
     pub fn tier(&self, name: &str) -> Option<&TierConfig> {
