@@ -18,7 +18,7 @@ pub fn request(data: &[u8]) {
     match read_request(route, body) {
         Ok(c) => {
             // What is sent upstream is JSON with the pool's model name in it.
-            let up = c.body_for("upstream-model").expect("a read request serialises");
+            let up = c.body_for("upstream-model", None).expect("a read request serialises");
             let v: serde_json::Value = serde_json::from_slice(&up).expect("the upstream body is JSON");
             assert_eq!(v["model"], "upstream-model");
             assert!(c.prompt.count() >= 0);

@@ -148,3 +148,100 @@ monthly_budget_usd = 0.000001
     }
     assert_eq!(gw.stop_and_count().await, 6);
 }
+
+/// Sends `total` requests for `model` from `concurrency` clients at once; each is served or
+/// refused with 429.
+async fn flood(gw: &common::TestGateway, key: &str, model: &str, body: Value, total: usize, concurrency: usize) {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (next, base, key, body) = (next.clone(), gw.base.clone(), key.to_string(), body.clone());
+        let mut body = body;
+        body["model"] = json!(model);
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                let s = post(&base, &key, body.clone()).await.status().as_u16();
+                assert!(s == 200 || s == 429, "status {s}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+fn spent(rows: &[Value], tenant: &str) -> (f64, f64, usize) {
+    let ok: Vec<&Value> = rows.iter().filter(|r| r["tenant"] == tenant && r["status"] == 200).collect();
+    let spent = ok.iter().map(|r| r["revenue_usd"].as_f64().unwrap()).sum();
+    let dearest = ok.iter().map(|r| r["revenue_usd"].as_f64().unwrap()).fold(0.0, f64::max);
+    (spent, dearest, ok.len())
+}
+
+/// A tenant with only a monthly budget never spends more than it, however many requests are in
+/// flight: the hold counts the prompt and the most the request may generate (`max_tokens`, or
+/// the tier's `default_max_tokens`, then sent upstream), on a model with and without capacity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_only_tenant_never_spends_more_than_its_budget() {
+    // 0.01 USD is 100 tokens at this tier's price: not one 2,000-token prompt fits; 0.1 USD
+    // fits a few dozen short requests.
+    let budget = |i: usize| if i < 2 { 0.01 } else { 0.1 };
+    let mut p = Profile::builtin("llama3-8b-h100-tp1").unwrap();
+    p.model = "plain".into();
+    let emu = common::start_emulator(p.clone(), 4, 1000.0).await;
+    p.model = "managed".into();
+    let emu2 = common::start_emulator(p, 4, 1000.0).await;
+    let cfg = format!(
+        r#"{}{}
+[[models]]
+name = "plain"
+backends = ["e"]
+[[models]]
+name = "managed"
+backends = ["m"]
+capacity = {{ profile = "llama3-8b-h100-tp1", replicas = 4 }}
+[[tiers]]
+name = "dear"
+input_price_per_1m = 100.0
+output_price_per_1m = 100.0
+default_max_tokens = 16
+{tenants}
+"#,
+        common::backend("e", &emu.base, ""),
+        common::backend("m", &emu2.base, ""),
+        tenants = (0..4)
+            .map(|i| format!("[[tenants]]\nname = \"b{i}\"\ntier = \"dear\"\nmonthly_budget_usd = {}\n", budget(i)))
+            .collect::<String>()
+    );
+    let gw = common::start_gateway(&cfg).await;
+    let long = "lorem ipsum dolor sit amet ".repeat(400);
+    let cases = [
+        // The reported case: 2,000-token prompts, 300 requests, 60 at a time.
+        ("b0", "plain", json!({"messages": [{"role": "user", "content": long}], "max_tokens": 50, "ignore_eos": true})),
+        (
+            "b1",
+            "managed",
+            json!({"messages": [{"role": "user", "content": long}], "max_tokens": 50, "ignore_eos": true}),
+        ),
+        // Short prompts without max_tokens: the tier's cap bounds the output.
+        ("b2", "plain", json!({"messages": [{"role": "user", "content": "hi there"}]})),
+        ("b3", "managed", json!({"messages": [{"role": "user", "content": "hi there"}], "ignore_eos": true})),
+    ];
+    for (tenant, model, body) in &cases {
+        let key = gw.key(tenant).await;
+        flood(&gw, &key, model, body.clone(), 300, 60).await;
+    }
+    let rows = gw.ledger(1200).await;
+    for (i, (tenant, model, _)) in cases.iter().enumerate() {
+        let (spent, dearest, served) = spent(&rows, tenant);
+        let b = budget(i);
+        println!("{tenant} on {model}: spent {spent:.6} USD of {b} in {served} requests (dearest {dearest:.6})");
+        assert!(spent <= b + 1e-6, "{tenant} on {model} overspent: {spent} USD of a {b} USD budget");
+    }
+    // The short requests fit: the budget was used, and no answer went past the cap.
+    for tenant in ["b2", "b3"] {
+        let (spent, dearest, served) = spent(&rows, tenant);
+        assert!(served > 10 && spent >= 0.1 - 2.0 * dearest, "{tenant}: {served} served, {spent} spent");
+        let longest = rows.iter().filter(|r| r["tenant"] == tenant).filter_map(|r| r["output_tokens"].as_i64()).max();
+        assert!(longest.unwrap_or(0) <= 16, "{tenant}: an answer of {longest:?} tokens passed the cap of 16");
+    }
+}

@@ -177,7 +177,7 @@ async fn every_fault_ends_in_the_right_answer_one_ledger_row_and_nothing_held() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backend_that_said_429_is_skipped_until_its_retry_after() {
+async fn a_backend_that_said_429_gets_a_smaller_share() {
     let healthy = emulator(None).await;
     let limited = emulator(Some("rate-limit=30")).await;
     let cfg = format!(
@@ -200,12 +200,51 @@ async fn a_backend_that_said_429_is_skipped_until_its_retry_after() {
         }
         assert!(sent < 30, "the limited backend was never picked");
     }
-    // Then it is cooling down: nothing goes to it, every request succeeds on its first attempt.
+    // Its limit was halved: beside an idle healthy backend it loses every choice, so every
+    // request succeeds on its first attempt.
     for i in 0..10 {
         let (status, _, _) = send(&gw.base, &key, "m", false, &format!("after{i}")).await;
         assert_eq!(status, 200);
     }
     let rows = gw.ledger(sent + 10).await;
     assert!(rows[..10].iter().all(|r| r["attempts"] == 1 && r["backend"] == "healthy"), "{rows:?}");
+    gw.stop_and_count().await;
+}
+
+/// A 429 is one answer, not a verdict on the backend: a pool whose only backend says 429 to
+/// one request in four keeps sending every request to it, and the client sees about that share
+/// of 429s (before, one 429 took the backend out until its Retry-After, and the requests in
+/// between got 429 without reaching it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_never_goes_dark_because_of_one_429() {
+    let mut p = Profile::builtin("llama3-8b-h100-tp1").unwrap();
+    p.model = "m".into();
+    let rules = vec![FaultRule { fault: "rate-limit=5".parse::<Fault>().unwrap(), rate: 0.25 }];
+    let flaky = common::start_emulator_with_faults(p, 1, 50.0, FaultPlan::new(rules).unwrap()).await;
+    let cfg = format!(
+        "[health]\ninterval_ms = 60000\n{}[[models]]\nname = \"m\"\nbackends = [\"flaky\"]\n{}",
+        common::backend("flaky", &flaky.base, ""),
+        common::TIERS_AND_TENANTS
+    );
+    let gw = common::start_gateway(&cfg).await;
+    let key = gw.key("acme").await;
+    let n: u32 = 80;
+    let mut limited: u32 = 0;
+    for i in 0..n {
+        let (status, retry_after, body) = send(&gw.base, &key, "m", false, &format!("f{i}")).await;
+        match status {
+            200 => {}
+            429 => {
+                limited += 1;
+                assert_eq!(retry_after.as_deref(), Some("5"), "the upstream's Retry-After is passed on: {body}");
+            }
+            s => panic!("status {s}: {body}"),
+        }
+    }
+    let rows = gw.ledger(i64::from(n)).await;
+    assert!(rows.iter().all(|r| r["backend"] == "flaky" && r["attempts"] == 1), "every request reached the backend");
+    let share = f64::from(limited) / f64::from(n);
+    println!("429s seen by clients: {limited} of {n} ({share:.2}; injected at 0.25)");
+    assert!((0.08..=0.45).contains(&share), "429 share {share} far from the injected 0.25");
     gw.stop_and_count().await;
 }

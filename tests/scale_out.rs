@@ -1,6 +1,6 @@
 //! Three gateway replicas (separate `tollgate serve` processes) on loopback sharing one Redis and
 //! one PostgreSQL, in front of an emulated fleet, with load spread across them:
-//! - a tenant's monthly budget is not overspent by more than its requests in flight;
+//! - a tenant's monthly budget is not overspent (to the rounding of micro-USD holds);
 //! - a tokens-per-minute limit holds within 1% in every minute, and is not under-used;
 //! - reservations on a capacity-managed pool never exceed its room across replicas;
 //! - the LP leader is killed (SIGKILL) mid-load: another replica takes the lease within the TTL,
@@ -404,10 +404,9 @@ tokens_per_minute = {TPM}
     let spent: f64 = budget_rows.iter().map(|r| r.revenue_usd).sum();
     let dearest = budget_rows.iter().map(|r| r.revenue_usd).fold(0.0, f64::max);
     let overshoot = spent - BUDGET_USD;
-    assert!(
-        overshoot <= 12.0 * dearest + 1e-9,
-        "budget overspent by {overshoot} USD (12 in flight of at most {dearest})"
-    );
+    // Holds cover the prompt and `max_tokens`: the budget is never passed, across replicas,
+    // beyond the micro-USD rounding of the holds.
+    assert!(overshoot <= 1e-5, "budget overspent by {overshoot} USD (dearest request {dearest})");
     assert!(spent >= BUDGET_USD - 2.0 * dearest, "the budget was used: spent {spent}");
 
     // Tokens per minute over every minute (by the second each request started).

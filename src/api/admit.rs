@@ -19,6 +19,10 @@ use crate::state::{Denied, TenantHold};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Output tokens held for a budgeted request that sets no `max_tokens`, when its tier names no
+/// `default_max_tokens` (an unknown tenant's).
+const DEFAULT_CAP: u32 = 4096;
+
 /// How often held (deferred) batch work is priced again.
 const DEFER_POLL: Duration = Duration::from_millis(50);
 
@@ -36,6 +40,8 @@ pub struct Admitted {
     admitted_at: Instant,
     charge: Rates,
     gw_allocator: Option<Arc<crate::allocator::Allocator>>,
+    /// `max_tokens` to send upstream for a request that set none but whose hold assumed it.
+    pub output_cap: Option<u32>,
 }
 
 impl Admitted {
@@ -76,26 +82,36 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
     let class = ClassKey { tenant: caller.tenant.clone(), model: c.model.clone() };
     let managed = gw.allocator.as_ref().filter(|a| cfg.admission.enabled && a.fleet.pool(&c.model).is_some());
     let limit = tier.and_then(|t| t.max_context_tokens);
-    let token_limited = cfg.tenant(&caller.tenant).is_some_and(|t| t.tokens_per_minute.is_some());
-    let input = if managed.is_some() || limit.is_some() || token_limited { c.prompt.count() } else { 0 };
+    let tenant_cfg = cfg.tenant(&caller.tenant);
+    let token_limited = tenant_cfg.is_some_and(|t| t.tokens_per_minute.is_some());
+    let budgeted = tenant_cfg.is_some_and(|t| t.monthly_budget_usd.is_some());
+    let input = if managed.is_some() || limit.is_some() || token_limited || budgeted { c.prompt.count() } else { 0 };
     if let Some(limit) = limit {
         if input > i64::from(limit) {
             return Err(ApiError::PromptTooLong { tokens: input as u64, limit });
         }
     }
+    // The most this request may generate: nothing for embeddings; else `max_tokens` (times
+    // `n`), or, for a tenant whose budget or token window must hold, the tier's
+    // `default_max_tokens`, which is then sent upstream so the bound is real.
+    let output_cap = if c.prompt.is_embedding() {
+        Some(0)
+    } else {
+        c.max_tokens
+            .or_else(|| (budgeted || token_limited).then(|| tier.map(|t| t.default_max_tokens).unwrap_or(DEFAULT_CAP)))
+            .map(|m| m.saturating_mul(c.choices))
+    };
     let out_est = match managed {
         Some(a) => a.expected_output(&class, c.max_tokens),
-        None => c
-            .max_tokens
-            .map(f64::from)
-            .unwrap_or(PRIOR_OUTPUT)
-            .min(PRIOR_OUTPUT.max(f64::from(c.max_tokens.unwrap_or(0)))),
+        None => output_cap.map(f64::from).unwrap_or(PRIOR_OUTPUT),
     };
     let charge = gw.tier_rates(&caller.tenant);
-    // The tenant's token window counts the most this request may use: its prompt and
-    // `max_tokens` (the expected output when it sets none); settled to the real count.
-    let counted_tokens = input.max(0) as u64 + c.max_tokens.map(f64::from).unwrap_or(out_est).ceil() as u64;
-    let hold = admit_tenant(gw, &caller.tenant, charge.charge_f(input as f64, out_est), counted_tokens).await?;
+    // The budget holds and the token window counts the most this request may use, its prompt
+    // and its output cap (the expected output when it has none, for tenants without limits);
+    // both are settled to the real count.
+    let bound_out = output_cap.map(f64::from).unwrap_or(out_est);
+    let counted_tokens = input.max(0) as u64 + bound_out.ceil() as u64;
+    let hold = admit_tenant(gw, &caller.tenant, charge.charge_f(input as f64, bound_out), counted_tokens).await?;
     let mut admitted = Admitted {
         model: c.model.clone(),
         decision: Verdict::None,
@@ -107,6 +123,7 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
         admitted_at: Instant::now(),
         charge,
         gw_allocator: managed.cloned(),
+        output_cap: output_cap.filter(|_| c.max_tokens.is_none() && !c.prompt.is_embedding()),
     };
     let Some(alloc) = managed else { return Ok(admitted) };
 

@@ -51,15 +51,23 @@ pub struct Classified {
     pub prompt: Arc<PromptInput>,
     /// `max_completion_tokens` or `max_tokens`, if given.
     pub max_tokens: Option<u32>,
+    /// Choices asked for (`n`, at least 1): the output may be this many times `max_tokens`.
+    pub choices: u32,
 }
 
 impl Classified {
-    /// The upstream body: the client's, with the model name the serving pool uses. Always
+    /// The upstream body: the client's, with the model name the serving pool uses (and, when
+    /// admission capped the output of a request that set no `max_tokens`, that cap). Always
     /// serialised again from what was validated, never the client's bytes as they came: a body
     /// with a repeated key (two `model`s, say) could be read one way here and another upstream.
-    pub fn body_for(&self, upstream_model: &str) -> Result<Bytes, ApiError> {
+    pub fn body_for(&self, upstream_model: &str, output_cap: Option<u32>) -> Result<Bytes, ApiError> {
         let mut v = self.json.clone();
         v["model"] = Value::String(upstream_model.to_string());
+        if let (Some(cap), None) = (output_cap, self.max_tokens) {
+            // Admission held the charge of at most this many output tokens: the upstream must
+            // not generate more.
+            v["max_tokens"] = Value::from(cap);
+        }
         serde_json::to_vec(&v).map(Bytes::from).map_err(|e| ApiError::Internal(e.to_string()))
     }
 }
@@ -101,6 +109,10 @@ impl PromptInput {
             _ => return Vec::new(),
         };
         crate::routing::placement::text_block_hashes(&text, 2048)
+    }
+
+    pub fn is_embedding(&self) -> bool {
+        matches!(self, PromptInput::Embedding(_))
     }
 
     pub fn count(&self) -> i64 {
@@ -173,7 +185,8 @@ pub fn read_request(route: Route, body: &[u8]) -> Result<Classified, ApiError> {
             o.insert("include_usage".into(), Value::Bool(true));
         }
     }
-    Ok(Classified { model, stream, client_wants_usage, json: v, prompt, max_tokens })
+    let choices = obj.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 128) as u32;
+    Ok(Classified { model, stream, client_wants_usage, json: v, prompt, max_tokens, choices })
 }
 
 /// Validates the endpoint's required prompt field.

@@ -34,6 +34,7 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         };
         m.backend_circuit_open.with_label_values(&l).set(open);
         m.backend_outstanding.with_label_values(&l).set(b.outstanding() as f64);
+        m.backend_limit.with_label_values(&l).set(b.limit());
     }
     m.ledger_queue.set(gw.sink.queued() as f64);
     m.runtime_tasks.set(tokio::runtime::Handle::current().metrics().num_alive_tasks() as f64);

@@ -84,7 +84,7 @@ async fn run(
     let capture = capture.filter(|_| admitted.model == c.model);
     let pool: &Pool =
         gw.registry.pool(&admitted.model).ok_or_else(|| ApiError::ModelNotFound(admitted.model.clone()))?;
-    let body = c.body_for(&pool.upstream_model)?;
+    let body = c.body_for(&pool.upstream_model, admitted.output_cap)?;
     let mut admitted = Some(admitted);
     let mut tried: Vec<String> = Vec::new();
     // A transport error on a backend's first attempt may be a pooled connection the server had
@@ -133,8 +133,8 @@ async fn run(
                 lease.report(if status.is_server_error() { Report::Failure } else { Report::Neutral });
                 let retry_after = opened.retry_after_s;
                 if status == StatusCode::TOO_MANY_REQUESTS {
-                    // Asked to slow down: other requests skip it until its Retry-After passes.
-                    backend.cool_down(Duration::from_secs(retry_after.unwrap_or(1)));
+                    // Asked to slow down: a smaller share for a while, never out of the pool.
+                    backend.slow_down();
                 }
                 let body = collect(opened, Duration::from_millis(backend.cfg.idle_timeout_ms), 1 << 20).await;
                 if !retryable {
@@ -156,14 +156,6 @@ async fn run(
     }
     if let Some((status, retry_after, body)) = last_upstream {
         return Err(passthrough_error(status, retry_after, body));
-    }
-    if let (None, Some(wait)) = (&last_err, pool.all_cooling()) {
-        // Every backend asked to slow down: say so, with the time until the first is back.
-        return Err(ApiError::UpstreamStatus {
-            status: StatusCode::TOO_MANY_REQUESTS.as_u16(),
-            message: format!("Every backend for `{}` asked to slow down.", pool.model),
-            retry_after_s: Some(wait.as_secs_f64().ceil() as u64),
-        });
     }
     Err(last_err.unwrap_or_else(|| ApiError::NoBackend(pool.model.clone())))
 }

@@ -4,9 +4,12 @@
 use super::circuit::Circuit;
 use crate::config::{BackendConfig, CircuitConfig};
 use crate::metering::Rates;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// A burst of 429s within this long halves a backend's limit once.
+const DECREASE_EVERY: Duration = Duration::from_millis(100);
 
 /// Why a backend could not be set up from its configuration.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +46,12 @@ pub struct Backend {
     pub(super) healthy: AtomicBool,
     pub(super) circuit: Mutex<Circuit>,
     /// Not picked before this instant: the backend answered 429 with a `Retry-After`.
-    pub(super) cool_until: Mutex<Option<Instant>>,
+    /// The concurrency limit (f64 bits): `max_in_flight`, halved by a 429, raised by one per
+    /// success (AIMD).
+    limit_bits: AtomicU64,
+    /// When the limit was last halved, ms since `started` (0: never).
+    last_decrease_ms: AtomicU64,
+    started: Instant,
 }
 
 impl Backend {
@@ -92,7 +100,9 @@ impl Backend {
             outstanding: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
             circuit: Mutex::new(Circuit::new(circuit.failure_threshold, Duration::from_millis(circuit.open_ms))),
-            cool_until: Mutex::new(None),
+            limit_bits: AtomicU64::new((cfg.max_in_flight.max(1) as f64).to_bits()),
+            last_decrease_ms: AtomicU64::new(0),
+            started: Instant::now(),
         })
     }
 
@@ -135,23 +145,40 @@ impl Backend {
         Rates { input_per_1m: self.cfg.cost_per_1m_input, output_per_1m: self.cfg.cost_per_1m_output }
     }
 
-    /// Skips this backend for `d` (it said 429 with `Retry-After`), at most a minute.
-    pub fn cool_down(&self, d: Duration) {
-        let until = Instant::now() + d.min(Duration::from_secs(60));
-        let mut c = self.cool_until.lock().expect("cool-down lock");
-        if c.is_none_or(|t| t < until) {
-            *c = Some(until);
+    /// The upstream said 429: halve this backend's concurrency limit (at most once per
+    /// [`DECREASE_EVERY`], so one burst of 429s counts once; never below one), which lowers its
+    /// share of new requests. It is never taken out of the pool for it.
+    pub fn slow_down(&self) {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let last = self.last_decrease_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < DECREASE_EVERY.as_millis() as u64 {
+            return;
         }
+        self.last_decrease_ms.store(now_ms.max(1), Ordering::Relaxed);
+        self.update_limit(|l| (l / 2.0).max(1.0));
+        tracing::debug!(backend = %self.name, limit = self.limit(), "upstream said 429: concurrency limit halved");
     }
 
-    /// How long this backend is still cooling down, if it is.
-    pub(super) fn cooling(&self, now: Instant) -> Option<Duration> {
-        self.cool_until.lock().expect("cool-down lock").filter(|t| *t > now).map(|t| t - now)
+    /// The concurrency limit the 429s left (the configured `max_in_flight` when none came).
+    pub fn limit(&self) -> f64 {
+        f64::from_bits(self.limit_bits.load(Ordering::Relaxed))
+    }
+
+    fn update_limit(&self, f: impl Fn(f64) -> f64) {
+        let max = self.cfg.max_in_flight as f64;
+        let _ = self.limit_bits.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+            Some(f(f64::from_bits(b)).clamp(1.0, max).to_bits())
+        });
+    }
+
+    /// How busy this backend is for its limit: outstanding requests (plus the one being placed)
+    /// per unit of limit, scaled so that an unthrottled backend's load is its outstanding count.
+    pub fn effective_load(&self) -> f64 {
+        (self.outstanding() + 1) as f64 * self.cfg.max_in_flight as f64 / self.limit()
     }
 
     pub(super) fn selectable(&self, now: Instant) -> bool {
-        self.cool_until.lock().expect("cool-down lock").is_none_or(|t| now >= t)
-            && self.healthy()
+        self.healthy()
             && self.outstanding() < self.cfg.max_in_flight
             && self.circuit.lock().expect("circuit lock").available(now)
     }
@@ -161,7 +188,13 @@ impl Backend {
         let mut c = self.circuit.lock().expect("circuit lock");
         let before = c.label();
         match outcome {
-            Report::Success => c.on_success(),
+            Report::Success => {
+                c.on_success();
+                // Additive increase: one more request in flight per answer that went well.
+                if self.limit() < self.cfg.max_in_flight as f64 {
+                    self.update_limit(|l| l + 1.0);
+                }
+            }
             Report::Failure => c.on_failure(Instant::now()),
             Report::Neutral => c.on_abandon(),
         }

@@ -21,7 +21,7 @@ use rand::Rng;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A request in flight on a backend; releases its slot (and an unused probe) on drop.
 pub struct Lease {
@@ -55,12 +55,6 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// When every backend is cooling down after a 429: how long until the first is back.
-    pub fn all_cooling(&self) -> Option<Duration> {
-        let now = Instant::now();
-        self.backends.iter().map(|b| b.cooling(now)).collect::<Option<Vec<_>>>()?.into_iter().min()
-    }
-
     /// Whether placement uses the prompt's prefix hashes (so the caller should compute them).
     pub fn wants_prefix(&self) -> bool {
         self.placer.as_ref().is_some_and(|p| p.lock().expect("placer lock").policy() == Placement::Prefix)
@@ -74,7 +68,8 @@ impl Pool {
         for _ in 0..4 {
             let eligible: Vec<bool> =
                 self.backends.iter().map(|b| !tried.contains(&b.name) && b.selectable(now)).collect();
-            let loads: Vec<u32> = self.backends.iter().map(|b| b.outstanding().min(u32::MAX as usize) as u32).collect();
+            let loads: Vec<u32> =
+                self.backends.iter().map(|b| (b.effective_load() - 1.0).min(u32::MAX as f64) as u32).collect();
             let i = placer.lock().expect("placer lock").choose(hashes, &loads, &eligible)?;
             let chosen = &self.backends[i];
             if chosen.circuit.lock().expect("circuit lock").acquire(now) {
@@ -86,7 +81,8 @@ impl Pool {
     }
 
     /// Picks a backend not in `tried`: two random candidates among the selectable ones, the one
-    /// with fewer outstanding requests wins. Takes its slot (and half-open probe) in the lease.
+    /// with the lower load for its concurrency limit wins (a backend that said 429 lately has a
+    /// lower limit, so a smaller share). Takes its slot (and half-open probe) in the lease.
     pub fn pick(&self, tried: &[String]) -> Option<Lease> {
         let now = Instant::now();
         for _ in 0..4 {
@@ -99,7 +95,7 @@ impl Pool {
                     let mut rng = rand::rng();
                     let a = rng.random_range(0..n);
                     let b = (a + rng.random_range(1..n)) % n;
-                    if cands[b].outstanding() < cands[a].outstanding() {
+                    if cands[b].effective_load() < cands[a].effective_load() {
                         cands[b]
                     } else {
                         cands[a]

@@ -174,6 +174,20 @@ impl Config {
     }
 }
 
+/// A configuration with one capacity-managed model `m` on `replicas` engines, one tier `t` and
+/// one tenant `a`, for unit tests of the policy modules.
+#[cfg(test)]
+pub(crate) fn one_pool_for_tests(replicas: u32) -> Config {
+    let toml = format!(
+        "[[backends]]\nname = \"b\"\nurl = \"http://127.0.0.1:9\"\n\
+         [[models]]\nname = \"m\"\nbackends = [\"b\"]\n\
+         capacity = {{ profile = \"llama3-8b-h100-tp1\", replicas = {replicas} }}\n\
+         [[tiers]]\nname = \"t\"\ninput_price_per_1m = 1.0\noutput_price_per_1m = 2.0\n\
+         [[tenants]]\nname = \"a\"\ntier = \"t\"\n"
+    );
+    Config::from_toml(&toml, "test").expect("test config")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,18 +232,4 @@ tier = "std"
             assert!(err.contains(field), "{err} should name {field}");
         }
     }
-}
-
-/// A configuration with one capacity-managed model `m` on `replicas` engines, one tier `t` and
-/// one tenant `a`, for unit tests of the policy modules.
-#[cfg(test)]
-pub(crate) fn one_pool_for_tests(replicas: u32) -> Config {
-    let toml = format!(
-        "[[backends]]\nname = \"b\"\nurl = \"http://127.0.0.1:9\"\n\
-         [[models]]\nname = \"m\"\nbackends = [\"b\"]\n\
-         capacity = {{ profile = \"llama3-8b-h100-tp1\", replicas = {replicas} }}\n\
-         [[tiers]]\nname = \"t\"\ninput_price_per_1m = 1.0\noutput_price_per_1m = 2.0\n\
-         [[tenants]]\nname = \"a\"\ntier = \"t\"\n"
-    );
-    Config::from_toml(&toml, "test").expect("test config")
 }

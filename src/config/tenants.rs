@@ -28,6 +28,11 @@ pub struct TierConfig {
     /// Capacity held for this tier on each pool it uses, engine-seconds per second.
     #[serde(default)]
     pub reserved_engine_seconds: f64,
+    /// Output tokens a request that sets no `max_tokens` may generate when its tenant has a
+    /// monthly budget or a tokens-per-minute limit: the budget hold and the token window count
+    /// this many, and it is sent upstream as `max_tokens`, so neither can be overrun.
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u32,
     /// Longest prompt accepted, tokens.
     #[serde(default)]
     pub max_context_tokens: Option<u32>,
@@ -67,6 +72,10 @@ pub struct TenantConfig {
     /// Requests admitted per sliding minute.
     #[serde(default)]
     pub requests_per_minute: Option<u64>,
+}
+
+fn default_max_tokens() -> u32 {
+    4096
 }
 
 fn default_deadline() -> u64 {

@@ -30,6 +30,7 @@ pub struct GatewayMetrics {
     pub backend_up: GaugeVec,
     pub backend_circuit_open: GaugeVec,
     pub backend_outstanding: GaugeVec,
+    pub backend_limit: GaugeVec,
     pub ledger_queue: Gauge,
     pub runtime_tasks: Gauge,
     pub state_degraded: Gauge,
@@ -155,6 +156,11 @@ impl GatewayMetrics {
             backend_outstanding: gauge(
                 "tollgate_backend_outstanding_requests",
                 "Requests in flight on a backend",
+                &["backend"],
+            ),
+            backend_limit: gauge(
+                "tollgate_backend_concurrency_limit",
+                "A backend's concurrency limit: max_in_flight, halved by each burst of 429s, raised by one per success",
                 &["backend"],
             ),
             ledger_queue: reg(
