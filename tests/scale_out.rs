@@ -468,6 +468,7 @@ async fn redis_scripts_are_exact_under_contention() {
         tollgate::state::TenantLimits {
             budget_usd: Some(1.0),
             spent_usd: 0.0,
+            spent_month_ms: 0,
             tokens_per_minute: Some(100_000),
             requests_per_minute: None,
         },
@@ -559,4 +560,43 @@ async fn redis_scripts_are_exact_under_contention() {
         extra += 1;
     }
     assert_eq!(counted + extra * 1000, 100_000, "the window admits exactly its limit");
+}
+
+/// Spend is kept per calendar month (UTC) in Redis: a new month starts at zero (not at the spend
+/// the ledger reported at start), a request admitted before the boundary is charged to its own
+/// month, and the ledger's figure seeds only the month it was counted in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_boundary_resets_spend_in_redis() {
+    use tollgate::state::SharedState;
+    let redis = Redis::start();
+    let cfg = tollgate::config::RedisConfig { ttl_ms: 10_000, ..Default::default() };
+    // 2026-11-30T23:59:00Z and 2026-12-01T00:01:00Z.
+    let (nov, dec) = (1_796_083_140_000_i64, 1_796_083_260_000_i64);
+    let nov_start = tollgate::units::month_start_ms(nov);
+    assert_ne!(nov_start, tollgate::units::month_start_ms(dec));
+    let limits: HashMap<String, tollgate::state::TenantLimits> = [(
+        "t".to_string(),
+        tollgate::state::TenantLimits {
+            budget_usd: Some(1.0),
+            // The ledger said 0.9 USD was spent in November before this replica started.
+            spent_usd: 0.9,
+            spent_month_ms: nov_start,
+            ..Default::default()
+        },
+    )]
+    .into();
+    let state = tollgate::state::RedisState::new(&redis.url, &cfg, limits, vec!["p".into()]).unwrap();
+    state.heartbeat().await.unwrap();
+    // November: 0.2 more does not fit; 0.05 does, and stays in flight across the boundary.
+    assert_eq!(state.admit_tenant_at("t", 0.2, 0, nov).await.unwrap().unwrap_err(), tollgate::state::Denied::Budget);
+    let in_flight = state.admit_tenant_at("t", 0.05, 0, nov).await.unwrap().unwrap();
+    // December starts at zero: 0.6 fits though November was nearly spent.
+    let dec_grant = state.admit_tenant_at("t", 0.6, 0, dec).await.unwrap().unwrap();
+    // The November request ends in December: its charge goes to November, not December.
+    state.settle_tenant(in_flight, 0.05, 0);
+    state.settle_tenant(dec_grant, 0.6, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(state.admit_tenant_at("t", 0.4, 0, dec).await.unwrap().is_ok(), "December has 0.4 left");
+    assert_eq!(state.admit_tenant_at("t", 0.01, 0, dec).await.unwrap().unwrap_err(), tollgate::state::Denied::Budget);
+    assert_eq!(state.admit_tenant_at("t", 0.06, 0, nov).await.unwrap().unwrap_err(), tollgate::state::Denied::Budget);
 }

@@ -107,3 +107,41 @@ async fn redis_down_fails_closed_or_degrades_as_configured() {
     assert_eq!(closed.stop_and_count().await, sent.0, "one ledger row per request (fail_closed)");
     assert_eq!(degrade.stop_and_count().await, sent.1, "one ledger row per request (degrade)");
 }
+
+/// A replica that degrades to local limits starts from the spend Redis last reported, not from
+/// the ledger's figure at its start: an outage cannot hand out a month's budget again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn degraded_limits_start_from_the_last_spend_redis_reported() {
+    use std::sync::Arc;
+    use tollgate::state::{Denied, LocalState, RedisState, Resilient, SharedState, TenantLimits};
+    let mut redis = Redis::start();
+    let cfg = tollgate::config::RedisConfig {
+        on_unavailable: tollgate::config::OnUnavailable::Degrade,
+        replicas: 1,
+        ..Default::default()
+    };
+    let limits: std::collections::HashMap<String, TenantLimits> =
+        [("t".to_string(), TenantLimits { budget_usd: Some(1.0), ..Default::default() })].into();
+    let health = Arc::new(tollgate::state::resilient::StateHealth::default());
+    let state = Resilient::new(
+        RedisState::new(&redis.url, &cfg, limits.clone(), vec!["p".into()]).unwrap(),
+        LocalState::new(limits),
+        cfg.on_unavailable,
+        health.clone(),
+        cfg.replicas,
+    );
+    state.heartbeat().await.unwrap();
+    // 0.8 USD spent through Redis since this replica started (the ledger said 0 at start).
+    let g = state.admit_tenant("t", 0.8, 0).await.unwrap().unwrap();
+    state.settle_tenant(g, 0.8, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let g = state.admit_tenant("t", 0.01, 0).await.unwrap().unwrap();
+    state.settle_tenant(g, 0.01, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.kill();
+    // Degraded: 0.3 more would pass a budget that started from the ledger's 0, not this one.
+    assert_eq!(state.admit_tenant("t", 0.3, 0).await.unwrap().unwrap_err(), Denied::Budget);
+    assert!(health.degraded.load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(health.seeded_tenants.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(state.admit_tenant("t", 0.15, 0).await.unwrap().is_ok(), "what is left can still be spent");
+}

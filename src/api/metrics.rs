@@ -41,6 +41,7 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     let h = &gw.state_health;
     let flag = |b: &std::sync::atomic::AtomicBool| if b.load(std::sync::atomic::Ordering::Acquire) { 1.0 } else { 0.0 };
     m.state_degraded.set(flag(&h.degraded));
+    m.state_seeded.set(h.seeded_tenants.load(std::sync::atomic::Ordering::Relaxed) as f64);
     m.state_errors.set(h.errors.load(std::sync::atomic::Ordering::Relaxed) as f64);
     m.lp_leader.set(flag(&h.leader));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()

@@ -34,6 +34,7 @@ pub struct GatewayMetrics {
     pub ledger_queue: Gauge,
     pub runtime_tasks: Gauge,
     pub state_degraded: Gauge,
+    pub state_seeded: Gauge,
     pub state_errors: Gauge,
     pub lp_leader: Gauge,
 }
@@ -180,6 +181,14 @@ impl GatewayMetrics {
                 Gauge::new(
                     "tollgate_state_degraded",
                     "1 while shared state (Redis) is unreachable (failing closed or degraded to local limits)",
+                )
+                .expect("valid gauge"),
+            ),
+            state_seeded: reg(
+                &r,
+                Gauge::new(
+                    "tollgate_state_degraded_seeded_tenants",
+                    "Tenants whose local spend started, at the last fall back to local limits, from the spend Redis last reported",
                 )
                 .expect("valid gauge"),
             ),

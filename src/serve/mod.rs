@@ -135,6 +135,7 @@ async fn tenant_limits(
             let limits = crate::state::TenantLimits {
                 budget_usd: t.monthly_budget_usd,
                 spent_usd: spent,
+                spent_month_ms: since,
                 tokens_per_minute: t.tokens_per_minute,
                 requests_per_minute: t.requests_per_minute,
             };

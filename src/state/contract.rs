@@ -35,6 +35,9 @@ pub struct TenantLimits {
     pub budget_usd: Option<f64>,
     /// Spent this month before this process started, from the ledger.
     pub spent_usd: f64,
+    /// The month `spent_usd` was counted in (its first millisecond, UTC; 0: the current one). A
+    /// later month starts at zero.
+    pub spent_month_ms: i64,
     pub tokens_per_minute: Option<u64>,
     pub requests_per_minute: Option<u64>,
 }
@@ -47,6 +50,7 @@ impl TenantLimits {
         Self {
             budget_usd: self.budget_usd.map(|b| b / n),
             spent_usd: self.spent_usd / n,
+            spent_month_ms: self.spent_month_ms,
             tokens_per_minute: self.tokens_per_minute.map(div),
             requests_per_minute: self.requests_per_minute.map(div),
         }
@@ -71,6 +75,8 @@ pub struct TenantGrant {
     pub tokens: i64,
     /// The second they were counted in.
     pub second: i64,
+    /// The month the hold was made in (its first millisecond, UTC): the charge is spent in it.
+    pub month_ms: i64,
     pub origin: Origin,
 }
 

@@ -6,14 +6,16 @@ use super::contract::{micro, Denied, Origin, SharedState, StateError, TenantGran
 use super::window::Window;
 use crate::allocator::board::PriceBoard;
 use crate::allocator::forecast::{ClassKey, ClassStats};
+use crate::units::{month_start_ms, unix_ms};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 #[derive(Debug)]
 struct Tenant {
     limits: TenantLimits,
-    /// Micro-USD.
+    /// Micro-USD spent in `month_ms`, and held by requests in flight.
     spent: i64,
+    month_ms: i64,
     held: i64,
     tokens: Window,
     requests: Window,
@@ -24,7 +26,7 @@ pub struct LocalState {
 }
 
 fn now_s() -> i64 {
-    crate::units::unix_ms().div_euclid(1000)
+    unix_ms().div_euclid(1000)
 }
 
 impl LocalState {
@@ -33,11 +35,13 @@ impl LocalState {
             .into_iter()
             .map(|(t, l)| {
                 let spent = micro(l.spent_usd);
+                let month_ms = if l.spent_month_ms > 0 { l.spent_month_ms } else { month_start_ms(unix_ms()) };
                 (
                     t,
                     Mutex::new(Tenant {
                         limits: l,
                         spent,
+                        month_ms,
                         held: 0,
                         tokens: Window::default(),
                         requests: Window::default(),
@@ -48,10 +52,27 @@ impl LocalState {
         Self { tenants }
     }
 
+    /// Starts a tenant's spend of month `month_ms` from `spent_usd` (what the shared state last
+    /// said, when this replica degrades to local limits); a later month than that starts at zero.
+    pub fn resume(&self, tenant: &str, spent_usd: f64, month_ms: i64) {
+        let Some(t) = self.tenants.get(tenant) else { return };
+        let mut t = t.lock().expect("tenant lock");
+        if month_ms >= t.month_ms {
+            t.month_ms = month_ms;
+            t.spent = micro(spent_usd);
+        }
+    }
+
     /// The admission itself, at second `now` (pure but for the lock).
     pub fn admit_at(&self, tenant: &str, hold_usd: f64, tokens: u64, now: i64) -> Result<TenantGrant, Denied> {
         let Some(t) = self.tenants.get(tenant) else { return Err(Denied::Budget) };
         let mut t = t.lock().expect("tenant lock");
+        let month_ms = month_start_ms(now * 1000);
+        if month_ms > t.month_ms {
+            // A new calendar month: its spend starts at zero (holds in flight stay held).
+            t.spent = 0;
+            t.month_ms = month_ms;
+        }
         let hold = micro(hold_usd);
         let budgeted = t.limits.budget_usd.map(micro);
         if let Some(limit) = budgeted {
@@ -72,7 +93,8 @@ impl LocalState {
         let hold = if budgeted.is_some() { hold } else { 0 };
         t.held += hold;
         let tokens = if t.limits.tokens_per_minute.is_some() { tokens as i64 } else { 0 };
-        Ok(TenantGrant { tenant: tenant.to_string(), hold, tokens, second: now, origin: Origin::Local })
+        let month_ms = t.month_ms;
+        Ok(TenantGrant { tenant: tenant.to_string(), hold, tokens, second: now, month_ms, origin: Origin::Local })
     }
 }
 
@@ -99,7 +121,10 @@ impl SharedState for LocalState {
         let Some(t) = self.tenants.get(&g.tenant) else { return };
         let mut t = t.lock().expect("tenant lock");
         t.held -= g.hold;
-        t.spent += micro(charge_usd);
+        // A request admitted in a month now closed was charged to that month, not this one.
+        if g.month_ms == t.month_ms {
+            t.spent += micro(charge_usd);
+        }
         if g.tokens > 0 {
             t.tokens.adjust(g.second, tokens as i64 - g.tokens);
         }
@@ -160,6 +185,34 @@ mod tests {
 
     fn state(limits: TenantLimits) -> LocalState {
         LocalState::new([("t".to_string(), limits)].into())
+    }
+
+    #[test]
+    fn a_new_month_starts_at_zero_and_a_late_settlement_stays_in_its_month() {
+        // 2026-11-30T23:59:00Z and 2026-12-01T00:01:00Z, in seconds.
+        let (nov, dec) = (1_796_083_140, 1_796_083_260);
+        let nov_start = month_start_ms(nov * 1000);
+        let s = state(TenantLimits {
+            budget_usd: Some(1.0),
+            spent_usd: 0.9,
+            spent_month_ms: nov_start,
+            ..Default::default()
+        });
+        assert_eq!(s.admit_at("t", 0.2, 0, nov).unwrap_err(), Denied::Budget);
+        let late = s.admit_at("t", 0.05, 0, nov).unwrap();
+        // December: the 0.9 spent in November no longer counts; the November hold still does
+        // until it settles.
+        let g = s.admit_at("t", 0.9, 0, dec).unwrap();
+        assert_eq!(s.admit_at("t", 0.06, 0, dec).unwrap_err(), Denied::Budget);
+        s.settle_tenant(late, 0.05, 0);
+        s.settle_tenant(g, 0.9, 0);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (spent, held) = rt.block_on(s.tenant_usage("t")).unwrap().unwrap();
+        assert!((spent - 0.9).abs() < 1e-9 && held == 0.0, "December: spent {spent}, held {held}");
+        // A replica that degrades resumes from what the shared state last said for the month.
+        s.resume("t", 0.95, month_start_ms(dec * 1000));
+        assert_eq!(s.admit_at("t", 0.06, 0, dec).unwrap_err(), Denied::Budget);
+        s.admit_at("t", 0.05, 0, dec).unwrap();
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn open(
         Some(url) => {
             let local = LocalState::new(limits.iter().map(|(t, l)| (t.clone(), l.share(cfg.redis.replicas))).collect());
             let redis = RedisState::new(url, &cfg.redis, limits, pools)?;
-            Ok(Arc::new(Resilient::new(redis, local, cfg.redis.on_unavailable, health)))
+            Ok(Arc::new(Resilient::new(redis, local, cfg.redis.on_unavailable, health, cfg.redis.replicas)))
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct RedisState {
     timeout: Duration,
     limits: HashMap<String, TenantLimits>,
     pools: Vec<String>,
+    /// The last spend (and holds) Redis reported per budgeted tenant: (month, micro-USD).
+    known: std::sync::Mutex<HashMap<String, (i64, i64)>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StateError {
@@ -73,6 +75,7 @@ impl RedisState {
             timeout,
             limits,
             pools,
+            known: Default::default(),
         })
     }
 
@@ -85,8 +88,21 @@ impl RedisState {
         k
     }
 
-    fn month() -> String {
-        crate::units::month_start_ms(crate::units::unix_ms()).to_string()
+    /// What to seed a month's spend with when Redis has none: the ledger's figure for the
+    /// month it was counted in, nothing for a later month.
+    fn seed(l: &TenantLimits, month_ms: i64) -> i64 {
+        let counted_in = if l.spent_month_ms > 0 { l.spent_month_ms } else { month_ms };
+        if counted_in == month_ms {
+            micro(l.spent_usd)
+        } else {
+            0
+        }
+    }
+
+    /// The last spend Redis reported per tenant: (month, micro-USD spent and held), for a
+    /// replica that degrades to local limits.
+    pub fn last_known_spend(&self) -> Vec<(String, i64, i64)> {
+        self.known.lock().expect("known lock").iter().map(|(t, (m, s))| (t.clone(), *m, *s)).collect()
     }
 
     async fn call<T>(&self, f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, StateError> {
@@ -138,6 +154,69 @@ impl RedisState {
     }
 }
 
+impl RedisState {
+    /// A tenant's admission at `now_ms` (the month's keys come from it; the windows from Redis's
+    /// own clock).
+    pub async fn admit_tenant_at(
+        &self,
+        tenant: &str,
+        hold_usd: f64,
+        tokens: u64,
+        now_ms: i64,
+    ) -> Result<Result<TenantGrant, Denied>, StateError> {
+        let Some(l) = self.limits.get(tenant) else { return Ok(Err(Denied::Budget)) };
+        let month_ms = crate::units::month_start_ms(now_ms);
+        let month = month_ms.to_string();
+        let hold = micro(hold_usd);
+        let budget = l.budget_usd.map(micro).unwrap_or(-1);
+        let mut conn = self.conn.clone();
+        let mut inv = ADMIT.prepare_invoke();
+        inv.key(self.key(&["replicas"]))
+            .key(self.key(&["budget", tenant, &month]))
+            .key(self.key(&["held", tenant, &month]))
+            .key(self.key(&["tpm", tenant]))
+            .key(self.key(&["rpm", tenant]))
+            .arg(&self.replica)
+            .arg(hold)
+            .arg(budget)
+            .arg(Self::seed(l, month_ms))
+            .arg(tokens)
+            .arg(l.tokens_per_minute.map(|t| t as i64).unwrap_or(-1))
+            .arg(l.requests_per_minute.map(|t| t as i64).unwrap_or(-1));
+        let (ok, rest): (i64, Vec<redis::Value>) = {
+            let v: Vec<redis::Value> = self.call(inv.invoke_async(&mut conn)).await?;
+            let ok = v.first().and_then(|x| redis::from_redis_value_ref::<i64>(x).ok()).unwrap_or(0);
+            (ok, v.into_iter().skip(1).collect())
+        };
+        let int = |i: usize| rest.get(i).and_then(|x| redis::from_redis_value_ref::<i64>(x).ok());
+        if budget >= 0 {
+            // The spend (and holds) Redis counted, remembered for a fall back to local limits.
+            if let Some(spent) = int(if ok == 1 { 1 } else { 2 }) {
+                self.known.lock().expect("known lock").insert(tenant.to_string(), (month_ms, spent));
+            }
+        }
+        if ok == 1 {
+            let second = int(0).unwrap_or(0);
+            return Ok(Ok(TenantGrant {
+                tenant: tenant.to_string(),
+                hold: if budget >= 0 { hold } else { 0 },
+                tokens: if l.tokens_per_minute.is_some() { tokens as i64 } else { 0 },
+                second,
+                month_ms,
+                origin: Origin::Shared,
+            }));
+        }
+        let reason = rest.first().and_then(|x| redis::from_redis_value_ref::<String>(x).ok()).unwrap_or_default();
+        let wait = rest.get(1).and_then(|x| redis::from_redis_value_ref::<i64>(x).ok()).unwrap_or(-1);
+        let wait = (wait >= 0).then_some(wait as u64);
+        Ok(Err(match reason.as_str() {
+            "tokens" => Denied::Tokens(wait),
+            "requests" => Denied::Requests(wait),
+            _ => Denied::Budget,
+        }))
+    }
+}
+
 #[async_trait::async_trait]
 impl SharedState for RedisState {
     fn replica_id(&self) -> &str {
@@ -154,51 +233,12 @@ impl SharedState for RedisState {
         hold_usd: f64,
         tokens: u64,
     ) -> Result<Result<TenantGrant, Denied>, StateError> {
-        let Some(l) = self.limits.get(tenant) else { return Ok(Err(Denied::Budget)) };
-        let month = Self::month();
-        let hold = micro(hold_usd);
-        let budget = l.budget_usd.map(micro).unwrap_or(-1);
-        let mut conn = self.conn.clone();
-        let mut inv = ADMIT.prepare_invoke();
-        inv.key(self.key(&["replicas"]))
-            .key(self.key(&["budget", tenant, &month]))
-            .key(self.key(&["held", tenant, &month]))
-            .key(self.key(&["tpm", tenant]))
-            .key(self.key(&["rpm", tenant]))
-            .arg(&self.replica)
-            .arg(hold)
-            .arg(budget)
-            .arg(micro(l.spent_usd))
-            .arg(tokens)
-            .arg(l.tokens_per_minute.map(|t| t as i64).unwrap_or(-1))
-            .arg(l.requests_per_minute.map(|t| t as i64).unwrap_or(-1));
-        let (ok, rest): (i64, Vec<redis::Value>) = {
-            let v: Vec<redis::Value> = self.call(inv.invoke_async(&mut conn)).await?;
-            let ok = v.first().and_then(|x| redis::from_redis_value_ref::<i64>(x).ok()).unwrap_or(0);
-            (ok, v.into_iter().skip(1).collect())
-        };
-        if ok == 1 {
-            let second = rest.first().and_then(|x| redis::from_redis_value_ref::<i64>(x).ok()).unwrap_or(0);
-            return Ok(Ok(TenantGrant {
-                tenant: tenant.to_string(),
-                hold: if budget >= 0 { hold } else { 0 },
-                tokens: if l.tokens_per_minute.is_some() { tokens as i64 } else { 0 },
-                second,
-                origin: Origin::Shared,
-            }));
-        }
-        let reason = rest.first().and_then(|x| redis::from_redis_value_ref::<String>(x).ok()).unwrap_or_default();
-        let wait = rest.get(1).and_then(|x| redis::from_redis_value_ref::<i64>(x).ok()).unwrap_or(-1);
-        let wait = (wait >= 0).then_some(wait as u64);
-        Ok(Err(match reason.as_str() {
-            "tokens" => Denied::Tokens(wait),
-            "requests" => Denied::Requests(wait),
-            _ => Denied::Budget,
-        }))
+        self.admit_tenant_at(tenant, hold_usd, tokens, crate::units::unix_ms()).await
     }
 
     fn settle_tenant(&self, g: TenantGrant, charge_usd: f64, tokens: u64) {
-        let month = Self::month();
+        // The hold was made, and the charge is spent, in the month of admission.
+        let month = g.month_ms.to_string();
         let delta = if g.tokens > 0 { tokens as i64 - g.tokens } else { 0 };
         self.background(
             &SETTLE,
@@ -221,11 +261,12 @@ impl SharedState for RedisState {
         if !self.limits.contains_key(tenant) {
             return Ok(None);
         }
-        let month = Self::month();
+        let month_ms = crate::units::month_start_ms(crate::units::unix_ms());
+        let month = month_ms.to_string();
         let mut conn = self.conn.clone();
         let spent: Option<i64> = self.call(conn.hget(self.key(&["budget", tenant, &month]), "spent")).await?;
         let held: HashMap<String, i64> = self.call(conn.hgetall(self.key(&["held", tenant, &month]))).await?;
-        let spent = spent.unwrap_or_else(|| micro(self.limits[tenant].spent_usd));
+        let spent = spent.unwrap_or_else(|| Self::seed(&self.limits[tenant], month_ms));
         Ok(Some((spent as f64 / MICRO, held.values().sum::<i64>() as f64 / MICRO)))
     }
 

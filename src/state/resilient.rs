@@ -4,7 +4,7 @@
 //! loud log line when it starts and when Redis is back, and the `tollgate_state_degraded` gauge.
 //! What was granted locally is settled locally.
 
-use super::contract::{Denied, Origin, SharedState, StateError, TenantGrant};
+use super::contract::{Denied, Origin, SharedState, StateError, TenantGrant, MICRO};
 use super::local::LocalState;
 use super::redis::RedisState;
 use crate::admission::reservation::PoolView;
@@ -21,6 +21,9 @@ pub struct StateHealth {
     pub errors: AtomicU64,
     /// Whether this replica holds the LP leader's lease (always, alone).
     pub leader: AtomicBool,
+    /// Tenants whose local spend was started, when this replica last degraded, from the spend
+    /// Redis last reported (the others start from the ledger's figure at start).
+    pub seeded_tenants: AtomicU64,
 }
 
 impl StateHealth {
@@ -35,11 +38,30 @@ pub struct Resilient {
     local: LocalState,
     mode: OnUnavailable,
     health: Arc<StateHealth>,
+    /// Replicas sharing the state: a degraded replica's share of a spend is `1 / replicas`.
+    replicas: u32,
 }
 
 impl Resilient {
-    pub fn new(redis: RedisState, local: LocalState, mode: OnUnavailable, health: Arc<StateHealth>) -> Self {
-        Self { redis, local, mode, health }
+    pub fn new(
+        redis: RedisState,
+        local: LocalState,
+        mode: OnUnavailable,
+        health: Arc<StateHealth>,
+        replicas: u32,
+    ) -> Self {
+        Self { redis, local, mode, health, replicas: replicas.max(1) }
+    }
+
+    /// Starts the local limits from the spend Redis last reported (this replica's share of it),
+    /// so an outage cannot hand out what was already spent since start.
+    fn seed_local(&self) -> usize {
+        let known = self.redis.last_known_spend();
+        for (tenant, month_ms, spent) in &known {
+            self.local.resume(tenant, *spent as f64 / MICRO / f64::from(self.replicas), *month_ms);
+        }
+        self.health.seeded_tenants.store(known.len() as u64, Ordering::Relaxed);
+        known.len()
     }
 
     pub fn redis(&self) -> &RedisState {
@@ -64,7 +86,8 @@ impl Resilient {
             }
             OnUnavailable::Degrade => {
                 if !self.health.degraded.swap(true, Ordering::AcqRel) {
-                    tracing::error!(error = %e, "SHARED STATE (REDIS) UNREACHABLE: degraded to local limits divided by the replica count");
+                    let seeded = self.seed_local();
+                    tracing::error!(error = %e, seeded_tenants = seeded, "SHARED STATE (REDIS) UNREACHABLE: degraded to local limits divided by the replica count, starting from the spend Redis last reported for {seeded} tenant(s) (the ledger's figure at start for the others)");
                 }
                 true
             }

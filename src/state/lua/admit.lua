@@ -5,11 +5,13 @@
 -- ARGV: 1 replica, 2 hold (micro-USD), 3 budget limit (micro-USD, -1: none), 4 spent this month
 --       according to this replica's ledger (micro-USD; seeds the budget if Redis has none),
 --       5 tokens, 6 tokens per minute (-1: none), 7 requests per minute (-1: none)
--- Returns {1, second} or {0, reason, retry_after_s (-1: never)}.
+-- Returns {1, second, spent + held} or {0, reason, retry_after_s (-1: never), spent + held}
+-- (spent + held: micro-USD of the month, before this request; 0 without a budget).
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now_ms = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
 local hold, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local committed = 0
 
 if limit >= 0 then
   if redis.call('HSETNX', KEYS[2], 'spent', ARGV[4]) == 1 then
@@ -26,8 +28,9 @@ if limit >= 0 then
       redis.call('HDEL', KEYS[3], h[i])
     end
   end
-  if spent + held + hold > limit then
-    return {0, 'budget', -1}
+  committed = spent + held
+  if committed + hold > limit then
+    return {0, 'budget', -1, committed}
   end
 end
 
@@ -61,11 +64,11 @@ end
 local tokens, tpm, rpm = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 if tpm >= 0 then
   local sum, live = window(KEYS[4])
-  if sum + tokens > tpm then return {0, 'tokens', wait(sum, live, tokens, tpm)} end
+  if sum + tokens > tpm then return {0, 'tokens', wait(sum, live, tokens, tpm), committed} end
 end
 if rpm >= 0 then
   local sum, live = window(KEYS[5])
-  if sum + 1 > rpm then return {0, 'requests', wait(sum, live, 1, rpm)} end
+  if sum + 1 > rpm then return {0, 'requests', wait(sum, live, 1, rpm), committed} end
 end
 
 if limit >= 0 and hold > 0 then
@@ -80,4 +83,4 @@ if rpm >= 0 then
   redis.call('HINCRBY', KEYS[5], sec, 1)
   redis.call('EXPIRE', KEYS[5], 120)
 end
-return {1, sec}
+return {1, sec, committed}
