@@ -5,7 +5,6 @@
 //! What it grants (a capacity reservation, a budget hold) lives in [`Admitted`], released on drop.
 
 use super::classify::Classified;
-use super::gateway::Gateway;
 use super::ApiError;
 use crate::admission::reservation::Reservation;
 use crate::admission::round::{self, Outcome};
@@ -76,11 +75,26 @@ impl Admitted {
     }
 }
 
-pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Meter) -> Result<Admitted, ApiError> {
-    let cfg = &gw.cfg;
+/// What admission reads: the configuration, the allocator (when any model is capacity-managed),
+/// the shared state (budgets, windows, reservations across replicas) and the routers.
+#[derive(Clone, Copy)]
+pub struct Admission<'a> {
+    pub cfg: &'a crate::config::Config,
+    pub allocator: Option<&'a Arc<crate::allocator::Allocator>>,
+    pub state: &'a Arc<dyn crate::state::SharedState>,
+    pub routers: &'a std::collections::HashMap<String, Arc<crate::routing::RouterModel>>,
+}
+
+pub async fn admit(
+    gw: Admission<'_>,
+    caller: &Caller,
+    c: &Classified,
+    meter: &mut Meter,
+) -> Result<Admitted, ApiError> {
+    let cfg = gw.cfg;
     let tier = cfg.tenant(&caller.tenant).and_then(|t| cfg.tier(&t.tier));
     let class = ClassKey { tenant: caller.tenant.clone(), model: c.model.clone() };
-    let managed = gw.allocator.as_ref().filter(|a| cfg.admission.enabled && a.fleet.pool(&c.model).is_some());
+    let managed = gw.allocator.filter(|a| cfg.admission.enabled && a.fleet.pool(&c.model).is_some());
     let limit = tier.and_then(|t| t.max_context_tokens);
     let tenant_cfg = cfg.tenant(&caller.tenant);
     let token_limited = tenant_cfg.is_some_and(|t| t.tokens_per_minute.is_some());
@@ -105,7 +119,7 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
         Some(a) => a.expected_output(&class, c.max_tokens),
         None => output_cap.map(f64::from).unwrap_or(PRIOR_OUTPUT),
     };
-    let charge = gw.tier_rates(&caller.tenant);
+    let charge = cfg.tier_rates(&caller.tenant);
     // The budget holds and the token window counts the most this request may use, its prompt
     // and its output cap (the expected output when it has none, for tenants without limits);
     // both are settled to the real count.
@@ -196,7 +210,7 @@ pub async fn admit(gw: &Gateway, caller: &Caller, c: &Classified, meter: &mut Me
 
 /// Admits the tenant (budget hold, token and request windows) through the state, mapping a
 /// refusal to its error.
-pub async fn admit_tenant(gw: &Gateway, tenant: &str, hold_usd: f64, tokens: u64) -> Result<TenantHold, ApiError> {
+pub async fn admit_tenant(gw: Admission<'_>, tenant: &str, hold_usd: f64, tokens: u64) -> Result<TenantHold, ApiError> {
     let limits = gw.cfg.tenant(tenant);
     match gw.state.admit_tenant(tenant, hold_usd, tokens).await {
         Ok(Ok(grant)) => Ok(TenantHold::new(gw.state.clone(), grant)),
@@ -222,7 +236,7 @@ pub async fn admit_tenant(gw: &Gateway, tenant: &str, hold_usd: f64, tokens: u64
 /// load) across every replica too, atomically, when replicas share state. A refusal from the
 /// shared state refreshes the view, so the next pricing sees the room is gone.
 async fn share(
-    gw: &Gateway,
+    gw: Admission<'_>,
     alloc: &crate::allocator::Allocator,
     pool: usize,
     mut r: Reservation,
@@ -262,4 +276,86 @@ fn refuse(
     meter.decision(Verdict::Refuse, Some(price), Some(asked.net(value)));
     tracing::debug!(tenant = %class.tenant, model = %class.model, price, value, quote_per_1k, "refused: capacity is priced above the request's value");
     ApiError::Priced { model: class.model.clone(), quote_per_1k, price, retry_after_s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::classify::{read_request, Route};
+    use crate::metering::LedgerSink;
+    use crate::state::{LocalState, SharedState, TenantLimits};
+    use std::collections::HashMap;
+
+    struct Deps {
+        cfg: crate::config::Config,
+        alloc: Arc<crate::allocator::Allocator>,
+        state: Arc<dyn SharedState>,
+        routers: HashMap<String, Arc<crate::routing::RouterModel>>,
+    }
+
+    impl Deps {
+        fn new() -> Self {
+            let cfg = crate::config::one_pool_for_tests(1);
+            let limits = cfg
+                .tenants
+                .iter()
+                .map(|t| (t.name.clone(), TenantLimits { budget_usd: t.monthly_budget_usd, ..Default::default() }))
+                .collect();
+            let alloc = Arc::new(crate::allocator::Allocator::new(&cfg).unwrap());
+            Self { cfg, alloc, state: Arc::new(LocalState::new(limits)), routers: HashMap::new() }
+        }
+
+        fn admission(&self) -> Admission<'_> {
+            Admission { cfg: &self.cfg, allocator: Some(&self.alloc), state: &self.state, routers: &self.routers }
+        }
+    }
+
+    fn chat(text: &str, max_tokens: Option<u32>) -> Classified {
+        let mut body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": text}]});
+        if let Some(m) = max_tokens {
+            body["max_tokens"] = m.into();
+        }
+        read_request(Route::Chat, body.to_string().as_bytes()).unwrap()
+    }
+
+    fn meter(tenant: &str) -> Meter {
+        let (sink, _rows) = LedgerSink::detached();
+        Meter::new(sink, "req_test".into(), tenant, "k", "/v1/chat/completions", Rates::default(), Rates::default())
+    }
+
+    fn caller(tenant: &str) -> Caller {
+        Caller { tenant: tenant.into(), key_id: "k".into() }
+    }
+
+    #[tokio::test]
+    async fn a_managed_request_is_admitted_on_its_pool_and_gives_its_capacity_back() {
+        let d = Deps::new();
+        let admitted = admit(d.admission(), &caller("a"), &chat("hello", Some(8)), &mut meter("a")).await.unwrap();
+        assert_eq!((admitted.model.as_str(), admitted.decision), ("m", Verdict::Admit));
+        assert!(admitted.price.is_some() && d.alloc.loads[0].inflight() > 0.0);
+        assert_eq!(admitted.output_cap, None, "the client's max_tokens stands");
+        admitted.settle(Tokens { input: 5, output: 8, estimated: false }, true);
+        assert_eq!(d.alloc.loads[0].inflight(), 0.0);
+    }
+
+    #[tokio::test]
+    async fn a_budgeted_hold_counts_the_prompt_and_caps_an_unbounded_output() {
+        let d = Deps::new();
+        // 100 micro-USD at 1 and 2 USD per 1M tokens: a long prompt alone does not fit.
+        let long = "word ".repeat(200);
+        let err = admit(d.admission(), &caller("b"), &chat(&long, Some(1)), &mut meter("b")).await.err();
+        assert!(matches!(err, Some(ApiError::BudgetExceeded)), "{err:?}");
+        // No max_tokens: the tier's default cap is held, and sent upstream.
+        let admitted = admit(d.admission(), &caller("b"), &chat("hi", None), &mut meter("b")).await;
+        let err = admitted.err();
+        assert!(
+            matches!(err, Some(ApiError::BudgetExceeded)),
+            "4,096 output tokens at 2 USD/1M exceed 100 micro-USD: {err:?}"
+        );
+        let admitted = admit(d.admission(), &caller("b"), &chat("hi", Some(20)), &mut meter("b")).await.unwrap();
+        let (spent, held) = d.state.tenant_usage("b").await.unwrap().unwrap();
+        assert_eq!(spent, 0.0);
+        assert!(held >= 40e-6, "the hold covers the output cap: {held}");
+        drop(admitted);
+    }
 }

@@ -10,8 +10,6 @@ use bytes::Bytes;
 use serde_json::Value;
 use std::sync::Arc;
 
-use super::gateway::Gateway;
-
 /// The OpenAI endpoints the gateway proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -124,12 +122,18 @@ impl PromptInput {
     }
 }
 
-pub fn classify(gw: &Gateway, route: Route, caller: &Caller, body: &[u8]) -> Result<Classified, ApiError> {
+pub fn classify(
+    cfg: &crate::config::Config,
+    registry: &crate::backends::Registry,
+    route: Route,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Classified, ApiError> {
     let c = read_request(route, body)?;
-    if gw.registry.pool(&c.model).is_none() {
+    if registry.pool(&c.model).is_none() {
         return Err(ApiError::ModelNotFound(c.model));
     }
-    if !gw.cfg.may_use(&caller.tenant, &c.model) {
+    if !cfg.may_use(&caller.tenant, &c.model) {
         return Err(ApiError::ModelNotAllowed(c.model));
     }
     Ok(c)
@@ -229,5 +233,43 @@ fn prefix_param(e: ApiError, field: &str) -> ApiError {
             }),
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_checks_the_model_exists_and_the_tenant_may_use_it() {
+        let cfg = crate::config::one_pool_for_tests(1);
+        let registry = crate::backends::Registry::new(&cfg).unwrap();
+        let body =
+            |m: &str| format!(r#"{{"model": "{m}", "messages": [{{"role": "user", "content": "hi"}}], "n": 3}}"#);
+        let a = Caller { tenant: "a".into(), key_id: "k".into() };
+        let c = classify(&cfg, &registry, Route::Chat, &a, body("m").as_bytes()).unwrap();
+        assert_eq!((c.model.as_str(), c.choices, c.max_tokens), ("m", 3, None));
+        let err = classify(&cfg, &registry, Route::Chat, &a, body("nope").as_bytes()).err();
+        assert!(matches!(err, Some(ApiError::ModelNotFound(_))), "{err:?}");
+        let stranger = Caller { tenant: "stranger".into(), key_id: "k".into() };
+        let err = classify(&cfg, &registry, Route::Chat, &stranger, body("m").as_bytes()).err();
+        assert!(matches!(err, Some(ApiError::ModelNotAllowed(_))), "{err:?}");
+    }
+
+    #[test]
+    fn the_upstream_body_carries_the_output_cap_only_when_the_client_set_none() {
+        let c =
+            read_request(Route::Chat, br#"{"model": "m", "messages": [{"role": "user", "content": "hi"}]}"#).unwrap();
+        let v: Value = serde_json::from_slice(&c.body_for("up", Some(16)).unwrap()).unwrap();
+        assert_eq!((v["model"].as_str(), v["max_tokens"].as_u64()), (Some("up"), Some(16)));
+        let c = read_request(Route::Chat, br#"{"model": "m", "messages": [], "max_tokens": 3}"#);
+        assert!(c.is_err(), "empty messages are refused");
+        let c = read_request(
+            Route::Chat,
+            br#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 3}"#,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&c.body_for("up", Some(16)).unwrap()).unwrap();
+        assert_eq!(v["max_tokens"].as_u64(), Some(3));
     }
 }

@@ -29,11 +29,17 @@ pub struct Gateway {
 impl Gateway {
     /// What the tenant's tier charges (zero for an unknown tenant).
     pub fn tier_rates(&self, tenant: &str) -> Rates {
-        self.cfg
-            .tenant(tenant)
-            .and_then(|t| self.cfg.tier(&t.tier))
-            .map(|t| Rates { input_per_1m: t.input_price_per_1m, output_per_1m: t.output_price_per_1m })
-            .unwrap_or_default()
+        self.cfg.tier_rates(tenant)
+    }
+
+    /// What the admission stage reads: no more of the gateway than that.
+    pub fn admission(&self) -> super::admit::Admission<'_> {
+        super::admit::Admission {
+            cfg: &self.cfg,
+            allocator: self.allocator.as_ref(),
+            state: &self.state,
+            routers: &self.routers,
+        }
     }
 }
 

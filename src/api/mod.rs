@@ -11,6 +11,7 @@ pub mod openai;
 pub mod proxy;
 pub mod relay;
 pub mod routes;
+pub mod send;
 pub mod sse;
 pub mod tokens;
 

@@ -8,7 +8,7 @@ use super::classify::{classify, Classified, Route};
 use super::relay;
 use super::ApiError;
 use crate::auth::Caller;
-use crate::backends::upstream::{self, Opened, UpstreamError};
+use crate::backends::upstream::Opened;
 use crate::backends::{Lease, Pool, Report};
 use crate::cache::{Cached, Capture, Hit, Kind};
 use crate::metering::{Meter, Outcome};
@@ -17,37 +17,50 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::Value;
 use std::time::Duration;
 
 use super::admit::{self, Admitted};
 use super::gateway::{Gateway, RequestIds};
+use super::send::{self, Sent};
 
 /// Largest non-streamed upstream response accepted.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Runs one proxied request. Never fails: errors become OpenAI-shaped responses and ledger rows.
+/// Runs one proxied request through its stages (classify -> cache -> admit -> place and send
+/// -> relay -> record). Never fails: errors become OpenAI-shaped responses and ledger rows. The
+/// meter lives here and is finished exactly once: with the error, by the cache's replay, or by
+/// the relay (which takes it with the upstream's answer).
 pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, ids: RequestIds, body: Bytes) -> Response {
-    let tier = gw.tier_rates(&caller.tenant);
-    let mut m = Meter::new(
+    let mut meter = Meter::new(
         gw.sink.clone(),
         ids.id.clone(),
         &caller.tenant,
         &caller.key_id,
         route.path(),
-        tier,
+        gw.tier_rates(&caller.tenant),
         crate::allocator::value_rates(&gw.cfg, &caller.tenant),
     );
-    m.client_request_id(ids.client.clone());
-    let mut meter = Some(m);
-    let result = run(gw, route, caller, &ids.id, body, &mut meter).await;
-    let mut resp = match result {
-        Ok(resp) => resp,
+    meter.client_request_id(ids.client.clone());
+    let mut resp = match prepare(gw, route, caller, &ids.id, &body, &mut meter).await {
         Err(err) => {
-            if let Some(m) = meter.take() {
-                m.finish(err.status().as_u16(), err.outcome(), Some(err.to_string())).wait().await;
-            }
+            meter.finish(err.status().as_u16(), err.outcome(), Some(err.to_string())).wait().await;
             err.into_response()
+        }
+        Ok(Prepared::Cached { c, hit }) => replay(gw, caller, &c, &ids.id, hit, meter).await,
+        Ok(Prepared::Upstream { c, sent, admitted, capture, model }) => {
+            let headers = served_headers(&model, &sent.lease.backend.name, &admitted);
+            if c.stream {
+                let stream = relay::StreamParts {
+                    client_wants_usage: c.client_wants_usage,
+                    prompt: c.prompt.clone(),
+                    headers,
+                    admitted,
+                    capture,
+                };
+                relay::relay_stream(sent.opened, sent.lease, meter, stream)
+            } else {
+                relay_whole(sent.opened, sent.lease, meter, &c, headers, admitted, capture).await
+            }
         }
     };
     if let Ok(v) = HeaderValue::from_str(ids.echoed()) {
@@ -56,108 +69,51 @@ pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, ids: RequestIds
     resp
 }
 
-async fn run(
+/// Where a request stands after the stages before the relay. Built once per request and moved
+/// straight into the relay, so the larger variant is not boxed (no allocation per request).
+#[allow(clippy::large_enum_variant)]
+enum Prepared {
+    /// The cache answers.
+    Cached { c: Classified, hit: Hit },
+    /// A backend began to answer; `model` is the serving pool's public name.
+    Upstream { c: Classified, sent: Sent, admitted: Admitted, capture: Option<Capture>, model: String },
+}
+
+/// The stages up to the upstream's first byte, each recording what it did in `meter`.
+async fn prepare(
     gw: &Gateway,
     route: Route,
     caller: &Caller,
     request_id: &str,
-    body: Bytes,
-    meter: &mut Option<Meter>,
-) -> Result<Response, ApiError> {
-    let c = classify(gw, route, caller, &body)?;
-    let m = meter.as_mut().expect("meter present until the response is built");
-    m.requested(&c.model, c.stream);
+    body: &[u8],
+    meter: &mut Meter,
+) -> Result<Prepared, ApiError> {
+    let c = classify(&gw.cfg, &gw.registry, route, caller, body)?;
+    meter.requested(&c.model, c.stream);
     let mut capture = None;
     if let Some(kind) = route.cache_kind() {
         let tier = gw.cfg.tenant(&caller.tenant).and_then(|t| gw.cfg.tier(&t.tier));
         if let Some((probe, hit)) = gw.cache.lookup(tier, &caller.tenant, &c.model, route.path(), kind, &c.json).await {
             if let Some(hit) = hit {
-                let m = meter.take().expect("meter present");
-                return replay(gw, caller, &c, request_id, hit, m).await;
+                return Ok(Prepared::Cached { c, hit });
             }
-            m.cache("miss");
+            meter.cache("miss");
             capture = Some(Capture::new(gw.cache.clone(), probe));
         }
     }
-    let admitted = admit::admit(gw, caller, &c, m).await?;
+    let mut admitted = admit::admit(gw.admission(), caller, &c, meter).await?;
     // Only the asked-for model's own answer is stored: a downgraded answer is another model's.
     let capture = capture.filter(|_| admitted.model == c.model);
     let pool: &Pool =
         gw.registry.pool(&admitted.model).ok_or_else(|| ApiError::ModelNotFound(admitted.model.clone()))?;
-    let body = c.body_for(&pool.upstream_model, admitted.output_cap)?;
-    let mut admitted = Some(admitted);
-    let mut tried: Vec<String> = Vec::new();
-    // A transport error on a backend's first attempt may be a pooled connection the server had
-    // already closed (llama.cpp's server closes after every stream): retry it once on the same
-    // backend before counting it as a failure.
-    let mut retried_same: Vec<String> = Vec::new();
-    let mut last_err: Option<ApiError> = None;
-    let mut last_upstream: Option<(StatusCode, Option<u64>, Bytes)> = None;
+    let upstream_body = c.body_for(&pool.upstream_model, admitted.output_cap)?;
     let hashes = if pool.wants_prefix() { c.prompt.prefix_hashes() } else { Vec::new() };
-    while let Some(lease) = pool.place(&tried, &hashes) {
-        let backend = lease.backend.clone();
-        let m = meter.as_mut().expect("meter present until the response is built");
-        m.attempt(&pool.upstream_model, &backend.name, backend.cost_rates());
-        match upstream::open(&backend, route.path(), body.clone(), request_id).await {
-            Err(UpstreamError::Transport(e)) if !retried_same.contains(&backend.name) => {
-                tracing::debug!(backend = %backend.name, error = %e, "transport error; retrying on the same backend");
-                retried_same.push(backend.name.clone());
-                drop(lease);
-                continue;
-            }
-            Ok(opened) if opened.status.is_success() => {
-                m.first_token();
-                let meter = meter.take().expect("meter present");
-                let mut admitted = admitted.take().expect("admitted once");
-                // A stream's first chunk is its first token; a whole response's first bytes
-                // come at its end, so its prefill stays in the backlog until then (conservative).
-                admitted.first_token();
-                let headers = served_headers(&pool.model, &backend.name, &admitted);
-                return Ok(if c.stream {
-                    let stream = relay::StreamParts {
-                        client_wants_usage: c.client_wants_usage,
-                        prompt: c.prompt.clone(),
-                        headers,
-                        admitted,
-                        capture,
-                    };
-                    relay::relay_stream(opened, lease, meter, stream)
-                } else {
-                    relay_whole(opened, lease, meter, &c, headers, admitted, capture).await
-                });
-            }
-            Ok(opened) => {
-                tried.push(backend.name.clone());
-                let status = opened.status;
-                let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-                lease.report(if status.is_server_error() { Report::Failure } else { Report::Neutral });
-                let retry_after = opened.retry_after_s;
-                if status == StatusCode::TOO_MANY_REQUESTS {
-                    // Asked to slow down: a smaller share for a while, never out of the pool.
-                    backend.slow_down();
-                }
-                let body = collect(opened, Duration::from_millis(backend.cfg.idle_timeout_ms), 1 << 20).await;
-                if !retryable {
-                    // The client's own mistake as the upstream saw it: pass it through.
-                    return Err(passthrough_error(status, None, body));
-                }
-                last_upstream = Some((status, retry_after, body));
-            }
-            Err(e) => {
-                tried.push(backend.name.clone());
-                lease.report(Report::Failure);
-                tracing::warn!(backend = %backend.name, error = %e, "upstream attempt failed");
-                last_err = Some(match e {
-                    UpstreamError::FirstByteTimeout(_) => ApiError::UpstreamTimeout(e.to_string()),
-                    _ => ApiError::Upstream(e.to_string()),
-                });
-            }
-        }
-    }
-    if let Some((status, retry_after, body)) = last_upstream {
-        return Err(passthrough_error(status, retry_after, body));
-    }
-    Err(last_err.unwrap_or_else(|| ApiError::NoBackend(pool.model.clone())))
+    let sent = send::send(pool, route.path(), upstream_body, request_id, &hashes, meter).await?;
+    meter.first_token();
+    // A stream's first chunk is its first token; a whole response's first bytes come at its
+    // end, so its prefill stays in the backlog until then (conservative).
+    admitted.first_token();
+    Ok(Prepared::Upstream { c, sent, admitted, capture, model: pool.model.clone() })
 }
 
 fn served_headers(model: &str, backend: &str, admitted: &Admitted) -> HeaderMap {
@@ -186,16 +142,16 @@ async fn replay(
     request_id: &str,
     hit: Hit,
     mut meter: Meter,
-) -> Result<Response, ApiError> {
+) -> Response {
     let answer = hit.answer();
     let tokens = crate::metering::Tokens { input: answer.input_tokens, output: answer.output_tokens, estimated: false };
     let charge = gw.tier_rates(&caller.tenant).charge(tokens);
     let total = (tokens.input + tokens.output).max(0) as u64;
-    let hold = match super::admit::admit_tenant(gw, &caller.tenant, charge, total).await {
+    let hold = match super::admit::admit_tenant(gw.admission(), &caller.tenant, charge, total).await {
         Ok(h) => h,
         Err(e) => {
             meter.finish(e.status().as_u16(), e.outcome(), Some(e.to_string())).wait().await;
-            return Ok(e.into_response());
+            return e.into_response();
         }
     };
     hold.settle(charge, total);
@@ -219,38 +175,14 @@ async fn replay(
     if let Ok(v) = HeaderValue::from_str(&c.model) {
         headers.insert("x-tollgate-model", v);
     }
-    Ok(if c.stream {
+    if c.stream {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         (StatusCode::OK, headers, Body::from(answer.sse(&id, created, c.client_wants_usage))).into_response()
     } else {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         (StatusCode::OK, headers, Body::from(answer.whole(&id, created))).into_response()
-    })
-}
-
-fn passthrough_error(status: StatusCode, retry_after_s: Option<u64>, body: Bytes) -> ApiError {
-    let message = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
-    ApiError::UpstreamStatus { status: status.as_u16(), message, retry_after_s }
-}
-
-/// Reads the rest of a response, each chunk within `idle`, up to `limit` bytes.
-async fn collect(opened: Opened, idle: Duration, limit: usize) -> Bytes {
-    let mut buf = Vec::new();
-    if let Some(f) = opened.first {
-        buf.extend_from_slice(&f);
     }
-    let mut rest = opened.rest;
-    while buf.len() < limit {
-        match tokio::time::timeout(idle, rest.next()).await {
-            Ok(Some(Ok(b))) => buf.extend_from_slice(&b),
-            _ => break,
-        }
-    }
-    Bytes::from(buf)
 }
 
 async fn relay_whole(

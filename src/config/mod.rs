@@ -169,13 +169,22 @@ impl Config {
         self.tiers.iter().find(|t| t.name == name)
     }
 
+    /// What the tenant's tier charges (zero for an unknown tenant).
+    pub fn tier_rates(&self, tenant: &str) -> crate::units::Rates {
+        self.tenant(tenant)
+            .and_then(|t| self.tier(&t.tier))
+            .map(|t| crate::units::Rates { input_per_1m: t.input_price_per_1m, output_per_1m: t.output_price_per_1m })
+            .unwrap_or_default()
+    }
+
     pub fn tenant(&self, name: &str) -> Option<&TenantConfig> {
         self.tenants.iter().find(|t| t.name == name)
     }
 }
 
-/// A configuration with one capacity-managed model `m` on `replicas` engines, one tier `t` and
-/// one tenant `a`, for unit tests of the policy modules.
+/// A configuration with one capacity-managed model `m` on `replicas` engines (its backend on a
+/// port nothing listens on), one tier `t`, a tenant `a` and a tenant `b` with a budget of 100
+/// micro-USD, for unit tests of the policy modules and the request stages.
 #[cfg(test)]
 pub(crate) fn one_pool_for_tests(replicas: u32) -> Config {
     let toml = format!(
@@ -183,7 +192,8 @@ pub(crate) fn one_pool_for_tests(replicas: u32) -> Config {
          [[models]]\nname = \"m\"\nbackends = [\"b\"]\n\
          capacity = {{ profile = \"llama3-8b-h100-tp1\", replicas = {replicas} }}\n\
          [[tiers]]\nname = \"t\"\ninput_price_per_1m = 1.0\noutput_price_per_1m = 2.0\n\
-         [[tenants]]\nname = \"a\"\ntier = \"t\"\n"
+         [[tenants]]\nname = \"a\"\ntier = \"t\"\n\
+         [[tenants]]\nname = \"b\"\ntier = \"t\"\nmonthly_budget_usd = 0.0001\n"
     );
     Config::from_toml(&toml, "test").expect("test config")
 }

@@ -59,6 +59,25 @@ impl Durable {
 }
 
 impl LedgerSink {
+    /// A sink whose rows are not written anywhere but handed to the receiver, for stage tests
+    /// that need no database.
+    pub fn detached() -> (LedgerSink, mpsc::UnboundedReceiver<LedgerRow>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicI64::new(0));
+        let q = queued.clone();
+        std::thread::spawn(move || {
+            while let Some((row, ack)) = rx.blocking_recv() {
+                q.fetch_sub(1, Ordering::Relaxed);
+                let _ = out_tx.send(row);
+                if let Some(a) = ack {
+                    let _ = a.send(());
+                }
+            }
+        });
+        (LedgerSink { tx, queued, metrics: Arc::new(GatewayMetrics::new()), durable: false }, out_rx)
+    }
+
     /// Queues a row for the ledger and counts it in the metrics.
     pub fn record(&self, row: LedgerRow) -> Durable {
         self.metrics.observe(&row);
