@@ -163,10 +163,14 @@ async fn bid_price_admission_beats_fifo_under_twice_the_capacity() {
     let report = format!("{}{}", summary("bid-price", &priced), summary("fifo", &fifo));
     println!("{report}");
 
-    // Enterprise is served, all of it, within its 2 s TTFT target.
+    // Enterprise is served, every request of it within its 2 s TTFT target (the README's words).
     let ent = of(&priced, "ent");
     assert!(ent.iter().all(|x| x["status"] == 200), "{report}");
-    assert!(p95(ent.iter().filter_map(|x| x["ttft"].as_f64()).collect()) < 2.0, "{report}");
+    let ent_ttft: Vec<f64> = ent.iter().filter_map(|x| x["ttft"].as_f64()).collect();
+    assert_eq!(ent_ttft.len(), ent.len(), "every enterprise answer has a TTFT");
+    let worst = ent_ttft.iter().cloned().fold(0.0, f64::max);
+    println!("enterprise TTFT: p95 {:.3} s, max {worst:.3} s", p95(ent_ttft.clone()));
+    assert!(worst < 2.0, "an enterprise request waited {worst} s for its first token\n{report}");
     // Consumer work is downgraded to the small model or refused with a quote.
     let con = of(&priced, "con");
     let downgraded = con.iter().filter(|x| x["decision"] == "downgrade" && x["served_model"] == "small").count();
@@ -189,6 +193,7 @@ async fn bid_price_admission_beats_fifo_under_twice_the_capacity() {
     // And it is worth more than first come, first served.
     let (v, f) = (value_served(&priced), value_served(&fifo));
     println!("value served: bid-price {v:.6} USD vs fifo {f:.6} USD = {:.2}x", v / f);
-    // Measured 7.9-8.6x on a 2-core machine (see the issue note); asserted with a margin for noise.
-    assert!(v > 3.0 * f, "bid-price {v} vs fifo {f}\n{report}");
+    // The README says about 8 times (measured 7.9-8.6x on a 2-core machine); at least 6 times
+    // leaves room for the noise of a shared machine, not for a different result.
+    assert!(v > 6.0 * f, "bid-price {v} vs fifo {f}\n{report}");
 }

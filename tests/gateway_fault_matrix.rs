@@ -138,6 +138,16 @@ async fn every_fault_ends_in_the_right_answer_one_ledger_row_and_nothing_held() 
     }
 
     let rows = gw.ledger(expected_rows.len() as i64).await;
+    // Exactly one row per request id: none missing, none twice (a missing id and a duplicate
+    // would cancel out in a count).
+    let mut per_id: HashMap<&str, usize> = HashMap::new();
+    for r in &rows {
+        *per_id.entry(r["client_request_id"].as_str().unwrap()).or_default() += 1;
+    }
+    for id in expected_rows.keys() {
+        assert_eq!(per_id.get(id.as_str()).copied(), Some(1), "{id}: rows");
+    }
+    assert_eq!(per_id.len(), expected_rows.len(), "rows for ids never sent");
     for r in &rows {
         let id = r["client_request_id"].as_str().unwrap();
         let want = expected_rows[id];

@@ -309,3 +309,37 @@ async fn logs_hold_no_secrets_and_no_prompts() {
         }
     }
 }
+
+/// A client that sends its headers too slowly (slow-headers, slowloris) is disconnected at the
+/// configured time, and one that sends them in time is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_headers_client_is_cut_off_at_the_configured_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = common::start_gateway(&format!(
+        "header_timeout_ms = 500\n{}[[models]]\nname = \"m\"\nbackends = [\"e\"]\n{}",
+        common::backend("e", "http://127.0.0.1:9", ""),
+        common::TIERS_AND_TENANTS
+    ))
+    .await;
+    let addr = gw.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let t0 = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    let waited = t0.elapsed();
+    assert!(read.is_ok(), "the connection was not closed within 10 s");
+    assert!(
+        waited >= std::time::Duration::from_millis(400) && waited < std::time::Duration::from_secs(3),
+        "closed after {waited:?}, configured 500 ms"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(!text.contains("200 OK"), "the unfinished request was not served: {text}");
+    // In time: served.
+    let mut quick = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    quick.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    quick.read_to_end(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf));
+    gw.stop_and_count().await;
+}

@@ -94,13 +94,21 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
 }
 
-/// Established TCP connections (gateway side): accepted on `port`, and opened to `upstreams`.
-fn connections(port: u16, upstreams: &[u16]) -> (usize, usize) {
+/// The gateway's TCP connections (those whose socket is one of its descriptors, in any state):
+/// accepted on `port`, and opened to `upstreams`.
+fn connections(pid: u32, port: u16, upstreams: &[u16]) -> (usize, usize) {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap() + &std::fs::read_to_string("/proc/net/tcp6").unwrap();
     let (mut client, mut upstream) = (0, 0);
     for line in table.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 4 || f[3] != "01" {
+        if f.len() < 10 || !inodes.contains(f[9]) {
             continue;
         }
         let port_of = |a: &str| u16::from_str_radix(a.rsplit(':').next().unwrap(), 16).unwrap_or(0);
@@ -129,7 +137,7 @@ async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
 }
 
 async fn sample(client: &reqwest::Client, base: &str, pid: u32, port: u16, ups: &[u16], t0: Instant) -> Sample {
-    let (client_conns, upstream_conns) = connections(port, ups);
+    let (client_conns, upstream_conns) = connections(pid, port, ups);
     Sample {
         at_s: t0.elapsed().as_secs_f64(),
         rss_mb: rss_mb(pid),
@@ -384,13 +392,15 @@ async fn soak_with_random_faults_loses_nothing_and_leaks_nothing() {
         ERROR_BUDGET * 100.0
     );
     assert!(end.client_conns <= 1, "{} client connections left open", end.client_conns);
-    // Descriptors and tasks back to the idle level between warm-up and load (less pooled
-    // upstream connections): a leak of a handful shows.
-    let fd_level = |s: &Sample| s.fds as i64 - s.upstream_conns as i64;
+    // Descriptors (less the TCP connections open to clients and upstreams, counted from the
+    // process's own sockets) and tasks back to the idle level between warm-up and load: a leak
+    // of a handful shows.
+    let fd_level = |s: &Sample| s.fds as i64 - s.upstream_conns as i64 - s.client_conns as i64;
     assert!(fd_level(&end) <= fd_level(&idle) + 4, "descriptors grew: idle {idle:?}, end {end:?}");
     let task_level = |s: &Sample| s.tasks - s.upstream_conns as f64;
     assert!(task_level(&end) <= task_level(&idle) + 4.0, "tasks grew: idle {idle:?}, end {end:?}");
     assert!(end.rss_mb <= warm.rss_mb * 1.25 + 8.0, "RSS grew: warm {:.1} MB, end {:.1} MB", warm.rss_mb, end.rss_mb);
+    assert!(end.rss_mb <= idle.rss_mb + 8.0, "RSS grew: idle {:.1} MB, end {:.1} MB", idle.rss_mb, end.rss_mb);
     let faults_seen: u64 =
         statuses.iter().filter(|(s, _)| s.starts_with('5') || s.contains("error")).map(|(_, n)| n).sum();
     assert!(faults_seen > 0, "the faults showed: {statuses:?}");

@@ -28,6 +28,15 @@ impl Route {
         }
     }
 
+    /// The OpenTelemetry GenAI operation name.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Route::Chat => "chat",
+            Route::Completions => "text_completion",
+            Route::Embeddings => "embeddings",
+        }
+    }
+
     pub fn path(self) -> &'static str {
         match self {
             Route::Chat => "/v1/chat/completions",

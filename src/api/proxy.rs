@@ -22,6 +22,8 @@ use std::time::Duration;
 use super::admit::{self, Admitted};
 use super::gateway::{Gateway, RequestIds};
 use super::send::{self, Sent};
+use crate::serve::telemetry::SPAN_TARGET;
+use tracing::Instrument;
 
 /// Largest non-streamed upstream response accepted.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -41,14 +43,17 @@ pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, ids: RequestIds
         crate::allocator::value_rates(&gw.cfg, &caller.tenant),
     );
     meter.client_request_id(ids.client.clone());
-    let mut resp = match prepare(gw, route, caller, &ids.id, &body, &mut meter).await {
+    let span = request_span(route, caller, &ids.id);
+    meter.trace(span.clone());
+    let mut resp = match prepare(gw, route, caller, &ids.id, &body, &mut meter).instrument(span.clone()).await {
         Err(err) => {
             meter.finish(err.status().as_u16(), err.outcome(), Some(err.to_string())).wait().await;
             err.into_response()
         }
-        Ok(Prepared::Cached { c, hit }) => replay(gw, caller, &c, &ids.id, hit, meter).await,
+        Ok(Prepared::Cached { c, hit }) => replay(gw, caller, &c, &ids.id, hit, meter).instrument(span.clone()).await,
         Ok(Prepared::Upstream { c, sent, admitted, capture, model }) => {
             let headers = served_headers(&model, &sent.lease.backend.name, &admitted);
+            let relay_span = tracing::debug_span!(target: SPAN_TARGET, parent: &span, "relay", stream = c.stream);
             if c.stream {
                 let stream = relay::StreamParts {
                     client_wants_usage: c.client_wants_usage,
@@ -56,10 +61,11 @@ pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, ids: RequestIds
                     headers,
                     admitted,
                     capture,
+                    span: relay_span,
                 };
                 relay::relay_stream(sent.opened, sent.lease, meter, stream)
             } else {
-                relay_whole(sent.opened, sent.lease, meter, &c, headers, admitted, capture).await
+                relay_whole(sent.opened, sent.lease, meter, &c, headers, admitted, capture).instrument(relay_span).await
             }
         }
     };
@@ -67,6 +73,28 @@ pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, ids: RequestIds
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// The request's span: the stages' spans hang under it, and the meter records the GenAI
+/// attributes (models, tokens, decision, price, cache, status) into it when it finishes.
+fn request_span(route: Route, caller: &Caller, request_id: &str) -> tracing::Span {
+    tracing::debug_span!(
+        target: SPAN_TARGET,
+        "request",
+        otel.name = route.path(),
+        otel.kind = "server",
+        gen_ai.operation.name = route.operation(),
+        gen_ai.request.model = tracing::field::Empty,
+        gen_ai.response.model = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        tollgate.tenant = %caller.tenant,
+        tollgate.request_id = request_id,
+        tollgate.decision = tracing::field::Empty,
+        tollgate.price = tracing::field::Empty,
+        tollgate.cache = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 /// Where a request stands after the stages before the relay. Built once per request and moved
@@ -88,12 +116,16 @@ async fn prepare(
     body: &[u8],
     meter: &mut Meter,
 ) -> Result<Prepared, ApiError> {
-    let c = classify(&gw.cfg, &gw.registry, route, caller, body)?;
+    let c = {
+        let _stage = tracing::debug_span!(target: SPAN_TARGET, "classify").entered();
+        classify(&gw.cfg, &gw.registry, route, caller, body)?
+    };
     meter.requested(&c.model, c.stream);
     let mut capture = None;
     if let Some(kind) = route.cache_kind() {
         let tier = gw.cfg.tenant(&caller.tenant).and_then(|t| gw.cfg.tier(&t.tier));
-        if let Some((probe, hit)) = gw.cache.lookup(tier, &caller.tenant, &c.model, route.path(), kind, &c.json).await {
+        let lookup = gw.cache.lookup(tier, &caller.tenant, &c.model, route.path(), kind, &c.json);
+        if let Some((probe, hit)) = lookup.instrument(tracing::debug_span!(target: SPAN_TARGET, "cache")).await {
             if let Some(hit) = hit {
                 return Ok(Prepared::Cached { c, hit });
             }
@@ -101,14 +133,16 @@ async fn prepare(
             capture = Some(Capture::new(gw.cache.clone(), probe));
         }
     }
-    let mut admitted = admit::admit(gw.admission(), caller, &c, meter).await?;
+    let admit_span = tracing::debug_span!(target: SPAN_TARGET, "admit");
+    let mut admitted = admit::admit(gw.admission(), caller, &c, meter).instrument(admit_span).await?;
     // Only the asked-for model's own answer is stored: a downgraded answer is another model's.
     let capture = capture.filter(|_| admitted.model == c.model);
     let pool: &Pool =
         gw.registry.pool(&admitted.model).ok_or_else(|| ApiError::ModelNotFound(admitted.model.clone()))?;
     let upstream_body = c.body_for(&pool.upstream_model, admitted.output_cap)?;
     let hashes = if pool.wants_prefix() { c.prompt.prefix_hashes() } else { Vec::new() };
-    let sent = send::send(pool, route.path(), upstream_body, request_id, &hashes, meter).await?;
+    let send_span = tracing::debug_span!(target: SPAN_TARGET, "send", backend = tracing::field::Empty);
+    let sent = send::send(pool, route.path(), upstream_body, request_id, &hashes, meter).instrument(send_span).await?;
     meter.first_token();
     // A stream's first chunk is its first token; a whole response's first bytes come at its
     // end, so its prefill stays in the backlog until then (conservative).

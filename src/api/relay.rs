@@ -258,6 +258,7 @@ struct Relay {
     finished: bool,
     /// The ledger row's commit, waited for before the last bytes go out (durable mode).
     durable: Option<crate::metering::Durable>,
+    _span: tracing::Span,
 }
 
 /// Most bytes gathered into one write to the client from chunks already received.
@@ -407,11 +408,13 @@ pub struct StreamParts {
     pub admitted: Admitted,
     /// Where to store the answer once complete, if it is to be cached.
     pub capture: Option<Capture>,
+    /// The relay stage's span, closed when the relay ends.
+    pub span: tracing::Span,
 }
 
 /// The client's streaming response, relayed from an opened upstream stream.
 pub fn relay_stream(opened: Opened, lease: Lease, meter: Meter, parts: StreamParts) -> Response {
-    let StreamParts { client_wants_usage, prompt, mut headers, admitted, capture } = parts;
+    let StreamParts { client_wants_usage, prompt, mut headers, admitted, capture, span } = parts;
     let mut tally = Tally::new(client_wants_usage);
     if capture.is_some() {
         tally.capture();
@@ -431,6 +434,7 @@ pub fn relay_stream(opened: Opened, lease: Lease, meter: Meter, parts: StreamPar
         capture,
         finished: false,
         durable: None,
+        _span: span,
     };
     let body =
         futures::stream::unfold(relay, |mut r| async move { r.next().await.map(|b| (Ok::<_, std::io::Error>(b), r)) });

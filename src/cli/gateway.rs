@@ -10,15 +10,24 @@ use anyhow::Context;
 use std::path::PathBuf;
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    // The configuration comes first: it says where traces go, and logging starts with them.
+    let loaded = match &a.config {
+        Some(path) => {
+            let mut cfg = Config::from_file(path)?;
+            if let Some(l) = &a.listen {
+                cfg.listen = l.clone();
+                cfg.validate(&path.display().to_string())?;
+            }
+            Some(cfg)
+        }
+        None => None,
+    };
+    // Declared before the runtime, so dropped after it: the last spans are flushed at exit.
+    let _telemetry = serve::telemetry::init(loaded.as_ref().and_then(|c| c.tracing.as_ref()))?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let (cfg, admin_key, demo) = match &a.config {
-            Some(path) => {
-                let mut cfg = Config::from_file(path)?;
-                if let Some(l) = &a.listen {
-                    cfg.listen = l.clone();
-                    cfg.validate(&path.display().to_string())?;
-                }
+        let (cfg, admin_key, demo) = match loaded {
+            Some(cfg) => {
                 let admin = std::env::var(&cfg.admin_key_env).ok().filter(|k| !k.is_empty());
                 if admin.is_none() {
                     tracing::warn!(var = %cfg.admin_key_env, "no admin key set: the admin API is disabled");

@@ -245,7 +245,13 @@ pub struct StoreArgs {
     pub data_dir: PathBuf,
 }
 
+/// Runs a command; logging starts here (`serve` starts it itself, with the traces its
+/// configuration asks for).
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let _telemetry = match &cli.command {
+        Command::Serve(_) => None,
+        _ => Some(crate::serve::telemetry::init(None)?),
+    };
     match cli.command {
         Command::Serve(a) => gateway::serve(a),
         Command::Simulate(a) => simulate::run(a),

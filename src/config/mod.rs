@@ -12,7 +12,7 @@ mod validate;
 pub use backends::{BackendConfig, BackendKind, CircuitConfig, HealthConfig};
 pub use cache::{CacheConfig, CacheMode, SemanticCacheConfig};
 pub use models::{AdmissionConfig, CapacityConfig, FallbackConfig, ModelConfig, SiteConfig};
-pub use state::{OnUnavailable, RedisConfig};
+pub use state::{OnUnavailable, RedisConfig, TracingConfig};
 pub use tenants::{TenantConfig, TierConfig};
 
 use serde::Deserialize;
@@ -35,6 +35,10 @@ pub struct Config {
     /// Largest request line and headers accepted, in bytes (431 beyond); at least 8,192.
     #[serde(default = "default_header_limit")]
     pub header_limit_bytes: usize,
+    /// How long a client may take to send its request line and headers, milliseconds; a slower
+    /// one (slow-headers) is disconnected. At least 100.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
     /// Failed authentication attempts allowed per client address and minute; past it, 429.
     #[serde(default = "default_auth_failures")]
     pub auth_failures_per_minute: u32,
@@ -68,6 +72,9 @@ pub struct Config {
     pub ledger_durable: Option<bool>,
     #[serde(default)]
     pub redis: RedisConfig,
+    /// Traces of every request over OTLP (off unless `otlp_endpoint` is set).
+    #[serde(default)]
+    pub tracing: Option<TracingConfig>,
 }
 
 impl Config {
@@ -92,6 +99,10 @@ fn default_data_dir() -> PathBuf {
 
 fn default_admin_key_env() -> String {
     "TOLLGATE_ADMIN_KEY".into()
+}
+
+fn default_header_timeout() -> u64 {
+    30_000
 }
 
 fn default_header_limit() -> usize {

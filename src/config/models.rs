@@ -73,6 +73,8 @@ pub struct CapacityConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FallbackConfig {
+    /// The fallback model (in a scenario file: its pool, `pool = "..."`).
+    #[serde(alias = "pool")]
     pub model: String,
     pub quality: f64,
 }

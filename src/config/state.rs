@@ -1,4 +1,5 @@
-//! `[redis]` and `state`: how replicas share budgets, limits, reservations and prices.
+//! `[redis]` and `state`: how replicas share budgets, limits, reservations and prices; and
+//! `[tracing]`: where request traces go.
 
 use serde::Deserialize;
 
@@ -60,4 +61,31 @@ pub enum OnUnavailable {
     #[default]
     FailClosed,
     Degrade,
+}
+
+/// `[tracing]`: request traces exported over OTLP/HTTP (protobuf).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Where spans are POSTed, e.g. `http://127.0.0.1:4318/v1/traces` (an OpenTelemetry
+    /// Collector's OTLP/HTTP receiver); unset: no traces.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// How often finished spans are sent, milliseconds.
+    #[serde(default = "default_export_interval")]
+    pub export_interval_ms: u64,
+    #[serde(default = "default_export_timeout")]
+    pub export_timeout_ms: u64,
+}
+
+fn default_service_name() -> String {
+    "tollgate".into()
+}
+fn default_export_interval() -> u64 {
+    1000
+}
+fn default_export_timeout() -> u64 {
+    5000
 }

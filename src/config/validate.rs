@@ -24,6 +24,9 @@ impl Config {
         if self.body_limit_bytes < 1024 {
             return bad("body_limit_bytes".into(), "must be at least 1024".into());
         }
+        if self.header_timeout_ms < 100 {
+            return bad("header_timeout_ms".into(), "must be at least 100".into());
+        }
         if self.header_limit_bytes < 8192 {
             return bad("header_limit_bytes".into(), "must be at least 8192".into());
         }
@@ -41,6 +44,16 @@ impl Config {
         if let Some(u) = &self.ledger {
             if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
                 return bad("ledger".into(), "must be a postgres:// URL (SQLite in data_dir is the default)".into());
+            }
+        }
+        if let Some(t) = &self.tracing {
+            if let Some(e) = &t.otlp_endpoint {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    return bad("tracing.otlp_endpoint".into(), "must be an http:// or https:// URL".into());
+                }
+            }
+            if t.export_interval_ms == 0 || t.export_timeout_ms == 0 {
+                return bad("tracing".into(), "export_interval_ms and export_timeout_ms must be > 0".into());
             }
         }
         if self.redis.replicas == 0 || self.redis.ttl_ms < 100 || self.redis.timeout_ms == 0 {

@@ -28,6 +28,9 @@ pub struct Meter {
     cost_rates: Rates,
     tokens: Tokens,
     written: bool,
+    /// The request's trace span (disabled unless traces are exported): what the row says is
+    /// recorded into it too.
+    span: tracing::Span,
 }
 
 impl Meter {
@@ -80,6 +83,7 @@ impl Meter {
             cost_rates: Rates::default(),
             tokens: Tokens::default(),
             written: false,
+            span: tracing::Span::none(),
         }
     }
 
@@ -148,6 +152,11 @@ impl Meter {
 
     /// Writes the row with its final status; the response's end may wait on the returned
     /// [`Durable`] for the row's commit.
+    /// Records this request's attributes into `span` as they become known.
+    pub fn trace(&mut self, span: tracing::Span) {
+        self.span = span;
+    }
+
     pub fn finish(mut self, status: u16, outcome: Outcome, error: Option<String>) -> Durable {
         self.write(status, outcome, error)
     }
@@ -171,6 +180,23 @@ impl Meter {
         r.value_usd = if outcome == Outcome::Ok { self.value_rates.charge(self.tokens) } else { 0.0 };
         r.revenue_usd = if outcome == Outcome::Ok { self.price_rates.charge(self.tokens) } else { 0.0 };
         r.cost_usd = self.cost_rates.charge(self.tokens);
+        if !self.span.is_disabled() {
+            let s = &self.span;
+            s.record("gen_ai.request.model", r.model_requested.as_str());
+            if let Some(m) = &r.model_served {
+                s.record("gen_ai.response.model", m.as_str());
+            }
+            s.record("gen_ai.usage.input_tokens", r.input_tokens);
+            s.record("gen_ai.usage.output_tokens", r.output_tokens);
+            s.record("tollgate.decision", r.decision.as_str());
+            if let Some(p) = r.price {
+                s.record("tollgate.price", p);
+            }
+            if let Some(c) = &r.cache {
+                s.record("tollgate.cache", c.as_str());
+            }
+            s.record("http.response.status_code", i64::from(r.status));
+        }
         self.sink.record(r.clone())
     }
 }

@@ -5,6 +5,7 @@
 pub mod embedded;
 pub mod http;
 mod shared;
+pub mod telemetry;
 
 use crate::allocator::Allocator;
 use crate::api::gateway::Gateway;
@@ -98,7 +99,11 @@ pub async fn spawn(
         background.extend(shared::spawn(gateway.clone()));
     }
     let app = router(gateway.clone());
-    let limits = http::Limits { header_bytes: gateway.cfg.header_limit_bytes, ..Default::default() };
+    let limits = http::Limits {
+        header_bytes: gateway.cfg.header_limit_bytes,
+        header_timeout: std::time::Duration::from_millis(gateway.cfg.header_timeout_ms),
+        ..Default::default()
+    };
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

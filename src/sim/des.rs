@@ -115,8 +115,8 @@ impl<'a> Sim<'a> {
             .pools
             .iter()
             .map(|p| {
-                let profile = crate::capacity::Profile::resolve(&p.profile)?;
-                Ok((0..p.replicas)
+                let profile = crate::capacity::Profile::resolve(&p.capacity.profile)?;
+                Ok((0..p.capacity.replicas)
                     .map(|_| Replica { engine: Engine::new(profile.clone()), pending: Vec::new(), busy: false })
                     .collect())
             })

@@ -124,7 +124,7 @@ fn items(sc: &Scenario, fleet: &Fleet, reqs: &[SimRequest]) -> Result<(Vec<Item>
         let mut pools = vec![(own, 1.0)];
         if let Some(spec) = sc.pools.iter().find(|p| p.name == class.pool) {
             for fb in &spec.fallbacks {
-                pools.push((fleet.pool(&fb.pool).ok_or("fallback names an unknown pool")?, fb.quality));
+                pools.push((fleet.pool(&fb.model).ok_or("fallback names an unknown pool")?, fb.quality));
             }
         }
         // Deferrable work is not downgraded (it waits for the pool it asked for).

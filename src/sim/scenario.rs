@@ -3,7 +3,7 @@
 //! shared allocator and admission code read is derived from it, so the simulator prices requests
 //! exactly as the gateway would.
 
-use crate::config::{Config, TierConfig};
+use crate::config::{CapacityConfig, Config, FallbackConfig, TierConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -28,23 +28,19 @@ pub struct Scenario {
     pub classes: Vec<ClassSpec>,
 }
 
+/// A pool of the fleet: a gateway model's `capacity` (the same type, the same defaults), with
+/// the model's fallbacks and placement beside it.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PoolSpec {
     pub name: String,
-    pub profile: String,
-    pub replicas: u32,
-    #[serde(default = "default_rho")]
-    pub sla_utilisation: f64,
+    /// Profile, replicas, SLA-safe utilisation, cost, queue window: as a gateway model's
+    /// `capacity`, whose fields sit in the pool's table (unknown ones are refused there).
+    #[serde(flatten)]
+    pub capacity: CapacityConfig,
+    /// Cheaper pools this pool's requests may be downgraded to, with the quality they keep (a
+    /// gateway model's `fallbacks`; `pool` names the fallback's pool).
     #[serde(default)]
-    pub cost_per_engine_second: f64,
-    /// Seconds of capacity that may be in flight at once (the gateway's `queue_window_s`).
-    #[serde(default = "default_window")]
-    pub queue_window_s: f64,
-    /// Cheaper pools this pool's requests may be downgraded to, with the quality they keep (as a
-    /// gateway model's `fallbacks`).
-    #[serde(default)]
-    pub fallbacks: Vec<FallbackSpec>,
+    pub fallbacks: Vec<FallbackConfig>,
     /// How a request picks one of the pool's replicas (as a gateway model's `placement`).
     #[serde(default)]
     pub placement: crate::routing::placement::Placement,
@@ -67,24 +63,11 @@ pub struct ClassSpec {
     pub quota_tpm: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FallbackSpec {
-    pub pool: String,
-    pub quality: f64,
-}
-
 fn one() -> f64 {
     1.0
 }
 fn default_timeout() -> f64 {
     30.0
-}
-fn default_window() -> f64 {
-    20.0
-}
-fn default_rho() -> f64 {
-    0.85
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,9 +95,9 @@ impl Scenario {
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         // A profile file is named relative to the scenario (built-in names stay as they are).
         for pool in &mut s.pools {
-            let beside = base.join(&pool.profile);
-            if crate::capacity::Profile::builtin(&pool.profile).is_err() && beside.is_file() {
-                pool.profile = beside.display().to_string();
+            let beside = base.join(&pool.capacity.profile);
+            if crate::capacity::Profile::builtin(&pool.capacity.profile).is_err() && beside.is_file() {
+                pool.capacity.profile = beside.display().to_string();
             }
         }
         s.gateway_config().map_err(|e| ScenarioError::Invalid {
@@ -158,16 +141,16 @@ impl Scenario {
         }
         for (p, backends) in self.pools.iter().zip(&names) {
             let fallbacks: Vec<String> =
-                p.fallbacks.iter().map(|f| format!("{{ model = {}, quality = {} }}", q(&f.pool), f.quality)).collect();
+                p.fallbacks.iter().map(|f| format!("{{ model = {}, quality = {} }}", q(&f.model), f.quality)).collect();
             t += &format!(
                 "[[models]]\nname = {0}\nbackends = [{7}]\nplacement = {8}\nfallbacks = [{1}]\ncapacity = {{ profile = {2}, replicas = {3}, sla_utilisation = {4}, cost_per_engine_second = {5}, queue_window_s = {6} }}\n",
                 q(&p.name),
                 fallbacks.join(", "),
-                q(&p.profile),
-                p.replicas,
-                p.sla_utilisation,
-                p.cost_per_engine_second,
-                p.queue_window_s,
+                q(&p.capacity.profile),
+                p.capacity.replicas,
+                p.capacity.sla_utilisation,
+                p.capacity.cost_per_engine_second,
+                p.capacity.queue_window_s,
                 backends.join(", "),
                 q(p.placement.as_str())
             );

@@ -204,7 +204,7 @@ fn side(sc: &Scenario, reqs: &[SimRequest], outcomes: &[Outcome]) -> anyhow::Res
             sc.pools
                 .iter()
                 .find(|p| p.name == class.pool)
-                .and_then(|p| p.fallbacks.iter().find(|f| f.pool == sc.pools[pool].name))
+                .and_then(|p| p.fallbacks.iter().find(|f| f.model == sc.pools[pool].name))
                 .map(|f| f.quality)
                 .unwrap_or(0.0)
         };
@@ -231,9 +231,9 @@ async fn live(
     // One emulated engine per replica, placed by the gateway as the simulator places them.
     let mut urls = Vec::new();
     for p in &sc.pools {
-        let profile = Profile::resolve(&p.profile)?;
+        let profile = Profile::resolve(&p.capacity.profile)?;
         let mut pool_urls = Vec::new();
-        for replica in 0..p.replicas {
+        for replica in 0..p.capacity.replicas {
             let emu = Emulator::start(EmulatorConfig {
                 profile: profile.clone(),
                 model_name: p.name.clone(),
