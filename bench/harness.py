@@ -148,8 +148,10 @@ http {{
     return Target("nginx", url, "unused", p)
 
 
-def start_tollgate(tollgate, upstream, work):
+def start_tollgate(tollgate, upstream, work, name="tollgate"):
     port = free_port()
+    work = f"{work}/{name}"
+    os.makedirs(work, exist_ok=True)
     cfg = f"""
 listen = "127.0.0.1:{port}"
 data_dir = "{work}/tollgate-data"
@@ -181,7 +183,7 @@ tier = "standard"
     p = start([tollgate, "serve", "--config", path], open(f"{work}/tollgate.log", "w"), env=env)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health")
-    return Target("tollgate", url, key, p)
+    return Target(name, url, key, p)
 
 
 def start_bare(bare, upstream, work):
@@ -296,6 +298,8 @@ def main():
     ap.add_argument("--oha", required=True)
     ap.add_argument("--litellm", help="path to the litellm CLI (omit to leave LiteLLM out)")
     ap.add_argument("--bare", help="path to the bare_proxy example (the HTTP stack's floor; omit to leave out)")
+    ap.add_argument("--tollgate-before", help="another tollgate binary (e.g. built from an earlier commit), run "
+                    "side by side as the target 'tollgate-before'")
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", required=True)
@@ -308,6 +312,8 @@ def main():
     try:
         up = start_upstream(a.tollgate, work)
         targets = [up, start_nginx(up, work), start_tollgate(a.tollgate, up, work)]
+        if a.tollgate_before:
+            targets.append(start_tollgate(a.tollgate_before, up, work, "tollgate-before"))
         if a.bare:
             targets.append(start_bare(a.bare, up, work))
         if a.litellm:

@@ -496,7 +496,7 @@ async fn redis_scripts_are_exact_under_contention() {
                 if v.granted {
                     granted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(5)).await;
-                    s.release_pool(0, work, work / 4);
+                    s.release_pool(0, work, work / 4, v.epoch);
                 }
             }
         }));
@@ -599,4 +599,47 @@ async fn a_month_boundary_resets_spend_in_redis() {
     assert!(state.admit_tenant_at("t", 0.4, 0, dec).await.unwrap().is_ok(), "December has 0.4 left");
     assert_eq!(state.admit_tenant_at("t", 0.01, 0, dec).await.unwrap().unwrap_err(), tollgate::state::Denied::Budget);
     assert_eq!(state.admit_tenant_at("t", 0.06, 0, nov).await.unwrap().unwrap_err(), tollgate::state::Denied::Budget);
+}
+
+/// A replica that was away past the TTL and comes back cannot give back, from what it holds
+/// now, what it held before the lapse (the others already dropped that): its holds and
+/// reservations are kept per epoch of its presence, and an old grant settles against a field
+/// that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revived_replica_cannot_release_what_it_no_longer_holds() {
+    use tollgate::state::{Denied, SharedState};
+    let redis = Redis::start();
+    let cfg = tollgate::config::RedisConfig { ttl_ms: 300, ..Default::default() };
+    let limits: HashMap<String, tollgate::state::TenantLimits> =
+        [("t".to_string(), tollgate::state::TenantLimits { budget_usd: Some(1.0), ..Default::default() })].into();
+    let new = || tollgate::state::RedisState::new(&redis.url, &cfg, limits.clone(), vec!["p".into()]).unwrap();
+    let (a, b) = (new(), new());
+    a.heartbeat().await.unwrap();
+    b.heartbeat().await.unwrap();
+    let old_hold = a.admit_tenant("t", 0.5, 0).await.unwrap().unwrap();
+    let old_room = a.reserve_pool(0, 600, 0, 1000).await.unwrap().unwrap();
+    assert!(old_room.granted);
+    // A is away past the TTL (B keeps renewing): B's scripts drop what A held.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        b.heartbeat().await.unwrap();
+    }
+    let b_hold = b.admit_tenant("t", 0.9, 0).await.unwrap().unwrap();
+    assert!(b.reserve_pool(0, 900, 0, 1000).await.unwrap().unwrap().granted, "A's room was reclaimed");
+    // A comes back, holds a little more, then its pre-lapse grants end.
+    a.heartbeat().await.unwrap();
+    let _new_hold = a.admit_tenant("t", 0.05, 0).await.unwrap().unwrap();
+    assert!(a.reserve_pool(0, 50, 0, 1000).await.unwrap().unwrap().granted);
+    a.settle_tenant(old_hold, 0.0, 0);
+    a.release_pool(0, 600, 0, old_room.epoch);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Held: B's 0.9 and A's new 0.05; the old 0.5 given back frees nothing that is held.
+    assert_eq!(b.admit_tenant("t", 0.1, 0).await.unwrap().unwrap_err(), Denied::Budget);
+    let (_, held) = b.tenant_usage("t").await.unwrap().unwrap();
+    assert!((held - 0.95).abs() < 1e-9, "held {held}");
+    // The pool: 900 + 50 of 1000 in flight; the old 600 released frees nothing.
+    let view = b.reserve_pool(0, 0, 0, 1000).await.unwrap().unwrap();
+    assert_eq!(view.inflight, 950);
+    assert!(!b.reserve_pool(0, 100, 0, 1000).await.unwrap().unwrap().granted);
+    drop(b_hold);
 }

@@ -19,6 +19,8 @@ pub struct PoolView {
     pub own_inflight: i64,
     pub backlog: i64,
     pub own_backlog: i64,
+    /// The epoch of the replica's presence the view (and a reservation it grants) belongs to.
+    pub epoch: u64,
 }
 
 /// Gives back, where replicas share pools, what a reservation held there: (work, prefill)

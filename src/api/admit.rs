@@ -247,7 +247,8 @@ async fn share(
         Ok(None) => Ok(Some(r)),
         Ok(Some(view)) if view.granted => {
             let state = gw.state.clone();
-            r.share(Box::new(move |work, prefill| state.release_pool(pool, work, prefill)));
+            let epoch = view.epoch;
+            r.share(Box::new(move |work, prefill| state.release_pool(pool, work, prefill, epoch)));
             load.set_others(&view);
             Ok(Some(r))
         }

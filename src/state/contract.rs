@@ -77,6 +77,8 @@ pub struct TenantGrant {
     pub second: i64,
     /// The month the hold was made in (its first millisecond, UTC): the charge is spent in it.
     pub month_ms: i64,
+    /// The replica's epoch the hold was made under (shared state; 0 in one process).
+    pub epoch: u64,
     pub origin: Origin,
 }
 
@@ -115,8 +117,9 @@ pub trait SharedState: Send + Sync + 'static {
         room: i64,
     ) -> Result<Option<PoolView>, StateError>;
 
-    /// Gives back what [`Self::reserve_pool`] granted (in the background).
-    fn release_pool(&self, pool: usize, work: i64, prefill: i64);
+    /// Gives back what [`Self::reserve_pool`] granted under `epoch` (its view's), in the
+    /// background; nothing if that epoch's reservations were dropped meanwhile.
+    fn release_pool(&self, pool: usize, work: i64, prefill: i64, epoch: u64);
 
     /// Renews this replica's presence (and what hangs on it).
     async fn heartbeat(&self) -> Result<(), StateError>;

@@ -94,7 +94,15 @@ impl LocalState {
         t.held += hold;
         let tokens = if t.limits.tokens_per_minute.is_some() { tokens as i64 } else { 0 };
         let month_ms = t.month_ms;
-        Ok(TenantGrant { tenant: tenant.to_string(), hold, tokens, second: now, month_ms, origin: Origin::Local })
+        Ok(TenantGrant {
+            tenant: tenant.to_string(),
+            hold,
+            tokens,
+            second: now,
+            month_ms,
+            epoch: 0,
+            origin: Origin::Local,
+        })
     }
 }
 
@@ -147,7 +155,7 @@ impl SharedState for LocalState {
         Ok(None)
     }
 
-    fn release_pool(&self, _: usize, _: i64, _: i64) {}
+    fn release_pool(&self, _: usize, _: i64, _: i64, _: u64) {}
 
     async fn heartbeat(&self) -> Result<(), StateError> {
         Ok(())

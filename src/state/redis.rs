@@ -37,6 +37,12 @@ pub struct RedisState {
     conn: ConnectionManager,
     /// This replica's id: random per process.
     pub replica: String,
+    /// Bumped when this replica finds its presence lapsed (it was away past the TTL): holds and
+    /// reservations are kept under `{replica}.{epoch}`, so what was granted before the lapse (and
+    /// dropped by the others) can never be given back from what is held after it.
+    epoch: std::sync::atomic::AtomicU64,
+    /// Whether the current epoch's presence was ever renewed.
+    present: std::sync::atomic::AtomicBool,
     prefix: String,
     ttl_ms: u64,
     timeout: Duration,
@@ -76,6 +82,8 @@ impl RedisState {
             limits,
             pools,
             known: Default::default(),
+            epoch: Default::default(),
+            present: Default::default(),
         })
     }
 
@@ -86,6 +94,15 @@ impl RedisState {
             k.push_str(p);
         }
         k
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The field this replica's holds and reservations of `epoch` are kept under.
+    fn member(&self, epoch: u64) -> String {
+        format!("{}.{epoch}", self.replica)
     }
 
     /// What to seed a month's spend with when Redis has none: the ledger's figure for the
@@ -167,6 +184,7 @@ impl RedisState {
         let Some(l) = self.limits.get(tenant) else { return Ok(Err(Denied::Budget)) };
         let month_ms = crate::units::month_start_ms(now_ms);
         let month = month_ms.to_string();
+        let epoch = self.epoch();
         let hold = micro(hold_usd);
         let budget = l.budget_usd.map(micro).unwrap_or(-1);
         let mut conn = self.conn.clone();
@@ -176,7 +194,7 @@ impl RedisState {
             .key(self.key(&["held", tenant, &month]))
             .key(self.key(&["tpm", tenant]))
             .key(self.key(&["rpm", tenant]))
-            .arg(&self.replica)
+            .arg(self.member(epoch))
             .arg(hold)
             .arg(budget)
             .arg(Self::seed(l, month_ms))
@@ -203,6 +221,7 @@ impl RedisState {
                 tokens: if l.tokens_per_minute.is_some() { tokens as i64 } else { 0 },
                 second,
                 month_ms,
+                epoch,
                 origin: Origin::Shared,
             }));
         }
@@ -248,7 +267,7 @@ impl SharedState for RedisState {
                 self.key(&["tpm", &g.tenant]),
             ],
             vec![
-                self.replica.clone(),
+                self.member(g.epoch),
                 g.hold.to_string(),
                 micro(charge_usd).to_string(),
                 g.second.to_string(),
@@ -278,34 +297,60 @@ impl SharedState for RedisState {
         room: i64,
     ) -> Result<Option<PoolView>, StateError> {
         let name = &self.pools[pool];
+        let epoch = self.epoch();
         let mut conn = self.conn.clone();
         let mut inv = RESERVE.prepare_invoke();
         inv.key(self.key(&["replicas"]))
             .key(self.key(&["pool", name, "inflight"]))
             .key(self.key(&["pool", name, "backlog"]))
-            .arg(&self.replica)
+            .arg(self.member(epoch))
             .arg(work)
             .arg(prefill)
             .arg(room);
         let v: Vec<i64> = self.call(inv.invoke_async(&mut conn)).await?;
         let g = |i: usize| v.get(i).copied().unwrap_or(0);
-        Ok(Some(PoolView { granted: g(0) == 1, inflight: g(1), own_inflight: g(2), backlog: g(3), own_backlog: g(4) }))
+        Ok(Some(PoolView {
+            granted: g(0) == 1,
+            inflight: g(1),
+            own_inflight: g(2),
+            backlog: g(3),
+            own_backlog: g(4),
+            epoch,
+        }))
     }
 
-    fn release_pool(&self, pool: usize, work: i64, prefill: i64) {
+    fn release_pool(&self, pool: usize, work: i64, prefill: i64, epoch: u64) {
         let name = &self.pools[pool];
         self.background(
             &RELEASE,
             vec![self.key(&["pool", name, "inflight"]), self.key(&["pool", name, "backlog"])],
-            vec![self.replica.clone(), work.to_string(), prefill.to_string()],
+            vec![self.member(epoch), work.to_string(), prefill.to_string()],
         );
     }
 
     async fn heartbeat(&self) -> Result<(), StateError> {
+        use std::sync::atomic::Ordering;
         let mut conn = self.conn.clone();
-        let mut inv = HEARTBEAT.prepare_invoke();
-        inv.key(self.key(&["replicas"])).arg(&self.replica).arg(self.ttl_ms);
-        self.call(inv.invoke_async::<i64>(&mut conn)).await.map(|_| ())
+        for _ in 0..2 {
+            let epoch = self.epoch();
+            let mut inv = HEARTBEAT.prepare_invoke();
+            inv.key(self.key(&["replicas"]))
+                .arg(self.member(epoch))
+                .arg(self.ttl_ms)
+                .arg(if self.present.load(Ordering::Acquire) { 1 } else { 0 });
+            let (_, lapsed): (i64, i64) = self.call(inv.invoke_async(&mut conn)).await?;
+            if lapsed == 0 {
+                self.present.store(true, Ordering::Release);
+                return Ok(());
+            }
+            // Away past the TTL: the others have dropped what this replica held. Go on under a new
+            // epoch, so grants from before the lapse settle against a field that is gone.
+            if self.epoch.compare_exchange(epoch, epoch + 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                self.present.store(false, Ordering::Release);
+                tracing::warn!(replica = %self.replica, epoch = epoch + 1, "this replica's presence lapsed: what it held before is released; continuing under a new epoch");
+            }
+        }
+        Ok(())
     }
 
     async fn lead(&self) -> Result<bool, StateError> {
@@ -322,7 +367,7 @@ impl SharedState for RedisState {
         let mut conn = self.conn.clone();
         let json = serde_json::to_string(own).map_err(unavailable)?;
         let key = self.key(&["forecasts"]);
-        self.call(conn.hset::<_, _, _, ()>(&key, &self.replica, json)).await?;
+        self.call(conn.hset::<_, _, _, ()>(&key, self.member(self.epoch()), json)).await?;
         let mut inv = FORECASTS.prepare_invoke();
         inv.key(self.key(&["replicas"])).key(&key);
         let all: Vec<String> = self.call(inv.invoke_async(&mut conn)).await?;

@@ -165,8 +165,8 @@ impl SharedState for Resilient {
         }
     }
 
-    fn release_pool(&self, pool: usize, work: i64, prefill: i64) {
-        self.redis.release_pool(pool, work, prefill)
+    fn release_pool(&self, pool: usize, work: i64, prefill: i64, epoch: u64) {
+        self.redis.release_pool(pool, work, prefill, epoch)
     }
 
     async fn heartbeat(&self) -> Result<(), StateError> {
