@@ -57,6 +57,12 @@ impl Drop for Replica {
 }
 
 /// What clients saw: (client request id, replica index, HTTP status, completed).
+/// Whether replica `id` holds reservations on the pool `big` (under any epoch of its presence).
+async fn holds_room(conn: &mut redis::aio::MultiplexedConnection, id: &str) -> bool {
+    let fields: Vec<String> = redis::cmd("HKEYS").arg("tollgate:pool:big:inflight").query_async(conn).await.unwrap();
+    fields.iter().any(|f| f.strip_prefix(id).is_some_and(|rest| rest.starts_with('.')))
+}
+
 type Seen = Arc<Mutex<Vec<(String, usize, u16, bool)>>>;
 
 fn profile(model: &str, max_batch: u32, dir: &std::path::Path) -> (Profile, String) {
@@ -313,12 +319,7 @@ tokens_per_minute = {TPM}
                 if p["leader"] == true {
                     leaders += 1;
                     let id = p["replica"].as_str().unwrap().to_string();
-                    let held: bool = redis::cmd("HEXISTS")
-                        .arg("tollgate:pool:big:inflight")
-                        .arg(&id)
-                        .query_async(&mut redis_conn)
-                        .await
-                        .unwrap();
+                    let held = holds_room(&mut redis_conn, &id).await;
                     if held {
                         *dead.lock().unwrap() = Some(i);
                         r.kill();
@@ -355,12 +356,7 @@ tokens_per_minute = {TPM}
                 }
             }
             if reclaimed.is_none() {
-                let held: bool = redis::cmd("HEXISTS")
-                    .arg("tollgate:pool:big:inflight")
-                    .arg(id)
-                    .query_async(&mut redis_conn)
-                    .await
-                    .unwrap();
+                let held = holds_room(&mut redis_conn, id).await;
                 if !held {
                     reclaimed = Some(at.elapsed());
                 }

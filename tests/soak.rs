@@ -94,7 +94,8 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
 }
 
-/// The gateway's TCP connections (those whose socket is one of its descriptors, in any state):
+/// The gateway's TCP connections (those whose socket is one of its descriptors, in any state but
+/// listening):
 /// accepted on `port`, and opened to `upstreams`.
 fn connections(pid: u32, port: u16, upstreams: &[u16]) -> (usize, usize) {
     let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -108,7 +109,8 @@ fn connections(pid: u32, port: u16, upstreams: &[u16]) -> (usize, usize) {
     let (mut client, mut upstream) = (0, 0);
     for line in table.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 10 || !inodes.contains(f[9]) {
+        // Not the listening socket (state 0A): only connections.
+        if f.len() < 10 || f[3] == "0A" || !inodes.contains(f[9]) {
             continue;
         }
         let port_of = |a: &str| u16::from_str_radix(a.rsplit(':').next().unwrap(), 16).unwrap_or(0);
