@@ -18,10 +18,6 @@ use crate::state::{Denied, TenantHold};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Output tokens held for a budgeted request that sets no `max_tokens`, when its tier names no
-/// `default_max_tokens` (an unknown tenant's).
-const DEFAULT_CAP: u32 = 4096;
-
 /// How often held (deferred) batch work is priced again.
 const DEFER_POLL: Duration = Duration::from_millis(50);
 
@@ -112,7 +108,10 @@ pub async fn admit(
         Some(0)
     } else {
         c.max_tokens
-            .or_else(|| (budgeted || token_limited).then(|| tier.map(|t| t.default_max_tokens).unwrap_or(DEFAULT_CAP)))
+            .or_else(|| {
+                (budgeted || token_limited)
+                    .then(|| tier.map(|t| t.default_max_tokens).unwrap_or(crate::config::DEFAULT_MAX_TOKENS))
+            })
             .map(|m| m.saturating_mul(c.choices))
     };
     let out_est = match managed {

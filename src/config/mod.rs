@@ -13,7 +13,7 @@ pub use backends::{BackendConfig, BackendKind, CircuitConfig, HealthConfig};
 pub use cache::{CacheConfig, CacheMode, SemanticCacheConfig};
 pub use models::{AdmissionConfig, CapacityConfig, FallbackConfig, ModelConfig, SiteConfig};
 pub use state::{OnUnavailable, RedisConfig, TracingConfig};
-pub use tenants::{TenantConfig, TierConfig};
+pub use tenants::{TenantConfig, TierConfig, DEFAULT_MAX_TOKENS};
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

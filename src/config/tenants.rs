@@ -74,8 +74,12 @@ pub struct TenantConfig {
     pub requests_per_minute: Option<u64>,
 }
 
+/// Output tokens held for a budgeted or token-limited request without `max_tokens`, unless its
+/// tier says otherwise.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
 fn default_max_tokens() -> u32 {
-    4096
+    DEFAULT_MAX_TOKENS
 }
 
 fn default_deadline() -> u64 {
