@@ -55,7 +55,7 @@ fn priced_admission(c: &mut Criterion) {
                     quality: o.quality,
                     work: o.work,
                     price: alloc.price(o.pool),
-                    room_left: alloc.loads[o.pool].room() - alloc.loads[o.pool].inflight(),
+                    room_left: alloc.load(o.pool).room() - alloc.load(o.pool).inflight(),
                     prefill: o.work / 2.0,
                     ttft_s: 0.0,
                 })

@@ -170,7 +170,7 @@ async fn every_fault_ends_in_the_right_answer_one_ledger_row_and_nothing_held() 
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let outstanding: usize = g.registry.backends.iter().map(|b| b.outstanding()).sum();
-        let inflight: f64 = g.allocator.as_ref().unwrap().loads.iter().map(|l| l.inflight()).sum();
+        let inflight: f64 = g.allocator.as_ref().unwrap().loads().map(|l| l.inflight()).sum();
         let (spent, held) = g.state.tenant_usage("acme").await.unwrap().unwrap();
         if outstanding == 0 && inflight == 0.0 && held == 0.0 {
             assert!(spent > 0.0);

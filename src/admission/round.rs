@@ -53,7 +53,7 @@ pub fn round(alloc: &Allocator, cfg: &Config, req: &Request) -> Option<Round> {
     let outcome = match decide(&req.ask, &cands) {
         Decision::Serve { index, downgraded, net, price } => {
             let cand = cands[index];
-            match alloc.loads[cand.pool].try_reserve(cand.work, cand.prefill) {
+            match alloc.load(cand.pool).try_reserve(cand.work, cand.prefill) {
                 Some(reservation) => Outcome::Serve { cand, reservation, downgraded, net, price },
                 None => Outcome::Contended,
             }
@@ -86,9 +86,9 @@ mod tests {
         let Outcome::Serve { cand, reservation, downgraded, .. } = r.outcome else { panic!("{:?}", r.outcome) };
         assert!(!downgraded);
         assert_eq!(cand.pool, 0);
-        assert!(alloc.loads[0].inflight() > 0.0);
+        assert!(alloc.load(0).inflight() > 0.0);
         drop(reservation);
-        assert_eq!(alloc.loads[0].inflight(), 0.0);
+        assert_eq!(alloc.load(0).inflight(), 0.0);
     }
 
     #[test]
@@ -103,6 +103,6 @@ mod tests {
         let huge = Request { class: &class, input: 1e9, output: 1e9, ask: ask(1e9), p_weak: None };
         let r = round(&alloc, &cfg, &huge).unwrap();
         assert!(matches!(r.outcome, Outcome::Refuse { .. }), "{:?}", r.outcome);
-        assert_eq!(alloc.loads[0].inflight(), 0.0);
+        assert_eq!(alloc.load(0).inflight(), 0.0);
     }
 }

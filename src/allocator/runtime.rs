@@ -29,7 +29,8 @@ const DOWNWARD_DAMPING: f64 = 0.2;
 
 pub struct Allocator {
     pub fleet: Fleet,
-    pub loads: Vec<Arc<PoolLoad>>,
+    /// What is in flight on each pool (read through [`Allocator::load`]).
+    pub(super) loads: Vec<Arc<PoolLoad>>,
     /// Each pool's deferred batch work, densest first.
     pub(super) deferred: Vec<Mutex<DeferQueue>>,
     /// Woken when a pool's deferral queue loses a request, so the next one is priced at once.
@@ -82,6 +83,16 @@ impl Allocator {
     }
 
     /// Seconds since start: the allocator's clock.
+    /// What is in flight on pool `pool`, and its room.
+    pub fn load(&self, pool: usize) -> &Arc<PoolLoad> {
+        &self.loads[pool]
+    }
+
+    /// Every pool's load, in the fleet's order.
+    pub fn loads(&self) -> impl Iterator<Item = &PoolLoad> {
+        self.loads.iter().map(|l| &**l)
+    }
+
     pub fn now(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }

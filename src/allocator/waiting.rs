@@ -6,6 +6,7 @@
 use super::Allocator;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 static NEXT_WAITING: AtomicU64 = AtomicU64::new(1);
 
@@ -29,8 +30,23 @@ impl Waiting {
     }
 
     /// Resolves when someone leaves the queue (register before checking `at_head`).
-    pub fn moved(&self) -> tokio::sync::futures::Notified<'_> {
+    fn moved(&self) -> tokio::sync::futures::Notified<'_> {
         self.alloc.deferred_moved[self.pool].notified()
+    }
+
+    /// Waits until this request is the one to price again: at the head of its pool's queue
+    /// (checked every `poll`, or at once when the queue moves), or past its `deadline`.
+    pub async fn turn(&self, poll: Duration, deadline: Instant) {
+        loop {
+            let moved = self.moved();
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = moved => {}
+            }
+            if self.at_head() || Instant::now() >= deadline {
+                return;
+            }
+        }
     }
 }
 
@@ -56,5 +72,25 @@ mod tests {
         assert!(low.at_head());
         drop(low);
         assert_eq!(alloc.deferred[0].lock().unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_behind_another_gets_its_turn_when_that_one_leaves() {
+        let cfg = crate::config::one_pool_for_tests(1);
+        let alloc = Arc::new(Allocator::new(&cfg).unwrap());
+        let ahead = Waiting::enqueue(&alloc, 0, 5.0);
+        let behind = Waiting::enqueue(&alloc, 0, 1.0);
+        let far = Instant::now() + Duration::from_secs(60);
+        let leave = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(ahead);
+        };
+        let t0 = Instant::now();
+        tokio::join!(leave, behind.turn(Duration::from_secs(30), far));
+        assert!(behind.at_head() && t0.elapsed() < Duration::from_secs(30));
+        // Not at the head: it comes back at its deadline.
+        let first = Waiting::enqueue(&alloc, 0, 9.0);
+        behind.turn(Duration::from_millis(5), Instant::now() + Duration::from_millis(30)).await;
+        assert!(!behind.at_head() && first.at_head());
     }
 }

@@ -118,7 +118,7 @@ pub async fn prices(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let l = &a.loads[i];
+            let l = &a.load(i);
             json!({"pool": p.name, "price": a.price(i), "inflight_engine_s": l.inflight(),
                    "all_replicas_inflight_engine_s": l.total_inflight(), "room_engine_s": l.room(),
                    "utilisation": l.utilisation()})

@@ -194,16 +194,7 @@ pub async fn admit(
         let w = waiting.get_or_insert_with(|| Waiting::enqueue(alloc, r.asked.pool, value / r.asked.work.max(1e-12)));
         // Only the densest waiting request of the pool is priced again (every poll, or at once
         // when the one ahead leaves the queue); the others keep waiting.
-        loop {
-            let moved = w.moved();
-            tokio::select! {
-                _ = tokio::time::sleep(DEFER_POLL) => {}
-                _ = moved => {}
-            }
-            if w.at_head() || Instant::now() >= deadline {
-                break;
-            }
-        }
+        w.turn(DEFER_POLL, deadline).await;
     }
 }
 
@@ -240,7 +231,7 @@ async fn share(
     pool: usize,
     mut r: Reservation,
 ) -> Result<Option<Reservation>, ApiError> {
-    let load = &alloc.loads[pool];
+    let load = &alloc.load(pool);
     let room = crate::state::micro(load.room());
     match gw.state.reserve_pool(pool, r.amount(), r.prefill(), room).await {
         Ok(None) => Ok(Some(r)),
@@ -332,10 +323,10 @@ mod tests {
         let d = Deps::new();
         let admitted = admit(d.admission(), &caller("a"), &chat("hello", Some(8)), &mut meter("a")).await.unwrap();
         assert_eq!((admitted.model.as_str(), admitted.decision), ("m", Verdict::Admit));
-        assert!(admitted.price.is_some() && d.alloc.loads[0].inflight() > 0.0);
+        assert!(admitted.price.is_some() && d.alloc.load(0).inflight() > 0.0);
         assert_eq!(admitted.output_cap, None, "the client's max_tokens stands");
         admitted.settle(Tokens { input: 5, output: 8, estimated: false }, true);
-        assert_eq!(d.alloc.loads[0].inflight(), 0.0);
+        assert_eq!(d.alloc.load(0).inflight(), 0.0);
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     if let Some(a) = &gw.allocator {
         let board = a.board();
         for (i, p) in a.fleet.pools.iter().enumerate() {
-            let load = &a.loads[i];
+            let load = &a.load(i);
             let l = [p.name.as_str()];
             m.pool_utilisation.with_label_values(&l).set(load.utilisation());
             m.pool_inflight.with_label_values(&l).set(load.inflight());

@@ -1,5 +1,6 @@
 //! `[[backends]]`, `[health]` and `[circuit]`: the upstreams, their timeouts, probes and breakers.
 
+use super::check::{ensure, http_url, non_negative, Invalid};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -44,35 +45,56 @@ pub struct BackendConfig {
     pub cost_per_1m_output: f64,
 }
 
+/// `[health]`: active probes of every backend.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
-    #[serde(default = "default_health_interval")]
     pub interval_ms: u64,
-    #[serde(default = "default_health_timeout")]
     pub timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CircuitConfig {
-    /// Consecutive failures that open a backend's circuit.
-    #[serde(default = "default_failures")]
-    pub failure_threshold: u32,
-    /// How long an open circuit stays open before a half-open probe.
-    #[serde(default = "default_open_ms")]
-    pub open_ms: u64,
 }
 
 impl Default for HealthConfig {
     fn default() -> Self {
-        Self { interval_ms: default_health_interval(), timeout_ms: default_health_timeout() }
+        Self { interval_ms: 5_000, timeout_ms: 2_000 }
     }
+}
+
+impl HealthConfig {
+    pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
+        ensure(self.interval_ms > 0 && self.timeout_ms > 0, at, "", "interval_ms and timeout_ms must be positive")
+    }
+}
+
+/// `[circuit]`: when a failing backend is taken out, and for how long.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitConfig {
+    /// Consecutive failures that open a backend's circuit.
+    pub failure_threshold: u32,
+    /// How long an open circuit stays open before a half-open probe.
+    pub open_ms: u64,
 }
 
 impl Default for CircuitConfig {
     fn default() -> Self {
-        Self { failure_threshold: default_failures(), open_ms: default_open_ms() }
+        Self { failure_threshold: 5, open_ms: 10_000 }
+    }
+}
+
+impl CircuitConfig {
+    pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
+        ensure(self.failure_threshold > 0, at, "failure_threshold", "must be at least 1")
+    }
+}
+
+impl BackendConfig {
+    pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
+        ensure(http_url(&self.url), at, "url", format!("`{}` is not an http(s) URL", self.url))?;
+        let timeouts = self.connect_timeout_ms > 0 && self.first_byte_timeout_ms > 0 && self.idle_timeout_ms > 0;
+        ensure(timeouts, at, "*_timeout_ms", "timeouts must be positive")?;
+        ensure(self.max_in_flight > 0, at, "max_in_flight", "must be at least 1")?;
+        let costs = non_negative(self.cost_per_1m_input) && non_negative(self.cost_per_1m_output);
+        ensure(costs, at, "cost_per_1m_input", "costs must be non-negative")
     }
 }
 
@@ -94,20 +116,4 @@ fn default_max_in_flight() -> usize {
 
 fn default_health_path() -> String {
     "/health".into()
-}
-
-fn default_health_interval() -> u64 {
-    5_000
-}
-
-fn default_health_timeout() -> u64 {
-    2_000
-}
-
-fn default_failures() -> u32 {
-    5
-}
-
-fn default_open_ms() -> u64 {
-    10_000
 }

@@ -1,25 +1,34 @@
 //! `[cache]`: the exact and semantic response caches.
 
+use super::check::{ensure, http_url, Invalid};
 use serde::Deserialize;
 
 /// Response caching: an exact cache always available to tiers that allow it, and a semantic
 /// cache when an embeddings backend is configured.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Most bytes of cached responses held (exact and semantic together).
-    #[serde(default = "default_cache_bytes")]
     pub max_bytes: u64,
     /// How long an entry may be served after it was stored, seconds.
-    #[serde(default = "default_cache_ttl")]
     pub ttl_s: u64,
-    #[serde(default)]
     pub semantic: Option<SemanticCacheConfig>,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { max_bytes: default_cache_bytes(), ttl_s: default_cache_ttl(), semantic: None }
+        Self { max_bytes: 256 * 1024 * 1024, ttl_s: 3_600, semantic: None }
+    }
+}
+
+impl CacheConfig {
+    pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
+        let Some(sc) = &self.semantic else { return Ok(()) };
+        let at = format!("{at}.semantic");
+        ensure(http_url(&sc.url), &at, "url", format!("`{}` is not an http(s) URL", sc.url))?;
+        ensure(sc.threshold > 0.0 && sc.threshold <= 1.0, &at, "threshold", "must be in (0, 1]")?;
+        ensure(sc.max_entries_per_scope > 0, &at, "max_entries_per_scope", "must be at least 1")?;
+        ensure(sc.timeout_ms > 0, &at, "timeout_ms", "must be positive")
     }
 }
 
@@ -55,14 +64,6 @@ pub enum CacheMode {
     Deterministic,
     /// Every request: the tier accepts a stored answer to a sampled request.
     Always,
-}
-
-fn default_cache_bytes() -> u64 {
-    256 * 1024 * 1024
-}
-
-fn default_cache_ttl() -> u64 {
-    3_600
 }
 
 fn default_embedding_model() -> String {

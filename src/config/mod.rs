@@ -4,6 +4,7 @@
 
 mod backends;
 mod cache;
+mod check;
 mod models;
 mod state;
 mod tenants;
@@ -11,6 +12,7 @@ mod validate;
 
 pub use backends::{BackendConfig, BackendKind, CircuitConfig, HealthConfig};
 pub use cache::{CacheConfig, CacheMode, SemanticCacheConfig};
+pub use check::Invalid;
 pub use models::{AdmissionConfig, CapacityConfig, FallbackConfig, ModelConfig, SiteConfig};
 pub use state::{OnUnavailable, RedisConfig, TracingConfig};
 pub use tenants::{TenantConfig, TierConfig, DEFAULT_MAX_TOKENS};
@@ -239,6 +241,21 @@ tier = "std"
     }
 
     #[test]
+    fn an_empty_section_is_its_default() {
+        let c =
+            Config::from_toml(&format!("{GOOD}[admission]\n[cache]\n[redis]\n[health]\n[circuit]\n[tracing]\n"), "x")
+                .unwrap();
+        let d = Config::from_toml(GOOD, "x").unwrap();
+        let same = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        same(&c.admission, &AdmissionConfig::default());
+        same(&c.cache, &d.cache);
+        same(&c.redis, &RedisConfig::default());
+        same(&c.health, &HealthConfig::default());
+        same(&c.circuit, &CircuitConfig::default());
+        same(&c.tracing.unwrap(), &TracingConfig::default());
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let cases = [
             (GOOD.replace("backends = [\"a\"]", "backends = [\"zz\"]"), "models[0].backends[0]"),
@@ -247,6 +264,20 @@ tier = "std"
             (GOOD.replace("input_price_per_1m = 1.0", "input_price_per_1m = \"cheap\""), "tiers[0].input_price_per_1m"),
             (GOOD.replace("listen = ", "lisen = "), "lisen"),
             (GOOD.replace("127.0.0.1:9000", "nowhere"), "listen"),
+            (format!("{GOOD}[health]\ninterval_ms = 0\n"), "health"),
+            (format!("{GOOD}[circuit]\nfailure_threshold = 0\n"), "circuit.failure_threshold"),
+            (format!("{GOOD}[cache.semantic]\nurl = \"http://e\"\nthreshold = 2.0\n"), "cache.semantic.threshold"),
+            (
+                GOOD.replace(
+                    "backends = [\"a\"]",
+                    "backends = [\"a\"]\ncapacity = { profile = \"llama3-8b-h100-tp1\", replicas = 0 }",
+                ),
+                "models[0].capacity.replicas",
+            ),
+            (
+                format!("{GOOD}[[tiers]]\nname = \"std\"\ninput_price_per_1m = 1.0\noutput_price_per_1m = 1.0\n"),
+                "tiers[1].name",
+            ),
         ];
         for (text, field) in cases {
             let err = Config::from_toml(&text, "x").unwrap_err().to_string();

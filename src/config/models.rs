@@ -1,6 +1,7 @@
 //! `[[models]]`, their `capacity` and `fallbacks`, `[[sites]]` and `[admission]`: the pools the
 //! allocator plans and how admission prices them.
 
+use super::check::{ensure, non_negative, positive, Invalid};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -12,36 +13,40 @@ pub struct SiteConfig {
     pub power_cap_watts: f64,
 }
 
-/// The allocator and bid-price admission.
+/// `[admission]`: the allocator and bid-price admission.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AdmissionConfig {
     /// Off: every request is admitted first come, first served (a plain proxy).
-    #[serde(default = "super::yes")]
     pub enabled: bool,
     /// How often the LP is re-solved.
-    #[serde(default = "default_solve_interval")]
     pub solve_interval_ms: u64,
     /// The planning horizon of the LP, seconds.
-    #[serde(default = "default_horizon")]
     pub horizon_s: f64,
     /// Half-life of the demand forecast's exponential weighting, seconds.
-    #[serde(default = "default_half_life")]
     pub forecast_half_life_s: f64,
     /// Step of the between-solves price correction, as a share of the mean value density.
-    #[serde(default = "default_step")]
     pub price_step: f64,
 }
 
 impl Default for AdmissionConfig {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            solve_interval_ms: default_solve_interval(),
-            horizon_s: default_horizon(),
-            forecast_half_life_s: default_half_life(),
-            price_step: default_step(),
-        }
+        Self { enabled: true, solve_interval_ms: 1_000, horizon_s: 60.0, forecast_half_life_s: 10.0, price_step: 0.05 }
+    }
+}
+
+impl AdmissionConfig {
+    pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
+        let ok = positive(self.horizon_s) && positive(self.forecast_half_life_s);
+        ensure(ok, at, "horizon_s", "horizon and half-life must be positive")?;
+        ensure(self.solve_interval_ms > 0, at, "solve_interval_ms", "must be positive")?;
+        ensure(non_negative(self.price_step), at, "price_step", "must be non-negative")
+    }
+}
+
+impl SiteConfig {
+    pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
+        ensure(positive(self.power_cap_watts), at, "power_cap_watts", "must be positive")
     }
 }
 
@@ -109,20 +114,45 @@ pub struct ModelConfig {
     pub allowed_tenants: Option<Vec<String>>,
 }
 
-fn default_solve_interval() -> u64 {
-    1_000
+impl CapacityConfig {
+    /// Its own fields (the site's existence is checked with the sites).
+    pub fn validate(&self, at: &str) -> Result<(), Invalid> {
+        if let Err(e) = crate::capacity::Profile::resolve(&self.profile) {
+            return ensure(false, at, "profile", e.to_string());
+        }
+        ensure(self.replicas > 0, at, "replicas", "must be at least 1")?;
+        let rho = positive(self.sla_utilisation) && self.sla_utilisation <= 1.0;
+        ensure(rho, at, "sla_utilisation", "must be in (0, 1]")?;
+        let costs = non_negative(self.cost_per_engine_second) && self.watts.is_none_or(non_negative);
+        ensure(costs, at, "cost_per_engine_second", "cost and watts must be non-negative")?;
+        ensure(positive(self.queue_window_s), at, "queue_window_s", "must be positive")
+    }
 }
 
-fn default_horizon() -> f64 {
-    60.0
+impl FallbackConfig {
+    pub fn validate(&self, at: &str) -> Result<(), Invalid> {
+        ensure(positive(self.quality) && self.quality <= 1.0, at, "quality", "must be in (0, 1]")
+    }
 }
 
-fn default_half_life() -> f64 {
-    10.0
-}
-
-fn default_step() -> f64 {
-    0.05
+impl ModelConfig {
+    /// Its own fields; references to backends, sites and models are checked across sections.
+    pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
+        ensure(!self.backends.is_empty(), at, "backends", "a model needs at least one backend")?;
+        if let Some(c) = &self.capacity {
+            c.validate(&format!("{at}.capacity"))?;
+        }
+        ensure(
+            self.router.is_none() || !self.fallbacks.is_empty(),
+            at,
+            "router",
+            "a router needs fallbacks to route to",
+        )?;
+        for (j, fb) in self.fallbacks.iter().enumerate() {
+            fb.validate(&format!("{at}.fallbacks[{j}]"))?;
+        }
+        Ok(())
+    }
 }
 
 fn default_rho() -> f64 {

@@ -1,6 +1,7 @@
 //! `[[tiers]]` and `[[tenants]]`: prices, values, objectives and limits, and who may use what.
 
 use super::cache::CacheMode;
+use super::check::{ensure, non_negative, Invalid};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +50,15 @@ pub struct TierConfig {
 }
 
 impl TierConfig {
+    pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
+        let prices = non_negative(self.input_price_per_1m) && non_negative(self.output_price_per_1m);
+        ensure(prices, at, "input_price_per_1m", "prices must be non-negative")?;
+        let values =
+            self.value_per_1m_input.is_none_or(non_negative) && self.value_per_1m_output.is_none_or(non_negative);
+        ensure(values, at, "value_per_1m_input", "values must be non-negative")?;
+        ensure(non_negative(self.reserved_engine_seconds), at, "reserved_engine_seconds", "must be non-negative")
+    }
+
     /// The time-to-first-token objective in seconds, infinite when the tier has none.
     pub fn ttft_slo_s(&self) -> f64 {
         self.ttft_slo_ms.map(|m| m as f64 / 1000.0).unwrap_or(f64::INFINITY)

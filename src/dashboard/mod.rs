@@ -109,8 +109,8 @@ async fn state(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                json!({"pool": p.name, "price": a.price(i), "utilisation": a.loads[i].utilisation(),
-                       "inflight_engine_s": a.loads[i].inflight(), "room_engine_s": a.loads[i].room()})
+                json!({"pool": p.name, "price": a.price(i), "utilisation": a.load(i).utilisation(),
+                       "inflight_engine_s": a.load(i).inflight(), "room_engine_s": a.load(i).room()})
             })
             .collect(),
         None => vec![],

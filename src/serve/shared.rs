@@ -55,7 +55,7 @@ pub fn spawn(gw: Arc<Gateway>) -> Vec<JoinHandle<()>> {
             let mut tick = tokio::time::interval(VIEW_EVERY);
             loop {
                 tick.tick().await;
-                for (i, load) in alloc.loads.iter().enumerate() {
+                for (i, load) in alloc.loads().enumerate() {
                     match gw.state.reserve_pool(i, 0, 0, 0).await {
                         Ok(Some(view)) => load.set_others(&view),
                         // Degraded: the others are assumed to use their share.
