@@ -1,7 +1,11 @@
 //! Three gateway replicas (separate `tollgate serve` processes) on loopback sharing one Redis and
 //! one PostgreSQL, in front of an emulated fleet, with load spread across them:
 //! - a tenant's monthly budget is not overspent (to the rounding of micro-USD holds);
-//! - a tokens-per-minute limit holds within 1% in every minute, and is not under-used;
+//! - a tokens-per-minute limit holds within 1% in every minute, and is not under-used, with
+//!   `max_tokens` and without it (the tier's `default_max_tokens` is held and sent upstream);
+//! - a requests-per-minute limit holds exactly in every minute (by the second each request was
+//!   admitted: clients send at the middle of a second), and is used;
+//! - the replicas install the same price boards: same version, same prices and the same room;
 //! - reservations on a capacity-managed pool never exceed its room across replicas;
 //! - the LP leader is killed (SIGKILL) mid-load: another replica takes the lease within the TTL,
 //!   the dead replica's reservations are reclaimed within the TTL, and every request a client saw
@@ -25,6 +29,7 @@ use tollgate::state::SharedState;
 const TTL_MS: u64 = 2000;
 const BUDGET_USD: f64 = 0.05;
 const TPM: u64 = 6000;
+const RPM: usize = 40;
 const LOAD_S: u64 = 70;
 
 struct Replica {
@@ -73,6 +78,26 @@ fn profile(model: &str, max_batch: u32, dir: &std::path::Path) -> (Profile, Stri
     let path = dir.join(format!("{model}.toml"));
     std::fs::write(&path, p.to_toml()).unwrap();
     (p, path.display().to_string())
+}
+
+/// The most a tenant's answered requests weigh in any 60 whole seconds (by the second each
+/// started), over the whole run.
+fn worst_minute(
+    rows: &[tollgate::metering::LedgerRow],
+    tenant: &str,
+    weight: impl Fn(&tollgate::metering::LedgerRow) -> i64,
+) -> i64 {
+    let mut by_second: Vec<(i64, i64)> = rows
+        .iter()
+        .filter(|r| r.tenant == tenant && r.status == 200)
+        .map(|r| (r.started_at_ms / 1000, weight(r)))
+        .collect();
+    by_second.sort();
+    let (Some(first), Some(last)) = (by_second.first(), by_second.last()) else { return 0 };
+    (first.0..=last.0)
+        .map(|s| by_second.iter().filter(|(t, _)| *t >= s && *t < s + 60).map(|x| x.1).sum::<i64>())
+        .max()
+        .unwrap_or(0)
 }
 
 async fn admin_get(base: &str, path: &str) -> Value {
@@ -167,10 +192,23 @@ tier = "vip"
 name = "budget"
 tier = "std"
 monthly_budget_usd = {BUDGET_USD}
+[[tiers]]
+name = "capped"
+input_price_per_1m = 10.0
+output_price_per_1m = 10.0
+default_max_tokens = 100
 [[tenants]]
 name = "tpm"
 tier = "std"
 tokens_per_minute = {TPM}
+[[tenants]]
+name = "tpm-uncapped"
+tier = "capped"
+tokens_per_minute = {TPM}
+[[tenants]]
+name = "rpm"
+tier = "std"
+requests_per_minute = {RPM}
 "#,
         redis = redis.url,
         pg = pg.url,
@@ -210,7 +248,7 @@ tokens_per_minute = {TPM}
     }
     // Keys are created through one replica and stored in PostgreSQL: every replica knows them.
     let mut keys = HashMap::new();
-    for t in ["ent", "vip", "budget", "tpm"] {
+    for t in ["ent", "vip", "budget", "tpm", "tpm-uncapped", "rpm"] {
         let k = common::post_json(
             &format!("{}/v1/tollgate/keys", replicas[0].base),
             Some(common::ADMIN_KEY),
@@ -241,6 +279,32 @@ tokens_per_minute = {TPM}
                 let body = json!({"model": "free", "messages": [{"role": "user", "content": format!("count to ten please, run {n}")}], "max_tokens": 100, "ignore_eos": true});
                 send(&client, &replicas[r], r, &key, body, &seen).await;
                 tokio::time::sleep(Duration::from_millis(1000)).await;
+            }
+        }));
+    }
+    // The same without `max_tokens`; and requests per minute: three clients each, one per
+    // replica, a request a second at the middle of the second (so its admission falls in the
+    // second it started): 4.5 and 4.5 times the limits.
+    for i in 0..6 {
+        let tenant = if i < 3 { "tpm-uncapped" } else { "rpm" };
+        let (replicas, seen, dead, key, client) =
+            (replicas.clone(), seen.clone(), dead.clone(), keys[tenant].clone(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while start.elapsed() < Duration::from_secs(LOAD_S) {
+                let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_millis();
+                tokio::time::sleep(Duration::from_millis(u64::from((1500 - ms) % 1000))).await;
+                let r = (i + n) % 3;
+                n += 1;
+                if *dead.lock().unwrap() == Some(r) {
+                    continue;
+                }
+                let mut body = json!({"model": "free", "messages": [{"role": "user", "content": format!("count to ten please, run {n}")}]});
+                if tenant == "tpm-uncapped" {
+                    body["ignore_eos"] = json!(true);
+                }
+                send(&client, &replicas[r], r, &key, body, &seen).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }));
     }
@@ -289,6 +353,8 @@ tokens_per_minute = {TPM}
     let mut peak_ratio: f64 = 0.0;
     let mut samples = 0;
     let mut rooms = [f64::INFINITY; 3];
+    let mut boards: [Option<Value>; 3] = [None, None, None];
+    let mut boards_compared = 0;
     let mut killed: Option<(usize, String, Instant)> = None;
     let (mut handover, mut reclaimed): (Option<Duration>, Option<Duration>) = (None, None);
     let mut redis_conn =
@@ -303,6 +369,20 @@ tokens_per_minute = {TPM}
                 }
                 let p = admin_get(&r.base, "/v1/tollgate/prices").await;
                 rooms[i] = p["live"][0]["room_engine_s"].as_f64().unwrap();
+                boards[i] = Some(p["board"].clone());
+            }
+            // Live replicas on the same board version hold the same board (prices and room), and
+            // their pool's room is the board's.
+            for i in 0..3 {
+                for j in i + 1..3 {
+                    let dead = killed.as_ref().map(|k| k.0);
+                    let (Some(a), Some(b)) = (&boards[i], &boards[j]) else { continue };
+                    if dead == Some(i) || dead == Some(j) || a["version"] != b["version"] || a["version"] == 0 {
+                        continue;
+                    }
+                    assert_eq!(a["pools"], b["pools"], "replicas {i} and {j} installed different boards");
+                    boards_compared += 1;
+                }
             }
         }
         let view = observer.reserve_pool(0, 0, 0, 0).await.unwrap().unwrap();
@@ -405,21 +485,12 @@ tokens_per_minute = {TPM}
     assert!(overshoot <= 1e-5, "budget overspent by {overshoot} USD (dearest request {dearest})");
     assert!(spent >= BUDGET_USD - 2.0 * dearest, "the budget was used: spent {spent}");
 
-    // Tokens per minute over every minute (by the second each request started).
-    let mut tpm: Vec<(i64, i64)> = rows
-        .iter()
-        .filter(|r| r.tenant == "tpm" && r.status == 200)
-        .map(|r| (r.started_at_ms / 1000, r.input_tokens + r.output_tokens))
-        .collect();
-    tpm.sort();
-    let first = tpm.first().unwrap().0;
-    let last = tpm.last().unwrap().0;
-    let mut worst: i64 = 0;
-    for s in first..=last {
-        let in_minute: i64 = tpm.iter().filter(|(t, _)| *t >= s && *t < s + 60).map(|x| x.1).sum();
-        worst = worst.max(in_minute);
-    }
+    // Tokens and requests per minute over every minute (by the second each request started).
+    let worst = worst_minute(&rows, "tpm", |r| r.input_tokens + r.output_tokens);
     let worst_ratio = worst as f64 / TPM as f64;
+    let worst_uncapped = worst_minute(&rows, "tpm-uncapped", |r| r.input_tokens + r.output_tokens);
+    let uncapped_ratio = worst_uncapped as f64 / TPM as f64;
+    let worst_rpm = worst_minute(&rows, "rpm", |_| 1) as usize;
     let refused_tpm = seen.iter().filter(|s| s.2 == 429).count();
 
     let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
@@ -432,10 +503,12 @@ tokens_per_minute = {TPM}
     let reclaimed = reclaimed.expect("the dead replica's reservations were reclaimed");
     println!(
         "scale-out figures: budget {BUDGET_USD} USD, spent {spent:.6} (overshoot {overshoot:+.6} USD, dearest request {dearest:.6}); \
-         tokens per minute: busiest minute {worst} of {TPM} ({:.2}%), 429s {refused_tpm}; pool reservations: peak {:.1}% of the room over {samples} samples; \
+         tokens per minute: busiest minute {worst} of {TPM} ({:.2}%), without max_tokens {worst_uncapped} ({:.2}%), 429s {refused_tpm}; \
+         requests per minute: busiest minute {worst_rpm} of {RPM}; boards compared {boards_compared} times; pool reservations: peak {:.1}% of the room over {samples} samples; \
          leader killed: lease handed over in {} ms, reservations reclaimed in {} ms (TTL {TTL_MS} ms); \
          ledger rows {} for {} answered requests ({} completed by the killed replica, {cut} cut by the kill)",
         worst_ratio * 100.0,
+        uncapped_ratio * 100.0,
         peak_ratio * 100.0,
         handover.as_millis(),
         reclaimed.as_millis(),
@@ -445,6 +518,11 @@ tokens_per_minute = {TPM}
     );
     assert!(worst_ratio <= 1.01, "tokens per minute over the limit: {worst} > {TPM}");
     assert!(worst_ratio >= 0.9, "tokens per minute under-used: {worst} of {TPM}");
+    assert!(uncapped_ratio <= 1.01, "tokens per minute without max_tokens over the limit: {worst_uncapped}");
+    assert!(uncapped_ratio >= 0.5, "tokens per minute without max_tokens under-used: {worst_uncapped}");
+    assert!(worst_rpm <= RPM, "requests per minute over the limit: {worst_rpm} > {RPM}");
+    assert!(worst_rpm >= RPM - 2, "requests per minute under-used: {worst_rpm} of {RPM}");
+    assert!(boards_compared > 10, "boards compared only {boards_compared} times");
     assert!(peak_ratio <= 1.0 + 1e-9, "reservations exceeded the room: {peak_ratio}");
     assert!(peak_ratio > 0.5, "the pool was loaded: {peak_ratio}");
     assert!(handover <= Duration::from_millis(TTL_MS + TTL_MS / 6 + 500), "lease handover took {handover:?}");

@@ -84,8 +84,8 @@ async fn each_request_is_one_span_tree_with_genai_attributes() {
     let (mut child, log) = common::process::spawn_logged(&mut cmd, "tollgate-serve-otlp");
     let base = format!("http://127.0.0.1:{port}");
     let health = format!("{base}/health");
-    let c = reqwest::blocking::Client::new();
     tokio::task::block_in_place(|| {
+        let c = reqwest::blocking::Client::new();
         common::process::wait_ready(&mut child, "tollgate serve", &log, Duration::from_secs(30), || {
             c.get(&health).send().map(|r| r.status() == 200).unwrap_or(false)
         })

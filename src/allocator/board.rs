@@ -19,6 +19,10 @@ pub struct PoolPrice {
     /// The most any forecast class's work nets per engine-second here (quality x value / work),
     /// USD: the ceiling of the scarcity price as the pool's room runs out.
     pub top_density: f64,
+    /// Engine-seconds the pool may hold in flight (capacity x the mean request lifetime the
+    /// publisher measured): every replica that installs the board uses this one room.
+    #[serde(default)]
+    pub room: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -21,6 +21,56 @@ pub struct ClassStats {
     pub finished: u64,
 }
 
+/// What one replica knows of demand, exchanged so the LP leader plans for everyone: each class's
+/// forecast, and each pool's mean request lifetime (admission to last token) with how many
+/// lifetimes it has seen, from which the board's one room per pool is set.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Demand {
+    pub classes: Vec<(ClassKey, ClassStats)>,
+    /// Per pool, in the fleet's order: (mean lifetime in seconds, lifetimes observed).
+    #[serde(default)]
+    pub lifetimes: Vec<(f64, u64)>,
+}
+
+impl Demand {
+    /// Several replicas' demand as one: class rates add and token means weigh by rate; a pool's
+    /// lifetime is the mean of the replicas' weighed by what each observed.
+    pub fn merge(all: Vec<Demand>) -> Demand {
+        let mut by: std::collections::BTreeMap<ClassKey, ClassStats> = std::collections::BTreeMap::new();
+        let mut lifetimes: Vec<(f64, u64)> = Vec::new();
+        for d in all {
+            for (k, s) in d.classes {
+                match by.get_mut(&k) {
+                    None => {
+                        by.insert(k, s);
+                    }
+                    Some(m) => {
+                        let w = m.rate + s.rate;
+                        let (a, b) = if w > 0.0 { (m.rate / w, s.rate / w) } else { (0.5, 0.5) };
+                        m.mean_in = a * m.mean_in + b * s.mean_in;
+                        m.mean_out = a * m.mean_out + b * s.mean_out;
+                        m.rate = w;
+                        m.last = m.last.max(s.last);
+                        m.arrivals += s.arrivals;
+                        m.finished += s.finished;
+                    }
+                }
+            }
+            if lifetimes.len() < d.lifetimes.len() {
+                lifetimes.resize(d.lifetimes.len(), (0.0, 0));
+            }
+            for (m, (l, n)) in lifetimes.iter_mut().zip(d.lifetimes) {
+                let total = m.1 + n;
+                if total > 0 {
+                    m.0 = (m.0 * m.1 as f64 + l * n as f64) / total as f64;
+                    m.1 = total;
+                }
+            }
+        }
+        Demand { classes: by.into_iter().collect(), lifetimes }
+    }
+}
+
 /// Weight of a new observation in the token means.
 const ALPHA: f64 = 0.1;
 /// Output assumed for a class before any of its responses finished.

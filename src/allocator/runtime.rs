@@ -3,7 +3,7 @@
 //! calls [`Allocator::solve`] every interval) and prices requests for admission.
 
 use super::board::{ClassPlan, PoolPrice, PriceBoard};
-use super::forecast::{ClassKey, ClassStats, Forecast};
+use super::forecast::{ClassKey, ClassStats, Demand, Forecast};
 use super::lp::{self, LpClass, LpOption, LpPool};
 use super::pools::Fleet;
 use crate::admission::defer::DeferQueue;
@@ -40,6 +40,8 @@ pub struct Allocator {
     /// Mean lifetime of a request on each pool, seconds (f64 bits): batched requests overlap, so
     /// by Little's law the work in flight at full capacity is capacity x lifetime.
     lifetime: Vec<AtomicU64>,
+    /// Lifetimes observed on each pool.
+    lifetimes_seen: Vec<AtomicU64>,
     board: ArcSwap<PriceBoard>,
     forecast: Mutex<Forecast>,
     started: Instant,
@@ -59,6 +61,7 @@ impl Allocator {
         let deferred = fleet.pools.iter().map(|_| Mutex::new(DeferQueue::default())).collect();
         let deferred_moved = fleet.pools.iter().map(|_| tokio::sync::Notify::new()).collect();
         let lifetime = fleet.pools.iter().map(|p| AtomicU64::new(p.window_s.to_bits())).collect();
+        let lifetimes_seen = fleet.pools.iter().map(|_| AtomicU64::new(0)).collect();
         let board = PriceBoard {
             pools: fleet
                 .pools
@@ -74,6 +77,7 @@ impl Allocator {
             deferred_moved,
             adjust,
             lifetime,
+            lifetimes_seen,
             board: ArcSwap::from_pointee(board),
             forecast: Mutex::new(Forecast::new(cfg.admission.forecast_half_life_s)),
             started: Instant::now(),
@@ -82,7 +86,6 @@ impl Allocator {
         })
     }
 
-    /// Seconds since start: the allocator's clock.
     /// What is in flight on pool `pool`, and its room.
     pub fn load(&self, pool: usize) -> &Arc<PoolLoad> {
         &self.loads[pool]
@@ -93,6 +96,7 @@ impl Allocator {
         self.loads.iter().map(|l| &**l)
     }
 
+    /// Seconds since start: the allocator's clock.
     pub fn now(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
@@ -125,13 +129,33 @@ impl Allocator {
     }
 
     /// A request on `pool` lived `seconds` from admission to its last token: the pool's room
-    /// follows the mean lifetime (never below the configured window).
+    /// follows the mean lifetime (never below the configured window) from the next board on.
     pub fn observe_lifetime(&self, pool: usize, seconds: f64) {
         let cur = load_f64(&self.lifetime[pool]);
         let next = cur + 0.05 * (seconds - cur);
         self.lifetime[pool].store(next.to_bits(), Ordering::Relaxed);
+        self.lifetimes_seen[pool].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The room a board publishes for `pool`: capacity times the mean lifetime (every replica's,
+    /// from `demand`, else this one's), at least the configured window.
+    fn planned_room(&self, pool: usize, demand: &Demand) -> f64 {
         let p = &self.fleet.pools[pool];
-        self.loads[pool].set_room(p.capacity() * next.max(p.window_s));
+        let lifetime = match demand.lifetimes.get(pool) {
+            Some(&(l, n)) if n > 0 => l,
+            _ => load_f64(&self.lifetime[pool]),
+        };
+        p.capacity() * lifetime.max(p.window_s)
+    }
+
+    /// Every pool's room is the board's, so replicas that installed the same board judge
+    /// reservations against one room.
+    fn apply_rooms(&self, board: &PriceBoard) {
+        for (load, p) in self.loads.iter().zip(&board.pools) {
+            if p.room > 0.0 {
+                load.set_room(p.room);
+            }
+        }
     }
 
     pub fn expected_output(&self, key: &ClassKey, max_tokens: Option<u32>) -> f64 {
@@ -160,13 +184,23 @@ impl Allocator {
 
     /// As [`Self::solve`], at a given time (the simulator's virtual clock).
     pub fn solve_at(&self, cfg: &Config, now: f64) -> Result<Arc<PriceBoard>, lp::LpError> {
-        let snapshot = self.forecast_snapshot(now);
-        self.solve_for(cfg, now, &snapshot)
+        self.solve_for(cfg, now, &self.demand(now))
     }
 
     /// This replica's demand forecast, rates decayed to `now`.
     pub fn forecast_snapshot(&self, now: f64) -> Vec<(ClassKey, ClassStats)> {
         self.forecast.lock().expect("forecast lock").snapshot(now)
+    }
+
+    /// This replica's demand: the forecast at `now` and each pool's measured lifetime.
+    pub fn demand(&self, now: f64) -> Demand {
+        let lifetimes = self
+            .lifetime
+            .iter()
+            .zip(&self.lifetimes_seen)
+            .map(|(l, n)| (load_f64(l), n.load(Ordering::Relaxed)))
+            .collect();
+        Demand { classes: self.forecast_snapshot(now), lifetimes }
     }
 
     /// Installs a board another replica (the LP leader) published, if newer than ours; the
@@ -175,6 +209,7 @@ impl Allocator {
         if board.version <= self.board.load().version || board.pools.len() != self.fleet.pools.len() {
             return false;
         }
+        self.apply_rooms(&board);
         self.board.store(Arc::new(board));
         for a in &self.adjust {
             a.store(0f64.to_bits(), Ordering::Relaxed);
@@ -182,13 +217,9 @@ impl Allocator {
         true
     }
 
-    /// Solves the LP on a given forecast (the leader's: every replica's summed) and publishes.
-    pub fn solve_for(
-        &self,
-        cfg: &Config,
-        now: f64,
-        snapshot: &[(ClassKey, ClassStats)],
-    ) -> Result<Arc<PriceBoard>, lp::LpError> {
+    /// Solves the LP on a given demand (the leader's: every replica's merged) and publishes.
+    pub fn solve_for(&self, cfg: &Config, now: f64, demand: &Demand) -> Result<Arc<PriceBoard>, lp::LpError> {
+        let snapshot = &demand.classes;
         let t0 = Instant::now();
         let pools: Vec<LpPool> = self
             .fleet
@@ -240,6 +271,7 @@ impl Allocator {
                     planned: planned[i],
                     capacity: p.capacity(),
                     top_density: top[i],
+                    room: self.planned_room(i, demand),
                 })
                 .collect(),
             classes: keys
@@ -263,6 +295,7 @@ impl Allocator {
                 })
                 .collect(),
         };
+        self.apply_rooms(&board);
         let board = Arc::new(board);
         self.board.store(board.clone());
         for a in &self.adjust {
@@ -271,15 +304,15 @@ impl Allocator {
         Ok(board)
     }
 
-    /// The priced candidates for a request of `input` and expected `output` tokens: each pool that
-    /// may serve its class, with its quality, work, live price and room left. Deferrable work is
-    /// offered only the pool it asked for (it waits rather than take a cheaper model).
     /// Seconds until the work in flight on `pool` drains (1 to 60): when a refused request
     /// may try again, since the price will not fall much before.
     pub fn drain_seconds(&self, pool: usize) -> u64 {
         (self.loads[pool].total_inflight() / self.fleet.pools[pool].capacity().max(1e-9)).ceil().clamp(1.0, 60.0) as u64
     }
 
+    /// The priced candidates for a request of `input` and expected `output` tokens: each pool that
+    /// may serve its class, with its quality, work, live price and room left. Deferrable work is
+    /// offered only the pool it asked for (it waits rather than take a cheaper model).
     pub fn candidates(
         &self,
         cfg: &Config,

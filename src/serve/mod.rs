@@ -161,10 +161,10 @@ fn spawn_allocator(gw: Arc<Gateway>, alloc: Arc<Allocator>) -> Vec<JoinHandle<()
             loop {
                 tick.tick().await;
                 let now = alloc.now();
-                let own = alloc.forecast_snapshot(now);
+                let own = alloc.demand(now);
                 let all = match gw.state.exchange_forecasts(&own).await {
                     Ok(all) => all,
-                    Err(_) => own,
+                    Err(_) => vec![own],
                 };
                 if !gw.state_health.leader.load(std::sync::atomic::Ordering::Acquire) {
                     if let Ok(Some(board)) = gw.state.fetch_board().await {
@@ -174,9 +174,9 @@ fn spawn_allocator(gw: Arc<Gateway>, alloc: Arc<Allocator>) -> Vec<JoinHandle<()
                     }
                     continue;
                 }
-                let snapshot = crate::state::merge_forecasts(all);
+                let demand = crate::allocator::forecast::Demand::merge(all);
                 let (g, a) = (gw.clone(), alloc.clone());
-                match tokio::task::spawn_blocking(move || a.solve_for(&g.cfg, now, &snapshot)).await {
+                match tokio::task::spawn_blocking(move || a.solve_for(&g.cfg, now, &demand)).await {
                     Ok(Ok(board)) => {
                         tracing::debug!(version = board.version, ms = board.solve_ms, "price board published");
                         if gw.state.shared() {

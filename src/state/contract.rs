@@ -3,7 +3,7 @@
 
 use crate::admission::reservation::PoolView;
 use crate::allocator::board::PriceBoard;
-use crate::allocator::forecast::{ClassKey, ClassStats};
+use crate::allocator::forecast::Demand;
 
 /// USD are counted in micro-USD, engine-seconds in micro-engine-seconds, as integers.
 pub const MICRO: f64 = 1e6;
@@ -127,11 +127,9 @@ pub trait SharedState: Send + Sync + 'static {
     /// Takes or renews the LP leader's lease; true if this replica should solve and publish.
     async fn lead(&self) -> Result<bool, StateError>;
 
-    /// Publishes this replica's demand forecast; returns the live replicas' (including its own).
-    async fn exchange_forecasts(
-        &self,
-        own: &[(ClassKey, ClassStats)],
-    ) -> Result<Vec<(ClassKey, ClassStats)>, StateError>;
+    /// Publishes this replica's demand (forecasts and pool lifetimes); returns the live
+    /// replicas' (including its own).
+    async fn exchange_forecasts(&self, own: &Demand) -> Result<Vec<Demand>, StateError>;
 
     async fn publish_board(&self, board: &PriceBoard) -> Result<(), StateError>;
 

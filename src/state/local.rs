@@ -5,7 +5,7 @@
 use super::contract::{micro, Denied, Origin, SharedState, StateError, TenantGrant, TenantLimits, MICRO};
 use super::window::Window;
 use crate::allocator::board::PriceBoard;
-use crate::allocator::forecast::{ClassKey, ClassStats};
+use crate::allocator::forecast::Demand;
 use crate::units::{month_start_ms, unix_ms};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -165,11 +165,8 @@ impl SharedState for LocalState {
         Ok(true)
     }
 
-    async fn exchange_forecasts(
-        &self,
-        own: &[(ClassKey, ClassStats)],
-    ) -> Result<Vec<(ClassKey, ClassStats)>, StateError> {
-        Ok(own.to_vec())
+    async fn exchange_forecasts(&self, own: &Demand) -> Result<Vec<Demand>, StateError> {
+        Ok(vec![own.clone()])
     }
 
     async fn publish_board(&self, _: &PriceBoard) -> Result<(), StateError> {

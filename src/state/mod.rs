@@ -21,7 +21,8 @@ pub use redis::RedisState;
 pub use resilient::Resilient;
 
 pub use crate::admission::reservation::PoolView;
-use crate::allocator::forecast::{ClassKey, ClassStats};
+#[cfg(test)]
+use crate::allocator::forecast::{ClassKey, ClassStats, Demand};
 pub use contract::{micro, Denied, Origin, SharedState, StateError, TenantGrant, TenantLimits, MICRO};
 use std::sync::Arc;
 
@@ -52,30 +53,6 @@ impl Drop for TenantHold {
             self.state.settle_tenant(g, 0.0, 0);
         }
     }
-}
-
-/// Sums forecasts of the same class from several replicas: rates add, token means weigh by
-/// rate.
-pub fn merge_forecasts(all: Vec<(ClassKey, ClassStats)>) -> Vec<(ClassKey, ClassStats)> {
-    let mut by: std::collections::BTreeMap<ClassKey, ClassStats> = std::collections::BTreeMap::new();
-    for (k, s) in all {
-        match by.get_mut(&k) {
-            None => {
-                by.insert(k, s);
-            }
-            Some(m) => {
-                let w = m.rate + s.rate;
-                let (a, b) = if w > 0.0 { (m.rate / w, s.rate / w) } else { (0.5, 0.5) };
-                m.mean_in = a * m.mean_in + b * s.mean_in;
-                m.mean_out = a * m.mean_out + b * s.mean_out;
-                m.rate = w;
-                m.last = m.last.max(s.last);
-                m.arrivals += s.arrivals;
-                m.finished += s.finished;
-            }
-        }
-    }
-    by.into_iter().collect()
 }
 
 /// Builds the configured state: in process, or Redis wrapped in the unavailability behaviour.
@@ -118,7 +95,10 @@ mod tests {
     fn forecasts_merge_by_rate() {
         let k = ClassKey { tenant: "t".into(), model: "m".into() };
         let s = |rate, mean_in| ClassStats { rate, last: 1.0, mean_in, mean_out: 10.0, arrivals: 1, finished: 1 };
-        let m = merge_forecasts(vec![(k.clone(), s(1.0, 100.0)), (k.clone(), s(3.0, 200.0))]);
+        let d = |stats, lifetimes| Demand { classes: vec![(k.clone(), stats)], lifetimes };
+        let all = Demand::merge(vec![d(s(1.0, 100.0), vec![(2.0, 1)]), d(s(3.0, 200.0), vec![(6.0, 3), (1.0, 0)])]);
+        assert_eq!(all.lifetimes, vec![(5.0, 4), (0.0, 0)]);
+        let m = all.classes;
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].1.rate, 4.0);
         assert_eq!(m[0].1.mean_in, 175.0);

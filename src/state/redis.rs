@@ -13,7 +13,7 @@
 use super::contract::{micro, Denied, Origin, SharedState, StateError, TenantGrant, TenantLimits, MICRO};
 use crate::admission::reservation::PoolView;
 use crate::allocator::board::PriceBoard;
-use crate::allocator::forecast::{ClassKey, ClassStats};
+use crate::allocator::forecast::Demand;
 use crate::config::RedisConfig;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
@@ -360,10 +360,7 @@ impl SharedState for RedisState {
         Ok(self.call(inv.invoke_async::<i64>(&mut conn)).await? == 1)
     }
 
-    async fn exchange_forecasts(
-        &self,
-        own: &[(ClassKey, ClassStats)],
-    ) -> Result<Vec<(ClassKey, ClassStats)>, StateError> {
+    async fn exchange_forecasts(&self, own: &Demand) -> Result<Vec<Demand>, StateError> {
         let mut conn = self.conn.clone();
         let json = serde_json::to_string(own).map_err(unavailable)?;
         let key = self.key(&["forecasts"]);
@@ -371,7 +368,7 @@ impl SharedState for RedisState {
         let mut inv = FORECASTS.prepare_invoke();
         inv.key(self.key(&["replicas"])).key(&key);
         let all: Vec<String> = self.call(inv.invoke_async(&mut conn)).await?;
-        Ok(all.iter().filter_map(|j| serde_json::from_str::<Vec<(ClassKey, ClassStats)>>(j).ok()).flatten().collect())
+        Ok(all.iter().filter_map(|j| serde_json::from_str::<Demand>(j).ok()).collect())
     }
 
     async fn publish_board(&self, board: &PriceBoard) -> Result<(), StateError> {

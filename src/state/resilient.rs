@@ -9,7 +9,7 @@ use super::local::LocalState;
 use super::redis::RedisState;
 use crate::admission::reservation::PoolView;
 use crate::allocator::board::PriceBoard;
-use crate::allocator::forecast::{ClassKey, ClassStats};
+use crate::allocator::forecast::Demand;
 use crate::config::OnUnavailable;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -181,13 +181,10 @@ impl SharedState for Resilient {
         }
     }
 
-    async fn exchange_forecasts(
-        &self,
-        own: &[(ClassKey, ClassStats)],
-    ) -> Result<Vec<(ClassKey, ClassStats)>, StateError> {
+    async fn exchange_forecasts(&self, own: &Demand) -> Result<Vec<Demand>, StateError> {
         match self.redis.exchange_forecasts(own).await {
             Ok(v) => Ok(v),
-            Err(e) => self.degrade(e).map(|_| own.to_vec()),
+            Err(e) => self.degrade(e).map(|_| vec![own.clone()]),
         }
     }
 
