@@ -114,13 +114,22 @@ impl PoolLoad {
             match self.inflight.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     let p = ((prefill.clamp(0.0, work) * MICRO) as u64).min(w);
-                    self.backlog.fetch_add(p, Ordering::AcqRel);
-                    return Some(Reservation { load: self.clone(), amount: w, prefill: p, shared: None });
+                    let ahead =
+                        self.backlog.fetch_add(p, Ordering::AcqRel) + self.others_backlog.load(Ordering::Acquire);
+                    return Some(Reservation { load: self.clone(), amount: w, prefill: p, ahead, shared: None });
                 }
                 Err(actual) => cur = actual,
             }
         }
     }
+}
+
+/// What a request's prefill waited behind, engine-seconds: the pool's backlog when it was
+/// admitted, and its own prefill.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Queued {
+    pub ahead_s: f64,
+    pub prefill_s: f64,
 }
 
 /// Engine-seconds held on a pool; released on drop.
@@ -129,6 +138,8 @@ pub struct Reservation {
     amount: u64,
     /// Prefill still in the pool's backlog (zero once the first token came).
     prefill: u64,
+    /// The pool's prefill backlog when it was granted: the queue its prefill waited behind.
+    ahead: u64,
     /// How to give it back where it is also held across replicas.
     shared: Option<SharedRelease>,
 }
@@ -162,13 +173,15 @@ impl Reservation {
         self.shared = Some(release);
     }
 
-    /// The first token came: this request's prefill leaves the backlog. Idempotent.
-    pub fn first_token(&mut self) {
+    /// The first token came: this request's prefill leaves the backlog. Idempotent: the first
+    /// call says what the prefill waited behind (to calibrate the time-to-first-token estimate).
+    pub fn first_token(&mut self) -> Option<Queued> {
         let p = std::mem::take(&mut self.prefill);
         self.load.backlog.fetch_sub(p, Ordering::AcqRel);
         if let (Some(release), true) = (&self.shared, p > 0) {
             release(0, p as i64);
         }
+        (p > 0).then(|| Queued { ahead_s: self.ahead as f64 / MICRO, prefill_s: p as f64 / MICRO })
     }
 }
 
@@ -201,7 +214,9 @@ mod tests {
             for (work, share, op) in ops {
                 match op {
                     0 if !held.is_empty() => drop(held.swap_remove(0)),
-                    1 if !held.is_empty() => held[0].first_token(),
+                    1 if !held.is_empty() => {
+                        held[0].first_token();
+                    }
                     _ => {
                         if let Some(r) = load.try_reserve(work, work * share) {
                             held.push(r);

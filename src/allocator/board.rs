@@ -16,9 +16,10 @@ pub struct PoolPrice {
     /// Planned engine-seconds per second, and the SLA-safe capacity.
     pub planned: f64,
     pub capacity: f64,
-    /// The most any forecast class's work nets per engine-second here (quality x value / work),
-    /// USD: the ceiling of the scarcity price as the pool's room runs out.
-    pub top_density: f64,
+    /// The forecast classes asking for this pool, densest first: what the scarcity price of its
+    /// room is read from ([`super::scarcity::price`]).
+    #[serde(default)]
+    pub wants: Vec<super::scarcity::Want>,
     /// Engine-seconds the pool may hold in flight (capacity x the mean request lifetime the
     /// publisher measured): every replica that installs the board uses this one room.
     #[serde(default)]

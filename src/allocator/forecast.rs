@@ -22,22 +22,22 @@ pub struct ClassStats {
 }
 
 /// What one replica knows of demand, exchanged so the LP leader plans for everyone: each class's
-/// forecast, and each pool's mean request lifetime (admission to last token) with how many
-/// lifetimes it has seen, from which the board's one room per pool is set.
+/// forecast, and each pool's measurements (mean request lifetime, how many it saw, the room's
+/// learned scale), from which the board's one room per pool is set.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Demand {
     pub classes: Vec<(ClassKey, ClassStats)>,
-    /// Per pool, in the fleet's order: (mean lifetime in seconds, lifetimes observed).
+    /// Per pool, in the fleet's order.
     #[serde(default)]
-    pub lifetimes: Vec<(f64, u64)>,
+    pub pools: Vec<super::calibration::PoolObs>,
 }
 
 impl Demand {
     /// Several replicas' demand as one: class rates add and token means weigh by rate; a pool's
-    /// lifetime is the mean of the replicas' weighed by what each observed.
+    /// measurements are the replicas' weighed by what each observed.
     pub fn merge(all: Vec<Demand>) -> Demand {
         let mut by: std::collections::BTreeMap<ClassKey, ClassStats> = std::collections::BTreeMap::new();
-        let mut lifetimes: Vec<(f64, u64)> = Vec::new();
+        let mut pools: Vec<super::calibration::PoolObs> = Vec::new();
         for d in all {
             for (k, s) in d.classes {
                 match by.get_mut(&k) {
@@ -56,18 +56,14 @@ impl Demand {
                     }
                 }
             }
-            if lifetimes.len() < d.lifetimes.len() {
-                lifetimes.resize(d.lifetimes.len(), (0.0, 0));
-            }
-            for (m, (l, n)) in lifetimes.iter_mut().zip(d.lifetimes) {
-                let total = m.1 + n;
-                if total > 0 {
-                    m.0 = (m.0 * m.1 as f64 + l * n as f64) / total as f64;
-                    m.1 = total;
+            for (i, o) in d.pools.into_iter().enumerate() {
+                match pools.get_mut(i) {
+                    Some(m) => *m = super::calibration::PoolObs::merge(*m, o),
+                    None => pools.push(o),
                 }
             }
         }
-        Demand { classes: by.into_iter().collect(), lifetimes }
+        Demand { classes: by.into_iter().collect(), pools }
     }
 }
 

@@ -2,10 +2,12 @@
 //! turns them into a plan and shadow prices, and the price board that the request path reads.
 
 pub mod board;
+pub mod calibration;
 pub mod forecast;
 pub mod lp;
 pub mod pools;
 pub mod runtime;
+pub mod scarcity;
 pub mod waiting;
 
 pub use runtime::{value_rates, Allocator};

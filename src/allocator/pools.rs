@@ -5,9 +5,6 @@ use crate::capacity::Profile;
 use crate::config::Config;
 use std::collections::HashMap;
 
-/// Share of an engine's step time that goes to prefill while it also decodes.
-const PREFILL_SHARE: f64 = 0.6;
-
 #[derive(Debug, Clone)]
 pub struct PoolModel {
     /// The model this pool serves (pools are named by their model).
@@ -47,13 +44,6 @@ impl PoolModel {
         let ctx = (input + output / 2.0).max(1.0);
         let batch = p.operating_batch((input + output).max(1.0) as u32);
         (prefill_ms / 1000.0, output * p.decode_s_per_token(batch, ctx as u32))
-    }
-
-    /// Estimated seconds to the first token of a request whose prefill takes `prefill`
-    /// engine-seconds, behind `backlog` engine-seconds of prefill already admitted: the backlog
-    /// drains across the pool's engines at the share of step time prefill gets beside decoding.
-    pub fn ttft_estimate(&self, backlog: f64, prefill: f64) -> f64 {
-        backlog / (self.engines.max(1.0) * PREFILL_SHARE) + prefill
     }
 
     /// Engine-seconds per second that may be planned.

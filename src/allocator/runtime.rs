@@ -3,11 +3,13 @@
 //! calls [`Allocator::solve`] every interval) and prices requests for admission.
 
 use super::board::{ClassPlan, PoolPrice, PriceBoard};
+use super::calibration::{Calibration, PoolObs};
 use super::forecast::{ClassKey, ClassStats, Demand, Forecast};
 use super::lp::{self, LpClass, LpOption, LpPool};
 use super::pools::Fleet;
+use super::scarcity::{self, Want};
 use crate::admission::defer::DeferQueue;
-use crate::admission::reservation::PoolLoad;
+use crate::admission::reservation::{PoolLoad, Queued};
 use crate::config::Config;
 use crate::units::Rates;
 use arc_swap::ArcSwap;
@@ -17,12 +19,6 @@ use std::time::Instant;
 
 /// Target share of a pool's room in use; the price rises above it and falls below it.
 const TARGET_UTILISATION: f64 = 0.9;
-/// Share of a pool's room above which the scarcity price starts to rise, linearly, to the densest
-/// class's value per engine-second at a full room: the last room goes to the work worth most (a
-/// threshold policy as in online knapsack, Zhou, Chakrabarty and Lukose, WINE 2008). The price is
-/// the larger of this and the plan's, so a burst the forecast has not seen yet is priced at once.
-const SCARCITY_FROM: f64 = 0.3;
-
 /// Prices fall more slowly than they rise: a burst must raise them at once, while a lull should
 /// not erase the plan's price before the next solve has seen it.
 const DOWNWARD_DAMPING: f64 = 0.2;
@@ -37,11 +33,10 @@ pub struct Allocator {
     pub(super) deferred_moved: Vec<tokio::sync::Notify>,
     /// Price correction of each pool since the last solve (f64 bits), USD per engine-second.
     adjust: Vec<AtomicU64>,
-    /// Mean lifetime of a request on each pool, seconds (f64 bits): batched requests overlap, so
-    /// by Little's law the work in flight at full capacity is capacity x lifetime.
-    lifetime: Vec<AtomicU64>,
-    /// Lifetimes observed on each pool.
-    lifetimes_seen: Vec<AtomicU64>,
+    /// What each pool's engines are measured to do: request lifetimes (batched requests
+    /// overlap, so by Little's law the work in flight at full capacity is capacity x lifetime),
+    /// the prefill drain rate, and the room's scale learned from objectives met.
+    calib: Vec<Calibration>,
     board: ArcSwap<PriceBoard>,
     forecast: Mutex<Forecast>,
     started: Instant,
@@ -60,8 +55,7 @@ impl Allocator {
         let adjust = fleet.pools.iter().map(|_| AtomicU64::new(0f64.to_bits())).collect();
         let deferred = fleet.pools.iter().map(|_| Mutex::new(DeferQueue::default())).collect();
         let deferred_moved = fleet.pools.iter().map(|_| tokio::sync::Notify::new()).collect();
-        let lifetime = fleet.pools.iter().map(|p| AtomicU64::new(p.window_s.to_bits())).collect();
-        let lifetimes_seen = fleet.pools.iter().map(|_| AtomicU64::new(0)).collect();
+        let calib = fleet.pools.iter().map(|p| Calibration::new(p.engines, p.window_s)).collect();
         let board = PriceBoard {
             pools: fleet
                 .pools
@@ -76,8 +70,7 @@ impl Allocator {
             deferred,
             deferred_moved,
             adjust,
-            lifetime,
-            lifetimes_seen,
+            calib,
             board: ArcSwap::from_pointee(board),
             forecast: Mutex::new(Forecast::new(cfg.admission.forecast_half_life_s)),
             started: Instant::now(),
@@ -111,8 +104,12 @@ impl Allocator {
         let b = self.board.load();
         let p = &b.pools[pool];
         let planned = (p.lambda + load_f64(&self.adjust[pool])).max(0.0);
-        let z = ((self.loads[pool].utilisation() - SCARCITY_FROM) / (1.0 - SCARCITY_FROM)).clamp(0.0, 1.0);
-        planned.max(p.top_density * z) + p.cost + p.power
+        let load = &self.loads[pool];
+        let horizon = self.calib[pool].snapshot().lifetime_s;
+        let capacity = self.plannable(pool);
+        let scarce = scarcity::price(&p.wants, load.room() - load.total_inflight(), capacity, horizon);
+
+        planned.max(scarce) + p.cost + p.power
     }
 
     pub fn observe_arrival(&self, key: &ClassKey, input_tokens: f64) {
@@ -131,21 +128,28 @@ impl Allocator {
     /// A request on `pool` lived `seconds` from admission to its last token: the pool's room
     /// follows the mean lifetime (never below the configured window) from the next board on.
     pub fn observe_lifetime(&self, pool: usize, seconds: f64) {
-        let cur = load_f64(&self.lifetime[pool]);
-        let next = cur + 0.05 * (seconds - cur);
-        self.lifetime[pool].store(next.to_bits(), Ordering::Relaxed);
-        self.lifetimes_seen[pool].fetch_add(1, Ordering::Relaxed);
+        self.calib[pool].lifetime(seconds);
     }
 
-    /// The room a board publishes for `pool`: capacity times the mean lifetime (every replica's,
-    /// from `demand`, else this one's), at least the configured window.
+    /// The room a board publishes for `pool`: capacity times the mean lifetime, at least the
+    /// configured window; every replica's measurements (from `demand`) where there are any, else
+    /// this one's.
     fn planned_room(&self, pool: usize, demand: &Demand) -> f64 {
         let p = &self.fleet.pools[pool];
-        let lifetime = match demand.lifetimes.get(pool) {
-            Some(&(l, n)) if n > 0 => l,
-            _ => load_f64(&self.lifetime[pool]),
-        };
-        p.capacity() * lifetime.max(p.window_s)
+        p.capacity() * self.observed(pool, demand).lifetime_s.max(p.window_s)
+    }
+
+    /// What every replica measured of `pool` (from `demand`), else this one.
+    fn observed(&self, pool: usize, demand: &Demand) -> PoolObs {
+        match demand.pools.get(pool) {
+            Some(o) if o.seen > 0 => *o,
+            _ => self.calib[pool].snapshot(),
+        }
+    }
+
+    /// Engine-seconds per second that `pool` can plan: its SLA-safe capacity.
+    pub fn plannable(&self, pool: usize) -> f64 {
+        self.fleet.pools[pool].capacity()
     }
 
     /// Every pool's room is the board's, so replicas that installed the same board judge
@@ -156,6 +160,19 @@ impl Allocator {
                 load.set_room(p.room);
             }
         }
+    }
+
+    /// A request's first token came `ttft_s` after its admission to `pool`, its prefill having
+    /// waited behind `q.ahead_s` engine-seconds: calibrates the time-to-first-token estimate.
+    pub fn observe_first_token(&self, pool: usize, q: Queued, ttft_s: f64) {
+        self.calib[pool].first_token(q.ahead_s, q.prefill_s, ttft_s);
+    }
+
+    /// Estimated seconds to the first token on `pool` of a request whose prefill takes
+    /// `prefill` engine-seconds, behind `backlog` engine-seconds: the backlog at the measured
+    /// drain rate, then its own prefill.
+    pub fn ttft_estimate(&self, pool: usize, backlog: f64, prefill: f64) -> f64 {
+        self.calib[pool].ttft_estimate(backlog, prefill)
     }
 
     pub fn expected_output(&self, key: &ClassKey, max_tokens: Option<u32>) -> f64 {
@@ -192,15 +209,9 @@ impl Allocator {
         self.forecast.lock().expect("forecast lock").snapshot(now)
     }
 
-    /// This replica's demand: the forecast at `now` and each pool's measured lifetime.
+    /// This replica's demand: the forecast at `now` and each pool's measurements.
     pub fn demand(&self, now: f64) -> Demand {
-        let lifetimes = self
-            .lifetime
-            .iter()
-            .zip(&self.lifetimes_seen)
-            .map(|(l, n)| (load_f64(l), n.load(Ordering::Relaxed)))
-            .collect();
-        Demand { classes: self.forecast_snapshot(now), lifetimes }
+        Demand { classes: self.forecast_snapshot(now), pools: self.calib.iter().map(Calibration::snapshot).collect() }
     }
 
     /// Installs a board another replica (the LP leader) published, if newer than ours; the
@@ -245,13 +256,17 @@ impl Allocator {
         }
         let plan = lp::solve(&pools, &self.fleet.site_caps, &classes, self.horizon_s)?;
         let mut planned = vec![0.0; pools.len()];
-        let mut top = vec![0.0f64; pools.len()];
+        let mut wants: Vec<Vec<Want>> = vec![Vec::new(); pools.len()];
         for (c, rates) in classes.iter().zip(&plan.rate) {
             for (o, r) in c.options.iter().zip(rates) {
                 planned[o.pool] += r * o.work;
-                top[o.pool] = top[o.pool].max(o.quality * c.value / o.work.max(1e-12));
+            }
+            // What the class asks of the pool it asks for.
+            if let Some(o) = c.options.first() {
+                wants[o.pool].push(Want { density: c.value / o.work.max(1e-12), work_rate: c.rate * o.work });
             }
         }
+        wants.iter_mut().for_each(|w| scarcity::order(w));
         let board = PriceBoard {
             version: self.board.load().version + 1,
             solved_at: now,
@@ -269,8 +284,8 @@ impl Allocator {
                     cost: p.cost,
                     power: p.site.map(|s| plan.pi[s] * p.watts).unwrap_or(0.0),
                     planned: planned[i],
-                    capacity: p.capacity(),
-                    top_density: top[i],
+                    capacity: pools[i].capacity,
+                    wants: std::mem::take(&mut wants[i]),
                     room: self.planned_room(i, demand),
                 })
                 .collect(),
@@ -307,7 +322,7 @@ impl Allocator {
     /// Seconds until the work in flight on `pool` drains (1 to 60): when a refused request
     /// may try again, since the price will not fall much before.
     pub fn drain_seconds(&self, pool: usize) -> u64 {
-        (self.loads[pool].total_inflight() / self.fleet.pools[pool].capacity().max(1e-9)).ceil().clamp(1.0, 60.0) as u64
+        (self.loads[pool].total_inflight() / self.plannable(pool).max(1e-9)).ceil().clamp(1.0, 60.0) as u64
     }
 
     /// The priced candidates for a request of `input` and expected `output` tokens: each pool that
@@ -339,7 +354,7 @@ impl Allocator {
                         prefill,
                         price: self.price(o.pool),
                         room_left: load.room() - load.total_inflight(),
-                        ttft_s: pool.ttft_estimate(load.backlog(), prefill),
+                        ttft_s: self.ttft_estimate(o.pool, load.backlog(), prefill),
                     }
                 })
                 .collect(),

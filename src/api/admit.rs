@@ -42,8 +42,10 @@ pub struct Admitted {
 impl Admitted {
     /// The upstream's first token came: the request's prefill leaves its pool's backlog.
     pub fn first_token(&mut self) {
-        if let Some(r) = &mut self._reservation {
-            r.first_token();
+        let ttft = self.admitted_at.elapsed().as_secs_f64();
+        let Some(q) = self._reservation.as_mut().and_then(|r| r.first_token()) else { return };
+        if let (Some(a), Some(pool)) = (&self.gw_allocator, self.pool) {
+            a.observe_first_token(pool, q, ttft);
         }
     }
 

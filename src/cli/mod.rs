@@ -6,6 +6,7 @@ mod engine;
 mod gateway;
 mod router;
 mod simulate;
+mod suite;
 
 use crate::capacity::DEFAULT_PROFILE;
 use clap::{Parser, Subcommand};
@@ -37,6 +38,9 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Replay traces against a fleet under several policies and report the value each captures.
     Simulate(SimulateArgs),
+    /// Run every scenario of a directory at several loads under every policy and print one
+    /// matrix: each policy's share of the hindsight bound and of the hindsight replay.
+    Suite(suite::SuiteArgs),
     /// Replay a slice of a scenario through the live gateway in front of emulators and through
     /// the simulator, and check that they agree (exit status 1 if they differ by more than 10%).
     Validate(ValidateArgs),
@@ -255,6 +259,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(a) => gateway::serve(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Suite(a) => suite::run(a),
         Command::Validate(a) => simulate::validate(a),
         Command::Keys(k) => gateway::keys(k),
         Command::Admin(a) => admin::run(a),

@@ -2,11 +2,11 @@
 //! save (JSON) and draw (HTML) the comparison.
 
 use super::{SimulateArgs, ValidateArgs};
-use crate::sim::hindsight::{bound, Basis};
 use crate::sim::policy::Policy;
-use crate::sim::report::{Hindsight, PolicyReport, Report};
-use crate::sim::run::{load_requests, simulate, Load};
+use crate::sim::report::Report;
+use crate::sim::run::{load_requests, Load};
 use crate::sim::scenario::Scenario;
+use crate::sim::suite::evaluate;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
@@ -43,40 +43,26 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
     eprintln!("{}: {} requests over {duration:.0} s at {overload}x capacity", sc.name, reqs.len());
     let show = !a.quiet && std::io::stderr().is_terminal();
 
-    let hindsight = if a.no_hindsight {
-        None
-    } else {
-        let t0 = Instant::now();
-        let spinner = bar(show, 0, "hindsight");
-        let sla = bound(&sc, &reqs, Basis::SlaSafe).map_err(anyhow::Error::msg)?;
-        let full = bound(&sc, &reqs, Basis::FullEngines).map_err(anyhow::Error::msg)?;
-        spinner.finish_and_clear();
-        eprintln!("hindsight bound solved in {:.1} s", t0.elapsed().as_secs_f64());
-        Some(Hindsight {
-            bound_usd: sla.value_usd,
-            feasible_usd: sla.feasible_usd,
-            full_engines_bound_usd: full.value_usd,
-        })
-    };
-    let mut reports: Vec<PolicyReport> = Vec::new();
-    for p in policies {
-        let t0 = Instant::now();
-        let pb = bar(show, reqs.len() as u64, p.name());
-        let r = simulate(&sc, p, &reqs, hindsight.map(|h| h.bound_usd), &mut |n| pb.set_position(n as u64))
-            .map_err(anyhow::Error::msg)?;
-        pb.finish_and_clear();
-        eprintln!("{:<10} replayed in {:.1} s", p.name(), t0.elapsed().as_secs_f64());
-        reports.push(r);
+    let t0 = Instant::now();
+    let mut pb: Option<(String, ProgressBar)> = None;
+    let total = reqs.len() as u64;
+    let report = evaluate(&sc, &reqs, overload, &policies, !a.no_hindsight, &mut |what, n| {
+        if pb.as_ref().is_none_or(|(w, _)| w != what) {
+            if let Some((w, b)) = pb.take() {
+                b.finish_and_clear();
+                eprintln!("{w:<16} done at {:.1} s", t0.elapsed().as_secs_f64());
+            }
+            pb = Some((what.to_string(), bar(show, if what == "hindsight" { 0 } else { total }, what)));
+        }
+        if let Some((_, b)) = &pb {
+            b.set_position(n as u64);
+        }
+    })
+    .map_err(anyhow::Error::msg)?;
+    if let Some((w, b)) = pb.take() {
+        b.finish_and_clear();
+        eprintln!("{w:<16} done at {:.1} s", t0.elapsed().as_secs_f64());
     }
-    let report = Report {
-        scenario: sc.name.clone(),
-        description: sc.description.clone(),
-        overload,
-        requests: reqs.len(),
-        duration_s: duration,
-        hindsight,
-        policies: reports,
-    };
     print_table(&report);
     if let Some(path) = &a.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -106,18 +92,19 @@ fn bar(show: bool, len: u64, label: &str) -> ProgressBar {
     pb
 }
 
-fn print_table(r: &Report) {
+pub(super) fn print_table(r: &Report) {
     match r.hindsight {
         Some(h) => println!(
-            "\n{} at {}x: value captured (responses within their tier's SLA); hindsight bound {:.4} USD \
-             (a feasible schedule {:.4}; on full engines {:.4})",
-            r.scenario, r.overload, h.bound_usd, h.feasible_usd, h.full_engines_bound_usd
+            "\n{} at {}x: value captured (responses within their tier's SLA); hindsight bound on full \
+             engines {:.4} USD (on SLA-safe capacity {:.4}, its feasible schedule {:.4}); hindsight \
+             schedule replayed {:.4} (planned on {:?})",
+            r.scenario, r.overload, h.full_engines_bound_usd, h.bound_usd, h.feasible_usd, h.replay_usd, h.replay_basis
         ),
         None => println!("\n{} at {}x: value captured (responses within their tier's SLA)", r.scenario, r.overload),
     }
     println!(
-        "{:<10} {:>10} {:>9} {:>8}   per class: served (admitted/downgraded/deferred), refused, dropped",
-        "policy", "value USD", "of bound", "SLA met"
+        "{:<10} {:>10} {:>9} {:>9} {:>9} {:>8}   per class: served (admitted/downgraded/deferred), refused, dropped",
+        "policy", "value USD", "of bound", "of full", "of replay", "SLA met"
     );
     for p in &r.policies {
         let classes: Vec<String> = p
@@ -127,12 +114,14 @@ fn print_table(r: &Report) {
                 format!("{} {}/{}/{} r{} d{}", c.class, c.admitted, c.downgraded, c.deferred, c.refused, c.dropped)
             })
             .collect();
-        let share = p.share_of_hindsight.map(|s| format!("{:.1}%", 100.0 * s)).unwrap_or_else(|| "n/a".into());
+        let pct = |s: Option<f64>| s.map(|s| format!("{:.1}%", 100.0 * s)).unwrap_or_else(|| "n/a".into());
         println!(
-            "{:<10} {:>10.4} {:>9} {:>7.1}%   {}",
+            "{:<10} {:>10.4} {:>9} {:>9} {:>9} {:>7.1}%   {}",
             p.policy,
             p.value_usd,
-            share,
+            pct(p.share_of_hindsight),
+            pct(p.share_of_full_bound),
+            pct(p.share_of_replay),
             100.0 * p.sla_attainment,
             classes.join("; ")
         );

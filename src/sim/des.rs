@@ -2,6 +2,7 @@
 //! emulator's `Engine`, one per replica) under a policy. Bid-price admission runs the gateway's
 //! own allocator and `admission::decide`, with the virtual time passed in.
 
+use super::hindsight::Planned;
 use super::policy::{Policy, QuotaBuckets};
 pub use super::request::SimRequest;
 use super::scenario::Scenario;
@@ -79,6 +80,8 @@ pub struct PoolSample {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     Step(usize, usize),
+    /// A planned request starts (the hindsight replay's delayed batch work).
+    Start(usize),
     Tick,
     Solve,
 }
@@ -105,6 +108,8 @@ pub struct Sim<'a> {
     pool_index: Vec<usize>,
     /// Per pool, how requests are placed on its replicas.
     placers: Vec<Placer>,
+    /// The hindsight schedule replayed (`Policy::Hindsight`), per request.
+    plan: Vec<Option<Planned>>,
 }
 
 impl<'a> Sim<'a> {
@@ -141,7 +146,14 @@ impl<'a> Sim<'a> {
             next_id: 1,
             pool_index,
             placers,
+            plan: Vec::new(),
         })
+    }
+
+    /// The plan `Policy::Hindsight` replays: per request, where and from when it is served.
+    pub fn with_plan(mut self, plan: Vec<Option<Planned>>) -> Self {
+        self.plan = plan;
+        self
     }
 
     fn push(&mut self, t: f64, e: Ev) {
@@ -185,6 +197,11 @@ impl<'a> Sim<'a> {
             let idle_after_end = t > end && self.live.is_empty() && self.waiting_defer.is_empty();
             match ev {
                 Ev::Step(p, r) => self.step_done(t, p, r),
+                Ev::Start(i) => {
+                    if let Some(p) = self.plan[i] {
+                        self.start(i, t, p.pool, p.quality, None, true);
+                    }
+                }
                 Ev::Tick if !idle_after_end => self.tick(t),
                 Ev::Solve if !idle_after_end => self.solve(t),
                 _ => {}
@@ -220,6 +237,12 @@ impl<'a> Sim<'a> {
                     None => self.fates[i] = Some(Fate::Refused),
                 }
             }
+            // Served as planned: at once, or batch work from its planned slot.
+            Policy::Hindsight => match self.plan.get(i).copied().flatten() {
+                Some(p) if self.deferrable(class) && p.start_s > t => self.push(p.start_s, Ev::Start(i)),
+                Some(p) => self.start(i, t, p.pool, p.quality, None, false),
+                None => self.fates[i] = Some(Fate::Refused),
+            },
             Policy::Quota => {
                 if self.quotas.take(class, t, f64::from(r.input + r.output)) {
                     self.start(i, t, pool, 1.0, None, false)
@@ -244,13 +267,19 @@ impl<'a> Sim<'a> {
         }
     }
 
+    fn deferrable(&self, class: usize) -> bool {
+        self.sc.tier(&self.sc.classes[class].tier).is_some_and(|t| t.deferrable)
+    }
+
     /// Bid-price admission for request `i` now; true if it was started.
     fn try_admit(&mut self, i: usize, t: f64, deferred: bool) -> bool {
         let r = &self.reqs[i];
         let c = &self.sc.classes[r.class];
         let key = self.key(r.class);
         let deferrable = self.sc.tier(&c.tier).is_some_and(|t| t.deferrable);
-        let out = self.alloc.expected_output(&key, Some(r.output));
+        // What the gateway would see: the class's `max_tokens` if its clients send one, else
+        // only the forecast (never the trace's true length).
+        let out = self.alloc.expected_output(&key, r.max_tokens);
         let value = value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), out);
         let ttft_slo_s = self.sc.tier(&c.tier).map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
         let ask = Ask { value, tokens: f64::from(r.input) + out, deferrable, ttft_slo_s };
@@ -310,8 +339,8 @@ impl<'a> Sim<'a> {
             let Some(l) = self.live.get_mut(&id) else { continue };
             if index == 0 {
                 l.first = Some(t);
-                if let Some(r) = &mut l.reservation {
-                    r.first_token();
+                if let Some(q) = l.reservation.as_mut().and_then(|r| r.first_token()) {
+                    self.alloc.observe_first_token(l.pool, q, t - l.started);
                 }
             }
             if last {
@@ -383,12 +412,14 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Value per engine-second of request `i` as admission sees it (the forecast output).
     fn density(&self, i: usize) -> f64 {
         let r = &self.reqs[i];
         let key = self.key(r.class);
         let pool = self.pool_index[r.class];
-        let w = self.alloc.fleet.pools[pool].work(f64::from(r.input), f64::from(r.output)).max(1e-12);
-        value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), f64::from(r.output)) / w
+        let out = self.alloc.expected_output(&key, r.max_tokens);
+        let w = self.alloc.fleet.pools[pool].work(f64::from(r.input), out).max(1e-12);
+        value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), out) / w
     }
 
     fn solve(&mut self, t: f64) {

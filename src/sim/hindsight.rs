@@ -22,6 +22,10 @@
 //! duality), so the figure reported (the least dual value found) is an upper bound however far the
 //! descent went; its distance from the optimum is at most the gap to the greedy schedule, which
 //! is reported with it.
+//!
+//! The greedy schedule is also a plan ([`Planned`]: which requests, on which pool, from which
+//! slot) that the simulator replays through its engines (`Policy::Hindsight`): a clairvoyant
+//! reference that is actually achievable with real batching and latency.
 
 use super::des::SimRequest;
 use super::scenario::Scenario;
@@ -55,10 +59,29 @@ pub struct Bound {
     pub feasible_usd: f64,
 }
 
+/// What the hindsight schedule does with one request it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Planned {
+    pub pool: usize,
+    /// Share of the request's value kept on that pool (1 on its own, a fallback's quality).
+    pub quality: f64,
+    /// When its first work is scheduled, seconds (a slot's start).
+    pub start_s: f64,
+}
+
+/// A hindsight bound with the feasible schedule it found.
+#[derive(Debug, Clone)]
+pub struct Solved {
+    pub bound: Bound,
+    /// Per request (in the replay's order), what the feasible schedule does; `None`: not served.
+    pub plan: Vec<Option<Planned>>,
+}
+
 /// One way to serve a request: on `pool`, worth `value`, with `prefill` and `decode` work.
 #[derive(Debug, Clone, Copy)]
 struct Opt {
     pool: usize,
+    quality: f64,
     value: f64,
     prefill: f64,
     decode: f64,
@@ -135,7 +158,7 @@ fn items(sc: &Scenario, fleet: &Fleet, reqs: &[SimRequest]) -> Result<(Vec<Item>
             .into_iter()
             .map(|(p, q)| {
                 let (prefill, decode) = fleet.pools[p].work_parts(f64::from(r.input), f64::from(r.output));
-                Opt { pool: p, value: q * full, prefill, decode }
+                Opt { pool: p, quality: q, value: q * full, prefill, decode }
             })
             .collect();
         let ms = |m: u64| m as f64 / 1000.0;
@@ -154,20 +177,28 @@ fn items(sc: &Scenario, fleet: &Fleet, reqs: &[SimRequest]) -> Result<(Vec<Item>
 
 /// The hindsight bound on `basis` capacity.
 pub fn bound(sc: &Scenario, reqs: &[SimRequest], basis: Basis) -> Result<Bound, super::error::SimError> {
+    Ok(solve(sc, reqs, basis)?.bound)
+}
+
+/// The hindsight bound on `basis` capacity and the best feasible schedule found, as a plan.
+pub fn solve(sc: &Scenario, reqs: &[SimRequest], basis: Basis) -> Result<Solved, super::error::SimError> {
     let cfg = sc.gateway_config()?;
     let fleet = Fleet::from_config(&cfg)?;
     let (items, horizon) = items(sc, &fleet, reqs)?;
     let cap: Vec<f64> =
         fleet.pools.iter().map(|p| SLOT_S * if basis == Basis::SlaSafe { p.capacity() } else { p.engines }).collect();
     // A schedule steers the descent; the prices it finds then steer a better schedule.
-    let mut feasible = greedy(&items, &cap, &vec![vec![0.0; horizon]; cap.len()]);
+    let (mut feasible, mut plan) = greedy(&items, &cap, &vec![vec![0.0; horizon]; cap.len()]);
     let mut upper = f64::INFINITY;
     for _ in 0..ROUNDS {
         let (u, mu) = descend(&items, &cap, horizon, feasible);
         upper = upper.min(u);
-        feasible = feasible.max(greedy(&items, &cap, &mu));
+        let (f, p) = greedy(&items, &cap, &mu);
+        if f > feasible {
+            (feasible, plan) = (f, p);
+        }
     }
-    Ok(Bound { basis, value_usd: upper.max(feasible), feasible_usd: feasible })
+    Ok(Solved { bound: Bound { basis, value_usd: upper.max(feasible), feasible_usd: feasible }, plan })
 }
 
 /// The dual value at `mu`, and its subgradient.
@@ -237,8 +268,10 @@ fn descend(items: &[Item], cap: &[f64], horizon: usize, feasible: f64) -> (f64, 
 
 /// A feasible schedule: requests by value per engine-second, densest first, each placed whole on
 /// the option that nets most at prices `mu` and still fits, its prefill and decode in the slots of
-/// its windows that are cheapest at `mu` (earliest first among equals).
-fn greedy(items: &[Item], cap: &[f64], mu: &[Vec<f64>]) -> f64 {
+/// its windows that are cheapest at `mu` (earliest first among equals). Returns its value and,
+/// per item, what it does with it.
+fn greedy(items: &[Item], cap: &[f64], mu: &[Vec<f64>]) -> (f64, Vec<Option<Planned>>) {
+    let mut plan = vec![None; items.len()];
     let mut free: Vec<Vec<f64>> = mu.iter().zip(cap).map(|(m, c)| vec![*c; m.len()]).collect();
     let mut order: Vec<(f64, usize)> = items
         .iter()
@@ -272,13 +305,16 @@ fn greedy(items: &[Item], cap: &[f64], mu: &[Vec<f64>]) -> f64 {
             let f = &mut free[o.pool];
             let mut trial = f.clone();
             if take(&mut trial, &pre, o.prefill) && take(&mut trial, &dec, o.decode) {
+                // The first slot this request's work took.
+                let first = pre.iter().chain(&dec).filter(|&&s| trial[s] < f[s]).min().copied().unwrap_or(it.start);
                 *f = trial;
                 total += o.value;
+                plan[i] = Some(Planned { pool: o.pool, quality: o.quality, start_s: first as f64 * SLOT_S });
                 break;
             }
         }
     }
-    total
+    (total, plan)
 }
 
 /// Takes `work` from `slots` in order; false (with `free` partly taken) if it does not fit.
@@ -300,7 +336,10 @@ mod tests {
 
     fn item(start: usize, end: usize, opts: &[(usize, f64, f64)]) -> Item {
         Item {
-            opts: opts.iter().map(|&(pool, value, work)| Opt { pool, value, prefill: work, decode: 0.0 }).collect(),
+            opts: opts
+                .iter()
+                .map(|&(pool, value, work)| Opt { pool, quality: 1.0, value, prefill: work, decode: 0.0 })
+                .collect(),
             start,
             prefill_end: end,
             decode_end: end,
@@ -319,7 +358,8 @@ mod tests {
             item(0, 1, &[(0, 1.5, 1.0)]),
         ];
         let cap = [1.0];
-        let feasible = greedy(&items, &cap, &[vec![0.0; 2]]);
+        let (feasible, plan) = greedy(&items, &cap, &[vec![0.0; 2]]);
+        assert_eq!(plan.iter().map(|p| p.map(|p| p.start_s)).collect::<Vec<_>>(), [Some(0.0), None, None, Some(1.0)]);
         let (upper, _) = descend(&items, &cap, 2, feasible);
         assert!((feasible - 4.5).abs() < 1e-9, "{feasible}");
         assert!((4.5 - 1e-9..4.5 * 1.01).contains(&upper), "{upper}");
@@ -332,7 +372,7 @@ mod tests {
             .map(|i| item(i % 7, i % 7 + 2, &[(0, 1.0 + (i % 5) as f64, 0.6), (1, 0.5 + (i % 3) as f64, 0.2)]))
             .collect();
         let cap = [1.0, 0.5];
-        let feasible = greedy(&items, &cap, &[vec![0.0; 10], vec![0.0; 10]]);
+        let (feasible, _) = greedy(&items, &cap, &[vec![0.0; 10], vec![0.0; 10]]);
         let mut grad = vec![vec![0.0; 10]; 2];
         for scale in [0.0, 0.5, 2.0, 10.0] {
             let mu: Vec<Vec<f64>> = (0..2).map(|p| (0..10).map(|t| scale * ((t + p) % 3) as f64).collect()).collect();
@@ -340,6 +380,6 @@ mod tests {
         }
         let (upper, mu) = descend(&items, &cap, 10, feasible);
         assert!(upper >= feasible - 1e-9);
-        assert!(upper >= greedy(&items, &cap, &mu) - 1e-9);
+        assert!(upper >= greedy(&items, &cap, &mu).0 - 1e-9);
     }
 }

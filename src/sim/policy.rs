@@ -1,6 +1,7 @@
 //! The policies the simulator compares: what a plain proxy does (FIFO), what inference schedulers
 //! do (strict priority, shedding the lowest tiers under saturation), what gateways do (per-tenant
-//! token-per-minute quotas), and tollgate's bid prices.
+//! token-per-minute quotas), tollgate's bid prices, and the clairvoyant reference: the hindsight
+//! schedule's choices replayed.
 
 use super::request::SimRequest;
 use super::scenario::Scenario;
@@ -12,6 +13,8 @@ pub enum Policy {
     Priority,
     Quota,
     BidPrice,
+    /// The hindsight schedule's plan, replayed (not a policy one can run live: it knows the future).
+    Hindsight,
 }
 
 impl Policy {
@@ -31,6 +34,7 @@ impl Policy {
             Policy::Priority => "priority",
             Policy::Quota => "quota",
             Policy::BidPrice => "bid-price",
+            Policy::Hindsight => "hindsight-replay",
         }
     }
 }

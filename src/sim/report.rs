@@ -62,8 +62,12 @@ pub struct PoolSeries {
 pub struct PolicyReport {
     pub policy: String,
     pub value_usd: f64,
-    /// Value over the hindsight bound (absent when the bound was not computed).
+    /// Value over the hindsight bound on SLA-safe capacity (absent when not computed).
     pub share_of_hindsight: Option<f64>,
+    /// Value over the bound on every engine's whole time: a true bound on any policy here.
+    pub share_of_full_bound: Option<f64>,
+    /// Value over the hindsight schedule replayed through the engines (the achievable reference).
+    pub share_of_replay: Option<f64>,
     /// Share of served requests within their SLA.
     pub sla_attainment: f64,
     pub classes: Vec<ClassReport>,
@@ -81,6 +85,10 @@ pub struct Hindsight {
     pub bound_usd: f64,
     pub feasible_usd: f64,
     pub full_engines_bound_usd: f64,
+    /// The better of the two hindsight schedules (planned on SLA-safe capacity, and on full
+    /// engines) replayed through the engines: value within SLA, USD, and which it was.
+    pub replay_usd: f64,
+    pub replay_basis: super::hindsight::Basis,
 }
 
 /// A whole run: the `--json` file, and what the HTML report draws.
@@ -209,6 +217,8 @@ pub fn summarise(
         policy: policy.to_string(),
         value_usd: value,
         share_of_hindsight: hindsight.filter(|h| *h > 0.0).map(|h| value / h),
+        share_of_full_bound: None,
+        share_of_replay: None,
         sla_attainment: if served > 0 { met as f64 / served as f64 } else { 0.0 },
         classes,
         tiers,

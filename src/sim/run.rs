@@ -42,7 +42,8 @@ pub fn load_requests(sc: &Scenario, base: &Path, load: &Load) -> Result<Vec<SimR
                     class: k,
                     at: r.at_s,
                     input: r.input_tokens,
-                    output: r.output_tokens,
+                    output: c.max_tokens.map_or(r.output_tokens, |m| r.output_tokens.min(m.max(1))),
+                    max_tokens: c.max_tokens,
                     hashes: r.block_hashes,
                 });
             }

@@ -61,6 +61,11 @@ pub struct ClassSpec {
     /// Tokens per minute for the `quota` policy (default: the class's fair share of capacity).
     #[serde(default)]
     pub quota_tpm: Option<f64>,
+    /// The `max_tokens` this class's clients send, if they send one: outputs are cut to it and
+    /// admission sees it. Without it (the default) admission sees only its forecast of the
+    /// output, as the gateway does for a client that sends none; never the trace's true length.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
 }
 
 fn one() -> f64 {

@@ -109,6 +109,11 @@ pub async fn validate_with(
     for k in 0..SIM_RUNS {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(k as u64);
         let mut shifted = reqs.to_vec();
+        // The live client sends `max_tokens` = the output (so the emulator generates exactly
+        // it): the simulator's admission sees the same.
+        for r in &mut shifted {
+            r.max_tokens = Some(r.output.max(1));
+        }
         if k > 0 && !lateness.is_empty() {
             for r in &mut shifted {
                 r.at += lateness[rng.random_range(0..lateness.len())];

@@ -22,7 +22,10 @@ pub use resilient::Resilient;
 
 pub use crate::admission::reservation::PoolView;
 #[cfg(test)]
-use crate::allocator::forecast::{ClassKey, ClassStats, Demand};
+use crate::allocator::{
+    calibration::PoolObs,
+    forecast::{ClassKey, ClassStats, Demand},
+};
 pub use contract::{micro, Denied, Origin, SharedState, StateError, TenantGrant, TenantLimits, MICRO};
 use std::sync::Arc;
 
@@ -95,9 +98,10 @@ mod tests {
     fn forecasts_merge_by_rate() {
         let k = ClassKey { tenant: "t".into(), model: "m".into() };
         let s = |rate, mean_in| ClassStats { rate, last: 1.0, mean_in, mean_out: 10.0, arrivals: 1, finished: 1 };
-        let d = |stats, lifetimes| Demand { classes: vec![(k.clone(), stats)], lifetimes };
-        let all = Demand::merge(vec![d(s(1.0, 100.0), vec![(2.0, 1)]), d(s(3.0, 200.0), vec![(6.0, 3), (1.0, 0)])]);
-        assert_eq!(all.lifetimes, vec![(5.0, 4), (0.0, 0)]);
+        let o = |lifetime_s, seen| PoolObs { lifetime_s, seen };
+        let d = |stats, pools| Demand { classes: vec![(k.clone(), stats)], pools };
+        let all = Demand::merge(vec![d(s(1.0, 100.0), vec![o(2.0, 1)]), d(s(3.0, 200.0), vec![o(6.0, 3), o(1.0, 0)])]);
+        assert_eq!(all.pools, vec![o(5.0, 4), o(1.0, 0)]);
         let m = all.classes;
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].1.rate, 4.0);
