@@ -2,7 +2,7 @@
 //! emulator's `Engine`, one per replica) under a policy. Bid-price admission runs the gateway's
 //! own allocator and `admission::decide`, with the virtual time passed in.
 
-use super::hindsight::Planned;
+use super::plan::Planned;
 use super::policy::{Policy, QuotaBuckets};
 pub use super::request::SimRequest;
 use super::scenario::Scenario;

@@ -27,7 +27,8 @@
 //! slot) that the simulator replays through its engines (`Policy::Hindsight`): a clairvoyant
 //! reference that is actually achievable with real batching and latency.
 
-use super::des::SimRequest;
+pub use super::plan::{Basis, Planned};
+use super::request::SimRequest;
 use super::scenario::Scenario;
 use crate::allocator::pools::Fleet;
 use serde::Serialize;
@@ -39,16 +40,6 @@ const ITERATIONS: usize = 6000;
 /// Rounds of descent and scheduling.
 const ROUNDS: usize = 1;
 
-/// Which capacity the bound grants each pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Basis {
-    /// The capacity the allocator plans with: `sla_utilisation x replicas` engine-seconds per second.
-    SlaSafe,
-    /// Every engine's whole time: a looser bound that ignores what the SLOs cost.
-    FullEngines,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Bound {
     pub basis: Basis,
@@ -57,16 +48,6 @@ pub struct Bound {
     /// Value of a feasible schedule of the same program (greedy by value density), USD: the
     /// optimum lies between the two.
     pub feasible_usd: f64,
-}
-
-/// What the hindsight schedule does with one request it serves.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Planned {
-    pub pool: usize,
-    /// Share of the request's value kept on that pool (1 on its own, a fallback's quality).
-    pub quality: f64,
-    /// When its first work is scheduled, seconds (a slot's start).
-    pub start_s: f64,
 }
 
 /// A hindsight bound with the feasible schedule it found.

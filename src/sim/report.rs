@@ -88,7 +88,7 @@ pub struct Hindsight {
     /// The better of the two hindsight schedules (planned on SLA-safe capacity, and on full
     /// engines) replayed through the engines: value within SLA, USD, and which it was.
     pub replay_usd: f64,
-    pub replay_basis: super::hindsight::Basis,
+    pub replay_basis: super::plan::Basis,
 }
 
 /// A whole run: the `--json` file, and what the HTML report draws.

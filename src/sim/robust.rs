@@ -65,14 +65,7 @@ mod tests {
 
     fn reqs() -> Vec<SimRequest> {
         (0..10)
-            .map(|i| SimRequest {
-                class: i % 2,
-                at: i as f64,
-                input: 10,
-                output: 20,
-                max_tokens: None,
-                hashes: vec![],
-            })
+            .map(|i| SimRequest { class: i % 2, at: i as f64, input: 10, output: 20, max_tokens: None, hashes: vec![] })
             .collect()
     }
 
