@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 use tollgate::sim::hindsight::{bound, Basis};
-use tollgate::sim::policy::Policy;
-use tollgate::sim::run::{load_requests, simulate, Load};
+use tollgate::sim::run::{load_requests, Load};
+use tollgate::sim::suite::{evaluate, POLICIES};
 use tollgate::sim::scenario::Scenario;
 
 #[test]
@@ -17,20 +17,25 @@ fn shipped_scenario_short_replay() {
     assert!(reqs.len() > 500, "{}", reqs.len());
     let hs = bound(&sc, &reqs, Basis::SlaSafe).unwrap();
     assert!(hs.feasible_usd <= hs.value_usd, "{hs:?}");
-    let bound = hs.value_usd;
+    let r = evaluate(&sc, &reqs, 2.0, &POLICIES, true, &mut |_, _| {}).unwrap();
+    let h = r.hindsight.unwrap();
+    // The full-engine bound is a true bound on every policy and on the replayed schedule.
+    assert!(h.replay_usd <= h.full_engines_bound_usd * (1.0 + 1e-6), "{h:?}");
     let mut values = HashMap::new();
-    for p in [Policy::Fifo, Policy::Priority, Policy::Quota, Policy::BidPrice] {
-        let r = simulate(&sc, p, &reqs, Some(bound), &mut |_| {}).unwrap();
+    for p in &r.policies {
         let accounted: usize =
-            r.classes.iter().map(|c| c.admitted + c.downgraded + c.deferred + c.refused + c.dropped).sum();
-        assert_eq!(accounted, reqs.len(), "{}", r.policy);
-        assert!(r.value_usd <= bound * (1.0 + 1e-6), "{} {} > bound {bound}", r.policy, r.value_usd);
-        values.insert(r.policy.clone(), r.value_usd);
+            p.classes.iter().map(|c| c.admitted + c.downgraded + c.deferred + c.refused + c.dropped).sum();
+        assert_eq!(accounted, reqs.len(), "{}", p.policy);
+        let full = h.full_engines_bound_usd;
+        assert!(p.value_usd <= full * (1.0 + 1e-6), "{} {} > full-engine bound {full}", p.policy, p.value_usd);
+        values.insert(p.policy.clone(), p.value_usd);
     }
-    assert!(values["bid-price"] > values["fifo"], "{values:?}");
-    // The shipped scenario at 2x reaches 97% of the bound over 600 s; a 3-minute slice, 90%.
-    assert!(values["bid-price"] >= 0.9 * bound, "{values:?} bound {bound}");
-    assert!(values["bid-price"] >= hs.feasible_usd * 0.95, "{values:?} {hs:?}");
+    println!("{values:?} {h:?}");
+    let best = ["fifo", "priority", "quota"].iter().map(|p| values[*p]).fold(0.0, f64::max);
+    assert!(values["bid-price"] > 1.5 * best, "{values:?}");
+    // Over 600 s at 2x bid prices capture 90% of the replayed hindsight schedule
+    // (docs/simulator.md); over this 3-minute slice, at least 80%.
+    assert!(values["bid-price"] >= 0.8 * h.replay_usd, "{values:?} {h:?}");
 }
 
 #[test]
