@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use tollgate::sim::hindsight::{bound, Basis};
 use tollgate::sim::run::{load_requests, Load};
-use tollgate::sim::suite::{evaluate, POLICIES};
 use tollgate::sim::scenario::Scenario;
+use tollgate::sim::suite::{evaluate, POLICIES};
 
 #[test]
 fn shipped_scenario_short_replay() {
