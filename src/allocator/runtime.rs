@@ -221,10 +221,8 @@ impl Allocator {
             return false;
         }
         self.apply_rooms(&board);
+        self.keep_corrections(&board);
         self.board.store(Arc::new(board));
-        for a in &self.adjust {
-            a.store(0f64.to_bits(), Ordering::Relaxed);
-        }
         true
     }
 
@@ -311,12 +309,19 @@ impl Allocator {
                 .collect(),
         };
         self.apply_rooms(&board);
+        self.keep_corrections(&board);
         let board = Arc::new(board);
         self.board.store(board.clone());
-        for a in &self.adjust {
-            a.store(0f64.to_bits(), Ordering::Relaxed);
-        }
         Ok(board)
+    }
+
+    /// A new board's prices: the corrections measured load made so far are kept (the plan is
+    /// a fluid model that is biased where demand sits at capacity; what the room shows corrects
+    /// it), within what keeps every price non-negative.
+    fn keep_corrections(&self, board: &PriceBoard) {
+        for (a, p) in self.adjust.iter().zip(&board.pools) {
+            a.store(load_f64(a).max(-p.lambda).to_bits(), Ordering::Relaxed);
+        }
     }
 
     /// Seconds until the work in flight on `pool` drains (1 to 60): when a refused request
