@@ -76,12 +76,12 @@ pub const PRIOR_OUTPUT: f64 = 256.0;
 pub struct Forecast {
     /// Decay per second of the rate: ln 2 / half-life.
     k: f64,
-    classes: HashMap<ClassKey, ClassStats>,
+    classes: HashMap<ClassKey, ClassStats, foldhash::fast::FixedState>,
 }
 
 impl Forecast {
     pub fn new(half_life_s: f64) -> Self {
-        Self { k: std::f64::consts::LN_2 / half_life_s.max(1e-3), classes: HashMap::new() }
+        Self { k: std::f64::consts::LN_2 / half_life_s.max(1e-3), classes: HashMap::default() }
     }
 
     pub fn observe_arrival(&mut self, key: &ClassKey, now: f64, input_tokens: f64) {

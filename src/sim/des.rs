@@ -96,7 +96,7 @@ pub struct Sim<'a> {
     reqs: &'a [SimRequest],
     pools: Vec<Vec<Replica>>,
     alloc: Allocator,
-    live: HashMap<u64, Live>,
+    live: HashMap<u64, Live, foldhash::fast::FixedState>,
     /// Deferred requests: (value density, request, deadline), densest first.
     waiting_defer: BinaryHeap<(T, Reverse<usize>, T)>,
     heap: BinaryHeap<Reverse<(T, Ev)>>,
@@ -137,7 +137,7 @@ impl<'a> Sim<'a> {
             reqs,
             pools,
             alloc,
-            live: HashMap::new(),
+            live: HashMap::default(),
             waiting_defer: BinaryHeap::new(),
             heap: BinaryHeap::new(),
             quotas,

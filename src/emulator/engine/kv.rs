@@ -20,7 +20,7 @@ struct Block {
 pub struct KvCache {
     capacity: u64,
     private: u64,
-    blocks: HashMap<u64, Block>,
+    blocks: HashMap<u64, Block, foldhash::fast::FixedState>,
     evictable: BTreeMap<u64, u64>,
     clock: u64,
     evictions: u64,
@@ -28,7 +28,7 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(capacity: u64) -> Self {
-        Self { capacity, private: 0, blocks: HashMap::new(), evictable: BTreeMap::new(), clock: 0, evictions: 0 }
+        Self { capacity, private: 0, blocks: HashMap::default(), evictable: BTreeMap::new(), clock: 0, evictions: 0 }
     }
 
     pub fn capacity(&self) -> u64 {
