@@ -63,7 +63,7 @@ pub struct Fleet {
     pub pools: Vec<PoolModel>,
     pub site_caps: Vec<f64>,
     pub site_names: Vec<String>,
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, foldhash::fast::FixedState>,
 }
 
 /// Why the fleet could not be built from the configuration.

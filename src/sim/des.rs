@@ -110,6 +110,8 @@ pub struct Sim<'a> {
     placers: Vec<Placer>,
     /// The hindsight schedule replayed (`Policy::Hindsight`), per request.
     plan: Vec<Option<Planned>>,
+    /// Each class's forecast key (its tenant and the model it asks for).
+    keys: Vec<ClassKey>,
 }
 
 impl<'a> Sim<'a> {
@@ -147,6 +149,7 @@ impl<'a> Sim<'a> {
             pool_index,
             placers,
             plan: Vec::new(),
+            keys: sc.classes.iter().map(|c| ClassKey { tenant: c.name.clone(), model: c.pool.clone() }).collect(),
         })
     }
 
@@ -216,9 +219,8 @@ impl<'a> Sim<'a> {
         (fates, self.prices, hit as f64 / queried.max(1) as f64)
     }
 
-    fn key(&self, class: usize) -> ClassKey {
-        let c = &self.sc.classes[class];
-        ClassKey { tenant: c.name.clone(), model: c.pool.clone() }
+    fn key(&self, class: usize) -> &ClassKey {
+        &self.keys[class]
     }
 
     fn arrive(&mut self, i: usize, t: f64) {
@@ -252,7 +254,7 @@ impl<'a> Sim<'a> {
             }
             Policy::BidPrice => {
                 let key = self.key(class);
-                self.alloc.observe_arrival_at(&key, t, f64::from(r.input));
+                self.alloc.observe_arrival_at(key, t, f64::from(r.input));
                 if !self.try_admit(i, t, false) {
                     let deferrable = self.sc.tier(&self.sc.classes[class].tier).is_some_and(|t| t.deferrable);
                     if deferrable {
@@ -279,11 +281,11 @@ impl<'a> Sim<'a> {
         let deferrable = self.sc.tier(&c.tier).is_some_and(|t| t.deferrable);
         // What the gateway would see: the class's `max_tokens` if its clients send one, else
         // only the forecast (never the trace's true length).
-        let out = self.alloc.expected_output(&key, r.max_tokens);
+        let out = self.alloc.expected_output(key, r.max_tokens);
         let value = value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), out);
         let ttft_slo_s = self.sc.tier(&c.tier).map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
         let ask = Ask { value, tokens: f64::from(r.input) + out, deferrable, ttft_slo_s };
-        let req = round::Request { class: &key, input: f64::from(r.input), output: out, ask, p_weak: None };
+        let req = round::Request { class: key, input: f64::from(r.input), output: out, ask, p_weak: None };
         match round::round(&self.alloc, &self.cfg, &req) {
             Some(round::Round { outcome: round::Outcome::Serve { cand, reservation, .. }, .. }) => {
                 self.start(i, t, cand.pool, cand.quality, Some(reservation), deferred);
@@ -347,7 +349,7 @@ impl<'a> Sim<'a> {
                 let l = self.live.remove(&id).expect("present");
                 let at = self.reqs[l.req].at;
                 let key = self.key(self.reqs[l.req].class);
-                self.alloc.observe_finish(&key, f64::from(self.reqs[l.req].output));
+                self.alloc.observe_finish(key, f64::from(self.reqs[l.req].output));
                 self.alloc.observe_lifetime(l.pool, t - l.started);
                 self.fates[l.req] = Some(Fate::Served {
                     pool: l.pool,
@@ -417,7 +419,7 @@ impl<'a> Sim<'a> {
         let r = &self.reqs[i];
         let key = self.key(r.class);
         let pool = self.pool_index[r.class];
-        let out = self.alloc.expected_output(&key, r.max_tokens);
+        let out = self.alloc.expected_output(key, r.max_tokens);
         let w = self.alloc.fleet.pools[pool].work(f64::from(r.input), out).max(1e-12);
         value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), out) / w
     }
