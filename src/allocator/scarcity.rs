@@ -1,10 +1,13 @@
 //! The scarcity price of a pool's room, from the forecast and the measured load rather than a
 //! fixed ramp: over the next request lifetime the pool can take the room left now plus what its
-//! capacity frees meanwhile; the price is the value per engine-second of the densest-first class
-//! at which the forecast work of that time no longer fits (zero when all of it fits). This is the
-//! protection-level rule of revenue management (Belobaba's EMSR, with the forecast of the next
-//! lifetime as the demand to protect for): room is kept for work worth more only when that work
-//! is expected to need it.
+//! capacity frees meanwhile. Densest first, the classes that fit are served; the first that does
+//! not fit in full is the marginal one, and the price is the value per engine-second of the class
+//! below it (zero when there is none, or when everything fits): the marginal class is served
+//! while there is room, the classes below it are kept out of room the denser ones are expected
+//! to need. This is the protection-level rule of revenue management (Belobaba's EMSR, with the
+//! forecast of the next lifetime as the demand to protect for). Pricing at the marginal class's
+//! own density would refuse half of it even in an empty pool (a single class whose forecast
+//! exceeds capacity would be refused while the pool sits idle).
 
 use serde::{Deserialize, Serialize};
 
@@ -28,10 +31,10 @@ pub fn order(wants: &mut [Want]) {
 pub fn price(wants: &[Want], room_left: f64, capacity: f64, horizon_s: f64) -> f64 {
     let supply = room_left.max(0.0) + capacity.max(0.0) * horizon_s.max(0.0);
     let mut asked = 0.0;
-    for w in wants {
+    for (i, w) in wants.iter().enumerate() {
         asked += w.work_rate * horizon_s.max(0.0);
         if asked > supply {
-            return w.density;
+            return wants.get(i + 1).map_or(0.0, |below| below.density);
         }
     }
     0.0
@@ -53,14 +56,22 @@ mod tests {
 
     #[test]
     fn free_while_the_forecast_fits_and_the_marginal_class_once_it_does_not() {
-        // Capacity 3 per second takes all three classes: no scarcity.
+        // Densities 5, 2, 1, each 1 engine-second per second. Capacity 3 takes all: no scarcity.
         assert_eq!(price(&wants(), 0.0, 3.0, 10.0), 0.0);
-        // Capacity 2: the least dense class is the one that does not fit.
-        assert_eq!(price(&wants(), 0.0, 2.0, 10.0), 1.0);
-        // Capacity 1 and a full room: only the densest fits.
-        assert_eq!(price(&wants(), 0.0, 1.0, 10.0), 2.0);
-        // The same with 15 engine-seconds of room left: the second class fits too.
-        assert_eq!(price(&wants(), 15.0, 1.0, 10.0), 1.0);
+        // Capacity 2.5: the least dense class is marginal, served while there is room.
+        assert_eq!(price(&wants(), 0.0, 2.5, 10.0), 0.0);
+        // Capacity 1.5: the second is marginal; the third is kept out.
+        assert_eq!(price(&wants(), 0.0, 1.5, 10.0), 1.0);
+        // Capacity 0.5 and a full room: the densest is marginal, the others are kept out.
+        assert_eq!(price(&wants(), 0.0, 0.5, 10.0), 2.0);
+        // The same with 10 engine-seconds of room left: the second becomes the marginal one.
+        assert_eq!(price(&wants(), 10.0, 0.5, 10.0), 1.0);
+    }
+
+    #[test]
+    fn one_class_above_capacity_is_not_priced_out_of_an_empty_pool() {
+        let one = [Want { density: 3.0, work_rate: 10.0 }];
+        assert_eq!(price(&one, 5.0, 1.0, 2.0), 0.0);
     }
 
     #[test]
