@@ -15,15 +15,15 @@
 //! Prints the measured figures (overshoot, minute peaks, handover and reclaim times).
 
 mod common;
+#[path = "scale_out/support.rs"]
+mod support;
 
 use common::services::{Postgres, Redis};
-use futures::StreamExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tollgate::capacity::Profile;
 use tollgate::state::SharedState;
 
 const TTL_MS: u64 = 2000;
@@ -31,115 +31,7 @@ const BUDGET_USD: f64 = 0.05;
 const TPM: u64 = 6000;
 const RPM: usize = 40;
 const LOAD_S: u64 = 70;
-
-struct Replica {
-    child: Mutex<Option<Child>>,
-    base: String,
-}
-
-impl Replica {
-    /// SIGKILL: the process dies with whatever it holds.
-    fn kill(&self) {
-        if let Some(mut c) = self.child.lock().unwrap().take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM: the gateway drains its requests and flushes its ledger, then exits.
-    fn terminate(&self) {
-        if let Some(mut c) = self.child.lock().unwrap().take() {
-            Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Whether replica `id` holds reservations on the pool `big` (under any epoch of its presence).
-async fn holds_room(conn: &mut redis::aio::MultiplexedConnection, id: &str) -> bool {
-    let fields: Vec<String> = redis::cmd("HKEYS").arg("tollgate:pool:big:inflight").query_async(conn).await.unwrap();
-    fields.iter().any(|f| f.strip_prefix(id).is_some_and(|rest| rest.starts_with('.')))
-}
-
-/// What clients saw: (client request id, replica index, HTTP status, completed).
-type Seen = Arc<Mutex<Vec<(String, usize, u16, bool)>>>;
-
-fn profile(model: &str, max_batch: u32, dir: &std::path::Path) -> (Profile, String) {
-    let mut p = Profile::builtin("llama3-8b-h100-tp1").unwrap();
-    p.model = model.into();
-    p.name = format!("{model}-test");
-    p.max_batch = max_batch;
-    let path = dir.join(format!("{model}.toml"));
-    std::fs::write(&path, p.to_toml()).unwrap();
-    (p, path.display().to_string())
-}
-
-/// The most a tenant's answered requests weigh in any 60 whole seconds (by the second each
-/// started), over the whole run.
-fn worst_minute(
-    rows: &[tollgate::metering::LedgerRow],
-    tenant: &str,
-    weight: impl Fn(&tollgate::metering::LedgerRow) -> i64,
-) -> i64 {
-    let mut by_second: Vec<(i64, i64)> = rows
-        .iter()
-        .filter(|r| r.tenant == tenant && r.status == 200)
-        .map(|r| (r.started_at_ms / 1000, weight(r)))
-        .collect();
-    by_second.sort();
-    let (Some(first), Some(last)) = (by_second.first(), by_second.last()) else { return 0 };
-    (first.0..=last.0)
-        .map(|s| by_second.iter().filter(|(t, _)| *t >= s && *t < s + 60).map(|x| x.1).sum::<i64>())
-        .max()
-        .unwrap_or(0)
-}
-
-async fn admin_get(base: &str, path: &str) -> Value {
-    common::get_json(&format!("{base}{path}"), Some(common::ADMIN_KEY)).await
-}
-
-/// One request; `stream` reads SSE to `[DONE]`. Records what the client saw.
-async fn send(client: &reqwest::Client, r: &Replica, idx: usize, key: &str, body: Value, seen: &Seen) -> u16 {
-    let id = uuid::Uuid::new_v4().to_string();
-    let stream = body["stream"].as_bool().unwrap_or(false);
-    let resp = client
-        .post(format!("{}/v1/chat/completions", r.base))
-        .bearer_auth(key)
-        .header("x-request-id", &id)
-        .json(&body)
-        .send()
-        .await;
-    let Ok(resp) = resp else {
-        seen.lock().unwrap().push((id, idx, 0, false));
-        return 0;
-    };
-    let status = resp.status().as_u16();
-    let complete = if status == 200 && stream {
-        let mut text = String::new();
-        let mut s = resp.bytes_stream();
-        let mut ok = true;
-        while let Some(c) = s.next().await {
-            match c {
-                Ok(b) => text.push_str(&String::from_utf8_lossy(&b)),
-                Err(_) => {
-                    ok = false;
-                    break;
-                }
-            }
-        }
-        ok && text.contains("data: [DONE]") && !text.contains("\"error\"")
-    } else {
-        resp.bytes().await.is_ok()
-    };
-    seen.lock().unwrap().push((id, idx, status, complete));
-    status
-}
+use support::{admin_get, holds_room, profile, send, worst_minute, Replica, Seen};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_budgets_limits_reservations_and_prices() {
@@ -167,6 +59,10 @@ backends = ["big"]
 profile = "{big_path}"
 replicas = 1
 cost_per_engine_second = 0.0001
+# Room for about as many of the test's requests in flight as it has high-value clients: with
+# one room shared by the replicas (published with the board), a room of three is taken and kept
+# by whichever replica's clients come back first, and the leader may never hold any.
+queue_window_s = 8.0
 [[models]]
 name = "free"
 backends = ["free"]

@@ -85,6 +85,11 @@ impl Calibration {
         backlog / get(&self.drain).max(1e-9) + prefill
     }
 
+    /// Mean request lifetime, seconds.
+    pub fn lifetime_s(&self) -> f64 {
+        get(&self.lifetime)
+    }
+
     pub fn snapshot(&self) -> PoolObs {
         PoolObs { lifetime_s: get(&self.lifetime), seen: self.seen.load(Ordering::Relaxed) }
     }

@@ -105,7 +105,7 @@ impl Allocator {
         let p = &b.pools[pool];
         let planned = (p.lambda + load_f64(&self.adjust[pool])).max(0.0);
         let load = &self.loads[pool];
-        let horizon = self.calib[pool].snapshot().lifetime_s;
+        let horizon = self.calib[pool].lifetime_s();
         let capacity = self.plannable(pool);
         let scarce = scarcity::price(&p.wants, load.room() - load.total_inflight(), capacity, horizon);
 

@@ -34,9 +34,6 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
     }
     let overload = a.overload.unwrap_or(sc.overload);
     anyhow::ensure!(overload > 0.0 && overload.is_finite(), "--overload must be a positive number");
-    if let Some(placement) = a.placement {
-        sc.pools.iter_mut().for_each(|p| p.placement = placement);
-    }
     let load = Load { overrides, overload, requests: a.requests };
     let reqs = load_requests(&sc, &base, &load).map_err(anyhow::Error::msg)?;
     let duration = reqs.last().map(|r| r.at).unwrap_or(0.0);

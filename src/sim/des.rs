@@ -256,8 +256,7 @@ impl<'a> Sim<'a> {
                 let key = self.key(class);
                 self.alloc.observe_arrival_at(key, t, f64::from(r.input));
                 if !self.try_admit(i, t, false) {
-                    let deferrable = self.sc.tier(&self.sc.classes[class].tier).is_some_and(|t| t.deferrable);
-                    if deferrable {
+                    if self.deferrable(class) {
                         let deadline = self.sc.tier(&self.sc.classes[class].tier).map(|t| t.deadline_ms).unwrap_or(0);
                         let density = self.density(i);
                         self.waiting_defer.push((T(density), Reverse(i), T(t + deadline as f64 / 1000.0)));
@@ -278,7 +277,7 @@ impl<'a> Sim<'a> {
         let r = &self.reqs[i];
         let c = &self.sc.classes[r.class];
         let key = self.key(r.class);
-        let deferrable = self.sc.tier(&c.tier).is_some_and(|t| t.deferrable);
+        let deferrable = self.deferrable(r.class);
         // What the gateway would see: the class's `max_tokens` if its clients send one, else
         // only the forecast (never the trace's true length).
         let out = self.alloc.expected_output(key, r.max_tokens);

@@ -1,9 +1,7 @@
-//! Running a scenario: load and rescale its traces, then replay them under a policy and
-//! summarise the replay.
+//! A scenario's requests: load its traces, thin and merge them, rescale them to a load; and a
+//! request's full value. Replaying them is `sim::suite::evaluate`'s.
 
-use super::des::{Sim, SimRequest};
-use super::policy::Policy;
-use super::report::{summarise, PolicyReport};
+use super::request::SimRequest;
 use super::scenario::Scenario;
 use super::trace;
 use crate::allocator::pools::Fleet;
@@ -82,20 +80,4 @@ pub fn load_requests(sc: &Scenario, base: &Path, load: &Load) -> Result<Vec<SimR
 /// Value of a request served in full by its own model, USD.
 pub fn full_value(sc: &Scenario, cfg: &crate::config::Config, r: &SimRequest) -> f64 {
     value_rates(cfg, &sc.classes[r.class].name).charge_f(f64::from(r.input), f64::from(r.output))
-}
-
-/// Replays `reqs` under `policy` and summarises it; `progress` hears how many requests have
-/// arrived so far.
-pub fn simulate(
-    sc: &Scenario,
-    policy: Policy,
-    reqs: &[SimRequest],
-    hindsight: Option<f64>,
-    progress: &mut dyn FnMut(usize),
-) -> Result<PolicyReport, super::error::SimError> {
-    let cfg = sc.gateway_config()?;
-    let (fates, prices, prefix_hit_share) = Sim::new(sc, policy, reqs)?.run_counting(progress);
-    let mut report = summarise(sc, policy.name(), reqs, &fates, &prices, |r| full_value(sc, &cfg, r), hindsight);
-    report.prefix_hit_share = prefix_hit_share;
-    Ok(report)
 }
