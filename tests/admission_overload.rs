@@ -10,27 +10,16 @@
 mod common;
 
 use serde_json::{json, Value};
-use tollgate::capacity::Profile;
 
 struct Run {
     results: Vec<Value>,
     ledger: Vec<tollgate::metering::LedgerRow>,
 }
 
-fn profile(name: &str, model: &str, max_batch: u32, dir: &std::path::Path) -> (Profile, String) {
-    let mut p = Profile::builtin(name).unwrap();
-    p.model = model.into();
-    p.name = format!("{model}-test");
-    p.max_batch = max_batch;
-    let path = dir.join(format!("{model}.toml"));
-    std::fs::write(&path, p.to_toml()).unwrap();
-    (p, path.display().to_string())
-}
-
 async fn run(admission: bool) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let (big, big_path) = profile("llama2-70b-h100-tp4", "big", 8, dir.path());
-    let (small, small_path) = profile("llama3-8b-h100-tp1", "small", 4, dir.path());
+    let (big, big_path) = common::test_profile("llama2-70b-h100-tp4", "big", 8, dir.path());
+    let (small, small_path) = common::test_profile("llama3-8b-h100-tp1", "small", 4, dir.path());
     let (eb, es) = (common::start_emulator(big, 1, 1.0).await, common::start_emulator(small, 1, 1.0).await);
     let config = format!(
         r#"

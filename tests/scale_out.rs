@@ -31,15 +31,15 @@ const BUDGET_USD: f64 = 0.05;
 const TPM: u64 = 6000;
 const RPM: usize = 40;
 const LOAD_S: u64 = 70;
-use support::{admin_get, holds_room, profile, send, worst_minute, Replica, Seen};
+use support::{admin_get, holds_room, send, worst_minute, Replica, Seen};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_budgets_limits_reservations_and_prices() {
     let redis = Redis::start();
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let (big, big_path) = profile("big", 4, dir.path());
-    let (free, _) = profile("free", 64, dir.path());
+    let (big, big_path) = common::test_profile("llama3-8b-h100-tp1", "big", 4, dir.path());
+    let (free, _) = common::test_profile("llama3-8b-h100-tp1", "free", 64, dir.path());
     let emu_big = common::start_emulator(big, 1, 1.0).await;
     let emu_free = common::start_emulator(free, 1, 20.0).await;
     let config = format!(

@@ -176,3 +176,15 @@ pub async fn calls(base: &str, key: &str, spec: serde_json::Value) -> Vec<serde_
     assert!(out.status.success(), "calls.py failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
+
+/// A copy of built-in profile `name` for model `model` with `max_batch`, written to `dir`: the
+/// profile and its path (for a gateway model's `capacity.profile`).
+pub fn test_profile(name: &str, model: &str, max_batch: u32, dir: &std::path::Path) -> (Profile, String) {
+    let mut p = Profile::builtin(name).unwrap();
+    p.model = model.into();
+    p.name = format!("{model}-test");
+    p.max_batch = max_batch;
+    let path = dir.join(format!("{model}.toml"));
+    std::fs::write(&path, p.to_toml()).unwrap();
+    (p, path.display().to_string())
+}

@@ -6,7 +6,6 @@ use futures::StreamExt;
 use serde_json::Value;
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
-use tollgate::capacity::Profile;
 
 pub struct Replica {
     pub child: Mutex<Option<Child>>,
@@ -45,16 +44,6 @@ pub async fn holds_room(conn: &mut redis::aio::MultiplexedConnection, id: &str) 
 
 /// What clients saw: (client request id, replica index, HTTP status, completed).
 pub type Seen = Arc<Mutex<Vec<(String, usize, u16, bool)>>>;
-
-pub fn profile(model: &str, max_batch: u32, dir: &std::path::Path) -> (Profile, String) {
-    let mut p = Profile::builtin("llama3-8b-h100-tp1").unwrap();
-    p.model = model.into();
-    p.name = format!("{model}-test");
-    p.max_batch = max_batch;
-    let path = dir.join(format!("{model}.toml"));
-    std::fs::write(&path, p.to_toml()).unwrap();
-    (p, path.display().to_string())
-}
 
 /// The most a tenant's answered requests weigh in any 60 whole seconds (by the second each
 /// started), over the whole run.
