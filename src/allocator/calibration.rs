@@ -2,14 +2,18 @@
 //! sees every admission, first token and end; the simulator passes the same events with its
 //! virtual clock): the mean request lifetime (admission to last token), the rate at which the
 //! prefill backlog drains (for time-to-first-token estimates). Replaces constants that fitted one
-//! workload; each starts from a prior and follows what the fleet does.
+//! workload; each starts from a prior and follows what the fleet does. The lifetime, from which
+//! the pool's room is sized, is a mean over the LP's planning horizon (time-decayed), not over a
+//! number of requests: the room then moves at the pace of the plan it serves, and a few long
+//! requests finishing together cannot shrink it under the work already in flight.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Before any first token was seen, the prefill backlog is assumed to drain at this share of the
 /// pool's engines (the share of step time prefill gets beside decoding).
 const PRIOR_PREFILL_SHARE: f64 = 0.6;
-/// Weight of a new observation in the lifetime and drain-rate averages.
+/// Weight of a new observation in the drain-rate average.
 const ALPHA: f64 = 0.05;
 fn get(a: &AtomicU64) -> f64 {
     f64::from_bits(a.load(Ordering::Relaxed))
@@ -39,31 +43,58 @@ impl PoolObs {
     }
 }
 
+/// A mean decayed with time: observations weigh `exp(-age / tau)`.
+#[derive(Debug, Clone, Copy)]
+struct Decayed {
+    /// Weighted sum and total weight, as of `at` seconds.
+    sum: f64,
+    weight: f64,
+    at: f64,
+}
+
+impl Decayed {
+    fn add(&mut self, x: f64, now: f64, tau: f64) {
+        let k = if now > self.at { (-(now - self.at) / tau).exp() } else { 1.0 };
+        self.sum = self.sum * k + x;
+        self.weight = self.weight * k + 1.0;
+        self.at = self.at.max(now);
+    }
+
+    fn mean(&self) -> f64 {
+        self.sum / self.weight.max(1e-12)
+    }
+}
+
 /// A pool's live measurements.
 #[derive(Debug)]
 pub struct Calibration {
     engines: f64,
-    lifetime: AtomicU64,
+    /// Time constant of the lifetime's mean, seconds (the LP's horizon).
+    tau_s: f64,
+    /// The lifetime's decayed mean, starting from one pseudo-observation of the prior.
+    lifetime: Mutex<Decayed>,
     seen: AtomicU64,
     drain: AtomicU64,
 }
 
 impl Calibration {
-    /// A pool of `engines` whose requests are first assumed to live `lifetime_s`.
-    pub fn new(engines: f64, lifetime_s: f64) -> Self {
+    /// A pool of `engines` whose requests are first assumed to live `lifetime_s`; lifetimes are
+    /// averaged over about `tau_s` seconds.
+    pub fn new(engines: f64, lifetime_s: f64, tau_s: f64) -> Self {
         let engines = engines.max(1.0);
         Self {
             engines,
-            lifetime: AtomicU64::new(lifetime_s.to_bits()),
+            tau_s: tau_s.max(1e-3),
+            lifetime: Mutex::new(Decayed { sum: lifetime_s, weight: 1.0, at: 0.0 }),
             seen: AtomicU64::new(0),
             drain: AtomicU64::new((engines * PRIOR_PREFILL_SHARE).to_bits()),
         }
     }
 
-    /// A request lived `seconds` from admission to its last token.
-    pub fn lifetime(&self, seconds: f64) {
-        let cur = get(&self.lifetime);
-        set(&self.lifetime, cur + ALPHA * (seconds - cur));
+    /// A request lived `seconds` from admission to its last token, which came at `now` (the
+    /// allocator's clock).
+    pub fn lifetime(&self, seconds: f64, now: f64) {
+        self.lifetime.lock().expect("lifetime lock").add(seconds, now, self.tau_s);
         self.seen.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -87,11 +118,11 @@ impl Calibration {
 
     /// Mean request lifetime, seconds.
     pub fn lifetime_s(&self) -> f64 {
-        get(&self.lifetime)
+        self.lifetime.lock().expect("lifetime lock").mean()
     }
 
     pub fn snapshot(&self) -> PoolObs {
-        PoolObs { lifetime_s: get(&self.lifetime), seen: self.seen.load(Ordering::Relaxed) }
+        PoolObs { lifetime_s: self.lifetime_s(), seen: self.seen.load(Ordering::Relaxed) }
     }
 }
 
@@ -101,7 +132,7 @@ mod tests {
 
     #[test]
     fn the_drain_rate_follows_what_first_tokens_show() {
-        let c = Calibration::new(4.0, 2.0);
+        let c = Calibration::new(4.0, 2.0, 60.0);
         let prior = c.ttft_estimate(2.4, 0.1);
         assert!((prior - 1.1).abs() < 1e-9, "{prior}");
         // The backlog drains at 1 engine-second per second, not the prior 2.4.
@@ -112,6 +143,29 @@ mod tests {
         // Requests that waited behind nothing leave it alone.
         c.first_token(0.0, 0.1, 0.5);
         assert!((c.ttft_estimate(2.0, 0.1) - 2.1).abs() < 0.01);
+    }
+
+    #[test]
+    fn the_lifetime_is_a_mean_over_the_horizon_not_over_the_last_few_requests() {
+        let c = Calibration::new(1.0, 2.0, 60.0);
+        // A minute of 10-second requests, one a second.
+        for t in 0..60 {
+            c.lifetime(10.0, f64::from(t));
+        }
+        let settled = c.lifetime_s();
+        assert!((settled - 10.0).abs() < 0.2, "{settled}");
+        // Twenty 100-second requests end together: the mean moves, but by their weight against
+        // the last minute's sixty, not to 100.
+        for _ in 0..20 {
+            c.lifetime(100.0, 60.0);
+        }
+        let after = c.lifetime_s();
+        assert!(after > 20.0 && after < 50.0, "{after}");
+        // Long after, what is observed then is what counts.
+        for t in 0..600 {
+            c.lifetime(5.0, 1000.0 + f64::from(t));
+        }
+        assert!((c.lifetime_s() - 5.0).abs() < 0.1, "{}", c.lifetime_s());
     }
 
     #[test]

@@ -55,7 +55,8 @@ impl Allocator {
         let adjust = fleet.pools.iter().map(|_| AtomicU64::new(0f64.to_bits())).collect();
         let deferred = fleet.pools.iter().map(|_| Mutex::new(DeferQueue::default())).collect();
         let deferred_moved = fleet.pools.iter().map(|_| tokio::sync::Notify::new()).collect();
-        let calib = fleet.pools.iter().map(|p| Calibration::new(p.engines, p.window_s)).collect();
+        let calib =
+            fleet.pools.iter().map(|p| Calibration::new(p.engines, p.window_s, cfg.admission.horizon_s)).collect();
         let board = PriceBoard {
             pools: fleet
                 .pools
@@ -105,9 +106,7 @@ impl Allocator {
         let p = &b.pools[pool];
         let planned = (p.lambda + load_f64(&self.adjust[pool])).max(0.0);
         let load = &self.loads[pool];
-        let horizon = self.calib[pool].lifetime_s();
-        let capacity = self.plannable(pool);
-        let scarce = scarcity::price(&p.wants, load.room() - load.total_inflight(), capacity, horizon);
+        let scarce = scarcity::price(&p.wants, load.room() - load.total_inflight(), self.plannable(pool));
 
         planned.max(scarce) + p.cost + p.power
     }
@@ -128,7 +127,12 @@ impl Allocator {
     /// A request on `pool` lived `seconds` from admission to its last token: the pool's room
     /// follows the mean lifetime (never below the configured window) from the next board on.
     pub fn observe_lifetime(&self, pool: usize, seconds: f64) {
-        self.calib[pool].lifetime(seconds);
+        self.observe_lifetime_at(pool, self.now(), seconds);
+    }
+
+    /// As [`Self::observe_lifetime`], ending at a given time (the simulator's virtual clock).
+    pub fn observe_lifetime_at(&self, pool: usize, now: f64, seconds: f64) {
+        self.calib[pool].lifetime(seconds, now);
     }
 
     /// The room a board publishes for `pool`: capacity times the mean lifetime, at least the
@@ -261,7 +265,11 @@ impl Allocator {
             }
             // What the class asks of the pool it asks for.
             if let Some(o) = c.options.first() {
-                wants[o.pool].push(Want { density: c.value / o.work.max(1e-12), work_rate: c.rate * o.work });
+                wants[o.pool].push(Want {
+                    density: c.value / o.work.max(1e-12),
+                    work_rate: c.rate * o.work,
+                    work: o.work,
+                });
             }
         }
         wants.iter_mut().for_each(|w| scarcity::order(w));

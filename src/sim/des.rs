@@ -349,7 +349,7 @@ impl<'a> Sim<'a> {
                 let at = self.reqs[l.req].at;
                 let key = self.key(self.reqs[l.req].class);
                 self.alloc.observe_finish(key, f64::from(self.reqs[l.req].output));
-                self.alloc.observe_lifetime(l.pool, t - l.started);
+                self.alloc.observe_lifetime_at(l.pool, t, t - l.started);
                 self.fates[l.req] = Some(Fate::Served {
                     pool: l.pool,
                     quality: l.quality,
