@@ -16,7 +16,7 @@ use tollgate::state::SharedState;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_scripts_are_exact_under_contention() {
     let redis = Redis::start();
-    let cfg = tollgate::config::RedisConfig { ttl_ms: 10_000, ..Default::default() };
+    let cfg = tollgate::config::RedisConfig { ttl_ms: 10_000, timeout_ms: 10_000, ..Default::default() };
     let limits: HashMap<String, tollgate::state::TenantLimits> = [(
         "t".to_string(),
         tollgate::state::TenantLimits {
@@ -123,7 +123,7 @@ async fn redis_scripts_are_exact_under_contention() {
 async fn a_month_boundary_resets_spend_in_redis() {
     use tollgate::state::SharedState;
     let redis = Redis::start();
-    let cfg = tollgate::config::RedisConfig { ttl_ms: 10_000, ..Default::default() };
+    let cfg = tollgate::config::RedisConfig { ttl_ms: 10_000, timeout_ms: 10_000, ..Default::default() };
     // 2026-11-30T23:59:00Z and 2026-12-01T00:01:00Z.
     let (nov, dec) = (1_796_083_140_000_i64, 1_796_083_260_000_i64);
     let nov_start = tollgate::units::month_start_ms(nov);
