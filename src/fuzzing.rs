@@ -14,7 +14,7 @@ use crate::cache::{Cached, Kind};
 /// the emulator reads it.
 pub fn request(data: &[u8]) {
     let Some((&which, body)) = data.split_first() else { return };
-    let route = [Route::Chat, Route::Completions, Route::Embeddings][usize::from(which % 3)];
+    let route = [Route::Chat, Route::Completions, Route::Embeddings, Route::Messages][usize::from(which % 4)];
     match read_request(route, body) {
         Ok(c) => {
             // What is sent upstream is JSON with the pool's model name in it.
@@ -44,7 +44,34 @@ pub fn request(data: &[u8]) {
                 let _ = tokens::completion_prompt_tokens(&req.prompt);
             }
         }
-        Route::Embeddings => {}
+        Route::Embeddings | Route::Messages => {}
+    }
+}
+
+/// A chat stream cut where the input says (the first byte: the piece length), translated into
+/// Anthropic's events: the same events wherever the bytes are cut, each a named event with a
+/// JSON body, and a whole answer's translation always a message or an error.
+pub fn messages_stream(data: &[u8]) {
+    use crate::api::anthropic::{response, stream::Translator};
+    let Some((&step, body)) = data.split_first() else { return };
+    let whole = Translator::new("m").push(body);
+    let mut t = Translator::new("m");
+    let mut cut = Vec::new();
+    for piece in body.chunks(usize::from(step).max(1)) {
+        cut.extend(t.push(piece));
+    }
+    assert_eq!(cut, whole, "the translation depends on where the stream was cut");
+    for event in String::from_utf8_lossy(&whole).split("\n\n").filter(|e| !e.is_empty()) {
+        let mut lines = event.lines();
+        assert!(lines.next().is_some_and(|l| l.starts_with("event: ")), "{event}");
+        let data = lines.next().and_then(|l| l.strip_prefix("data: ")).expect("a data line");
+        let v: serde_json::Value = serde_json::from_str(data).expect("event data is JSON");
+        assert!(v["type"].is_string());
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let m = response::from_chat(&v);
+        assert_eq!(m["type"], "message");
+        assert!(m["content"].is_array());
     }
 }
 

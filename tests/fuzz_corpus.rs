@@ -32,3 +32,10 @@ fn sse_corpus() {
 fn config_corpus() {
     replay("config", tollgate::fuzzing::config);
 }
+
+/// The Messages stream translation reads the same input as the relay's (a piece length, then a
+/// chat stream), so the SSE corpus drives it too.
+#[test]
+fn messages_translation_over_the_sse_corpus() {
+    replay("sse", tollgate::fuzzing::messages_stream);
+}

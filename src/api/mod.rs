@@ -1,8 +1,10 @@
-//! The OpenAI-compatible surface: wire types and the error mapping shared by the emulator and
-//! the gateway, the gateway's routes and layers, its request path, and the admin API.
+//! The OpenAI-compatible surface (and Anthropic's Messages, translated at the edge): wire types
+//! and the error mapping shared by the emulator and the gateway, the gateway's routes and
+//! layers, its request path, and the admin API.
 
 pub mod admin;
 pub mod admit;
+pub mod anthropic;
 pub mod classify;
 pub mod error;
 pub mod gateway;

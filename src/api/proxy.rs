@@ -142,7 +142,9 @@ async fn prepare(
     let upstream_body = c.body_for(&pool.upstream_model, admitted.output_cap)?;
     let hashes = if pool.wants_prefix() { c.prompt.prefix_hashes() } else { Vec::new() };
     let send_span = tracing::debug_span!(target: SPAN_TARGET, "send", backend = tracing::field::Empty);
-    let sent = send::send(pool, route.path(), upstream_body, request_id, &hashes, meter).instrument(send_span).await?;
+    let sent = send::send(pool, route.upstream_path(), upstream_body, request_id, &hashes, meter)
+        .instrument(send_span)
+        .await?;
     meter.first_token();
     // A stream's first chunk is its first token; a whole response's first bytes come at its
     // end, so its prefill stays in the backlog until then (conservative).

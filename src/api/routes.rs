@@ -28,6 +28,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/embeddings", proxy_route(Route::Embeddings))
         .route("/v1/models", get(models))
         .route_layer(middleware::from_fn_with_state(gw.clone(), tenant_auth));
+    // Anthropic's Messages: the same path behind the same authentication (a bearer token or
+    // `x-api-key`), with answers and errors in Anthropic's shapes (the outer layer).
+    let anthropic_routes = Router::new()
+        .route("/v1/messages", proxy_route(Route::Messages))
+        .route("/v1/messages/count_tokens", post(super::anthropic::count_tokens))
+        .route_layer(middleware::from_fn_with_state(gw.clone(), tenant_auth))
+        .route_layer(middleware::from_fn(super::anthropic::adapt));
     let admin_routes = Router::new()
         .route("/v1/tollgate/usage", get(admin::usage))
         .route("/v1/tollgate/ledger", get(admin::ledger))
@@ -41,6 +48,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route_layer(middleware::from_fn_with_state(gw.clone(), admin_auth));
     Router::new()
         .merge(tenant_routes)
+        .merge(anthropic_routes)
         .merge(admin_routes)
         .merge(crate::dashboard::router())
         .route("/health", get(|| async { StatusCode::OK }))
@@ -50,8 +58,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
+/// The key a client presented: `Authorization: Bearer ...`, or Anthropic's `x-api-key`.
 fn token(headers: &HeaderMap) -> Option<&str> {
     bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty()))
 }
 
 /// The client's address, when the server was started with connection info.

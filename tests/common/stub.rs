@@ -16,6 +16,8 @@ pub const FAIL_500: u8 = 1;
 pub const CUT_STREAM: u8 = 2;
 pub const STALL_STREAM: u8 = 3;
 pub const RATE_LIMITED: u8 = 4;
+/// Answers with a call of the tool `weather` for Paris (whole, or streamed in pieces).
+pub const TOOL_CALL: u8 = 5;
 
 #[derive(Default)]
 pub struct Stub {
@@ -36,6 +38,25 @@ async fn chat(State(s): State<Arc<Stub>>, headers: HeaderMap, body: Bytes) -> Re
     match s.mode.load(Ordering::SeqCst) {
         FAIL_500 => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":{"message":"boom","type":"server_error"}}"#).into_response(),
         RATE_LIMITED => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], r#"{"error":{"message":"slow down"}}"#).into_response(),
+        TOOL_CALL if stream => {
+            let pieces = [
+                r#"{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"weather","arguments":""}}]}"#,
+                r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}"#,
+                r#"{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}"#,
+            ];
+            let mut body = String::new();
+            for p in pieces {
+                body += &format!("data: {{\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{p},\"finish_reason\":null}}]}}\n\n");
+            }
+            body += "data: {\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n";
+            body += "data: {\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":8,\"total_tokens\":38}}\n\ndata: [DONE]\n\n";
+            ([("content-type", "text/event-stream")], body).into_response()
+        }
+        TOOL_CALL => (
+            [("content-type", "application/json")],
+            r#"{"id":"s","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Paris\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":30,"completion_tokens":8,"total_tokens":38}}"#,
+        )
+            .into_response(),
         mode if stream => {
             let cut = mode == CUT_STREAM;
             let stall = mode == STALL_STREAM;

@@ -1,0 +1,303 @@
+//! The gateway's OpenAI chat stream (as the relay writes it: `data:` events, an error event then
+//! `[DONE]` on failure) translated into Anthropic's typed Messages events, incrementally and
+//! without knowing where the bytes were cut. Pure: bytes in, bytes out.
+//!
+//! `message_start` and a `ping` go out with the first event; text deltas open a text block,
+//! each new tool call a `tool_use` block whose arguments stream as `input_json_delta`; a block
+//! closes when another opens or the stream ends. The usage the upstream reports last goes out in
+//! `message_delta` (input, output and cache-read tokens), then `message_stop`. An error event
+//! becomes Anthropic's `error` event and ends the stream.
+
+use super::response::{error_type, message_id, stop_reason, usage};
+use serde_json::{json, Value};
+
+/// The block being streamed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Open {
+    None,
+    Text(usize),
+    /// A tool call: the block's index and the chat stream's index of the call.
+    Tool(usize, u64),
+}
+
+/// Translates one response's stream.
+#[derive(Debug)]
+pub struct Translator {
+    /// Bytes of an event not yet complete.
+    pending: Vec<u8>,
+    started: bool,
+    done: bool,
+    open: Open,
+    next_block: usize,
+    model: String,
+    finish: Option<String>,
+    usage: Value,
+}
+
+impl Translator {
+    /// `model` names the model in `message_start` until the upstream's first chunk says.
+    pub fn new(model: &str) -> Self {
+        Self {
+            pending: Vec::new(),
+            started: false,
+            done: false,
+            open: Open::None,
+            next_block: 0,
+            model: model.to_string(),
+            finish: None,
+            usage: Value::Null,
+        }
+    }
+
+    /// Whether the stream ended (`message_stop` or an error went out).
+    pub fn finished(&self) -> bool {
+        self.done
+    }
+
+    /// Feeds bytes of the chat stream; returns the Anthropic events they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(end) = find_event_end(&self.pending) {
+            let event: Vec<u8> = self.pending.drain(..end.0 + end.1).collect();
+            if !self.done {
+                self.event(&event[..end.0], &mut out);
+            }
+        }
+        out
+    }
+
+    fn event(&mut self, raw: &[u8], out: &mut Vec<u8>) {
+        let text = String::from_utf8_lossy(raw);
+        let data: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if data.is_empty() {
+            return; // a comment or keep-alive
+        }
+        if data == "[DONE]" {
+            self.finish_message(out);
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&data) else { return };
+        if let Some(err) = v.get("error") {
+            let message = err.get("message").and_then(Value::as_str).unwrap_or("upstream error");
+            // A stream fails mid-way only upstream (5xx), or by a rate limit it relayed.
+            let status = match err.get("type").and_then(Value::as_str) {
+                Some("rate_limit_error") => 429,
+                _ if message.contains("timed out") => 504,
+                _ => 502,
+            };
+            let body = json!({"type": "error", "error": {"type": error_type(status), "message": message}});
+            emit(out, "error", &body);
+            self.done = true;
+            return;
+        }
+        self.start(&v, out);
+        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+            self.usage = u.clone();
+        }
+        let Some(choice) = v.pointer("/choices/0") else { return };
+        let delta = &choice["delta"];
+        if let Some(t) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            let index = match self.open {
+                Open::Text(i) => i,
+                _ => self.open_block(json!({"type": "text", "text": ""}), None, out),
+            };
+            emit(
+                out,
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": t}}),
+            );
+        }
+        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            let chat_index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let index = match self.open {
+                Open::Tool(i, c) if c == chat_index => i,
+                _ => {
+                    let block = json!({
+                        "type": "tool_use",
+                        "id": call.get("id").and_then(Value::as_str).unwrap_or("toolu_tollgate"),
+                        "name": call.pointer("/function/name").and_then(Value::as_str).unwrap_or(""),
+                        "input": {},
+                    });
+                    self.open_block(block, Some(chat_index), out)
+                }
+            };
+            if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str).filter(|a| !a.is_empty()) {
+                emit(
+                    out,
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": args}}),
+                );
+            }
+        }
+        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish = Some(f.to_string());
+        }
+    }
+
+    fn start(&mut self, v: &Value, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if let Some(m) = v.get("model").and_then(Value::as_str) {
+            self.model = m.to_string();
+        }
+        let message = json!({
+            "type": "message_start",
+            "message": {
+                "id": message_id(v.get("id").and_then(Value::as_str)),
+                "type": "message", "role": "assistant", "model": self.model, "content": [],
+                "stop_reason": Value::Null, "stop_sequence": Value::Null,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            }
+        });
+        emit(out, "message_start", &message);
+        emit(out, "ping", &json!({"type": "ping"}));
+    }
+
+    fn open_block(&mut self, block: Value, tool: Option<u64>, out: &mut Vec<u8>) -> usize {
+        self.close_block(out);
+        let index = self.next_block;
+        self.next_block += 1;
+        emit(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": block}),
+        );
+        self.open = match tool {
+            Some(c) => Open::Tool(index, c),
+            None => Open::Text(index),
+        };
+        index
+    }
+
+    fn close_block(&mut self, out: &mut Vec<u8>) {
+        if let Open::Text(i) | Open::Tool(i, _) = self.open {
+            emit(out, "content_block_stop", &json!({"type": "content_block_stop", "index": i}));
+        }
+        self.open = Open::None;
+    }
+
+    fn finish_message(&mut self, out: &mut Vec<u8>) {
+        self.start(&Value::Null, out);
+        self.close_block(out);
+        let delta = json!({
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason(self.finish.as_deref()), "stop_sequence": Value::Null},
+            "usage": usage(&self.usage),
+        });
+        emit(out, "message_delta", &delta);
+        emit(out, "message_stop", &json!({"type": "message_stop"}));
+        self.done = true;
+    }
+}
+
+/// Where the first complete event ends: its length and the separator's.
+fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn emit(out: &mut Vec<u8>, name: &str, data: &Value) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(data.to_string().as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(out: &[u8]) -> Vec<(String, Value)> {
+        String::from_utf8_lossy(out)
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let mut lines = e.lines();
+                let name = lines.next().unwrap().strip_prefix("event: ").unwrap().to_string();
+                let data = serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap()).unwrap();
+                (name, data)
+            })
+            .collect()
+    }
+
+    const CHAT: &str = concat!(
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"weather\",\"arguments\":\"\"}}]}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Paris\\\"}\"}}]}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":5}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    #[test]
+    fn text_then_a_tool_call_stream_as_typed_blocks_wherever_the_bytes_are_cut() {
+        let whole = {
+            let mut t = Translator::new("m");
+            t.push(CHAT.as_bytes())
+        };
+        // The same stream cut into 7-byte pieces gives the same events.
+        let mut t = Translator::new("m");
+        let mut cut = Vec::new();
+        for piece in CHAT.as_bytes().chunks(7) {
+            cut.extend(t.push(piece));
+        }
+        assert_eq!(cut, whole);
+        assert!(t.finished());
+        let ev = events(&whole);
+        let names: Vec<&str> = ev.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(ev[0].1["message"]["id"], "msg_x");
+        assert_eq!(ev[3].1["delta"], json!({"type": "text_delta", "text": "Hel"}));
+        assert_eq!(ev[6].1["content_block"]["name"], "weather");
+        assert_eq!(ev[6].1["index"], 1);
+        let args: String = ev[7..9].iter().map(|e| e.1["delta"]["partial_json"].as_str().unwrap()).collect();
+        assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"city": "Paris"}));
+        assert_eq!(ev[10].1["delta"]["stop_reason"], "tool_use");
+        assert_eq!(ev[10].1["usage"]["output_tokens"], 5);
+        assert_eq!(ev[10].1["usage"]["input_tokens"], 9);
+    }
+
+    #[test]
+    fn an_error_event_ends_the_stream_in_anthropics_shape() {
+        let mut t = Translator::new("m");
+        let out = t.push(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":{\"message\":\"cut\",\"type\":\"server_error\",\"code\":null}}\n\ndata: [DONE]\n\n");
+        let ev = events(&out);
+        let last = ev.last().unwrap();
+        assert_eq!(last.0, "error");
+        assert_eq!(last.1["error"], json!({"type": "api_error", "message": "cut"}));
+        assert!(ev.iter().all(|e| e.0 != "message_stop"), "nothing after the error");
+        assert!(t.finished());
+    }
+}
