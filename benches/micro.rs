@@ -82,6 +82,26 @@ fn sse_relay(c: &mut Criterion) {
     c.bench_function("SSE relay, per chunk (one content event)", |b| b.iter(|| tally.process(black_box(chunk))));
 }
 
+/// Translating one chat stream event into Anthropic's Messages events (the `/v1/messages`
+/// stream's extra work per chunk, beside the relay's), and a short request into chat.
+fn messages_translation(c: &mut Criterion) {
+    let chunk = br#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"m","choices":[{"index":0,"delta":{"content":" hello"},"finish_reason":null}]}
+
+"#;
+    let mut t = tollgate::api::anthropic::stream::Translator::new("m");
+    t.push(chunk);
+    c.bench_function("Messages stream translation, per chunk (one text delta)", |b| {
+        b.iter(|| t.push(black_box(chunk)))
+    });
+    let req: serde_json::Value = serde_json::from_str(
+        r#"{"model":"m","max_tokens":256,"system":"You are a helpful assistant.","messages":[{"role":"user","content":"Summarise the opportunity cost of serving this request in one sentence, please."}]}"#,
+    )
+    .unwrap();
+    c.bench_function("Messages request translation, short prompt", |b| {
+        b.iter(|| tollgate::api::anthropic::request::to_chat(black_box(&req)).unwrap())
+    });
+}
+
 /// Counting a short chat prompt's tokens (cl100k_base), as admission does for every request.
 fn token_count(c: &mut Criterion) {
     let msgs: Vec<tollgate::api::openai::ChatMessage> = serde_json::from_str(
@@ -212,6 +232,7 @@ criterion_group!(
     priced_admission,
     board_read,
     sse_relay,
+    messages_translation,
     token_count,
     cache_lookup,
     router_estimate,
