@@ -100,6 +100,10 @@ pub async fn count_tokens(
     }
     let messages: Vec<ChatMessage> = from_value(&chat["messages"])?;
     let mut n = tokens::chat_prompt_count(&messages);
+    // Earlier tool calls are part of the prompt too (their names and arguments).
+    for calls in chat["messages"].as_array().into_iter().flatten().filter_map(|m| m.get("tool_calls")) {
+        n += tokens::count_text(&calls.to_string());
+    }
     if let Some(tools) = chat.get("tools") {
         n += tokens::count_text(&tools.to_string());
     }

@@ -15,8 +15,10 @@ use crate::api::ApiError;
 use serde_json::{json, Map, Value};
 
 /// The fields translated (or dropped) here; any other passes through.
-const MESSAGES_FIELDS: [&str; 19] = [
+const MESSAGES_FIELDS: [&str; 20] = [
     "model",
+    // Messages has one answer; a chat `n` would interleave choices in the stream.
+    "n",
     "max_tokens",
     "messages",
     "system",
@@ -107,11 +109,17 @@ pub fn to_chat(v: &Value) -> Result<Value, ApiError> {
     if let Some(user) = obj.get("metadata").and_then(|m| m.get("user_id")).and_then(Value::as_str) {
         chat.insert("user".into(), Value::String(user.to_string()));
     }
-    if let Some(tools) = obj.get("tools") {
-        chat.insert("tools".into(), tools_to_chat(tools)?);
+    let mut choice = Map::new();
+    if let Some(c) = obj.get("tool_choice") {
+        tool_choice_to_chat(c, &mut choice)?;
     }
-    if let Some(choice) = obj.get("tool_choice") {
-        tool_choice_to_chat(choice, &mut chat)?;
+    if let Some(tools) = obj.get("tools") {
+        let tools = tools_to_chat(tools)?;
+        // OpenAI-compatible servers refuse an empty list, and a tool choice without tools.
+        if tools.as_array().is_some_and(|t| !t.is_empty()) {
+            chat.insert("tools".into(), tools);
+            chat.extend(choice);
+        }
     }
     for (k, v) in obj {
         if !MESSAGES_FIELDS.contains(&k.as_str()) && !chat.contains_key(k) {
@@ -370,6 +378,14 @@ mod tests {
         let chat = to_chat(&v).unwrap();
         assert_eq!(chat["ignore_eos"], true);
         assert!(chat.get("thinking").is_none());
+    }
+
+    #[test]
+    fn an_empty_tool_list_and_its_choice_are_left_out_and_n_is_dropped() {
+        let v = json!({"model": "m", "max_tokens": 8, "tools": [], "tool_choice": {"type": "auto"}, "n": 3,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let chat = to_chat(&v).unwrap();
+        assert!(chat.get("tools").is_none() && chat.get("tool_choice").is_none() && chat.get("n").is_none(), "{chat}");
     }
 
     #[test]

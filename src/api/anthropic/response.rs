@@ -2,14 +2,39 @@
 
 use serde_json::{json, Value};
 
-/// Anthropic's `stop_reason` for a chat `finish_reason`. A chat upstream does not say which stop
-/// sequence matched, so `stop` is reported as `end_turn`.
-pub fn stop_reason(finish: Option<&str>) -> &'static str {
-    match finish {
-        Some("length") => "max_tokens",
-        Some("tool_calls" | "function_call") => "tool_use",
-        Some("content_filter") => "refusal",
-        _ => "end_turn",
+/// How a chat answer ended, as far as Anthropic's `stop_reason` needs it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ending {
+    pub finish: Option<String>,
+    /// The stop string that matched, where the upstream says (vLLM's `choices[].stop_reason`).
+    pub stop_string: Option<String>,
+    /// The answer called a tool (a forced call ends with `stop` on OpenAI-compatible servers).
+    pub called_tool: bool,
+}
+
+impl Ending {
+    /// Anthropic's `stop_reason` and `stop_sequence`. Without the upstream naming the matched
+    /// stop string, a stop is `end_turn`.
+    pub fn reason(&self) -> (&'static str, Value) {
+        match self.finish.as_deref() {
+            Some("length") => ("max_tokens", Value::Null),
+            Some("tool_calls" | "function_call") => ("tool_use", Value::Null),
+            Some("content_filter") => ("refusal", Value::Null),
+            _ if self.called_tool => ("tool_use", Value::Null),
+            _ => match &self.stop_string {
+                Some(s) => ("stop_sequence", Value::String(s.clone())),
+                None => ("end_turn", Value::Null),
+            },
+        }
+    }
+}
+
+/// Reads a chat choice's ending fields.
+pub fn ending_of(choice: &Value, called_tool: bool) -> Ending {
+    Ending {
+        finish: choice.get("finish_reason").and_then(Value::as_str).map(str::to_string),
+        stop_string: choice.get("stop_reason").and_then(Value::as_str).map(str::to_string),
+        called_tool,
     }
 }
 
@@ -64,14 +89,16 @@ pub fn from_chat(chat: &Value) -> Value {
             "input": tool_input(f.get("arguments").and_then(Value::as_str).unwrap_or("")),
         }));
     }
+    let called_tool = content.iter().any(|b| b["type"] == "tool_use");
+    let (reason, sequence) = ending_of(&choice, called_tool).reason();
     json!({
         "id": message_id(chat.get("id").and_then(Value::as_str)),
         "type": "message",
         "role": "assistant",
         "model": chat.get("model").cloned().unwrap_or(Value::Null),
         "content": content,
-        "stop_reason": stop_reason(choice.get("finish_reason").and_then(Value::as_str)),
-        "stop_sequence": Value::Null,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
         "usage": usage(chat.get("usage").unwrap_or(&Value::Null)),
     })
 }
@@ -129,8 +156,13 @@ mod tests {
         let e = error_from_openai(429, br#"{"error":{"message":"slow down","type":"rate_limit"}}"#);
         assert_eq!(e, json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}));
         assert_eq!(error_from_openai(404, b"nope")["error"]["type"], "not_found_error");
-        assert_eq!(stop_reason(Some("length")), "max_tokens");
-        assert_eq!(stop_reason(Some("stop")), "end_turn");
+        let end = |f: &str, s: Option<&str>, t: bool| {
+            Ending { finish: Some(f.into()), stop_string: s.map(str::to_string), called_tool: t }.reason()
+        };
+        assert_eq!(end("length", None, false).0, "max_tokens");
+        assert_eq!(end("stop", None, false).0, "end_turn");
+        assert_eq!(end("stop", None, true).0, "tool_use", "a forced tool call ends with stop");
+        assert_eq!(end("stop", Some("END"), false), ("stop_sequence", json!("END")));
         assert_eq!(tool_input("not json"), json!({"arguments": "not json"}));
     }
 }

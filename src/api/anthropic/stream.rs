@@ -8,16 +8,25 @@
 //! `message_delta` (input, output and cache-read tokens), then `message_stop`. An error event
 //! becomes Anthropic's `error` event and ends the stream.
 
-use super::response::{error_type, message_id, stop_reason, usage};
+use super::response::{ending_of, error_type, message_id, usage, Ending};
 use serde_json::{json, Value};
 
 /// The block being streamed.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Open {
     None,
     Text(usize),
-    /// A tool call: the block's index and the chat stream's index of the call.
-    Tool(usize, u64),
+    /// A tool call: the block's index, the chat stream's index of the call, and its id.
+    Tool(usize, u64, Option<String>),
+}
+
+impl Open {
+    fn index(&self) -> Option<usize> {
+        match self {
+            Open::None => None,
+            Open::Text(i) | Open::Tool(i, _, _) => Some(*i),
+        }
+    }
 }
 
 /// Translates one response's stream.
@@ -30,7 +39,7 @@ pub struct Translator {
     open: Open,
     next_block: usize,
     model: String,
-    finish: Option<String>,
+    ending: Ending,
     usage: Value,
 }
 
@@ -44,7 +53,7 @@ impl Translator {
             open: Open::None,
             next_block: 0,
             model: model.to_string(),
-            finish: None,
+            ending: Ending::default(),
             usage: Value::Null,
         }
     }
@@ -103,8 +112,8 @@ impl Translator {
         let Some(choice) = v.pointer("/choices/0") else { return };
         let delta = &choice["delta"];
         if let Some(t) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-            let index = match self.open {
-                Open::Text(i) => i,
+            let index = match &self.open {
+                Open::Text(i) => *i,
                 _ => self.open_block(json!({"type": "text", "text": ""}), None, out),
             };
             emit(
@@ -115,8 +124,11 @@ impl Translator {
         }
         for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
             let chat_index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let index = match self.open {
-                Open::Tool(i, c) if c == chat_index => i,
+            let id = call.get("id").and_then(Value::as_str);
+            let index = match &self.open {
+                // The same call goes on: same index, and no other call's id (servers that leave
+                // out `index` still name each new call).
+                Open::Tool(i, c, open_id) if *c == chat_index && (id.is_none() || id == open_id.as_deref()) => *i,
                 _ => {
                     let block = json!({
                         "type": "tool_use",
@@ -124,7 +136,8 @@ impl Translator {
                         "name": call.pointer("/function/name").and_then(Value::as_str).unwrap_or(""),
                         "input": {},
                     });
-                    self.open_block(block, Some(chat_index), out)
+                    self.ending.called_tool = true;
+                    self.open_block(block, Some((chat_index, id.map(str::to_string))), out)
                 }
             };
             if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str).filter(|a| !a.is_empty()) {
@@ -135,8 +148,9 @@ impl Translator {
                 );
             }
         }
-        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.finish = Some(f.to_string());
+        if choice.get("finish_reason").and_then(Value::as_str).is_some() {
+            let called = self.ending.called_tool;
+            self.ending = ending_of(choice, called);
         }
     }
 
@@ -161,7 +175,7 @@ impl Translator {
         emit(out, "ping", &json!({"type": "ping"}));
     }
 
-    fn open_block(&mut self, block: Value, tool: Option<u64>, out: &mut Vec<u8>) -> usize {
+    fn open_block(&mut self, block: Value, tool: Option<(u64, Option<String>)>, out: &mut Vec<u8>) -> usize {
         self.close_block(out);
         let index = self.next_block;
         self.next_block += 1;
@@ -171,14 +185,14 @@ impl Translator {
             &json!({"type": "content_block_start", "index": index, "content_block": block}),
         );
         self.open = match tool {
-            Some(c) => Open::Tool(index, c),
+            Some((c, id)) => Open::Tool(index, c, id),
             None => Open::Text(index),
         };
         index
     }
 
     fn close_block(&mut self, out: &mut Vec<u8>) {
-        if let Open::Text(i) | Open::Tool(i, _) = self.open {
+        if let Some(i) = self.open.index() {
             emit(out, "content_block_stop", &json!({"type": "content_block_stop", "index": i}));
         }
         self.open = Open::None;
@@ -187,9 +201,10 @@ impl Translator {
     fn finish_message(&mut self, out: &mut Vec<u8>) {
         self.start(&Value::Null, out);
         self.close_block(out);
+        let (reason, sequence) = self.ending.reason();
         let delta = json!({
             "type": "message_delta",
-            "delta": {"stop_reason": stop_reason(self.finish.as_deref()), "stop_sequence": Value::Null},
+            "delta": {"stop_reason": reason, "stop_sequence": sequence},
             "usage": usage(&self.usage),
         });
         emit(out, "message_delta", &delta);
@@ -287,6 +302,26 @@ mod tests {
         assert_eq!(ev[10].1["delta"]["stop_reason"], "tool_use");
         assert_eq!(ev[10].1["usage"]["output_tokens"], 5);
         assert_eq!(ev[10].1["usage"]["input_tokens"], 9);
+    }
+
+    #[test]
+    fn parallel_calls_without_an_index_open_a_block_each_and_end_as_tool_use() {
+        let mut t = Translator::new("m");
+        let call = |id: &str, args: &str| {
+            format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"id\":\"{id}\",\"function\":{{\"name\":\"f\",\"arguments\":\"{args}\"}}}}]}}}}]}}\n\n")
+        };
+        let mut body = call("a", "{}") + &call("b", "{}");
+        // A forced call: the server says `stop`.
+        body += "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let ev = events(&t.push(body.as_bytes()));
+        let starts: Vec<&Value> = ev.iter().filter(|e| e.0 == "content_block_start").map(|e| &e.1).collect();
+        assert_eq!(starts.len(), 2);
+        assert_eq!(
+            (starts[0]["content_block"]["id"].as_str(), starts[1]["content_block"]["id"].as_str()),
+            (Some("a"), Some("b"))
+        );
+        let delta = ev.iter().find(|e| e.0 == "message_delta").unwrap();
+        assert_eq!(delta.1["delta"]["stop_reason"], "tool_use");
     }
 
     #[test]
