@@ -5,7 +5,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use tollgate::admission::{decide, Ask, Candidate};
-use tollgate::allocator::lp::{solve, LpClass, LpOption, LpPool};
+use tollgate::allocator::lp::{solve, LpClass, LpOption, LpPool, Planner};
 
 /// A fleet of two pools (a big model with a cheaper fallback) and one tenant.
 fn fleet() -> tollgate::config::Config {
@@ -223,6 +223,23 @@ fn lp(c: &mut Criterion) {
     let mut g = c.benchmark_group("lp");
     g.sample_size(20);
     g.bench_function("solve 1000 classes x 50 pools", |b| b.iter(|| solve(&pools, &sites, &classes, 60.0).unwrap()));
+    // The gateway's case: every interval, the same classes with demand that moved since the last
+    // solve (the planner keeps its set-up between solves of one shape).
+    let mut planner = Planner::default();
+    let moved: Vec<Vec<LpClass>> = (0..4)
+        .map(|i| {
+            let mut c = classes.clone();
+            c.iter_mut().enumerate().for_each(|(k, c)| c.rate *= 1.0 + 0.05 * ((k + i) % 4) as f64);
+            c
+        })
+        .collect();
+    let mut turn = 0;
+    g.bench_function("re-solve 1000 classes x 50 pools, demand moved", |b| {
+        b.iter(|| {
+            turn += 1;
+            planner.solve(&pools, &sites, &moved[turn % 4], 60.0).unwrap()
+        })
+    });
     g.finish();
 }
 

@@ -39,6 +39,8 @@ pub struct Allocator {
     calib: Vec<Calibration>,
     board: ArcSwap<PriceBoard>,
     forecast: Mutex<Forecast>,
+    /// The LP solver, kept set up between solves of the same shape.
+    planner: Mutex<lp::Planner>,
     started: Instant,
     horizon_s: f64,
     step: f64,
@@ -74,6 +76,7 @@ impl Allocator {
             calib,
             board: ArcSwap::from_pointee(board),
             forecast: Mutex::new(Forecast::new(cfg.admission.forecast_half_life_s)),
+            planner: Mutex::new(lp::Planner::default()),
             started: Instant::now(),
             horizon_s: cfg.admission.horizon_s,
             step: cfg.admission.price_step,
@@ -256,7 +259,12 @@ impl Allocator {
             classes.push(LpClass { rate: s.rate, value, options, reserved });
             keys.push((key.clone(), *s));
         }
-        let plan = lp::solve(&pools, &self.fleet.site_caps, &classes, self.horizon_s)?;
+        let plan = self.planner.lock().unwrap_or_else(|e| e.into_inner()).solve(
+            &pools,
+            &self.fleet.site_caps,
+            &classes,
+            self.horizon_s,
+        )?;
         let mut planned = vec![0.0; pools.len()];
         let mut wants: Vec<Vec<Want>> = vec![Vec::new(); pools.len()];
         for (c, rates) in classes.iter().zip(&plan.rate) {

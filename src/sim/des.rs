@@ -11,7 +11,7 @@ use crate::admission::{round, Ask};
 use crate::allocator::forecast::ClassKey;
 use crate::allocator::{value_rates, Allocator};
 use crate::config::Config;
-use crate::emulator::engine::{Engine, Event, Submission};
+use crate::emulator::engine::{Emit, Engine, Event, Submission};
 use crate::routing::placement::Placer;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -124,7 +124,11 @@ impl<'a> Sim<'a> {
             .map(|p| {
                 let profile = crate::capacity::Profile::resolve(&p.capacity.profile)?;
                 Ok((0..p.capacity.replicas)
-                    .map(|_| Replica { engine: Engine::new(profile.clone()), pending: Vec::new(), busy: false })
+                    .map(|_| Replica {
+                        engine: Engine::new(profile.clone()).emitting(Emit::FirstAndLast),
+                        pending: Vec::new(),
+                        busy: false,
+                    })
                     .collect())
             })
             .collect::<Result<Vec<_>, super::error::SimError>>()?;

@@ -102,9 +102,22 @@ impl Seq {
     }
 }
 
+/// Which output tokens a step reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Emit {
+    /// Every token (the emulator server streams them).
+    #[default]
+    EveryToken,
+    /// A request's first and last tokens only (the simulator times nothing else).
+    FirstAndLast,
+}
+
 #[derive(Debug)]
 pub struct Engine {
     profile: Profile,
+    emit: Emit,
+    /// Indices of the running sequences that finished in the step (a buffer kept between steps).
+    finished: Vec<usize>,
     waiting: VecDeque<Seq>,
     running: Vec<Seq>,
     kv: KvCache,
@@ -115,7 +128,22 @@ pub struct Engine {
 impl Engine {
     pub fn new(profile: Profile) -> Self {
         let kv = KvCache::new(profile.kv_tokens);
-        Self { profile, waiting: VecDeque::new(), running: Vec::new(), kv, clock: 0.0, counters: Counters::default() }
+        Self {
+            profile,
+            emit: Emit::default(),
+            finished: Vec::new(),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            kv,
+            clock: 0.0,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The same engine, reporting only the tokens that `emit` names.
+    pub fn emitting(mut self, emit: Emit) -> Self {
+        self.emit = emit;
+        self
     }
 
     pub fn profile(&self) -> &Profile {
@@ -305,7 +333,8 @@ impl Engine {
     /// Applies the results of the scheduled step: tokens out, prefix blocks published,
     /// finished sequences released.
     fn finish_step(&mut self, events: &mut Vec<Event>) {
-        let mut finished = Vec::new();
+        let mut finished = std::mem::take(&mut self.finished);
+        let every = self.emit == Emit::EveryToken;
         for (i, s) in self.running.iter_mut().enumerate() {
             let emits = match std::mem::replace(&mut s.sched, Sched::Idle) {
                 Sched::Idle | Sched::Prefill => false,
@@ -327,7 +356,9 @@ impl Engine {
             };
             if emits {
                 let last = s.generated + 1 == s.target;
-                events.push(Event::Token { id: s.id, index: s.generated, last, cached: s.cached_tokens });
+                if every || last || s.generated == 0 {
+                    events.push(Event::Token { id: s.id, index: s.generated, last, cached: s.cached_tokens });
+                }
                 s.generated += 1;
                 self.counters.generated_tokens += 1;
                 if last {
@@ -335,10 +366,11 @@ impl Engine {
                 }
             }
         }
-        for i in finished.into_iter().rev() {
+        for i in finished.drain(..).rev() {
             let s = self.running.remove(i);
             self.release(&s);
         }
+        self.finished = finished;
     }
 }
 
