@@ -48,9 +48,10 @@ pub fn run(a: SuiteArgs) -> anyhow::Result<()> {
                 t0.elapsed().as_secs_f64()
             );
             if let Some(out) = &a.out {
-                let stem = out.join(format!("{}-{load}x", report.scenario));
-                std::fs::write(stem.with_extension("json"), serde_json::to_vec_pretty(&report)?)?;
-                std::fs::write(stem.with_extension("html"), crate::sim::html::render(&report))?;
+                // Named in full: `with_extension` would cut "1.5x" to "1".
+                let stem = format!("{}-{load}x", report.scenario);
+                std::fs::write(out.join(format!("{stem}.json")), serde_json::to_vec_pretty(&report)?)?;
+                std::fs::write(out.join(format!("{stem}.html")), crate::sim::html::render(&report))?;
             }
             cells.append(&mut c);
         }

@@ -27,7 +27,8 @@ pub enum Fate {
         deferred: bool,
     },
     Refused,
-    /// Admitted but dropped (FIFO's queue timeout, or a deferral past its deadline).
+    /// Admitted but dropped (FIFO's queue timeout, a deferral past its deadline, or lost with
+    /// its replica).
     Dropped,
 }
 
@@ -35,11 +36,14 @@ struct Replica {
     engine: Engine,
     pending: Vec<Event>,
     busy: bool,
+    /// False once the replica is lost (a scenario's outage).
+    up: bool,
 }
 
 struct Live {
     req: usize,
     pool: usize,
+    replica: usize,
     started: f64,
     quality: f64,
     first: Option<f64>,
@@ -84,6 +88,8 @@ enum Ev {
     Start(usize),
     Tick,
     Solve,
+    /// Pool `0` loses a replica.
+    Lose(usize),
 }
 
 const TICK_S: f64 = 0.05;
@@ -128,6 +134,7 @@ impl<'a> Sim<'a> {
                         engine: Engine::new(profile.clone()).emitting(Emit::FirstAndLast),
                         pending: Vec::new(),
                         busy: false,
+                        up: true,
                     })
                     .collect())
             })
@@ -177,6 +184,11 @@ impl<'a> Sim<'a> {
     /// prefix caches.
     pub fn run_counting(mut self, progress: &mut dyn FnMut(usize)) -> (Vec<Fate>, Vec<PoolSample>, f64) {
         self.push(0.0, Ev::Tick);
+        for o in &self.sc.outages {
+            if let Some(p) = self.sc.pools.iter().position(|x| x.name == o.pool) {
+                self.push(o.at_s.max(0.0), Ev::Lose(p));
+            }
+        }
         if self.policy == Policy::BidPrice {
             self.push(SOLVE_S, Ev::Solve);
         }
@@ -209,6 +221,7 @@ impl<'a> Sim<'a> {
                         self.start(i, t, p.pool, p.quality, None, true);
                     }
                 }
+                Ev::Lose(p) => self.lose(p),
                 Ev::Tick if !idle_after_end => self.tick(t),
                 Ev::Solve if !idle_after_end => self.solve(t),
                 _ => {}
@@ -306,7 +319,11 @@ impl<'a> Sim<'a> {
             .iter()
             .map(|x| (x.engine.load().running + x.engine.load().waiting).min(u32::MAX as usize) as u32)
             .collect();
-        let ri = self.placers[pool].choose(&r.hashes, &loads, &[]).expect("a pool has replicas");
+        let up: Vec<bool> = self.pools[pool].iter().map(|x| x.up).collect();
+        let Some(ri) = self.placers[pool].choose(&r.hashes, &loads, &up) else {
+            self.fates[i] = Some(Fate::Refused);
+            return;
+        };
         let rep = &mut self.pools[pool][ri];
         let sub = Submission {
             id,
@@ -318,7 +335,10 @@ impl<'a> Sim<'a> {
             self.fates[i] = Some(Fate::Refused);
             return;
         }
-        self.live.insert(id, Live { req: i, pool, started: t, quality, first: None, deferred, reservation: res });
+        self.live.insert(
+            id,
+            Live { req: i, pool, replica: ri, started: t, quality, first: None, deferred, reservation: res },
+        );
         if !rep.busy {
             self.kick(t, pool, ri);
         }
@@ -338,6 +358,9 @@ impl<'a> Sim<'a> {
     }
 
     fn step_done(&mut self, t: f64, pool: usize, ri: usize) {
+        if !self.pools[pool][ri].up {
+            return;
+        }
         let events = std::mem::take(&mut self.pools[pool][ri].pending);
         for ev in events {
             let Event::Token { id, index, last, .. } = ev else { continue };
@@ -400,6 +423,22 @@ impl<'a> Sim<'a> {
             }
         }
         self.push(t + TICK_S, Ev::Tick);
+    }
+
+    /// Pool `pool` loses its last replica still up: what it holds is lost (its reservations freed).
+    fn lose(&mut self, pool: usize) {
+        let Some(ri) = self.pools[pool].iter().rposition(|r| r.up) else { return };
+        let rep = &mut self.pools[pool][ri];
+        rep.up = false;
+        rep.busy = false;
+        rep.pending.clear();
+        let lost: Vec<u64> =
+            self.live.iter().filter(|(_, l)| l.pool == pool && l.replica == ri).map(|(id, _)| *id).collect();
+        for id in lost {
+            rep.engine.abort(id);
+            let l = self.live.remove(&id).expect("present");
+            self.fates[l.req] = Some(Fate::Dropped);
+        }
     }
 
     /// Requests that have not started within the queue timeout of their submission to an engine

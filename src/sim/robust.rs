@@ -1,7 +1,7 @@
 //! Robustness runs: the same scenario with its traffic changed mid-trace in ways a forecast has
 //! not seen, to check that bid prices keep beating the baselines when the world moves: a
 //! tenant's rate doubling, a new tenant arriving, output lengths mis-forecast by 2x either way.
-//! (A replica lost mid-run is not simulated yet.)
+//! A replica lost mid-run is a change to the fleet, not the traffic: a scenario's `[[outages]]`.
 
 use super::request::SimRequest;
 use rand::{Rng, SeedableRng};

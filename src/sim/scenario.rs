@@ -26,6 +26,19 @@ pub struct Scenario {
     /// Tiers, exactly as in the gateway's configuration.
     pub tiers: Vec<TierConfig>,
     pub classes: Vec<ClassSpec>,
+    /// Engine replicas lost during the replay (robustness runs; none by default).
+    #[serde(default)]
+    pub outages: Vec<Outage>,
+}
+
+/// One replica of pool `pool` lost `at_s` seconds into the replay: what it was serving is lost,
+/// and the pool goes on with one replica fewer. Admission is not told (the gateway learns of it
+/// only through the latencies it measures).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Outage {
+    pub pool: String,
+    pub at_s: f64,
 }
 
 /// A pool of the fleet: a gateway model's `capacity` (the same type, the same defaults), with
@@ -104,6 +117,13 @@ impl Scenario {
             if crate::capacity::Profile::builtin(&pool.capacity.profile).is_err() && beside.is_file() {
                 pool.capacity.profile = beside.display().to_string();
             }
+        }
+        if let Some((i, o)) = s.outages.iter().enumerate().find(|(_, o)| !s.pools.iter().any(|p| p.name == o.pool)) {
+            return Err(ScenarioError::Invalid {
+                path: p,
+                field: format!("outages[{i}].pool"),
+                message: format!("no pool named `{}`", o.pool),
+            });
         }
         s.gateway_config().map_err(|e| ScenarioError::Invalid {
             path: p,
