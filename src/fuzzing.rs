@@ -14,7 +14,8 @@ use crate::cache::{Cached, Kind};
 /// the emulator reads it.
 pub fn request(data: &[u8]) {
     let Some((&which, body)) = data.split_first() else { return };
-    let route = [Route::Chat, Route::Completions, Route::Embeddings, Route::Messages][usize::from(which % 4)];
+    let routes = [Route::Chat, Route::Completions, Route::Embeddings, Route::Messages, Route::Responses];
+    let route = routes[usize::from(which) % routes.len()];
     match read_request(route, body) {
         Ok(c) => {
             // What is sent upstream is JSON with the pool's model name in it.
@@ -44,7 +45,7 @@ pub fn request(data: &[u8]) {
                 let _ = tokens::completion_prompt_tokens(&req.prompt);
             }
         }
-        Route::Embeddings | Route::Messages => {}
+        Route::Embeddings | Route::Messages | Route::Responses => {}
     }
 }
 
@@ -54,25 +55,61 @@ pub fn request(data: &[u8]) {
 pub fn messages_stream(data: &[u8]) {
     use crate::api::anthropic::{response, stream::Translator};
     let Some((&step, body)) = data.split_first() else { return };
-    let whole = Translator::new("m").push(body);
     let mut t = Translator::new("m");
-    let mut cut = Vec::new();
-    for piece in body.chunks(usize::from(step).max(1)) {
-        cut.extend(t.push(piece));
-    }
-    assert_eq!(cut, whole, "the translation depends on where the stream was cut");
-    for event in String::from_utf8_lossy(&whole).split("\n\n").filter(|e| !e.is_empty()) {
-        let mut lines = event.lines();
-        assert!(lines.next().is_some_and(|l| l.starts_with("event: ")), "{event}");
-        let data = lines.next().and_then(|l| l.strip_prefix("data: ")).expect("a data line");
-        let v: serde_json::Value = serde_json::from_str(data).expect("event data is JSON");
-        assert!(v["type"].is_string());
-    }
+    cut_anywhere(step, body, || Translator::new("m"), |t, b| t.push(b), &mut t);
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         let m = response::from_chat(&v);
         assert_eq!(m["type"], "message");
         assert!(m["content"].is_array());
     }
+}
+
+/// As [`messages_stream`], into the Responses API's events: every event numbered in order, and a
+/// whole answer's translation always a response with an output list.
+pub fn responses_stream(data: &[u8]) {
+    use crate::api::responses::{response, stream::Translator};
+    let Some((&step, body)) = data.split_first() else { return };
+    let echo = response::Echo::of(&serde_json::json!({"model": "m"}));
+    let mut t = Translator::new(echo.clone());
+    let whole = cut_anywhere(step, body, || Translator::new(echo.clone()), |t, b| t.push(b), &mut t);
+    for (i, v) in whole.iter().enumerate() {
+        assert_eq!(v["sequence_number"], i as u64, "{v}");
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let r = response::from_chat(&v, &echo);
+        assert_eq!(r["object"], "response");
+        assert!(r["output"].is_array());
+    }
+}
+
+/// Feeds `body` to a fresh translator whole and to `t` in pieces of `step` bytes; the output must
+/// be the same, and every event a named event whose data is JSON with a `type`. Returns the
+/// events' data.
+fn cut_anywhere<T>(
+    step: u8,
+    body: &[u8],
+    fresh: impl Fn() -> T,
+    push: impl Fn(&mut T, &[u8]) -> Vec<u8>,
+    t: &mut T,
+) -> Vec<serde_json::Value> {
+    let whole = push(&mut fresh(), body);
+    let mut cut = Vec::new();
+    for piece in body.chunks(usize::from(step).max(1)) {
+        cut.extend(push(t, piece));
+    }
+    assert_eq!(cut, whole, "the translation depends on where the stream was cut");
+    String::from_utf8_lossy(&whole)
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|event| {
+            let mut lines = event.lines();
+            assert!(lines.next().is_some_and(|l| l.starts_with("event: ")), "{event}");
+            let data = lines.next().and_then(|l| l.strip_prefix("data: ")).expect("a data line");
+            let v: serde_json::Value = serde_json::from_str(data).expect("event data is JSON");
+            assert!(v["type"].is_string());
+            v
+        })
+        .collect()
 }
 
 /// An upstream's SSE stream, cut into chunks where the input says (the first byte: the chunk

@@ -39,3 +39,9 @@ fn config_corpus() {
 fn messages_translation_over_the_sse_corpus() {
     replay("sse", tollgate::fuzzing::messages_stream);
 }
+
+/// The same for the Responses stream translation.
+#[test]
+fn responses_translation_over_the_sse_corpus() {
+    replay("sse", tollgate::fuzzing::responses_stream);
+}

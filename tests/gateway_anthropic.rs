@@ -24,15 +24,7 @@ async fn anthropic_client_through_the_gateway() {
     );
     let gw = common::start_gateway(&config).await;
     let key = gw.key("acme").await;
-    let out = tokio::process::Command::new(common::python())
-        .arg(common::script("tests/python/anthropic_client.py"))
-        .args([&gw.base, &key])
-        .output()
-        .await
-        .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "python client failed:\n{stdout}\n{stderr}");
-    let metered: usize = stdout.lines().find_map(|l| l.strip_prefix("METERED=")).unwrap().parse().unwrap();
+    let metered = common::run_python("tests/python/anthropic_client.py", &[&gw.base, &key]).await;
 
     // The tool's result reached the upstream as chat: the call on the assistant turn, the
     // result as a `tool` message answering it.

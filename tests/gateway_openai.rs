@@ -20,15 +20,8 @@ async fn openai_client_through_the_gateway() {
     ) + "[[tenants]]\nname = \"narrow\"\ntier = \"standard\"\nmodels = [\"llama3-8b\"]\n";
     let gw = common::start_gateway(&config).await;
     let (key, narrow) = (gw.key("acme").await, gw.key("narrow").await);
-    let out = tokio::process::Command::new(common::python())
-        .arg(common::script("tests/python/gateway_client.py"))
-        .args([&gw.base, &key, &narrow, &gw.admin])
-        .output()
-        .await
-        .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "python client failed:\n{stdout}\n{stderr}");
-    let metered: i64 = stdout.lines().find_map(|l| l.strip_prefix("METERED=")).unwrap().parse().unwrap();
+    let metered =
+        common::run_python("tests/python/gateway_client.py", &[&gw.base, &key, &narrow, &gw.admin]).await as i64;
     // After a graceful stop the store holds exactly those rows.
     assert_eq!(gw.stop_and_count().await, metered);
 }

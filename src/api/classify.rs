@@ -10,21 +10,23 @@ use bytes::Bytes;
 use serde_json::Value;
 use std::sync::Arc;
 
-/// The endpoints the gateway proxies: OpenAI's, and Anthropic's Messages (translated into a
-/// chat request here, and its answer back at the edge: `api::anthropic`).
+/// The endpoints the gateway proxies: OpenAI's chat, completions and embeddings; OpenAI's
+/// Responses and Anthropic's Messages (each translated into a chat request here, and its answer
+/// back at the edge: `api::responses`, `api::anthropic`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Chat,
     Completions,
     Embeddings,
     Messages,
+    Responses,
 }
 
 impl Route {
     /// The shape of a cacheable answer on this endpoint (embeddings are not cached).
     pub fn cache_kind(self) -> Option<Kind> {
         match self {
-            Route::Chat | Route::Messages => Some(Kind::Chat),
+            Route::Chat | Route::Messages | Route::Responses => Some(Kind::Chat),
             Route::Completions => Some(Kind::Completion),
             Route::Embeddings => None,
         }
@@ -33,16 +35,16 @@ impl Route {
     /// The OpenTelemetry GenAI operation name.
     pub fn operation(self) -> &'static str {
         match self {
-            Route::Chat | Route::Messages => "chat",
+            Route::Chat | Route::Messages | Route::Responses => "chat",
             Route::Completions => "text_completion",
             Route::Embeddings => "embeddings",
         }
     }
 
-    /// The path an upstream is sent the request on: a Messages request goes as chat.
+    /// The path an upstream is sent the request on: a translated request goes as chat.
     pub fn upstream_path(self) -> &'static str {
         match self {
-            Route::Messages => Route::Chat.path(),
+            Route::Messages | Route::Responses => Route::Chat.path(),
             other => other.path(),
         }
     }
@@ -53,6 +55,7 @@ impl Route {
             Route::Completions => "/v1/completions",
             Route::Embeddings => "/v1/embeddings",
             Route::Messages => "/v1/messages",
+            Route::Responses => "/v1/responses",
         }
     }
 }
@@ -163,8 +166,10 @@ pub fn classify(
 /// stream flag, the prompt, the limits. Every rejection is a client error naming its field.
 pub fn read_request(route: Route, body: &[u8]) -> Result<Classified, ApiError> {
     let mut v = parse_json(body)?;
-    if route == Route::Messages {
-        v = super::anthropic::request::to_chat(&v)?;
+    match route {
+        Route::Messages => v = super::anthropic::request::to_chat(&v)?,
+        Route::Responses => v = super::responses::request::to_chat(&v)?,
+        _ => {}
     }
     let obj = v.as_object_mut().ok_or_else(|| ApiError::InvalidBody {
         message: "The request body must be a JSON object.".into(),
@@ -223,7 +228,7 @@ fn validate_prompt(route: Route, obj: &serde_json::Map<String, Value>) -> Result
         param: Some(f.into()),
     };
     Ok(match route {
-        Route::Chat | Route::Messages => {
+        Route::Chat | Route::Messages | Route::Responses => {
             let msgs = obj.get("messages").ok_or_else(|| missing("messages"))?;
             let msgs: Vec<ChatMessage> = from_value(msgs).map_err(|e| prefix_param(e, "messages"))?;
             if msgs.is_empty() {

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod admit;
 pub mod anthropic;
+pub mod chat_stream;
 pub mod classify;
 pub mod error;
 pub mod gateway;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod openai;
 pub mod proxy;
 pub mod relay;
+pub mod responses;
 pub mod routes;
 pub mod send;
 pub mod sse;

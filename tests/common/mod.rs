@@ -66,6 +66,15 @@ pub fn script(name: &str) -> PathBuf {
     repo().join(name)
 }
 
+/// Runs a client script of `tests/python` with the venv's Python; asserts that it succeeded and
+/// returns the number it printed as `METERED=n` (the requests that must each leave a ledger row).
+pub async fn run_python(name: &str, args: &[&str]) -> usize {
+    let out = tokio::process::Command::new(python()).arg(script(name)).args(args).output().await.unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "python client {name} failed:\n{stdout}\n{stderr}");
+    stdout.lines().find_map(|l| l.strip_prefix("METERED=")).expect("METERED=n printed").trim().parse().unwrap()
+}
+
 /// A gateway started in-process on a loopback port, with its data in a temporary directory.
 pub struct TestGateway {
     pub handle: tollgate::serve::GatewayHandle,

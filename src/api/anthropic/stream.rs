@@ -9,6 +9,7 @@
 //! becomes Anthropic's `error` event and ends the stream.
 
 use super::response::{ending_of, error_type, message_id, usage, Ending};
+use crate::api::chat_stream::{emit, ChatEvent, ChatEvents};
 use serde_json::{json, Value};
 
 /// The block being streamed.
@@ -32,8 +33,7 @@ impl Open {
 /// Translates one response's stream.
 #[derive(Debug)]
 pub struct Translator {
-    /// Bytes of an event not yet complete.
-    pending: Vec<u8>,
+    events: ChatEvents,
     started: bool,
     done: bool,
     open: Open,
@@ -47,7 +47,7 @@ impl Translator {
     /// `model` names the model in `message_start` until the upstream's first chunk says.
     pub fn new(model: &str) -> Self {
         Self {
-            pending: Vec::new(),
+            events: ChatEvents::default(),
             started: false,
             done: false,
             open: Open::None,
@@ -65,46 +65,26 @@ impl Translator {
 
     /// Feeds bytes of the chat stream; returns the Anthropic events they complete.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
-        self.pending.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(end) = find_event_end(&self.pending) {
-            let event: Vec<u8> = self.pending.drain(..end.0 + end.1).collect();
+        for event in self.events.push(bytes) {
             if !self.done {
-                self.event(&event[..end.0], &mut out);
+                self.event(event, &mut out);
             }
         }
         out
     }
 
-    fn event(&mut self, raw: &[u8], out: &mut Vec<u8>) {
-        let text = String::from_utf8_lossy(raw);
-        let data: String = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            .collect::<Vec<_>>()
-            .join("\n");
-        if data.is_empty() {
-            return; // a comment or keep-alive
-        }
-        if data == "[DONE]" {
-            self.finish_message(out);
-            return;
-        }
-        let Ok(v) = serde_json::from_str::<Value>(&data) else { return };
-        if let Some(err) = v.get("error") {
-            let message = err.get("message").and_then(Value::as_str).unwrap_or("upstream error");
-            // A stream fails mid-way only upstream (5xx), or by a rate limit it relayed.
-            let status = match err.get("type").and_then(Value::as_str) {
-                Some("rate_limit_error") => 429,
-                _ if message.contains("timed out") => 504,
-                _ => 502,
-            };
-            let body = json!({"type": "error", "error": {"type": error_type(status), "message": message}});
-            emit(out, "error", &body);
-            self.done = true;
-            return;
-        }
+    fn event(&mut self, event: ChatEvent, out: &mut Vec<u8>) {
+        let v = match event {
+            ChatEvent::Done => return self.finish_message(out),
+            ChatEvent::Error { status, message } => {
+                let body = json!({"type": "error", "error": {"type": error_type(status), "message": message}});
+                emit(out, "error", &body);
+                self.done = true;
+                return;
+            }
+            ChatEvent::Chunk(v) => v,
+        };
         self.start(&v, out);
         if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
             self.usage = u.clone();
@@ -211,24 +191,6 @@ impl Translator {
         emit(out, "message_stop", &json!({"type": "message_stop"}));
         self.done = true;
     }
-}
-
-/// Where the first complete event ends: its length and the separator's.
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    }
-}
-
-fn emit(out: &mut Vec<u8>, name: &str, data: &Value) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(data.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
 }
 
 #[cfg(test)]
