@@ -35,17 +35,17 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/messages/count_tokens", post(super::anthropic::count_tokens))
         .route_layer(middleware::from_fn_with_state(gw.clone(), tenant_auth))
         .route_layer(middleware::from_fn(super::anthropic::adapt));
-    // OpenAI's Responses: answers translated from chat at the edge (errors are OpenAI's already).
+    // OpenAI's Responses: the conversation expanded and the answer translated and kept by a layer
+    // inside authentication (it needs the tenant); errors are OpenAI's already.
     let responses_routes = Router::new()
         .route("/v1/responses", proxy_route(Route::Responses))
-        .route_layer(middleware::from_fn_with_state(gw.clone(), tenant_auth))
-        .route_layer(middleware::from_fn(super::responses::adapt))
+        .route_layer(middleware::from_fn_with_state(gw.clone(), super::responses::adapt))
         .merge(
             Router::new()
-                .route("/v1/responses/{id}", get(super::responses::not_stored).delete(super::responses::not_stored))
-                .route("/v1/responses/{id}/input_items", get(super::responses::not_stored))
-                .route_layer(middleware::from_fn_with_state(gw.clone(), tenant_auth)),
-        );
+                .route("/v1/responses/{id}", get(super::responses::retrieve).delete(super::responses::delete))
+                .route("/v1/responses/{id}/input_items", get(super::responses::input_items)),
+        )
+        .route_layer(middleware::from_fn_with_state(gw.clone(), tenant_auth));
     let admin_routes = Router::new()
         .route("/v1/tollgate/usage", get(admin::usage))
         .route("/v1/tollgate/ledger", get(admin::ledger))

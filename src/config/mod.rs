@@ -6,6 +6,7 @@ mod backends;
 mod cache;
 mod check;
 mod models;
+mod responses;
 mod state;
 mod tenants;
 mod validate;
@@ -14,6 +15,7 @@ pub use backends::{BackendConfig, BackendKind, CircuitConfig, HealthConfig};
 pub use cache::{CacheConfig, CacheMode, SemanticCacheConfig};
 pub use check::Invalid;
 pub use models::{AdmissionConfig, CapacityConfig, FallbackConfig, ModelConfig, SiteConfig};
+pub use responses::ResponsesConfig;
 pub use state::{OnUnavailable, RedisConfig, TracingConfig};
 pub use tenants::{TenantConfig, TierConfig, DEFAULT_MAX_TOKENS};
 
@@ -60,6 +62,8 @@ pub struct Config {
     pub admission: AdmissionConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    #[serde(default)]
+    pub responses: ResponsesConfig,
     /// Where replicas share budgets, limits, reservations, prices and the exact cache:
     /// `"memory"` (the default: this process alone) or a `redis://` URL.
     #[serde(default)]

@@ -25,6 +25,7 @@ impl Config {
             t.validate("tracing")?;
         }
         self.cache.validate("cache")?;
+        self.responses.validate("responses")?;
         self.admission.validate("admission")?;
         let backends = unique(self.backends.iter().map(|b| b.name.as_str()), "backends", "backend")?;
         for (i, b) in self.backends.iter().enumerate() {

@@ -1,4 +1,4 @@
-//! Persistence behind one trait: API keys (hashed) and the ledger. SQLite (WAL) is the default
+//! Persistence behind one trait: API keys (hashed), the ledger and stored responses. SQLite (WAL) is the default
 //! implementation; PostgreSQL (`ledger = "postgres://..."`) implements the same trait with the
 //! same SQL, for replicas that share one ledger.
 
@@ -9,7 +9,7 @@ mod sqlite;
 pub(crate) mod records;
 
 pub use postgres::PostgresStore;
-pub use records::{KeyRecord, Store, StoreError, UsageRow};
+pub use records::{KeyRecord, Store, StoreError, StoredResponse, UsageRow};
 pub use sqlite::SqliteStore;
 
 /// Opens the configured store: PostgreSQL when `ledger` is a `postgres://` URL, else SQLite in

@@ -1,4 +1,4 @@
-//! The store's contract: the [`Store`] trait (keys, ledger, usage), the records it returns and
+//! The store's contract: the [`Store`] trait (keys, ledger, usage, stored responses), the records it returns and
 //! its error.
 
 use crate::metering::row::LedgerRow;
@@ -32,6 +32,19 @@ pub struct UsageRow {
     pub margin_usd: f64,
 }
 
+/// A response kept for `previous_response_id` and `GET /v1/responses/{id}`, owned by one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub id: String,
+    pub tenant: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    /// The conversation's input items up to this response: a JSON array.
+    pub input: String,
+    /// The Responses object as it was answered: JSON.
+    pub response: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
@@ -53,4 +66,10 @@ pub trait Store: Send + Sync + 'static {
     async fn ledger_count(&self) -> Result<i64, StoreError>;
     /// Totals by tenant and model for rows started at or after `since_ms`.
     async fn usage(&self, since_ms: i64) -> Result<Vec<UsageRow>, StoreError>;
+    /// Keeps a response (and drops those expired by its creation time).
+    async fn put_response(&self, r: &StoredResponse) -> Result<(), StoreError>;
+    /// Tenant `tenant`'s response `id`, if it is kept and not expired at `now_ms`.
+    async fn get_response(&self, tenant: &str, id: &str, now_ms: i64) -> Result<Option<StoredResponse>, StoreError>;
+    /// Deletes tenant `tenant`'s response `id`; false if it has none by that id.
+    async fn delete_response(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
 }

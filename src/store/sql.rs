@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/0003_revenue.sql")),
     (4, include_str!("../../migrations/0004_client_request_id.sql")),
     (5, include_str!("../../migrations/0005_cache.sql")),
+    (6, include_str!("../../migrations/0006_stored_responses.sql")),
 ];
 
 pub const LEDGER_COLUMNS: &str = "id, tenant, key_id, endpoint, model_requested, model_served, backend, stream, \
@@ -122,6 +123,67 @@ macro_rules! impl_sql_store {
                 let r = sqlx::query("UPDATE api_keys SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
                     .bind(at_ms)
                     .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn put_response(
+                &self,
+                r: &$crate::store::records::StoredResponse,
+            ) -> Result<(), $crate::store::records::StoreError> {
+                // Expired responses go as new ones come: no sweeper task to run.
+                sqlx::query("DELETE FROM stored_responses WHERE expires_at_ms <= $1")
+                    .bind(r.created_at_ms)
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO stored_responses (id, tenant, created_at_ms, expires_at_ms, input, response) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&r.id)
+                .bind(&r.tenant)
+                .bind(r.created_at_ms)
+                .bind(r.expires_at_ms)
+                .bind(&r.input)
+                .bind(&r.response)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_response(
+                &self,
+                tenant: &str,
+                id: &str,
+                now_ms: i64,
+            ) -> Result<Option<$crate::store::records::StoredResponse>, $crate::store::records::StoreError> {
+                use sqlx::Row;
+                let row =
+                    sqlx::query("SELECT * FROM stored_responses WHERE id = $1 AND tenant = $2 AND expires_at_ms > $3")
+                        .bind(id)
+                        .bind(tenant)
+                        .bind(now_ms)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(|r| $crate::store::records::StoredResponse {
+                    id: r.get("id"),
+                    tenant: r.get("tenant"),
+                    created_at_ms: r.get("created_at_ms"),
+                    expires_at_ms: r.get("expires_at_ms"),
+                    input: r.get("input"),
+                    response: r.get("response"),
+                }))
+            }
+
+            async fn delete_response(
+                &self,
+                tenant: &str,
+                id: &str,
+            ) -> Result<bool, $crate::store::records::StoreError> {
+                let r = sqlx::query("DELETE FROM stored_responses WHERE id = $1 AND tenant = $2")
+                    .bind(id)
+                    .bind(tenant)
                     .execute(&self.pool)
                     .await?;
                 Ok(r.rows_affected() == 1)

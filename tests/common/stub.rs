@@ -25,6 +25,8 @@ pub struct Stub {
     pub hits: AtomicU32,
     pub last_headers: Mutex<Option<HeaderMap>>,
     pub last_body: Mutex<Option<serde_json::Value>>,
+    /// Every body received, in order.
+    pub bodies: Mutex<Vec<serde_json::Value>>,
 }
 
 const CHUNK: &str = r#"data: {"id":"s","object":"chat.completion.chunk","created":0,"model":"m","choices":[{"index":0,"delta":{"content":" hi"},"finish_reason":null}]}"#;
@@ -34,6 +36,7 @@ async fn chat(State(s): State<Arc<Stub>>, headers: HeaderMap, body: Bytes) -> Re
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let stream = v["stream"].as_bool().unwrap_or(false);
     *s.last_headers.lock().unwrap() = Some(headers);
+    s.bodies.lock().unwrap().push(v.clone());
     *s.last_body.lock().unwrap() = Some(v);
     match s.mode.load(Ordering::SeqCst) {
         FAIL_500 => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":{"message":"boom","type":"server_error"}}"#).into_response(),

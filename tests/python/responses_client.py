@@ -1,6 +1,6 @@
 """Exercises tollgate's /v1/responses with the official `openai` Python client.
 
-Run by tests/gateway_responses.rs as: responses_client.py BASE KEY
+Run by tests/gateway_responses.rs as: responses_client.py BASE KEY OTHER_TENANT_KEY
 The gateway fronts an emulated `llama3-8b` (text) and a stub `tools` model that always calls the
 tool `weather` for Paris. Every check is an assert. Prints METERED=n: the requests that passed
 authentication and reached the request path (each must leave one ledger row).
@@ -9,7 +9,7 @@ import sys
 
 import openai
 
-base, key = sys.argv[1:3]
+base, key, other_key = sys.argv[1:4]
 metered = 0
 client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=60)
 
@@ -23,7 +23,7 @@ assert r.object == "response" and r.id.startswith("resp_") and r.status == "inco
 assert r.incomplete_details.reason == "max_output_tokens", r.incomplete_details
 assert r.output[0].type == "message" and r.output_text, r.output
 assert r.usage.output_tokens == 7 and r.usage.input_tokens > 0, r.usage
-assert r.instructions == "You are terse." and r.metadata == {"run": "test"} and r.store is False, r
+assert r.instructions == "You are terse." and r.metadata == {"run": "test"} and r.store is True, r
 assert raw.headers["x-tollgate-model"] == "llama3-8b"
 
 # Items as input (a multi-turn conversation), streamed: typed events with sequence numbers, the
@@ -63,36 +63,81 @@ metered += 1
 args = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
 assert args == '{"city":"Paris"}' and final.output[0].arguments == args, (args, final.output)
 
-# The tool's output sent back (the stub answers with another call; what matters is what it got).
-r = client.responses.create(model="tools", tools=tools, input=[
-    {"role": "user", "content": "Weather in Paris?"},
-    {"type": "function_call", "call_id": call.call_id, "name": "weather", "arguments": call.arguments},
+# The tool's output sent back by reference to the stored response: the gateway expands
+# `previous_response_id` into the earlier turns (what the upstream got is checked by the test).
+r2 = client.responses.create(model="tools", tools=tools, previous_response_id=r.id, input=[
     {"type": "function_call_output", "call_id": call.call_id, "output": "18C, clear"},
 ])
 metered += 1
+assert r2.previous_response_id == r.id and r2.id != r.id, r2
 
-# Errors in OpenAI's shape: an unknown model (404), a stored-response reference (400, before the
-# request path: classify rejects it, and still one ledger row), a built-in tool (400).
+# Stored responses: retrieved as answered, their input items listed, hidden from another tenant,
+# deleted; `store: false` keeps nothing.
+got = client.responses.retrieve(r.id)
+assert got.id == r.id and got.output[0].call_id == call.call_id, got
+items = client.responses.input_items.list(r2.id, order="asc")
+kinds = [i.type for i in items.data]
+assert kinds == ["message", "function_call", "function_call_output"], kinds
+other = openai.OpenAI(base_url=base + "/v1", api_key=other_key, max_retries=0)
+for op in (lambda: other.responses.retrieve(r.id), lambda: other.responses.delete(r.id)):
+    try:
+        op()
+        raise AssertionError("another tenant reached a stored response")
+    except openai.NotFoundError:
+        pass
+try:
+    other.responses.create(model="tools", tools=tools, previous_response_id=r.id, input="and?")
+    raise AssertionError("another tenant continued a stored response")
+except openai.BadRequestError as e:
+    assert e.body["param"] == "previous_response_id", e.body
+client.responses.delete(r.id)
+try:
+    client.responses.retrieve(r.id)
+    raise AssertionError("a deleted response was retrieved")
+except openai.NotFoundError:
+    pass
+unkept = client.responses.create(model="llama3-8b", input="hi", max_output_tokens=2, store=False,
+                                 extra_body={"ignore_eos": True})
+metered += 1
+assert unkept.store is False
+try:
+    client.responses.retrieve(unkept.id)
+    raise AssertionError("a store: false response was kept")
+except openai.NotFoundError:
+    pass
+# A streamed response is kept too, once it ends.
+with client.responses.stream(model="tools", input="Weather in Paris?", tools=tools) as stream:
+    streamed = stream.get_final_response()
+metered += 1
+for _ in range(50):
+    try:
+        assert client.responses.retrieve(streamed.id).output[0].arguments == '{"city":"Paris"}'
+        break
+    except openai.NotFoundError:
+        import time
+        time.sleep(0.1)
+else:
+    raise AssertionError("a streamed response was not kept")
+
+# Errors in OpenAI's shape: an unknown model (404), a built-in tool (400), both metered; an
+# unknown previous response (400, refused before the request path: not metered).
 try:
     client.responses.create(model="no-such-model", input="hi")
     raise AssertionError("unknown model accepted")
 except openai.NotFoundError as e:
     metered += 1
     assert e.body["code"] == "model_not_found" or "no-such-model" in str(e), e
-for bad in [{"previous_response_id": "resp_1"}, {"tools": [{"type": "web_search"}]}]:
-    try:
-        client.responses.create(model="llama3-8b", input="hi", **bad)
-        raise AssertionError(f"{bad} accepted")
-    except openai.BadRequestError as e:
-        metered += 1
-        assert e.body["param"] in ("previous_response_id", "tools[0]"), e.body
-
-# Nothing is stored: retrieving a response says so.
 try:
-    client.responses.retrieve(r.id)
-    raise AssertionError("a response was retrieved")
-except openai.NotFoundError as e:
-    assert "keeps none" in str(e), e
+    client.responses.create(model="llama3-8b", input="hi", tools=[{"type": "web_search"}])
+    raise AssertionError("a built-in tool was accepted")
+except openai.BadRequestError as e:
+    metered += 1
+    assert e.body["param"] == "tools[0]", e.body
+try:
+    client.responses.create(model="llama3-8b", input="hi", previous_response_id="resp_nope")
+    raise AssertionError("an unknown previous response was accepted")
+except openai.BadRequestError as e:
+    assert e.body["param"] == "previous_response_id", e.body
 
 # No key: 401 in OpenAI's shape, not metered.
 try:

@@ -6,11 +6,11 @@
 //! `input_image` parts; `function_call` and `function_call_output` items), `instructions`,
 //! function `tools`, `tool_choice`, `parallel_tool_calls`, `max_output_tokens`, `text.format`
 //! (text, JSON object, JSON schema), `reasoning.effort`, `temperature`, `top_p`, `user`,
-//! `stream`. Dropped: `reasoning` items in the history, `store` (nothing is stored: the answer
-//! says `store: false`), `metadata` (echoed back, not sent), `include`, `truncation`,
-//! `background`, `service_tier`, `prompt_cache_key`, `safety_identifier`. Refused with 400:
-//! `previous_response_id` (no stored responses yet), built-in tools (web search, file search,
-//! computer use...), `input_file` parts. Fields the Responses API does not define pass through to
+//! `stream`. Dropped: `reasoning` items in the history, `store` and `metadata` (the edge keeps and
+//! echoes them), `include`, `truncation`, `background`, `service_tier`, `prompt_cache_key`,
+//! `safety_identifier`. Refused with 400: built-in tools (web search, file search, computer
+//! use...), `input_file` parts, and a `previous_response_id` that reaches here (the edge expands
+//! it into `input` first; a request read without that layer cannot be served). Fields the Responses API does not define pass through to
 //! the upstream, as they do on the chat endpoint.
 
 use crate::api::ApiError;
@@ -55,7 +55,7 @@ pub fn to_chat(v: &Value) -> Result<Value, ApiError> {
     })?;
     if obj.get("previous_response_id").is_some_and(|p| !p.is_null()) {
         return Err(invalid(
-            "This gateway keeps no stored responses yet: send the whole conversation as `input` items.",
+            "previous_response_id is resolved at the /v1/responses edge only.",
             "previous_response_id",
         ));
     }

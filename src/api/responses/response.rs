@@ -4,13 +4,17 @@
 //! `function_call` item (after the message, as the Responses API orders them); a length stop is
 //! `status: "incomplete"` with `incomplete_details.reason = "max_output_tokens"`; usage is renamed
 //! (`input_tokens`, `output_tokens`, cached and reasoning token details). The request's settings
-//! are echoed as the Responses API does ([`Echo`]); `store` is always false.
+//! are echoed as the Responses API does ([`Echo`]), with the id the gateway gave the response.
 
 use serde_json::{json, Map, Value};
 
-/// The request's settings a Responses object repeats, read once from the request.
+/// The request's settings a Responses object repeats, read once from the request, and the id the
+/// response is given.
 #[derive(Debug, Clone, Default)]
-pub struct Echo(Map<String, Value>);
+pub struct Echo {
+    settings: Map<String, Value>,
+    id: Option<String>,
+}
 
 impl Echo {
     /// Takes the echoed settings from a Responses request (defaults where it left them out).
@@ -29,7 +33,25 @@ impl Echo {
         m.insert("reasoning".into(), get("reasoning").unwrap_or_else(|| json!({"effort": null, "summary": null})));
         m.insert("user".into(), get("user").unwrap_or(Value::Null));
         m.insert("model".into(), get("model").unwrap_or(Value::Null));
-        Self(m)
+        m.insert("previous_response_id".into(), get("previous_response_id").unwrap_or(Value::Null));
+        m.insert("store".into(), Value::Bool(request.get("store").and_then(Value::as_bool) != Some(false)));
+        Self { settings: m, id: None }
+    }
+
+    /// The same settings, for a response with id `id`.
+    pub fn with_id(mut self, id: String) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Whether the response is to be kept (the request did not say `store: false`).
+    pub fn store(&self) -> bool {
+        self.settings.get("store").and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    /// The response's id: the one given, else one derived from the chat completion's.
+    pub fn id(&self, chat_id: Option<&str>) -> String {
+        self.id.clone().unwrap_or_else(|| response_id(chat_id))
     }
 
     /// A Responses object with these settings, `status` and `output`.
@@ -46,7 +68,7 @@ impl Echo {
         r.insert("usage".into(), usage);
         r.insert("store".into(), json!(false));
         r.insert("previous_response_id".into(), Value::Null);
-        for (k, v) in &self.0 {
+        for (k, v) in &self.settings {
             r.insert(k.clone(), v.clone());
         }
         Value::Object(r)
@@ -108,7 +130,7 @@ pub fn call_item(call_id: &str, name: &str, arguments: &str, status: &str) -> Va
 
 /// Translates a whole chat completion (its first choice) into a Responses object.
 pub fn from_chat(chat: &Value, echo: &Echo) -> Value {
-    let id = response_id(chat.get("id").and_then(Value::as_str));
+    let id = echo.id(chat.get("id").and_then(Value::as_str));
     let choice = &chat["choices"][0];
     let message = &choice["message"];
     let mut output = Vec::new();
@@ -153,7 +175,11 @@ mod tests {
         assert_eq!(r["usage"]["total_tokens"], 18);
         assert_eq!(r["instructions"], "Be brief.");
         assert_eq!(r["metadata"], json!({"k": "v"}));
-        assert_eq!(r["store"], false);
+        assert_eq!(r["store"], true, "kept unless the request says store: false");
+        let echo = Echo::of(&json!({"store": false, "previous_response_id": "resp_1"})).with_id("resp_9".into());
+        let r = from_chat(&chat, &echo);
+        assert_eq!((r["id"].as_str(), r["store"].as_bool()), (Some("resp_9"), Some(false)));
+        assert_eq!(r["previous_response_id"], "resp_1");
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Translator {
     items: Vec<Value>,
     finish: Option<String>,
     usage: Value,
+    /// The whole response once it completed (or ended incomplete): what is stored.
+    last: Option<Value>,
 }
 
 impl Translator {
@@ -62,12 +64,18 @@ impl Translator {
             items: Vec::new(),
             finish: None,
             usage: Value::Null,
+            last: None,
         }
     }
 
     /// Whether the stream ended (`response.completed`, `.incomplete` or `.failed` went out).
     pub fn finished(&self) -> bool {
         self.done
+    }
+
+    /// The whole response, once it completed or ended incomplete (not after a failure).
+    pub fn take_response(&mut self) -> Option<Value> {
+        self.last.take()
     }
 
     /// Feeds bytes of the chat stream; returns the Responses events they complete.
@@ -146,7 +154,7 @@ impl Translator {
             return;
         }
         self.started = true;
-        self.id = response_id(v.get("id").and_then(Value::as_str));
+        self.id = self.echo.id(v.get("id").and_then(Value::as_str));
         self.created = v.get("created").and_then(Value::as_u64).unwrap_or(0);
         let r = self.echo.response(&self.id, self.created, "in_progress", Vec::new(), Value::Null);
         self.send(out, "response.created", json!({"response": r.clone()}));
@@ -209,7 +217,8 @@ impl Translator {
         let status = status_of(self.finish.as_deref());
         let r = self.echo.response(&self.id, self.created, status, self.items.clone(), usage(&self.usage));
         let name = if status == "incomplete" { "response.incomplete" } else { "response.completed" };
-        self.send(out, name, json!({"response": r}));
+        self.send(out, name, json!({"response": r.clone()}));
+        self.last = Some(r);
         self.done = true;
     }
 }
