@@ -187,8 +187,9 @@ pub async fn input_items(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    Query(q): Query<ItemsQuery>,
+    q: Result<Query<ItemsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
     let descending = match q.order.as_deref() {
         None | Some("desc") => true,
         Some("asc") => false,

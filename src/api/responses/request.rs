@@ -73,6 +73,7 @@ pub fn to_chat(v: &Value) -> Result<Value, ApiError> {
     }
     match obj.get("input") {
         Some(Value::String(s)) => messages.push(json!({"role": "user", "content": s})),
+        Some(Value::Array(items)) if items.is_empty() => return Err(invalid("'input' must not be empty.", "input")),
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 item_to_chat(item, &format!("input[{i}]"), &mut messages)?;
@@ -80,9 +81,6 @@ pub fn to_chat(v: &Value) -> Result<Value, ApiError> {
         }
         Some(_) => return Err(invalid("'input' must be a string or an array of items.", "input")),
         None => return Err(invalid("Missing required parameter: 'input'.", "input")),
-    }
-    if messages.iter().all(|m| m["role"] == "system") {
-        return Err(invalid("'input' must hold at least one message.", "input"));
     }
     chat.insert("messages".into(), Value::Array(messages));
     if let Some(n) = obj.get("max_output_tokens").filter(|n| !n.is_null()) {
