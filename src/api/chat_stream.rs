@@ -49,6 +49,61 @@ fn read(data: &str) -> Option<ChatEvent> {
     Some(ChatEvent::Error { status, message })
 }
 
+/// A translation of the chat stream into another API's events: told each chunk, the end, or a
+/// failure. [`Translate::feed`] drives it from the stream's bytes.
+pub trait Translate {
+    /// The reader of the chat stream this translation is fed from.
+    fn reader(&mut self) -> &mut ChatEvents;
+    /// Whether the translated stream has ended (nothing more is written).
+    fn ended(&self) -> bool;
+    fn chunk(&mut self, v: &Value, out: &mut Vec<u8>);
+    /// The chat stream's `[DONE]`.
+    fn end(&mut self, out: &mut Vec<u8>);
+    /// The chat stream failed with what a whole answer would have said.
+    fn fail(&mut self, status: u16, message: &str, out: &mut Vec<u8>);
+
+    /// Feeds bytes of the chat stream; returns the translated events they complete.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for event in self.reader().push(bytes) {
+            if self.ended() {
+                break;
+            }
+            match event {
+                ChatEvent::Chunk(v) => self.chunk(&v, &mut out),
+                ChatEvent::Done => self.end(&mut out),
+                ChatEvent::Error { status, message } => self.fail(status, &message, &mut out),
+            }
+        }
+        out
+    }
+}
+
+/// What a translation reads from one chat chunk (its first choice).
+#[derive(Debug, Default)]
+pub struct Chunk<'a> {
+    /// The usage, when the chunk carries it (the last one normally does).
+    pub usage: Option<&'a Value>,
+    /// Text added by this chunk (never empty).
+    pub text: Option<&'a str>,
+    /// Tool-call pieces of this chunk.
+    pub tool_calls: &'a [Value],
+    pub finish_reason: Option<&'a str>,
+}
+
+impl<'a> Chunk<'a> {
+    pub fn of(v: &'a Value) -> Self {
+        let choice = v.pointer("/choices/0");
+        let delta = choice.map(|c| &c["delta"]);
+        Self {
+            usage: v.get("usage").filter(|u| u.is_object()),
+            text: delta.and_then(|d| d.get("content")).and_then(Value::as_str).filter(|t| !t.is_empty()),
+            tool_calls: delta.and_then(|d| d.get("tool_calls")).and_then(Value::as_array).map_or(&[], Vec::as_slice),
+            finish_reason: choice.and_then(|c| c.get("finish_reason")).and_then(Value::as_str),
+        }
+    }
+}
+
 /// Writes one named server-sent event.
 pub fn emit(out: &mut Vec<u8>, name: &str, data: &Value) {
     out.extend_from_slice(b"event: ");
@@ -56,6 +111,39 @@ pub fn emit(out: &mut Vec<u8>, name: &str, data: &Value) {
     out.extend_from_slice(b"\ndata: ");
     out.extend_from_slice(data.to_string().as_bytes());
     out.extend_from_slice(b"\n\n");
+}
+
+/// What the translations' tests share: a chat stream with text then a tool call, and the named
+/// events of a translation read back.
+#[cfg(test)]
+pub mod testing {
+    use serde_json::Value;
+
+    pub const CHAT: &str = concat!(
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"weather\",\"arguments\":\"\"}}]}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Paris\\\"}\"}}]}}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":5}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    /// A translation's output as (event name, data) pairs.
+    pub fn events(out: &[u8]) -> Vec<(String, Value)> {
+        String::from_utf8_lossy(out)
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let mut lines = e.lines();
+                let name = lines.next().unwrap().strip_prefix("event: ").unwrap().to_string();
+                let data = serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap()).unwrap();
+                (name, data)
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

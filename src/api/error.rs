@@ -239,6 +239,17 @@ pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))
 }
 
+/// A client error (400) naming the field at fault.
+pub fn invalid(message: impl Into<String>, param: &str) -> ApiError {
+    ApiError::InvalidBody { message: message.into(), param: Some(param.to_string()) }
+}
+
+/// A parsed body as a JSON object, or a 400 saying it must be one.
+pub fn body_object(v: &serde_json::Value) -> Result<&serde_json::Map<String, serde_json::Value>, ApiError> {
+    v.as_object()
+        .ok_or_else(|| ApiError::InvalidBody { message: "The request body must be a JSON object.".into(), param: None })
+}
+
 /// Reads `T` out of a parsed body, or an OpenAI-shaped 400 naming the field at fault.
 pub fn from_value<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(v).map_err(|e| ApiError::from_json_path(&e))

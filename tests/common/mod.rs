@@ -66,6 +66,17 @@ pub fn script(name: &str) -> PathBuf {
     repo().join(name)
 }
 
+/// Asserts one ledger row per metered request, all under `endpoint`, all served but `refused`,
+/// with tokens counted, streamed and whole.
+pub fn assert_rows(rows: &[tollgate::metering::LedgerRow], metered: usize, endpoint: &str, refused: usize) {
+    assert_eq!(rows.len(), metered, "one ledger row per request that passed authentication");
+    assert!(rows.iter().all(|r| r.endpoint == endpoint), "every row is under {endpoint}");
+    let served: Vec<_> = rows.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(served.len(), metered - refused, "all but the {refused} refused");
+    assert!(served.iter().all(|r| r.output_tokens > 0 && r.input_tokens > 0));
+    assert!(served.iter().any(|r| r.stream) && served.iter().any(|r| !r.stream));
+}
+
 /// Runs a client script of `tests/python` with the venv's Python; asserts that it succeeded and
 /// returns the number it printed as `METERED=n` (the requests that must each leave a ledger row).
 pub async fn run_python(name: &str, args: &[&str]) -> usize {

@@ -107,3 +107,34 @@ pub async fn start() -> (Arc<Stub>, String) {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (stub, base)
 }
+
+/// The fleet the translation tests use: an emulated `llama3-8b` (text) and a model `tools` served
+/// by a stub that always calls the tool `weather` for Paris. Returns the emulator, the stub and
+/// the gateway configuration (with the common tiers and tenants).
+pub async fn text_and_tools() -> (super::RunningEmulator, Arc<Stub>, String) {
+    let mut small = tollgate::capacity::Profile::builtin("llama3-8b-h100-tp1").unwrap();
+    small.model = "llama3-8b".into();
+    let emu = super::start_emulator(small, 1, 20.0).await;
+    let (tools, tools_url) = start().await;
+    tools.mode.store(TOOL_CALL, Ordering::SeqCst);
+    let config = format!(
+        "{}{}\n[[models]]\nname = \"llama3-8b\"\nbackends = [\"emu\"]\n[[models]]\nname = \"tools\"\nbackends = [\"stub\"]\n{}",
+        super::backend("emu", &emu.base, ""),
+        super::backend("stub", &tools_url, ""),
+        super::TIERS_AND_TENANTS
+    );
+    (emu, tools, config)
+}
+
+/// Asserts that a tool's result, sent back through a translated API, reached the stub as chat:
+/// the question, the call on the assistant turn, the result (`18C, clear`) as a `tool` message
+/// answering it, and the tool's schema.
+pub fn assert_tool_result_as_chat(body: &serde_json::Value) {
+    let msgs = body["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 3, "{body}");
+    assert_eq!(msgs[1]["tool_calls"][0]["function"]["name"], "weather");
+    assert_eq!(msgs[2]["role"], "tool");
+    assert_eq!(msgs[2]["tool_call_id"], msgs[1]["tool_calls"][0]["id"]);
+    assert_eq!(msgs[2]["content"], "18C, clear");
+    assert_eq!(body["tools"][0]["function"]["parameters"]["required"][0], "city");
+}

@@ -11,7 +11,7 @@
 //! tools. Fields Anthropic does not define (an engine's extensions such as vLLM's `ignore_eos`)
 //! pass through to the upstream, as they do on the chat endpoint.
 
-use crate::api::ApiError;
+use crate::api::{body_object, invalid, ApiError};
 use serde_json::{json, Map, Value};
 
 /// The fields translated (or dropped) here; any other passes through.
@@ -39,16 +39,9 @@ const MESSAGES_FIELDS: [&str; 20] = [
     "anthropic_version",
 ];
 
-fn invalid(message: impl Into<String>, param: &str) -> ApiError {
-    ApiError::InvalidBody { message: message.into(), param: Some(param.to_string()) }
-}
-
 /// Translates a Messages request body (already parsed) into a chat request body.
 pub fn to_chat(v: &Value) -> Result<Value, ApiError> {
-    let obj = v.as_object().ok_or_else(|| ApiError::InvalidBody {
-        message: "The request body must be a JSON object.".into(),
-        param: None,
-    })?;
+    let obj = body_object(v)?;
     let mut chat = Map::new();
     match obj.get("model") {
         Some(Value::String(m)) => chat.insert("model".into(), Value::String(m.clone())),

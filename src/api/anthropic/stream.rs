@@ -9,7 +9,7 @@
 //! becomes Anthropic's `error` event and ends the stream.
 
 use super::response::{ending_of, error_type, message_id, usage, Ending};
-use crate::api::chat_stream::{emit, ChatEvent, ChatEvents};
+use crate::api::chat_stream::{emit, ChatEvents, Chunk, Translate};
 use serde_json::{json, Value};
 
 /// The block being streamed.
@@ -63,35 +63,38 @@ impl Translator {
         self.done
     }
 
-    /// Feeds bytes of the chat stream; returns the Anthropic events they complete.
+    /// Feeds bytes of the chat stream; returns the events they complete.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for event in self.events.push(bytes) {
-            if !self.done {
-                self.event(event, &mut out);
-            }
-        }
-        out
+        self.feed(bytes)
+    }
+}
+
+impl Translate for Translator {
+    fn reader(&mut self) -> &mut ChatEvents {
+        &mut self.events
     }
 
-    fn event(&mut self, event: ChatEvent, out: &mut Vec<u8>) {
-        let v = match event {
-            ChatEvent::Done => return self.finish_message(out),
-            ChatEvent::Error { status, message } => {
-                let body = json!({"type": "error", "error": {"type": error_type(status), "message": message}});
-                emit(out, "error", &body);
-                self.done = true;
-                return;
-            }
-            ChatEvent::Chunk(v) => v,
-        };
-        self.start(&v, out);
-        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) {
+        self.finish_message(out);
+    }
+
+    fn fail(&mut self, status: u16, message: &str, out: &mut Vec<u8>) {
+        let body = json!({"type": "error", "error": {"type": error_type(status), "message": message}});
+        emit(out, "error", &body);
+        self.done = true;
+    }
+
+    fn chunk(&mut self, v: &Value, out: &mut Vec<u8>) {
+        self.start(v, out);
+        let chunk = Chunk::of(v);
+        if let Some(u) = chunk.usage {
             self.usage = u.clone();
         }
-        let Some(choice) = v.pointer("/choices/0") else { return };
-        let delta = &choice["delta"];
-        if let Some(t) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        if let Some(t) = chunk.text {
             let index = match &self.open {
                 Open::Text(i) => *i,
                 _ => self.open_block(json!({"type": "text", "text": ""}), None, out),
@@ -102,7 +105,7 @@ impl Translator {
                 &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": t}}),
             );
         }
-        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        for call in chunk.tool_calls {
             let chat_index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
             let id = call.get("id").and_then(Value::as_str);
             let index = match &self.open {
@@ -128,12 +131,14 @@ impl Translator {
                 );
             }
         }
-        if choice.get("finish_reason").and_then(Value::as_str).is_some() {
+        if let (Some(_), Some(choice)) = (chunk.finish_reason, v.pointer("/choices/0")) {
             let called = self.ending.called_tool;
             self.ending = ending_of(choice, called);
         }
     }
+}
 
+impl Translator {
     fn start(&mut self, v: &Value, out: &mut Vec<u8>) {
         if self.started {
             return;
@@ -196,31 +201,7 @@ impl Translator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn events(out: &[u8]) -> Vec<(String, Value)> {
-        String::from_utf8_lossy(out)
-            .split("\n\n")
-            .filter(|e| !e.is_empty())
-            .map(|e| {
-                let mut lines = e.lines();
-                let name = lines.next().unwrap().strip_prefix("event: ").unwrap().to_string();
-                let data = serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap()).unwrap();
-                (name, data)
-            })
-            .collect()
-    }
-
-    const CHAT: &str = concat!(
-        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"weather\",\"arguments\":\"\"}}]}}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]}}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Paris\\\"}\"}}]}}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":5}}\n\n",
-        "data: [DONE]\n\n",
-    );
+    use crate::api::chat_stream::testing::{events, CHAT};
 
     #[test]
     fn text_then_a_tool_call_stream_as_typed_blocks_wherever_the_bytes_are_cut() {

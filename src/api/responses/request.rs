@@ -13,7 +13,7 @@
 //! it into `input` first; a request read without that layer cannot be served). Fields the Responses API does not define pass through to
 //! the upstream, as they do on the chat endpoint.
 
-use crate::api::ApiError;
+use crate::api::{body_object, invalid, ApiError};
 use serde_json::{json, Map, Value};
 
 /// The fields translated (or dropped) here; any other passes through.
@@ -43,16 +43,9 @@ const RESPONSES_FIELDS: [&str; 23] = [
     "previous_response_id",
 ];
 
-fn invalid(message: impl Into<String>, param: &str) -> ApiError {
-    ApiError::InvalidBody { message: message.into(), param: Some(param.to_string()) }
-}
-
 /// Translates a Responses request body (already parsed) into a chat request body.
 pub fn to_chat(v: &Value) -> Result<Value, ApiError> {
-    let obj = v.as_object().ok_or_else(|| ApiError::InvalidBody {
-        message: "The request body must be a JSON object.".into(),
-        param: None,
-    })?;
+    let obj = body_object(v)?;
     if obj.get("previous_response_id").is_some_and(|p| !p.is_null()) {
         return Err(invalid(
             "previous_response_id is resolved at the /v1/responses edge only.",

@@ -10,7 +10,7 @@
 //! ends the stream. Every event carries its `sequence_number`.
 
 use super::response::{call_item, call_item_id, message_item, message_item_id, response_id, status_of, usage, Echo};
-use crate::api::chat_stream::{emit, ChatEvent, ChatEvents};
+use crate::api::chat_stream::{emit, ChatEvents, Chunk, Translate};
 use serde_json::{json, Value};
 
 /// The output item being streamed.
@@ -78,45 +78,41 @@ impl Translator {
         self.last.take()
     }
 
-    /// Feeds bytes of the chat stream; returns the Responses events they complete.
+    /// Feeds bytes of the chat stream; returns the events they complete.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for event in self.events.push(bytes) {
-            if !self.done {
-                self.event(event, &mut out);
-            }
-        }
-        out
+        self.feed(bytes)
+    }
+}
+
+impl Translate for Translator {
+    fn reader(&mut self) -> &mut ChatEvents {
+        &mut self.events
     }
 
-    fn send(&mut self, out: &mut Vec<u8>, name: &str, mut data: Value) {
-        data["type"] = json!(name);
-        data["sequence_number"] = json!(self.seq);
-        self.seq += 1;
-        emit(out, name, &data);
+    fn ended(&self) -> bool {
+        self.done
     }
 
-    fn event(&mut self, event: ChatEvent, out: &mut Vec<u8>) {
-        let v = match event {
-            ChatEvent::Done => return self.finish_response(out),
-            ChatEvent::Error { status, message } => {
-                self.start(&Value::Null, out);
-                let code = if status == 429 { "rate_limit_exceeded" } else { "server_error" };
-                let mut r = self.echo.response(&self.id, self.created, "failed", self.items.clone(), Value::Null);
-                r["error"] = json!({"code": code, "message": message});
-                self.send(out, "response.failed", json!({"response": r}));
-                self.done = true;
-                return;
-            }
-            ChatEvent::Chunk(v) => v,
-        };
-        self.start(&v, out);
-        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+    fn end(&mut self, out: &mut Vec<u8>) {
+        self.finish_response(out);
+    }
+
+    fn fail(&mut self, status: u16, message: &str, out: &mut Vec<u8>) {
+        self.start(&Value::Null, out);
+        let code = if status == 429 { "rate_limit_exceeded" } else { "server_error" };
+        let mut r = self.echo.response(&self.id, self.created, "failed", self.items.clone(), Value::Null);
+        r["error"] = json!({"code": code, "message": message});
+        self.send(out, "response.failed", json!({"response": r}));
+        self.done = true;
+    }
+
+    fn chunk(&mut self, v: &Value, out: &mut Vec<u8>) {
+        self.start(v, out);
+        let chunk = Chunk::of(v);
+        if let Some(u) = chunk.usage {
             self.usage = u.clone();
         }
-        let Some(choice) = v.pointer("/choices/0") else { return };
-        let delta = &choice["delta"];
-        if let Some(t) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        if let Some(t) = chunk.text {
             if !matches!(self.open, Open::Text { .. }) {
                 self.open_text(out);
             }
@@ -126,7 +122,7 @@ impl Translator {
                 self.send(out, "response.output_text.delta", ev);
             }
         }
-        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        for call in chunk.tool_calls {
             let chat_index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
             let id = call.get("id").and_then(Value::as_str);
             let same = matches!(&self.open, Open::Call { chat_index: c, call_id, .. }
@@ -144,9 +140,18 @@ impl Translator {
                 }
             }
         }
-        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+        if let Some(f) = chunk.finish_reason {
             self.finish = Some(f.to_string());
         }
+    }
+}
+
+impl Translator {
+    fn send(&mut self, out: &mut Vec<u8>, name: &str, mut data: Value) {
+        data["type"] = json!(name);
+        data["sequence_number"] = json!(self.seq);
+        self.seq += 1;
+        emit(out, name, &data);
     }
 
     fn start(&mut self, v: &Value, out: &mut Vec<u8>) {
@@ -226,31 +231,7 @@ impl Translator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn events(out: &[u8]) -> Vec<(String, Value)> {
-        String::from_utf8_lossy(out)
-            .split("\n\n")
-            .filter(|e| !e.is_empty())
-            .map(|e| {
-                let mut lines = e.lines();
-                let name = lines.next().unwrap().strip_prefix("event: ").unwrap().to_string();
-                let data = serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap()).unwrap();
-                (name, data)
-            })
-            .collect()
-    }
-
-    const CHAT: &str = concat!(
-        "data: {\"id\":\"chatcmpl-x\",\"created\":3,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"weather\",\"arguments\":\"\"}}]}}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]}}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Paris\\\"}\"}}]}}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
-        "data: {\"id\":\"chatcmpl-x\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":5}}\n\n",
-        "data: [DONE]\n\n",
-    );
+    use crate::api::chat_stream::testing::{events, CHAT};
 
     #[test]
     fn text_then_a_tool_call_stream_as_typed_events_whatever_the_cuts() {
@@ -286,6 +267,7 @@ mod tests {
         assert!(ev.iter().enumerate().all(|(i, (_, d))| d["sequence_number"] == i as u64));
         let done = &ev.last().unwrap().1["response"];
         assert_eq!(done["id"], "resp_x");
+        assert_eq!(done["model"], "m");
         assert_eq!(done["output"][0]["content"][0]["text"], "Hello");
         assert_eq!(done["output"][1]["arguments"], "{\"city\":\"Paris\"}");
         assert_eq!(done["usage"]["output_tokens"], 5);
