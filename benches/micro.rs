@@ -93,12 +93,25 @@ fn messages_translation(c: &mut Criterion) {
     c.bench_function("Messages stream translation, per chunk (one text delta)", |b| {
         b.iter(|| t.push(black_box(chunk)))
     });
+    let echo = tollgate::api::responses::response::Echo::of(&serde_json::json!({"model": "m"}));
+    let mut r = tollgate::api::responses::stream::Translator::new(echo);
+    r.push(chunk);
+    c.bench_function("Responses stream translation, per chunk (one text delta)", |b| {
+        b.iter(|| r.push(black_box(chunk)))
+    });
     let req: serde_json::Value = serde_json::from_str(
         r#"{"model":"m","max_tokens":256,"system":"You are a helpful assistant.","messages":[{"role":"user","content":"Summarise the opportunity cost of serving this request in one sentence, please."}]}"#,
     )
     .unwrap();
     c.bench_function("Messages request translation, short prompt", |b| {
         b.iter(|| tollgate::api::anthropic::request::to_chat(black_box(&req)).unwrap())
+    });
+    let req: serde_json::Value = serde_json::from_str(
+        r#"{"model":"m","max_output_tokens":256,"instructions":"You are a helpful assistant.","input":"Summarise the opportunity cost of serving this request in one sentence, please."}"#,
+    )
+    .unwrap();
+    c.bench_function("Responses request translation, short prompt", |b| {
+        b.iter(|| tollgate::api::responses::request::to_chat(black_box(&req)).unwrap())
     });
 }
 
