@@ -36,13 +36,14 @@ async fn live_gateway_and_simulator_agree_on_a_short_slice() {
         .iter()
         .map(|c| {
             format!(
-                "{} live {:.4} sim {:.4} [{:.4}..{:.4}] ({:.1}%)",
+                "{} live {:.4} sim {:.4} [{:.4}..{:.4}] ({:.1}%, rank {:+.1} points)",
                 c.metric,
                 c.live,
                 c.simulated,
                 c.simulated_min,
                 c.simulated_max,
-                100.0 * c.relative_difference
+                100.0 * c.relative_difference,
+                100.0 * c.rank_difference.unwrap_or(0.0)
             )
         })
         .collect();

@@ -171,21 +171,23 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<()> {
     let cmp = rt.block_on(crate::sim::validate::validate_with(&sc, &reqs, &dir, &opts))?;
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "{:<12} {:>12} {:>12} {:>25} {:>9}",
+        "{:<12} {:>12} {:>12} {:>25} {:>9} {:>8}",
         "metric",
         "live",
         "simulated",
         format!("(range of {} replays)", cmp.sim_runs),
-        "differs"
+        "differs",
+        "rank"
     );
     for c in &cmp.checks {
         println!(
-            "{:<12} {:>12.4} {:>12.4} {:>25} {:>8.1}% {}",
+            "{:<12} {:>12.4} {:>12.4} {:>25} {:>8.1}% {:>8} {}",
             c.metric,
             c.live,
             c.simulated,
             format!("{:.4}..{:.4}", c.simulated_min, c.simulated_max),
             100.0 * c.relative_difference,
+            c.rank_difference.map(|r| format!("{:+.1}pt", 100.0 * r)).unwrap_or_default(),
             if c.ok { "ok" } else { "DIFFERS" }
         );
     }

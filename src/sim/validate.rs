@@ -21,6 +21,11 @@ use std::time::{Duration, Instant};
 /// Largest relative difference accepted between live and simulated figures.
 pub const TOLERANCE: f64 = 0.10;
 
+/// A latency percentile q also agrees when the live figure's rank among the simulated latencies
+/// is within this share of the tail beyond q (min(q, 1 - q)): 5 points at the median, half a point
+/// at p95 (the same 10%, on the probability axis).
+pub const RANK_TOLERANCE: f64 = 0.10;
+
 /// What one side (live or simulated) did with the requests.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Side {
@@ -38,6 +43,11 @@ pub struct Side {
     pub ttft_p95_s: f64,
     pub e2e_p50_s: f64,
     pub e2e_p95_s: f64,
+    /// The latencies the percentiles are taken from, sorted.
+    #[serde(skip)]
+    pub ttft_s: Vec<f64>,
+    #[serde(skip)]
+    pub e2e_s: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +59,11 @@ pub struct Check {
     pub simulated_min: f64,
     pub simulated_max: f64,
     pub relative_difference: f64,
+    /// For a latency percentile q: the share of the simulator's latencies (all replays) at or
+    /// below the live figure, minus q. Where the distribution is flat around q (a median falling
+    /// between no-wait and one-step-wait requests) a shift of a point in rank moves the value by
+    /// 10% or more, so the value alone is an ill-conditioned test there.
+    pub rank_difference: Option<f64>,
     pub ok: bool,
 }
 
@@ -132,6 +147,15 @@ pub async fn validate_with(
     let simulated = mean(&runs);
     let figures = |s: &Side| [s.served as f64, s.value_usd, s.ttft_p50_s, s.ttft_p95_s, s.e2e_p50_s, s.e2e_p95_s];
     let names = ["served", "value_usd", "ttft_p50_s", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s"];
+    // Which latencies and percentile each figure is, for the rank check.
+    let pooled = |f: fn(&Side) -> &Vec<f64>| {
+        let mut v: Vec<f64> = runs.iter().flat_map(|r| f(r).iter().copied()).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (ttfts, e2es) = (pooled(|s| &s.ttft_s), pooled(|s| &s.e2e_s));
+    let latency: [Option<(&Vec<f64>, f64)>; 6] =
+        [None, None, Some((&ttfts, 0.5)), Some((&ttfts, 0.95)), Some((&e2es, 0.5)), Some((&e2es, 0.95))];
     let (l, m) = (figures(&live), figures(&simulated));
     let checks = names
         .iter()
@@ -139,6 +163,8 @@ pub async fn validate_with(
         .map(|(i, metric)| {
             let each: Vec<f64> = runs.iter().map(|r| figures(r)[i]).collect();
             let d = (l[i] - m[i]).abs() / m[i].abs().max(1e-12);
+            let rank = latency[i].and_then(|(v, q)| rank_difference(v, l[i], q));
+            let rank_ok = latency[i].zip(rank).is_some_and(|((_, q), r)| rank_agrees(r, q));
             Check {
                 metric,
                 live: l[i],
@@ -146,7 +172,8 @@ pub async fn validate_with(
                 simulated_min: each.iter().copied().fold(f64::INFINITY, f64::min),
                 simulated_max: each.iter().copied().fold(f64::NEG_INFINITY, f64::max),
                 relative_difference: d,
-                ok: d <= TOLERANCE,
+                rank_difference: rank,
+                ok: d <= TOLERANCE || rank_ok,
             }
         })
         .collect();
@@ -156,6 +183,16 @@ pub async fn validate_with(
         v.get(((v.len().max(1) - 1) as f64 * 0.99) as usize).copied().unwrap_or(0.0)
     };
     Ok(Comparison { live, simulated, checks, sim_runs: SIM_RUNS, send_lateness_p99_s: late_p99 })
+}
+
+/// The share of `sorted` at or below `value`, minus `q` (none for no latencies).
+fn rank_difference(sorted: &[f64], value: f64, q: f64) -> Option<f64> {
+    (!sorted.is_empty()).then(|| sorted.partition_point(|&x| x <= value) as f64 / sorted.len() as f64 - q)
+}
+
+/// Whether a rank difference at percentile `q` is within [`RANK_TOLERANCE`] of the tail beyond q.
+fn rank_agrees(difference: f64, q: f64) -> bool {
+    difference.abs() <= RANK_TOLERANCE * q.min(1.0 - q)
 }
 
 /// Replays of the simulator averaged per figure.
@@ -177,6 +214,8 @@ fn mean(runs: &[Side]) -> Side {
         ttft_p95_s: avg(&|s| s.ttft_p95_s),
         e2e_p50_s: avg(&|s| s.e2e_p50_s),
         e2e_p95_s: avg(&|s| s.e2e_p95_s),
+        ttft_s: Vec::new(),
+        e2e_s: Vec::new(),
     }
 }
 
@@ -223,6 +262,7 @@ fn side(sc: &Scenario, reqs: &[SimRequest], outcomes: &[Outcome]) -> anyhow::Res
     s.ttft_p95_s = percentile(&ttft, 0.95);
     s.e2e_p50_s = percentile(&e2e, 0.5);
     s.e2e_p95_s = percentile(&e2e, 0.95);
+    (s.ttft_s, s.e2e_s) = (ttft, e2e);
     Ok(s)
 }
 
@@ -394,6 +434,26 @@ async fn send(client: &reqwest::Client, base: &str, key: &str, pools: &[String],
 
 #[cfg(test)]
 mod tests {
+    use super::{rank_agrees, rank_difference};
+
+    #[test]
+    fn a_percentile_is_also_compared_by_rank() {
+        // Half the latencies near 0.1 s, half near 0.4 s: the median sits in the gap, where
+        // 0.2 s and 0.3 s are 40% apart in value but both within a point of the median in rank.
+        let mut v: Vec<f64> = (0..500).map(|i| 0.1 + f64::from(i) * 1e-4).collect();
+        v.extend((0..500).map(|i| 0.4 + f64::from(i) * 1e-4));
+        let r = rank_difference(&v, 0.2, 0.5).unwrap();
+        assert!(r.abs() < 1e-9 && rank_agrees(r, 0.5), "{r}");
+        // A live median inside the upper cluster is 25 points off: it does not agree.
+        let r = rank_difference(&v, 0.425, 0.5).unwrap();
+        assert!((r - 0.25).abs() < 1e-9 && !rank_agrees(r, 0.5), "{r}");
+        // At p95 only half a point either way is accepted.
+        let p95 = v[950];
+        assert!(rank_agrees(rank_difference(&v, p95, 0.95).unwrap(), 0.95));
+        assert!(!rank_agrees(rank_difference(&v, v[940], 0.95).unwrap(), 0.95));
+        assert_eq!(rank_difference(&[], 1.0, 0.5), None);
+    }
+
     #[test]
     fn prompts_have_the_exact_token_count() {
         for (i, n) in [(0, 1), (7, 2), (123, 5), (99_999, 700), (5, 3000)] {
