@@ -18,12 +18,31 @@ async fn live_gateway_and_simulator_agree_on_a_short_slice() {
     }
     let reqs = load_requests(&sc, &base, &Load { overload: 2.0, ..Load::default() }).unwrap();
     assert!(reqs.len() > 4000, "{}", reqs.len());
+    let table = |cmp: &tollgate::sim::validate::Comparison| -> Vec<String> {
+        cmp.checks
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} live {:.4} sim {:.4} [{:.4}..{:.4}] ({:.1}%, rank {:+.1} points) {}",
+                    c.metric,
+                    c.live,
+                    c.simulated,
+                    c.simulated_min,
+                    c.simulated_max,
+                    100.0 * c.relative_difference,
+                    100.0 * c.rank_difference.unwrap_or(0.0),
+                    if c.ok { "ok" } else { "DIFFERS" }
+                )
+            })
+            .collect()
+    };
     // A live replay is one draw of a noisy system (tails move a few percent run to run on a
     // loaded 2-core machine): a disagreement is confirmed by a second replay before failing.
     let mut cmp = None;
-    for _ in 0..2 {
+    for attempt in 1..=2 {
         let dir = tempfile::tempdir().unwrap();
         let c = validate(&sc, &reqs, dir.path()).await.unwrap();
+        eprintln!("replay {attempt}:\n{}", table(&c).join("\n"));
         let done = c.agrees();
         cmp = Some(c);
         if done {
@@ -31,23 +50,7 @@ async fn live_gateway_and_simulator_agree_on_a_short_slice() {
         }
     }
     let cmp = cmp.unwrap();
-    let table: Vec<String> = cmp
-        .checks
-        .iter()
-        .map(|c| {
-            format!(
-                "{} live {:.4} sim {:.4} [{:.4}..{:.4}] ({:.1}%, rank {:+.1} points)",
-                c.metric,
-                c.live,
-                c.simulated,
-                c.simulated_min,
-                c.simulated_max,
-                100.0 * c.relative_difference,
-                100.0 * c.rank_difference.unwrap_or(0.0)
-            )
-        })
-        .collect();
-    eprintln!("{}", table.join("\n"));
+    let table = table(&cmp);
     assert!(cmp.live.served > 200, "{:?}", cmp.live);
     // Admission did something: not everything was simply admitted.
     assert!(cmp.simulated.downgraded + cmp.simulated.deferred + cmp.simulated.not_served > 0, "{:?}", cmp.simulated);
