@@ -192,6 +192,11 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<()> {
         );
     }
     println!("live requests were sent up to {:.1} ms late (p99)", 1000.0 * cmp.send_lateness_p99_s);
+    println!(
+        "prompt tokens found in the engines' prefix caches: live {:.1}%, simulated {:.1}%",
+        100.0 * cmp.live.prefix_hit_share,
+        100.0 * cmp.simulated.prefix_hit_share
+    );
     let (l, s) = (&cmp.live, &cmp.simulated);
     println!(
         "admitted/downgraded/deferred/not served: live {}/{}/{}/{}, simulated {}/{}/{}/{}",

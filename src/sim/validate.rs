@@ -43,6 +43,8 @@ pub struct Side {
     pub ttft_p95_s: f64,
     pub e2e_p50_s: f64,
     pub e2e_p95_s: f64,
+    /// Share of prompt tokens the engines found in their prefix caches.
+    pub prefix_hit_share: f64,
     /// The latencies the percentiles are taken from, sorted.
     #[serde(skip)]
     pub ttft_s: Vec<f64>,
@@ -115,8 +117,9 @@ pub async fn validate_with(
     data_dir: &Path,
     opts: &LiveOptions,
 ) -> anyhow::Result<Comparison> {
-    let (live, lateness) = live(sc, reqs, data_dir, opts).await?;
-    let live = side(sc, reqs, &live)?;
+    let (live, lateness, hit_share) = live(sc, reqs, data_dir, opts).await?;
+    let mut live = side(sc, reqs, &live)?;
+    live.prefix_hit_share = hit_share;
     // The simulator is replayed several times, each with the arrival times shifted by the
     // lateness the live requests actually had (drawn at random): tail percentiles at this size
     // move with timing noise that small, so the figure compared is their mean.
@@ -134,7 +137,8 @@ pub async fn validate_with(
                 r.at += lateness[rng.random_range(0..lateness.len())];
             }
         }
-        let (fates, _) = Sim::new(sc, Policy::BidPrice, &shifted).map_err(anyhow::Error::msg)?.run(&mut |_| {});
+        let (fates, _, hit_share) =
+            Sim::new(sc, Policy::BidPrice, &shifted).map_err(anyhow::Error::msg)?.run_counting(&mut |_| {});
         let outcomes: Vec<Outcome> = fates
             .into_iter()
             .map(|f| match f {
@@ -142,7 +146,9 @@ pub async fn validate_with(
                 Fate::Refused | Fate::Dropped => Outcome::default(),
             })
             .collect();
-        runs.push(side(sc, reqs, &outcomes)?);
+        let mut run = side(sc, reqs, &outcomes)?;
+        run.prefix_hit_share = hit_share;
+        runs.push(run);
     }
     let simulated = mean(&runs);
     let figures = |s: &Side| [s.served as f64, s.value_usd, s.ttft_p50_s, s.ttft_p95_s, s.e2e_p50_s, s.e2e_p95_s];
@@ -214,6 +220,7 @@ fn mean(runs: &[Side]) -> Side {
         ttft_p95_s: avg(&|s| s.ttft_p95_s),
         e2e_p50_s: avg(&|s| s.e2e_p50_s),
         e2e_p95_s: avg(&|s| s.e2e_p95_s),
+        prefix_hit_share: avg(&|s| s.prefix_hit_share),
         ttft_s: Vec::new(),
         e2e_s: Vec::new(),
     }
@@ -272,7 +279,7 @@ async fn live(
     reqs: &[SimRequest],
     data_dir: &Path,
     opts: &LiveOptions,
-) -> anyhow::Result<(Vec<Outcome>, Vec<f64>)> {
+) -> anyhow::Result<(Vec<Outcome>, Vec<f64>, f64)> {
     // One emulated engine per replica, placed by the gateway as the simulator places them.
     let mut urls = Vec::new();
     for p in &sc.pools {
@@ -351,7 +358,21 @@ async fn live(
         lateness.push(late);
     }
     gw.stop().await?;
-    Ok((out, lateness))
+    let (mut queried, mut hit) = (0.0, 0.0);
+    for url in urls.iter().flatten() {
+        let text = client.get(format!("{url}/metrics")).send().await?.text().await?;
+        queried += counter(&text, "vllm:prefix_cache_queries_total");
+        hit += counter(&text, "vllm:prefix_cache_hits_total");
+    }
+    Ok((out, lateness, if queried > 0.0 { hit / queried } else { 0.0 }))
+}
+
+/// The sum of a counter's samples in a Prometheus text exposition.
+fn counter(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A prompt of exactly `tokens` tokens (as the gateway and the emulator count them), unique to
