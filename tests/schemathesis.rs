@@ -39,7 +39,12 @@ async fn the_gateway_conforms_to_its_openapi_document() {
     let d = dir.path().to_path_buf();
     let runs = tokio::task::spawn_blocking(move || {
         [
-            schemathesis(&base, &key, "^/v1/(chat/completions|completions|embeddings|models|responses.*)$", &d),
+            schemathesis(
+                &base,
+                &key,
+                "^/v1/(chat/completions|completions|embeddings|models|responses.*|messages.*)$",
+                &d,
+            ),
             schemathesis(&base, &admin, "^/(v1/tollgate/|metrics|health|openapi)", &d),
         ]
     })

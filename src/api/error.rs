@@ -250,6 +250,13 @@ pub fn body_object(v: &serde_json::Value) -> Result<&serde_json::Map<String, ser
         .ok_or_else(|| ApiError::InvalidBody { message: "The request body must be a JSON object.".into(), param: None })
 }
 
+/// A token limit as a client sends it: an integer of at least 1, however large (JSON integers
+/// beyond 64 bits parse as floats), capped at `u32::MAX` as the gateway counts tokens.
+pub fn token_limit(v: &serde_json::Value) -> Option<u32> {
+    let n = v.as_u64().map(|n| n as f64).or_else(|| v.as_f64().filter(|f| f.fract() == 0.0))?;
+    (n >= 1.0).then(|| n.min(f64::from(u32::MAX)) as u32)
+}
+
 /// Reads `T` out of a parsed body, or an OpenAI-shaped 400 naming the field at fault.
 pub fn from_value<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(v).map_err(|e| ApiError::from_json_path(&e))
@@ -267,6 +274,17 @@ pub async fn unknown_route(method: axum::http::Method, uri: axum::http::Uri) -> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_token_limit_is_any_integer_of_at_least_one() {
+        use serde_json::json;
+        assert_eq!(super::token_limit(&json!(16)), Some(16));
+        assert_eq!(super::token_limit(&json!(1e30)), Some(u32::MAX));
+        assert_eq!(super::token_limit(&json!(u64::MAX)), Some(u32::MAX));
+        for bad in [json!(0), json!(-3), json!(2.5), json!("8"), json!(null)] {
+            assert_eq!(super::token_limit(&bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

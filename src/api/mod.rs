@@ -19,4 +19,4 @@ pub mod send;
 pub mod sse;
 pub mod tokens;
 
-pub use error::{body_object, from_value, invalid, parse_body, parse_json, ApiError};
+pub use error::{body_object, from_value, invalid, parse_body, parse_json, token_limit, ApiError};

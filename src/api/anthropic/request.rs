@@ -11,7 +11,7 @@
 //! tools. Fields Anthropic does not define (an engine's extensions such as vLLM's `ignore_eos`)
 //! pass through to the upstream, as they do on the chat endpoint.
 
-use crate::api::{body_object, invalid, ApiError};
+use crate::api::{body_object, invalid, token_limit, ApiError};
 use serde_json::{json, Map, Value};
 
 /// The fields translated (or dropped) here; any other passes through.
@@ -48,8 +48,8 @@ pub fn to_chat(v: &Value) -> Result<Value, ApiError> {
         Some(_) => return Err(invalid("model: must be a string", "model")),
         None => return Err(invalid("model: Field required", "model")),
     };
-    match obj.get("max_tokens").and_then(Value::as_u64) {
-        Some(n) if n >= 1 => chat.insert("max_tokens".into(), Value::from(n)),
+    match obj.get("max_tokens").and_then(token_limit) {
+        Some(n) => chat.insert("max_tokens".into(), Value::from(n)),
         _ => return Err(invalid("max_tokens: Field required (an integer of at least 1)", "max_tokens")),
     };
     let mut messages = Vec::new();

@@ -13,7 +13,7 @@
 //! it into `input` first; a request read without that layer cannot be served). Fields the Responses API does not define pass through to
 //! the upstream, as they do on the chat endpoint.
 
-use crate::api::{body_object, invalid, ApiError};
+use crate::api::{body_object, invalid, token_limit, ApiError};
 use serde_json::{json, Map, Value};
 
 /// The fields translated (or dropped) here; any other passes through.
@@ -77,8 +77,8 @@ pub fn to_chat(v: &Value) -> Result<Value, ApiError> {
     }
     chat.insert("messages".into(), Value::Array(messages));
     if let Some(n) = obj.get("max_output_tokens").filter(|n| !n.is_null()) {
-        match n.as_u64() {
-            Some(n) if n >= 1 => chat.insert("max_tokens".into(), Value::from(n)),
+        match token_limit(n) {
+            Some(n) => chat.insert("max_tokens".into(), Value::from(n)),
             _ => return Err(invalid("'max_output_tokens' must be an integer of at least 1.", "max_output_tokens")),
         };
     }
