@@ -3,9 +3,9 @@
 //! client error naming its field.
 //!
 //! Carried: `system` (string or text blocks), multi-turn `messages` with text, image (base64 or
-//! URL), `tool_use` and `tool_result` blocks, `tools`, `tool_choice` (with
-//! `disable_parallel_tool_use`), `stop_sequences`, `max_tokens`, `temperature`, `top_p`, `top_k`,
-//! `metadata.user_id`, `stream`. Dropped: `cache_control` (no prompt caching to steer on a chat
+//! URL), `tool_use` and `tool_result` blocks (a result's images in a user message after the
+//! tool messages), `tools`, `tool_choice` (with `disable_parallel_tool_use`), `stop_sequences`,
+//! `max_tokens`, `temperature`, `top_p`, `top_k`, `metadata.user_id`, `stream`. Dropped: `cache_control` (no prompt caching to steer on a chat
 //! upstream), `thinking` and thinking blocks in the history, `service_tier`, `container`,
 //! `mcp_servers`, `context_management`. Refused with 400: document and server-tool blocks, server
 //! tools. Fields Anthropic does not define (an engine's extensions such as vLLM's `ignore_eos`)
@@ -176,7 +176,7 @@ fn turn_to_chat(turn: &Value, at: &str, out: &mut Vec<Value>) -> Result<(), ApiE
                     .get("tool_use_id")
                     .and_then(Value::as_str)
                     .ok_or_else(|| invalid(format!("{here}.tool_use_id: Field required"), "messages"))?;
-                let mut text = tool_result_text(b.get("content"), &here)?;
+                let mut text = tool_result_content(b.get("content"), id, &here, &mut parts)?;
                 if b.get("is_error").and_then(Value::as_bool) == Some(true) {
                     text = format!("Error: {text}");
                 }
@@ -230,23 +230,39 @@ fn image_part(b: &Value, at: &str) -> Result<Value, ApiError> {
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
 }
 
-fn tool_result_text(content: Option<&Value>, at: &str) -> Result<String, ApiError> {
+/// A tool result's text; its images (a chat tool message carries text only) go to `parts`, the
+/// user message that follows the turn's tool messages, after a line naming the call they came from.
+fn tool_result_content(
+    content: Option<&Value>,
+    id: &str,
+    at: &str,
+    parts: &mut Vec<Value>,
+) -> Result<String, ApiError> {
     match content {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Array(blocks)) => {
             let mut out = Vec::new();
-            for b in blocks {
+            let mut images = Vec::new();
+            for (k, b) in blocks.iter().enumerate() {
                 match (b.get("type").and_then(Value::as_str), b.get("text").and_then(Value::as_str)) {
                     (Some("text"), Some(t)) => out.push(t),
+                    (Some("image"), _) => images.push(image_part(b, &format!("{at}.content.{k}"))?),
                     _ => {
-                        return Err(invalid(format!("{at}.content: only text is carried in a tool result"), "messages"))
+                        return Err(invalid(
+                            format!("{at}.content: only text and images are carried in a tool result"),
+                            "messages",
+                        ))
                     }
                 }
             }
+            if !images.is_empty() {
+                parts.push(json!({"type": "text", "text": format!("Images returned by tool call {id}:")}));
+                parts.extend(images);
+            }
             Ok(out.join("\n"))
         }
-        Some(_) => Err(invalid(format!("{at}.content: must be a string or text blocks"), "messages")),
+        Some(_) => Err(invalid(format!("{at}.content: must be a string or text and image blocks"), "messages")),
     }
 }
 
@@ -379,6 +395,28 @@ mod tests {
             "messages": [{"role": "user", "content": "hi"}]});
         let chat = to_chat(&v).unwrap();
         assert!(chat.get("tools").is_none() && chat.get("tool_choice").is_none() && chat.get("n").is_none(), "{chat}");
+    }
+
+    #[test]
+    fn a_tool_results_images_follow_the_tool_message_in_a_user_message() {
+        let v = json!({"model": "m", "max_tokens": 8, "messages": [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "tu_9", "name": "screenshot", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_9", "content": [
+                {"type": "text", "text": "Captured."},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/s.png"}}]},
+                {"type": "text", "text": "What does it show?"}]}]});
+        let chat = to_chat(&v).unwrap();
+        let m = chat["messages"].as_array().unwrap();
+        assert_eq!(m[1], json!({"role": "tool", "tool_call_id": "tu_9", "content": "Captured."}));
+        assert_eq!(m[2]["role"], "user");
+        let parts = m[2]["content"].as_array().unwrap();
+        assert_eq!(parts[0]["text"], "Images returned by tool call tu_9:");
+        assert_eq!(parts[1]["image_url"]["url"], "https://example.com/s.png");
+        assert_eq!(parts[2]["text"], "What does it show?");
+        // A block that is neither text nor image is still refused, naming the field.
+        let mut bad = v.clone();
+        bad["messages"][1]["content"][0]["content"][1] = json!({"type": "document", "source": {}});
+        assert!(matches!(to_chat(&bad), Err(ApiError::InvalidBody { param: Some(p), .. }) if p == "messages"));
     }
 
     #[test]
