@@ -400,11 +400,7 @@ impl Allocator {
 
 /// What a tenant's work is worth per token: its tier's internal value, else its price.
 pub fn value_rates(cfg: &Config, tenant: &str) -> Rates {
-    cfg.tenant(tenant)
-        .and_then(|t| cfg.tier(&t.tier))
-        .map(|t| Rates {
-            input_per_1m: t.value_per_1m_input.unwrap_or(t.input_price_per_1m),
-            output_per_1m: t.value_per_1m_output.unwrap_or(t.output_price_per_1m),
-        })
+    cfg.request_tier(tenant, crate::config::ServiceTier::Default)
+        .map(crate::config::TierConfig::value_rates)
         .unwrap_or_default()
 }

@@ -10,7 +10,6 @@ use crate::admission::reservation::Reservation;
 use crate::admission::round::{self, Outcome};
 use crate::admission::{Ask, Candidate, Verdict};
 use crate::allocator::forecast::{ClassKey, PRIOR_OUTPUT};
-use crate::allocator::value_rates;
 use crate::allocator::waiting::Waiting;
 use crate::auth::Caller;
 use crate::metering::{Meter, Rates, Tokens};
@@ -90,7 +89,8 @@ pub async fn admit(
     meter: &mut Meter,
 ) -> Result<Admitted, ApiError> {
     let cfg = gw.cfg;
-    let tier = cfg.tenant(&caller.tenant).and_then(|t| cfg.tier(&t.tier));
+    // The tenant's tier, or the one its `service_tier` names: limits, charge and value all follow it.
+    let tier = cfg.request_tier(&caller.tenant, c.service());
     let class = ClassKey { tenant: caller.tenant.clone(), model: c.model.clone() };
     let managed = gw.allocator.filter(|a| cfg.admission.enabled && a.fleet.pool(&c.model).is_some());
     let limit = tier.and_then(|t| t.max_context_tokens);
@@ -120,7 +120,7 @@ pub async fn admit(
         Some(a) => a.expected_output(&class, c.max_tokens),
         None => output_cap.map(f64::from).unwrap_or(PRIOR_OUTPUT),
     };
-    let charge = cfg.tier_rates(&caller.tenant);
+    let charge = tier.map(crate::config::TierConfig::price_rates).unwrap_or_default();
     // The budget holds and the token window counts the most this request may use, its prompt
     // and its output cap (the expected output when it has none, for tenants without limits);
     // both are settled to the real count.
@@ -143,7 +143,7 @@ pub async fn admit(
     let Some(alloc) = managed else { return Ok(admitted) };
 
     alloc.observe_arrival(&class, input as f64);
-    let value = value_rates(cfg, &caller.tenant).charge_f(input as f64, out_est);
+    let value = tier.map(crate::config::TierConfig::value_rates).unwrap_or_default().charge_f(input as f64, out_est);
     let deferrable = tier.is_some_and(|t| t.deferrable);
     let deadline = Instant::now() + Duration::from_millis(tier.map(|t| t.deadline_ms).unwrap_or(0));
     let ttft_slo_s = tier.map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);

@@ -3,9 +3,10 @@
 //! against the configuration (the model exists, the tenant may use it).
 
 use super::openai::{ChatMessage, EmbeddingInput, Prompt};
-use super::{from_value, parse_json, tokens, ApiError};
+use super::{from_value, invalid, parse_json, tokens, ApiError};
 use crate::auth::Caller;
 use crate::cache::Kind;
+use crate::config::ServiceTier;
 use bytes::Bytes;
 use serde_json::Value;
 use std::sync::Arc;
@@ -74,6 +75,16 @@ pub struct Classified {
     pub max_tokens: Option<u32>,
     /// Choices asked for (`n`, at least 1): the output may be this many times `max_tokens`.
     pub choices: u32,
+    /// OpenAI's `service_tier` as the request named it (taken out of the upstream body: it names
+    /// one of this gateway's tiers, not the upstream's), if it named one.
+    pub service_tier: Option<ServiceTier>,
+}
+
+impl Classified {
+    /// The service tier the request is served at.
+    pub fn service(&self) -> ServiceTier {
+        self.service_tier.unwrap_or_default()
+    }
 }
 
 impl Classified {
@@ -159,6 +170,10 @@ pub fn classify(
     if !cfg.may_use(&caller.tenant, &c.model) {
         return Err(ApiError::ModelNotAllowed(c.model));
     }
+    if cfg.request_tier(&caller.tenant, c.service()).is_none() && c.service() != ServiceTier::Default {
+        let name = c.service().as_str();
+        return Err(invalid(format!("service_tier `{name}` is not offered by this gateway."), "service_tier"));
+    }
     Ok(c)
 }
 
@@ -218,7 +233,14 @@ pub fn read_request(route: Route, body: &[u8]) -> Result<Classified, ApiError> {
         }
     }
     let choices = obj.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 128) as u32;
-    Ok(Classified { model, stream, client_wants_usage, json: v, prompt, max_tokens, choices })
+    let service_tier = match obj.remove("service_tier") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(ServiceTier::parse(&name).ok_or_else(|| {
+            invalid("service_tier must be one of 'auto', 'default', 'flex' or 'priority'.", "service_tier")
+        })?),
+        Some(_) => return Err(invalid("service_tier must be a string.", "service_tier")),
+    };
+    Ok(Classified { model, stream, client_wants_usage, json: v, prompt, max_tokens, choices, service_tier })
 }
 
 /// Validates the endpoint's required prompt field.

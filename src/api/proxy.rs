@@ -11,6 +11,7 @@ use crate::auth::Caller;
 use crate::backends::upstream::Opened;
 use crate::backends::{Lease, Pool, Report};
 use crate::cache::{Cached, Capture, Hit, Kind};
+use crate::config::ServiceTier;
 use crate::metering::{Meter, Outcome};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -52,7 +53,7 @@ pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, ids: RequestIds
         }
         Ok(Prepared::Cached { c, hit }) => replay(gw, caller, &c, &ids.id, hit, meter).instrument(span.clone()).await,
         Ok(Prepared::Upstream { c, sent, admitted, capture, model }) => {
-            let headers = served_headers(&model, &sent.lease.backend.name, &admitted);
+            let headers = served_headers(&model, &sent.lease.backend.name, &admitted, c.service());
             let relay_span = tracing::debug_span!(target: SPAN_TARGET, parent: &span, "relay", stream = c.stream);
             if c.stream {
                 let stream = relay::StreamParts {
@@ -121,9 +122,14 @@ async fn prepare(
         classify(&gw.cfg, &gw.registry, route, caller, body)?
     };
     meter.requested(&c.model, c.stream);
+    let tier = gw.cfg.request_tier(&caller.tenant, c.service());
+    if c.service_tier.is_some() {
+        let rates = |t: &crate::config::TierConfig| (t.price_rates(), t.value_rates());
+        let (price, value) = tier.map(rates).unwrap_or_default();
+        meter.rates(price, value);
+    }
     let mut capture = None;
     if let Some(kind) = route.cache_kind() {
-        let tier = gw.cfg.tenant(&caller.tenant).and_then(|t| gw.cfg.tier(&t.tier));
         let lookup = gw.cache.lookup(tier, &caller.tenant, &c.model, route.path(), kind, &c.json);
         if let Some((probe, hit)) = lookup.instrument(tracing::debug_span!(target: SPAN_TARGET, "cache")).await {
             if let Some(hit) = hit {
@@ -152,8 +158,9 @@ async fn prepare(
     Ok(Prepared::Upstream { c, sent, admitted, capture, model: pool.model.clone() })
 }
 
-fn served_headers(model: &str, backend: &str, admitted: &Admitted) -> HeaderMap {
+fn served_headers(model: &str, backend: &str, admitted: &Admitted, service: ServiceTier) -> HeaderMap {
     let mut h = HeaderMap::new();
+    h.insert("x-tollgate-service-tier", HeaderValue::from_static(service.as_str()));
     h.insert("x-tollgate-decision", HeaderValue::from_static(admitted.decision.as_str()));
     if let Some(p) = admitted.price {
         if let Ok(v) = HeaderValue::from_str(&format!("{p:.9}")) {
@@ -181,7 +188,8 @@ async fn replay(
 ) -> Response {
     let answer = hit.answer();
     let tokens = crate::metering::Tokens { input: answer.input_tokens, output: answer.output_tokens, estimated: false };
-    let charge = gw.tier_rates(&caller.tenant).charge(tokens);
+    let rates = gw.cfg.request_tier(&caller.tenant, c.service()).map(crate::config::TierConfig::price_rates);
+    let charge = rates.unwrap_or_default().charge(tokens);
     let total = (tokens.input + tokens.output).max(0) as u64;
     let hold = match super::admit::admit_tenant(gw.admission(), &caller.tenant, charge, total).await {
         Ok(h) => h,
@@ -260,6 +268,15 @@ async fn relay_whole(
     lease.report(Report::Success);
     admitted.settle(tokens, true);
     meter.finish(status.as_u16(), Outcome::Ok, None).wait().await;
+    if let (Some(service), true) = (c.service_tier, status == StatusCode::OK) {
+        // OpenAI echoes the service tier that served the request in its answer.
+        if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&buf) {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("service_tier".into(), service.as_str().into());
+                buf = serde_json::to_vec(&v).unwrap_or(buf);
+            }
+        }
+    }
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_str(content_type.as_deref().unwrap_or("application/json"))

@@ -7,6 +7,7 @@ mod cache;
 mod check;
 mod models;
 mod responses;
+mod service_tiers;
 mod state;
 mod tenants;
 mod validate;
@@ -16,6 +17,7 @@ pub use cache::{CacheConfig, CacheMode, SemanticCacheConfig};
 pub use check::Invalid;
 pub use models::{AdmissionConfig, CapacityConfig, FallbackConfig, ModelConfig, SiteConfig};
 pub use responses::ResponsesConfig;
+pub use service_tiers::{ServiceTier, ServiceTiers};
 pub use state::{OnUnavailable, RedisConfig, TracingConfig};
 pub use tenants::{TenantConfig, TierConfig, DEFAULT_MAX_TOKENS};
 
@@ -64,6 +66,9 @@ pub struct Config {
     pub cache: CacheConfig,
     #[serde(default)]
     pub responses: ResponsesConfig,
+    /// The tiers OpenAI's `service_tier` values name (`flex`, `priority`).
+    #[serde(default)]
+    pub service_tiers: ServiceTiers,
     /// Where replicas share budgets, limits, reservations, prices and the exact cache:
     /// `"memory"` (the default: this process alone) or a `redis://` URL.
     #[serde(default)]
@@ -188,10 +193,17 @@ impl Config {
 
     /// What the tenant's tier charges (zero for an unknown tenant).
     pub fn tier_rates(&self, tenant: &str) -> crate::units::Rates {
-        self.tenant(tenant)
-            .and_then(|t| self.tier(&t.tier))
-            .map(|t| crate::units::Rates { input_per_1m: t.input_price_per_1m, output_per_1m: t.output_price_per_1m })
-            .unwrap_or_default()
+        self.request_tier(tenant, ServiceTier::Default).map(TierConfig::price_rates).unwrap_or_default()
+    }
+
+    /// The tier a request of `tenant` naming `service` is served, charged and valued at: the
+    /// tenant's own, or the one `[service_tiers]` names (none if it names none).
+    pub fn request_tier(&self, tenant: &str, service: ServiceTier) -> Option<&TierConfig> {
+        match self.service_tiers.tier_name(service) {
+            Some(name) => self.tier(name),
+            None if service == ServiceTier::Default => self.tenant(tenant).and_then(|t| self.tier(&t.tier)),
+            None => None,
+        }
     }
 
     pub fn tenant(&self, name: &str) -> Option<&TenantConfig> {

@@ -50,6 +50,19 @@ pub struct TierConfig {
 }
 
 impl TierConfig {
+    /// What the tier charges per token.
+    pub fn price_rates(&self) -> crate::units::Rates {
+        crate::units::Rates { input_per_1m: self.input_price_per_1m, output_per_1m: self.output_price_per_1m }
+    }
+
+    /// What the tier's work is worth per token (its prices unless values are set).
+    pub fn value_rates(&self) -> crate::units::Rates {
+        crate::units::Rates {
+            input_per_1m: self.value_per_1m_input.unwrap_or(self.input_price_per_1m),
+            output_per_1m: self.value_per_1m_output.unwrap_or(self.output_price_per_1m),
+        }
+    }
+
     pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
         let prices = non_negative(self.input_price_per_1m) && non_negative(self.output_price_per_1m);
         ensure(prices, at, "input_price_per_1m", "prices must be non-negative")?;

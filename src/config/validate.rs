@@ -61,6 +61,7 @@ impl Config {
         for (i, t) in self.tiers.iter().enumerate() {
             t.validate(&format!("tiers[{i}]"))?;
         }
+        self.service_tiers.validate(&tiers)?;
         let tenants = unique(self.tenants.iter().map(|t| t.name.as_str()), "tenants", "tenant")?;
         for (i, t) in self.tenants.iter().enumerate() {
             let at = format!("tenants[{i}]");

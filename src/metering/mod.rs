@@ -96,6 +96,12 @@ impl Meter {
         self.row.client_request_id = id;
     }
 
+    /// The request is charged and valued at these rates (its service tier's, once classified).
+    pub fn rates(&mut self, price_rates: Rates, value_rates: Rates) {
+        self.price_rates = price_rates;
+        self.value_rates = value_rates;
+    }
+
     pub fn requested(&mut self, model: &str, stream: bool) {
         self.row.model_requested = model.into();
         self.row.stream = stream;

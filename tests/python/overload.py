@@ -2,9 +2,11 @@
 
 Usage: overload.py BASE PLAN_JSON
 PLAN_JSON: {"keys": {tenant: key}, "model": M, "max_tokens": N, "timeout_s": {tenant: s},
-            "stream": {tenant: bool}, "phases": [{"seconds": S, "rates": {tenant: per_second}}]}
+            "stream": {tenant: bool}, "phases": [{"seconds": S, "rates": {tenant: per_second}}],
+            "service_tier": {tenant: "flex" | "priority" | ...} (optional)}
 Arrivals are evenly spaced within each phase. Prints one JSON line per request:
-{"tenant", "t", "status", "decision", "quote", "served_model", "ttft", "e2e", "error"}.
+{"tenant", "t", "status", "decision", "quote", "retry_after", "served_model", "service_tier", "ttft", "e2e",
+"error"} (`service_tier`: what the answer echoed, or the header of a refusal).
 """
 import json
 import sys
@@ -21,12 +23,14 @@ results = []
 
 
 def one(tenant, t0):
-    out = {"tenant": tenant, "t": round(t0, 3), "status": None, "decision": None, "quote": None,
-           "served_model": None, "ttft": None, "e2e": None, "error": None}
+    out = {"tenant": tenant, "t": round(t0, 3), "status": None, "decision": None, "quote": None, "retry_after": None,
+           "served_model": None, "service_tier": None, "ttft": None, "e2e": None, "error": None}
     start = time.time()
     try:
         args = dict(model=plan["model"], messages=[{"role": "user", "content": f"{tenant} request at {t0:.3f}"}],
                     max_tokens=plan["max_tokens"], extra_body={"ignore_eos": True})
+        if plan.get("service_tier", {}).get(tenant):
+            args["service_tier"] = plan["service_tier"][tenant]
         c = clients[tenant].chat.completions
         if plan["stream"].get(tenant):
             raw = c.with_raw_response.create(stream=True, **args)
@@ -35,12 +39,13 @@ def one(tenant, t0):
                     out["ttft"] = time.time() - start
         else:
             raw = c.with_raw_response.create(**args)
-            raw.parse()
+            out["service_tier"] = raw.parse().service_tier
             out["ttft"] = time.time() - start
         out.update(status=200, decision=raw.headers.get("x-tollgate-decision"), served_model=raw.headers.get("x-tollgate-model"))
     except openai.APIStatusError as e:
         out.update(status=e.status_code, decision=e.response.headers.get("x-tollgate-decision"),
-                   quote=e.response.headers.get("x-tollgate-quote-per-1k"), error=str(e)[:200])
+                   quote=e.response.headers.get("x-tollgate-quote-per-1k"),
+                   retry_after=e.response.headers.get("retry-after"), error=str(e)[:200])
     except Exception as e:  # timeouts, cut connections
         out.update(status=-1, error=f"{type(e).__name__}: {e}"[:200])
     out["e2e"] = time.time() - start

@@ -6,12 +6,13 @@
 //! `input_image` parts; `function_call` and `function_call_output` items), `instructions`,
 //! function `tools`, `tool_choice`, `parallel_tool_calls`, `max_output_tokens`, `text.format`
 //! (text, JSON object, JSON schema), `reasoning.effort`, `temperature`, `top_p`, `user`,
-//! `stream`. Dropped: `reasoning` items in the history, `store` and `metadata` (the edge keeps and
-//! echoes them), `include`, `truncation`, `background`, `service_tier`, `prompt_cache_key`,
-//! `safety_identifier`. Refused with 400: built-in tools (web search, file search, computer
-//! use...), `input_file` parts, and a `previous_response_id` that reaches here (the edge expands
-//! it into `input` first; a request read without that layer cannot be served). Fields the Responses API does not define pass through to
-//! the upstream, as they do on the chat endpoint.
+//! `stream`, `service_tier` (read by the gateway, as on chat). Dropped: `reasoning` items in the
+//! history, `store` and `metadata` (the edge keeps and echoes them), `include`, `truncation`,
+//! `background`, `prompt_cache_key`, `safety_identifier`. Refused with 400: built-in tools (web
+//! search, file search, computer use...), `input_file` parts, and a `previous_response_id` that
+//! reaches here (the edge expands it into `input` first; a request read without that layer cannot
+//! be served). Fields the Responses API does not define pass through to the upstream, as they do
+//! on the chat endpoint.
 
 use crate::api::{body_object, invalid, token_limit, ApiError};
 use serde_json::{json, Map, Value};
@@ -82,7 +83,7 @@ pub fn to_chat(v: &Value) -> Result<Value, ApiError> {
             _ => return Err(invalid("'max_output_tokens' must be an integer of at least 1.", "max_output_tokens")),
         };
     }
-    for key in ["temperature", "top_p", "user", "stream", "parallel_tool_calls"] {
+    for key in ["temperature", "top_p", "user", "stream", "parallel_tool_calls", "service_tier"] {
         if let Some(x) = obj.get(key).filter(|x| !x.is_null()) {
             chat.insert(key.into(), x.clone());
         }

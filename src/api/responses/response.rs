@@ -144,8 +144,10 @@ pub fn from_chat(chat: &Value, echo: &Echo) -> Value {
     let status = status_of(choice.get("finish_reason").and_then(Value::as_str));
     let created = chat.get("created").and_then(Value::as_u64).unwrap_or(0);
     let mut r = echo.response(&id, created, status, output, usage(&chat["usage"]));
-    if let Some(m) = chat.get("model").filter(|m| m.is_string()) {
-        r["model"] = m.clone();
+    for key in ["model", "service_tier"] {
+        if let Some(v) = chat.get(key).filter(|v| v.is_string()) {
+            r[key] = v.clone();
+        }
     }
     r
 }
