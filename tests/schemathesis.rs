@@ -28,7 +28,7 @@ async fn the_gateway_conforms_to_its_openapi_document() {
     let emu = common::start_emulator(p, 1, 50.0).await;
     // Schemathesis also calls without credentials (each must be 401): let it, however often.
     let gw = common::start_gateway(&format!(
-        "auth_failures_per_minute = 1000000\n{}[[models]]\nname = \"m\"\nbackends = [\"e\"]\n{}",
+        "auth_failures_per_minute = 1000000\n{}[service_tiers]\nflex = \"standard\"\npriority = \"standard\"\n[[models]]\nname = \"m\"\nbackends = [\"e\"]\n{}",
         common::backend("e", &emu.base, ""),
         common::TIERS_AND_TENANTS
     ))
