@@ -307,6 +307,32 @@ mod tests {
     }
 
     #[test]
+    fn a_service_tier_is_read_out_of_the_body_and_must_be_offered() {
+        let mut cfg = crate::config::one_pool_for_tests(1);
+        let registry = crate::backends::Registry::new(&cfg).unwrap();
+        let a = Caller { tenant: "a".into(), key_id: "k".into() };
+        let body = |t: &str| {
+            format!(r#"{{"model": "m", "messages": [{{"role": "user", "content": "hi"}}], "service_tier": {t}}}"#)
+        };
+        let c = classify(&cfg, &registry, Route::Chat, &a, body(r#""auto""#).as_bytes()).unwrap();
+        assert_eq!(c.service_tier, Some(ServiceTier::Default));
+        assert!(c.json.get("service_tier").is_none(), "not sent upstream: {}", c.json);
+        let param = |r: Result<Classified, ApiError>| match r {
+            Err(ApiError::InvalidBody { param, .. }) => param,
+            other => panic!("{:?}", other.map(|c| c.json)),
+        };
+        // Not offered by this configuration, not OpenAI's, not a string: 400s naming the field.
+        for bad in [r#""flex""#, r#""scale""#, "3"] {
+            let r = classify(&cfg, &registry, Route::Chat, &a, body(bad).as_bytes());
+            assert_eq!(param(r).as_deref(), Some("service_tier"), "{bad}");
+        }
+        let tier = cfg.tiers[0].name.clone();
+        cfg.service_tiers.flex = Some(tier.clone());
+        let c = classify(&cfg, &registry, Route::Chat, &a, body(r#""flex""#).as_bytes()).unwrap();
+        assert_eq!(cfg.request_tier("a", c.service()).map(|t| t.name.as_str()), Some(tier.as_str()));
+    }
+
+    #[test]
     fn the_upstream_body_carries_the_output_cap_only_when_the_client_set_none() {
         let c =
             read_request(Route::Chat, br#"{"model": "m", "messages": [{"role": "user", "content": "hi"}]}"#).unwrap();
