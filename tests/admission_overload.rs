@@ -81,15 +81,7 @@ tier = "batch"
         "timeout_s": {"ent": 10, "con": 10, "bat": 45}, "stream": {"ent": true, "bat": true},
         "phases": [burst, valley, burst, valley],
     });
-    let out = tokio::process::Command::new(common::python())
-        .arg(common::script("tests/python/overload.py"))
-        .args([&gw.base, &plan.to_string()])
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "overload.py failed: {}", String::from_utf8_lossy(&out.stderr));
-    let results: Vec<Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let results = common::overload(&gw.base, &plan).await;
     let ledger = gw.stop_and_ledger().await;
     assert_eq!(ledger.len(), results.len(), "one ledger row per request");
     Run { results, ledger }

@@ -87,15 +87,7 @@ async fn flex_yields_priority_leads_and_both_are_charged_their_tiers() {
         "service_tier": {"std": "default", "flex": "flex", "prio": "priority"},
         "phases": [{"seconds": 8, "rates": {"std": 16, "flex": 4, "prio": 3}}],
     });
-    let out = tokio::process::Command::new(common::python())
-        .arg(common::script("tests/python/overload.py"))
-        .args([&gw.base, &plan.to_string()])
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "overload.py failed: {}", String::from_utf8_lossy(&out.stderr));
-    let results: Vec<Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let results = common::overload(&gw.base, &plan).await;
     let (std, flex, prio) = (refused(&results, "std"), refused(&results, "flex"), refused(&results, "prio"));
     eprintln!("refused: default {std:?}, flex {flex:?}, priority {prio:?}");
     assert!(std.0 > 0.0, "the burst must make capacity dear: {std:?}");

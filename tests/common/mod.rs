@@ -184,6 +184,19 @@ tier = "standard"
 models = ["*"]
 "#;
 
+/// Offers a phased load through tests/python/overload.py (the official `openai` client; `plan`
+/// as that script says) and returns one result per request, in arrival order.
+pub async fn overload(base: &str, plan: &serde_json::Value) -> Vec<serde_json::Value> {
+    let out = tokio::process::Command::new(python())
+        .arg(script("tests/python/overload.py"))
+        .args([base, &plan.to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "overload.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 /// Runs chat calls through tests/python/calls.py (the official `openai` client) and returns one
 /// result per call.
 pub async fn calls(base: &str, key: &str, spec: serde_json::Value) -> Vec<serde_json::Value> {
