@@ -45,6 +45,14 @@ fn serve_embedded_default_then_sigterm_drains_and_flushes() {
     let r = client.post(format!("{base}/v1/chat/completions")).bearer_auth(&demo).json(&chat(false, 5)).send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-tollgate-backend"], "emulator-llama3-8b");
+    // The embedded default offers OpenAI's service tiers.
+    let mut flex = chat(false, 5);
+    flex["service_tier"] = "flex".into();
+    let r = client.post(format!("{base}/v1/chat/completions")).bearer_auth(&demo).json(&flex).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-tollgate-service-tier"], "flex");
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["service_tier"], "flex", "{body}");
     let r = client.get(format!("{base}/v1/tollgate/usage")).bearer_auth(&admin).send().unwrap();
     assert_eq!(r.status(), 200);
 
@@ -107,9 +115,11 @@ fn serve_embedded_default_then_sigterm_drains_and_flushes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = rt.block_on(SqliteStore::open(&dir.path().join("tollgate-data"))).unwrap();
     let rows = rt.block_on(store.ledger(10)).unwrap();
-    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows.iter().all(|r| r.status == 200 && r.tenant == "demo"));
-    assert_eq!(rows.iter().map(|r| r.output_tokens).sum::<i64>(), 155);
+    assert_eq!(rows.iter().map(|r| r.output_tokens).sum::<i64>(), 160);
+    // Newest first: the flex answer was charged half what the same answer cost at the standard tier.
+    assert!((rows[1].revenue_usd * 2.0 - rows[2].revenue_usd).abs() < 1e-12, "{rows:?}");
     // The keys are kept for the next start; the store holds only hashes.
     let kept = std::fs::read_to_string(dir.path().join("tollgate-data/demo.key")).unwrap();
     assert_eq!(kept.trim(), demo);

@@ -68,6 +68,9 @@ pub async fn start_fleet(listen: &str, data_dir: &Path) -> anyhow::Result<Config
     let text = format!(
         "listen = \"{listen}\"\ndata_dir = \"{}\"\n\n{backends}{models}\
          [[tiers]]\nname = \"standard\"\ninput_price_per_1m = 1.00\noutput_price_per_1m = 3.00\nttft_slo_ms = 2000\ne2e_slo_ms = 60000\n\n\
+         [[tiers]]\nname = \"flex\"\ninput_price_per_1m = 0.50\noutput_price_per_1m = 1.50\ndeferrable = true\ndeadline_ms = 30000\n\n\
+         [[tiers]]\nname = \"priority\"\ninput_price_per_1m = 2.00\noutput_price_per_1m = 6.00\nttft_slo_ms = 1000\ne2e_slo_ms = 30000\n\n\
+         [service_tiers]\nflex = \"flex\"\npriority = \"priority\"\n\n\
          [[tenants]]\nname = \"demo\"\ntier = \"standard\"\nmodels = [\"*\"]\nmonthly_budget_usd = 100.0\n",
         data_dir.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
     );
