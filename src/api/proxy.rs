@@ -122,12 +122,10 @@ async fn prepare(
         classify(&gw.cfg, &gw.registry, route, caller, body)?
     };
     meter.requested(&c.model, c.stream);
+    // The request's tier (its tenant's, or the one its `service_tier` names) charges and values it.
     let tier = gw.cfg.request_tier(&caller.tenant, c.service());
-    if c.service_tier.is_some() {
-        let rates = |t: &crate::config::TierConfig| (t.price_rates(), t.value_rates());
-        let (price, value) = tier.map(rates).unwrap_or_default();
-        meter.rates(price, value);
-    }
+    let rates = tier.map(|t| (t.price_rates(), t.value_rates())).unwrap_or_default();
+    meter.rates(rates.0, rates.1);
     let mut capture = None;
     if let Some(kind) = route.cache_kind() {
         let lookup = gw.cache.lookup(tier, &caller.tenant, &c.model, route.path(), kind, &c.json);
