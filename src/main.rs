@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// mimalloc: per-event allocations on the relay path cost a sixth of the CPU under glibc's malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = tollgate::cli::Cli::parse();
     match tollgate::cli::run(cli) {

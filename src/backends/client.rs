@@ -1,24 +1,232 @@
-//! The pooled HTTP/1.1 client (hyper) that a backend's proxied requests go through.
+//! The upstream HTTP/1.1 client: a pool of keep-alive connections on hyper's low-level
+//! connection API (`hyper::client::conn::http1`), in which a request's connection is driven by
+//! the task that reads its response instead of a task of its own.
+//!
+//! With hyper's pooled client every connection runs in its own task and hands the response body
+//! over one chunk at a time through a channel, so each SSE event cost two task wake-ups and one
+//! write to the client. Here the response body polls its connection itself: an upstream chunk
+//! goes from the upstream's socket to the client's in the one task that serves the client (the
+//! model of Pingora and nginx), and chunks already received are read in one go (the relay then
+//! writes them together). A connection goes back to the pool only when its response was read to
+//! the end; a response dropped part-way closes it.
 
 use crate::config::BackendConfig;
+use axum::http::{header, HeaderValue, Request, Response, Uri};
 use bytes::Bytes;
+use futures::Stream;
 use http_body_util::Full;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use std::time::Duration;
+use hyper::body::{Body, Incoming};
+use hyper::client::conn::http1::{Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
-/// The pooled HTTP/1.1 client a backend's proxied requests go through.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// How long an idle connection is kept for reuse.
+const IDLE_KEEP: Duration = Duration::from_secs(60);
+
+/// Most idle connections kept per backend.
+const MAX_IDLE: usize = 1024;
+
+/// Why a request got no response head.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Transport(String),
+}
+
+type Conn = Connection<TokioIo<TcpStream>, Full<Bytes>>;
+
+/// One upstream connection: the handle requests are sent on and the connection it drives.
+struct Link {
+    tx: SendRequest<Full<Bytes>>,
+    conn: Conn,
+    idle_since: Instant,
+}
+
+impl Link {
+    /// Lets the connection make progress without waiting (reads a close, finishes a response);
+    /// false when it is gone.
+    fn alive(&mut self) -> bool {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        !Pin::new(&mut self.conn).poll(&mut cx).is_ready() && !self.tx.is_closed()
+    }
+}
+
+/// The pooled HTTP/1.1 client a backend's proxied requests go through (one per backend).
+#[derive(Clone)]
+pub struct HttpClient {
+    idle: Arc<Mutex<Vec<Link>>>,
+    connect_timeout: Duration,
+    keep_alive: bool,
+}
 
 /// The client for `cfg`: TCP_NODELAY, its connect timeout, keep-alive unless turned off.
 pub fn http_client(cfg: &BackendConfig) -> HttpClient {
-    let mut conn = HttpConnector::new();
-    conn.set_nodelay(true);
-    conn.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
-    let mut b = Client::builder(TokioExecutor::new());
-    if !cfg.keep_alive {
-        b.pool_max_idle_per_host(0);
+    HttpClient {
+        idle: Arc::default(),
+        connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
+        keep_alive: cfg.keep_alive,
     }
-    b.build(conn)
+}
+
+impl HttpClient {
+    /// Sends `req` (an absolute URI) and returns its response head; the body drives the
+    /// connection as it is read. A request that fails on a reused connection before any
+    /// response (the upstream closed it while idle) is sent once more on a new one.
+    pub async fn request(&self, req: Request<Full<Bytes>>) -> Result<Response<UpstreamBody>, ClientError> {
+        let (mut parts, body) = req.into_parts();
+        let authority = parts.uri.authority().cloned().ok_or_else(|| ClientError::Transport("no host".into()))?;
+        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+            parts.headers.insert(header::HOST, host);
+        }
+        // HTTP/1.1 origin form: the path and query only.
+        let origin: Uri = parts.uri.path_and_query().map_or("/", |p| p.as_str()).parse().unwrap_or_default();
+        let build = || {
+            let mut r = Request::new(body.clone());
+            *r.method_mut() = parts.method.clone();
+            *r.uri_mut() = origin.clone();
+            *r.headers_mut() = parts.headers.clone();
+            r
+        };
+        if let Some(link) = self.checkout() {
+            match self.send(link, build()).await {
+                Ok(resp) => return Ok(resp),
+                Err(Sent::Early(_)) => {} // a stale connection: try a new one
+                Err(Sent::Late(e)) => return Err(ClientError::Transport(e.to_string())),
+            }
+        }
+        let link = self.connect(authority.host(), authority.port_u16().unwrap_or(80)).await?;
+        self.send(link, build()).await.map_err(|e| match e {
+            Sent::Early(e) | Sent::Late(e) => ClientError::Transport(e.to_string()),
+        })
+    }
+
+    fn checkout(&self) -> Option<Link> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(mut link) = idle.pop() {
+            if link.idle_since.elapsed() < IDLE_KEEP && link.alive() {
+                return Some(link);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, host: &str, port: u16) -> Result<Link, ClientError> {
+        let connect = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port));
+        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(ClientError::Connect(e.to_string())),
+            Err(_) => return Err(ClientError::Connect("connect timed out".into())),
+        };
+        let _ = stream.set_nodelay(true);
+        let (tx, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        Ok(Link { tx, conn, idle_since: Instant::now() })
+    }
+
+    /// Sends `req` on `link`, driving the connection until the response head arrives.
+    async fn send(&self, mut link: Link, req: Request<Full<Bytes>>) -> Result<Response<UpstreamBody>, Sent> {
+        let mut closed = false;
+        let ready = poll_fn(|cx| {
+            if !closed {
+                if let Poll::Ready(r) = Pin::new(&mut link.conn).poll(cx) {
+                    closed = true;
+                    if let Err(e) = r {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+            }
+            link.tx.poll_ready(cx)
+        })
+        .await;
+        ready.map_err(Sent::Early)?;
+        let mut response = std::pin::pin!(link.tx.send_request(req));
+        let head = poll_fn(|cx| {
+            if !closed {
+                if let Poll::Ready(Err(e)) = Pin::new(&mut link.conn).poll(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            response.as_mut().poll(cx)
+        })
+        .await;
+        let resp = head.map_err(|e| if e.is_canceled() || e.is_closed() { Sent::Early(e) } else { Sent::Late(e) })?;
+        let pool = self.keep_alive.then(|| self.idle.clone());
+        Ok(resp.map(|body| UpstreamBody { body, link: Some(link), pool }))
+    }
+}
+
+/// How a send failed: before the request could have reached the upstream (safe to resend), or
+/// after.
+enum Sent {
+    Early(hyper::Error),
+    Late(hyper::Error),
+}
+
+/// A response body that drives its own connection as it is read; the connection returns to the
+/// pool when the body ends.
+pub struct UpstreamBody {
+    body: Incoming,
+    link: Option<Link>,
+    pool: Option<Arc<Mutex<Vec<Link>>>>,
+}
+
+impl Stream for UpstreamBody {
+    type Item = Result<Bytes, hyper::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            // The connection first: it reads the socket and hands the next decoded chunk over.
+            if let Some(link) = this.link.as_mut() {
+                if let Poll::Ready(r) = Pin::new(&mut link.conn).poll(cx) {
+                    this.link = None;
+                    if let Err(e) = r {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
+            return match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => Poll::Ready(Some(Ok(data))),
+                    Err(_) => continue, // trailers carry nothing the relay reads
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    this.link = None;
+                    Poll::Ready(Some(Err(e)))
+                }
+                Poll::Ready(None) => {
+                    this.give_back();
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+impl UpstreamBody {
+    /// Returns the connection to the pool once its response is complete.
+    fn give_back(&mut self) {
+        let (Some(mut link), Some(pool)) = (self.link.take(), self.pool.as_ref()) else { return };
+        if link.alive() {
+            link.idle_since = Instant::now();
+            let mut idle = pool.lock().unwrap_or_else(|e| e.into_inner());
+            // The oldest are at the front: drop those kept too long.
+            let expired = idle.iter().take_while(|l| l.idle_since.elapsed() >= IDLE_KEEP).count();
+            idle.drain(..expired);
+            if idle.len() < MAX_IDLE {
+                idle.push(link);
+            }
+        }
+    }
 }

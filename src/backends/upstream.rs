@@ -7,7 +7,8 @@ use axum::http::{header, Request, StatusCode};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use http_body_util::{BodyDataStream, Full};
+use super::client::ClientError;
+use http_body_util::Full;
 use std::time::Duration;
 
 /// An upstream body's chunks.
@@ -45,19 +46,16 @@ pub async fn open(backend: &Backend, path: &str, body: Bytes, request_id: &str) 
     }
     let req = req.body(Full::new(body)).map_err(|e| UpstreamError::Transport(format!("{name}: {e}")))?;
     let exchange = async {
-        let resp = backend.http.request(req).await.map_err(|e| {
-            if e.is_connect() {
-                UpstreamError::Connect(name.clone())
-            } else {
-                UpstreamError::Transport(format!("{name}: {e}"))
-            }
+        let resp = backend.http.request(req).await.map_err(|e| match e {
+            ClientError::Connect(_) => UpstreamError::Connect(name.clone()),
+            ClientError::Transport(e) => UpstreamError::Transport(format!("{name}: {e}")),
         })?;
         let status = resp.status();
         let headers = resp.headers();
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let retry_after_s =
             headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-        let mut rest = BodyDataStream::new(resp.into_body()).boxed();
+        let mut rest = resp.into_body().boxed();
         let first = rest.next().await.transpose().map_err(|e| UpstreamError::Transport(format!("{name}: {e}")))?;
         Ok(Opened { status, content_type, retry_after_s, first, rest })
     };
