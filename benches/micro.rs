@@ -75,11 +75,13 @@ fn board_read(c: &mut Criterion) {
 /// The relay's work for one upstream chunk of a stream: SSE framing, reading the event for
 /// usage and text, choosing what to forward.
 fn sse_relay(c: &mut Criterion) {
-    let chunk = br#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"m","choices":[{"index":0,"delta":{"content":" hello"},"finish_reason":null}]}
+    let chunk = bytes::Bytes::from_static(br#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"m","choices":[{"index":0,"delta":{"content":" hello"},"finish_reason":null}]}
 
-"#;
-    let mut tally = tollgate::api::relay::Tally::new(false);
-    c.bench_function("SSE relay, per chunk (one content event)", |b| b.iter(|| tally.process(black_box(chunk))));
+"#);
+    let mut tally = tollgate::api::tally::Tally::new(false);
+    c.bench_function("SSE relay, per chunk (one content event)", |b| {
+        b.iter(|| tally.process(black_box(chunk.clone())))
+    });
 }
 
 /// Translating one chat stream event into Anthropic's Messages events (the `/v1/messages`

@@ -5,8 +5,8 @@
 
 use crate::api::classify::{read_request, PromptInput, Route};
 use crate::api::openai::{parse_generation_request, ChatRequest, CompletionRequest, Prompt};
-use crate::api::relay::Tally;
 use crate::api::sse::SseSplitter;
+use crate::api::tally::Tally;
 use crate::api::tokens;
 use crate::cache::{Cached, Kind};
 
@@ -122,7 +122,7 @@ pub fn sse(data: &[u8]) {
     let mut splitter = SseSplitter::default();
     let (mut forwarded, mut events) = (0usize, Vec::new());
     for chunk in stream.chunks(step) {
-        let out = tally.process(chunk);
+        let out = tally.process(bytes::Bytes::copy_from_slice(chunk));
         forwarded += out.len();
         events.extend(splitter.push(chunk));
     }
@@ -133,9 +133,9 @@ pub fn sse(data: &[u8]) {
     assert_eq!(again.push(stream), events);
     let t = tally.running();
     assert!(t.input >= 0 || t.output >= 0 || t.estimated);
-    if let Some(kept) = tally.captured() {
+    if tally.captured().is_some() {
         for kind in [Kind::Chat, Kind::Completion] {
-            if let Some(answer) = Cached::from_events(kind, kept.iter().map(String::as_str)) {
+            if let Some(answer) = tally.captured().and_then(|kept| Cached::from_events(kind, kept)) {
                 replay_is_valid(&answer);
             }
         }
@@ -145,7 +145,7 @@ pub fn sse(data: &[u8]) {
             replay_is_valid(&answer);
         }
     }
-    let _ = crate::api::relay::whole_tokens(stream, &PromptInput::Completion(Prompt::Text(String::new())));
+    let _ = crate::api::tally::whole_tokens(stream, &PromptInput::Completion(Prompt::Text(String::new())));
 }
 
 /// A cached answer replays as JSON, and as SSE events that are each JSON (or `[DONE]`).
@@ -154,8 +154,8 @@ fn replay_is_valid(answer: &Cached) {
     serde_json::from_slice::<serde_json::Value>(&whole).expect("a replayed answer is JSON");
     let sse = answer.sse("id", 0, true);
     for ev in SseSplitter::default().push(&sse) {
-        if ev.data != "[DONE]" {
-            serde_json::from_str::<serde_json::Value>(&ev.data).expect("a replayed event is JSON");
+        if ev.data() != "[DONE]" {
+            serde_json::from_str::<serde_json::Value>(ev.data()).expect("a replayed event is JSON");
         }
     }
 }

@@ -26,7 +26,7 @@ impl ChatEvents {
     /// Feeds bytes; returns the events they complete (comments, keep-alives and unreadable
     /// chunks are skipped).
     pub fn push(&mut self, bytes: &[u8]) -> Vec<ChatEvent> {
-        self.sse.push(bytes).into_iter().filter_map(|e| read(&e.data)).collect()
+        self.sse.push(bytes).into_iter().filter_map(|e| read(e.data())).collect()
     }
 }
 

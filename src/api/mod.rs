@@ -17,6 +17,7 @@ pub mod responses;
 pub mod routes;
 pub mod send;
 pub mod sse;
+pub mod tally;
 pub mod tokens;
 
 pub use error::{body_object, from_value, invalid, parse_body, parse_json, token_limit, ApiError};

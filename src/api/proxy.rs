@@ -5,8 +5,8 @@
 //! response, an error, a retry exhausted, or the client going away mid-stream.
 
 use super::classify::{classify, Classified, Route};
-use super::relay;
 use super::ApiError;
+use super::{relay, tally};
 use crate::auth::Caller;
 use crate::backends::upstream::Opened;
 use crate::backends::{Lease, Pool, Report};
@@ -253,7 +253,7 @@ async fn relay_whole(
             Err(_) => return fail(meter, lease, ApiError::UpstreamTimeout("idle between chunks".into())).await,
         }
     }
-    let Some(tokens) = relay::whole_tokens(&buf, &c.prompt) else {
+    let Some(tokens) = tally::whole_tokens(&buf, &c.prompt) else {
         // Cut short or broken: the client would get a 200 it cannot read.
         return fail(meter, lease, ApiError::Upstream("the upstream's response is not JSON".into())).await;
     };

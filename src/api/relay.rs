@@ -1,243 +1,24 @@
-//! Relaying an upstream's response to the client while metering it: [`Tally`] reads each SSE
-//! event as it passes (usage when the upstream reports it, else the text to count), decides what
-//! to forward, and knows when the stream is complete; [`Relay`] drives it between the upstream's
-//! chunks and the client, ending in exactly one ledger row however the stream ends.
+//! Relaying an upstream's stream to the client while metering it: [`Relay`] drives a
+//! [`Tally`] between the upstream's chunks and the client, ending in exactly one ledger row
+//! however the stream ends.
 
 use super::classify::PromptInput;
-use super::sse::{SseSplitter, MAX_EVENT_BYTES};
-use super::{tokens, ApiError};
+use super::sse::MAX_EVENT_BYTES;
+use super::tally::Tally;
+use super::ApiError;
 use crate::api::admit::Admitted;
 use crate::backends::upstream::{BodyStream, Opened};
 use crate::backends::{Lease, Report};
 use crate::cache::{Cached, Capture};
-use crate::metering::{Meter, Outcome, Tokens};
+use crate::metering::{Meter, Outcome};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use serde::Deserialize;
-use serde_json::Value;
-use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Most text kept for estimating output tokens when an upstream reports no usage.
-const MAX_ESTIMATE_TEXT: usize = 4 * 1024 * 1024;
-
-/// Most bytes of events kept to store a stream's answer in the cache; a longer one is not stored.
-const MAX_CAPTURE_BYTES: usize = 1024 * 1024;
-
-/// The parts of a response or chunk that metering reads, borrowed from the bytes where possible.
-/// Anything else in the JSON is skipped without being built.
-#[derive(Deserialize)]
-struct View<'a> {
-    #[serde(default, borrow)]
-    choices: Option<Vec<ChoiceView<'a>>>,
-    #[serde(default)]
-    usage: Option<UsageView>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceView<'a> {
-    #[serde(default, borrow)]
-    delta: Option<TextView<'a>>,
-    #[serde(default, borrow)]
-    message: Option<TextView<'a>>,
-    #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct TextView<'a> {
-    #[serde(default, borrow)]
-    content: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct UsageView {
-    prompt_tokens: i64,
-    #[serde(default)]
-    completion_tokens: Option<i64>,
-}
-
-/// What one JSON document (a whole response or one chunk) says for metering.
-#[derive(Debug, Default, PartialEq)]
-struct Read {
-    usage: Option<(i64, i64)>,
-    /// Whether it has a `choices` array that is empty (OpenAI's usage-only last chunk).
-    no_choices: bool,
-}
-
-/// Reads usage and appends the output text of `json`; `None` when it is not JSON at all.
-/// The typed view is tried first (no allocation for unescaped text); a document of unusual
-/// shape (content as an array, odd usage) falls back to a generic parse.
-fn read(json: &[u8], text: &mut String) -> Option<Read> {
-    match serde_json::from_slice::<View>(json) {
-        Ok(v) => {
-            for c in v.choices.iter().flatten() {
-                for t in [
-                    c.message.as_ref().and_then(|m| m.content.as_ref()),
-                    c.delta.as_ref().and_then(|d| d.content.as_ref()),
-                    c.text.as_ref(),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    text.push_str(t);
-                }
-            }
-            Some(Read {
-                usage: v.usage.map(|u| (u.prompt_tokens, u.completion_tokens.unwrap_or(0))),
-                no_choices: v.choices.as_ref().is_some_and(Vec::is_empty),
-            })
-        }
-        Err(_) => {
-            let v: Value = serde_json::from_slice(json).ok()?;
-            let usage = v.get("usage").and_then(|u| {
-                let p = u.get("prompt_tokens")?.as_i64()?;
-                Some((p, u.get("completion_tokens").and_then(Value::as_i64).unwrap_or(0)))
-            });
-            let choices = v.get("choices").and_then(Value::as_array);
-            for c in choices.into_iter().flatten() {
-                for t in [&c["message"]["content"], &c["delta"]["content"], &c["text"]] {
-                    if let Some(s) = t.as_str() {
-                        text.push_str(s);
-                    }
-                }
-            }
-            Some(Read { usage, no_choices: choices.is_some_and(Vec::is_empty) })
-        }
-    }
-}
-
-/// Tokens of a whole (non-streamed) response: its usage, else estimated from its text and the
-/// prompt; `None` when the body is not JSON.
-pub fn whole_tokens(body: &[u8], prompt: &PromptInput) -> Option<Tokens> {
-    let mut text = String::new();
-    Some(match read(body, &mut text)?.usage {
-        Some((p, o)) => Tokens { input: p, output: o, estimated: false },
-        None => Tokens { input: prompt.count(), output: tokens::count_text(&text) as i64, estimated: true },
-    })
-}
-
-/// The metering state of a stream, fed the upstream's bytes as they come.
-#[derive(Debug, Default)]
-pub struct Tally {
-    splitter: SseSplitter,
-    /// Whether the client asked for the usage chunk (tollgate always asks the upstream for it).
-    client_wants_usage: bool,
-    usage: Option<(i64, i64)>,
-    text: String,
-    content_events: i64,
-    saw_done: bool,
-    /// An event whose data is not JSON arrived: the stream is broken (nothing after it is read).
-    malformed: bool,
-    /// The events' payloads, kept when the answer is to be cached (`None` once past the bound).
-    captured: Option<Vec<String>>,
-    captured_bytes: usize,
-}
-
-impl Tally {
-    pub fn new(client_wants_usage: bool) -> Self {
-        Self { client_wants_usage, ..Default::default() }
-    }
-
-    /// Takes upstream bytes; returns the bytes to forward (whole events only; the usage-only
-    /// chunk is dropped unless the client asked for it). An event whose data is not JSON is not
-    /// forwarded and ends the reading ([`Tally::malformed`]).
-    pub fn process(&mut self, chunk: &[u8]) -> Bytes {
-        let mut out = Vec::with_capacity(chunk.len());
-        if self.malformed {
-            return Bytes::new();
-        }
-        for ev in self.splitter.push(chunk) {
-            if ev.data.is_empty() {
-                // A comment or keep-alive: no payload to read.
-                out.extend_from_slice(&ev.raw);
-                continue;
-            }
-            if ev.data == "[DONE]" {
-                self.saw_done = true;
-                out.extend_from_slice(&ev.raw);
-                continue;
-            }
-            if let Some(kept) = self.captured.as_mut() {
-                self.captured_bytes += ev.data.len();
-                if self.captured_bytes > MAX_CAPTURE_BYTES {
-                    self.captured = None;
-                } else {
-                    kept.push(ev.data.clone());
-                }
-            }
-            let mut forward = true;
-            let before = self.text.len();
-            let mut sink = String::new();
-            let text = if before < MAX_ESTIMATE_TEXT { &mut self.text } else { &mut sink };
-            match read(ev.data.as_bytes(), text) {
-                Some(r) => {
-                    if let Some(u) = r.usage {
-                        self.usage = Some(u);
-                        forward = self.client_wants_usage || !r.no_choices;
-                    }
-                    if self.text.len() > before {
-                        self.content_events += 1;
-                    }
-                }
-                None => {
-                    self.malformed = true;
-                    break;
-                }
-            }
-            if forward {
-                out.extend_from_slice(&ev.raw);
-            }
-        }
-        Bytes::from(out)
-    }
-
-    /// Keeps the events' payloads from now on, to assemble the answer for the cache.
-    pub fn capture(&mut self) {
-        self.captured = Some(Vec::new());
-    }
-
-    /// The kept payloads, if every one was kept.
-    pub fn captured(&self) -> Option<&[String]> {
-        self.captured.as_deref()
-    }
-
-    /// Whether an event that is not JSON arrived.
-    pub fn malformed(&self) -> bool {
-        self.malformed
-    }
-
-    /// Whether `[DONE]` has passed: the response is complete.
-    pub fn saw_done(&self) -> bool {
-        self.saw_done
-    }
-
-    /// Bytes of an unfinished event.
-    pub fn pending(&self) -> usize {
-        self.splitter.pending()
-    }
-
-    /// A cheap running figure (an event is about a token) while the stream goes on.
-    pub fn running(&self) -> Tokens {
-        match self.usage {
-            Some((p, o)) => Tokens { input: p, output: o, estimated: false },
-            None => Tokens { input: 0, output: self.content_events, estimated: true },
-        }
-    }
-
-    /// The final figure: the upstream's usage, else counted from the prompt and the text.
-    pub fn tokens(&self, prompt: &PromptInput) -> Tokens {
-        match self.usage {
-            Some((p, o)) => Tokens { input: p, output: o, estimated: false },
-            None => Tokens { input: prompt.count(), output: tokens::count_text(&self.text) as i64, estimated: true },
-        }
-    }
-}
 
 /// A streaming relay between upstream chunks and the client.
 struct Relay {
@@ -279,7 +60,7 @@ impl Relay {
                 lease.report(Report::Success);
                 self.durable = Some(meter.finish(200, Outcome::Ok, None));
                 if let (Some(cap), Some(events)) = (self.capture.take(), self.tally.captured()) {
-                    if let Some(answer) = Cached::from_events(cap.kind(), events.iter().map(String::as_str)) {
+                    if let Some(answer) = Cached::from_events(cap.kind(), events) {
                         cap.store(answer);
                     }
                 }
@@ -359,7 +140,7 @@ impl Relay {
                 }
                 Err(e) => return self.end_durably(Some(e)).await,
             };
-            let out = self.tally.process(&chunk);
+            let out = self.tally.process(chunk);
             if let Some(m) = self.meter.as_mut() {
                 m.tokens(self.tally.running());
             }
@@ -441,53 +222,4 @@ pub fn relay_stream(opened: Opened, lease: Lease, meter: Meter, parts: StreamPar
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     (StatusCode::OK, headers, Body::from_stream(body)).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::openai::Prompt;
-
-    fn prompt() -> PromptInput {
-        PromptInput::Completion(Prompt::Text("hello there".into()))
-    }
-
-    #[test]
-    fn reads_usage_and_drops_the_usage_chunk_the_client_did_not_ask_for() {
-        let mut t = Tally::new(false);
-        let a =
-            t.process(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: {\"choices\":[{\"delta\":");
-        assert_eq!(&a[..], b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n");
-        let b = t.process(b"{\"content\":\"lo \\\"x\\\"\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n");
-        assert_eq!(&b[..], b"data: {\"choices\":[{\"delta\":{\"content\":\"lo \\\"x\\\"\"}}]}\n\ndata: [DONE]\n\n");
-        assert!(t.saw_done());
-        assert_eq!(t.text, "Hello \"x\"");
-        assert_eq!(t.running(), Tokens { input: 7, output: 2, estimated: false });
-        let mut keep = Tally::new(true);
-        let c = keep.process(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\n");
-        assert!(!c.is_empty());
-    }
-
-    #[test]
-    fn estimates_without_usage_tolerates_unusual_shapes_and_stops_at_a_malformed_event() {
-        let mut t = Tally::new(false);
-        // Content as an array of parts is not text; the document is still read (fallback parse).
-        t.process(b"data: {\"choices\":[{\"delta\":{\"content\":[{\"type\":\"text\"}]}}]}\n\n");
-        let out = t.process(
-            b"data: {\"choices\":[{\"text\":\"hi there\"}]}\n\n: keep-alive\n\ndata: not json\n\ndata: {}\n\n",
-        );
-        // The good event and the comment pass; the broken one and anything after it do not.
-        assert_eq!(&out[..], b"data: {\"choices\":[{\"text\":\"hi there\"}]}\n\n: keep-alive\n\n");
-        assert!(t.malformed());
-        assert!(t.process(b"data: {}\n\n").is_empty());
-        assert_eq!(t.content_events, 1);
-        let tok = t.tokens(&prompt());
-        assert!(tok.estimated);
-        assert_eq!((tok.input, tok.output), (2, 2));
-        // A whole response with usage, and one with odd usage (no prompt_tokens) estimated instead.
-        let whole = br#"{"choices":[{"message":{"content":"ok"}}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#;
-        assert_eq!(whole_tokens(whole, &prompt()).unwrap(), Tokens { input: 5, output: 1, estimated: false });
-        let odd = br#"{"choices":[{"message":{"content":"ok then"}}],"usage":{"completion_tokens":1}}"#;
-        assert_eq!(whole_tokens(odd, &prompt()).unwrap(), Tokens { input: 2, output: 2, estimated: true });
-    }
 }

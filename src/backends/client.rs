@@ -98,7 +98,10 @@ impl HttpClient {
         if let Some(link) = self.checkout() {
             match self.send(link, build()).await {
                 Ok(resp) => return Ok(resp),
-                Err(Sent::Early(_)) => {} // a stale connection: try a new one
+                // A stale connection (closed by the upstream while idle): try a new one.
+                Err(Sent::Early(e)) => {
+                    tracing::debug!(host = %authority, error = %e, "reused connection failed; reconnecting")
+                }
                 Err(Sent::Late(e)) => return Err(ClientError::Transport(e.to_string())),
             }
         }
@@ -112,6 +115,7 @@ impl HttpClient {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(mut link) = idle.pop() {
             if link.idle_since.elapsed() < IDLE_KEEP && link.alive() {
+                tracing::debug!(idle = idle.len(), "reusing an idle upstream connection");
                 return Some(link);
             }
         }
@@ -126,6 +130,7 @@ impl HttpClient {
             Err(_) => return Err(ClientError::Connect("connect timed out".into())),
         };
         let _ = stream.set_nodelay(true);
+        tracing::debug!(host, port, "connected to upstream");
         let (tx, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -225,6 +230,7 @@ impl UpstreamBody {
             let expired = idle.iter().take_while(|l| l.idle_since.elapsed() >= IDLE_KEEP).count();
             idle.drain(..expired);
             if idle.len() < MAX_IDLE {
+                tracing::debug!(idle = idle.len() + 1, "upstream connection back in the pool");
                 idle.push(link);
             }
         }

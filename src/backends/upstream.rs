@@ -3,11 +3,11 @@
 //! can still be retried elsewhere.
 
 use super::backend::Backend;
+use super::client::ClientError;
 use axum::http::{header, Request, StatusCode};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use super::client::ClientError;
 use http_body_util::Full;
 use std::time::Duration;
 
