@@ -7,6 +7,7 @@ Every process is on loopback; every load is bounded in time.
 """
 import argparse
 import json
+import resource
 import os
 import shutil
 import signal
@@ -148,7 +149,7 @@ http {{
     return Target("nginx", url, "unused", p)
 
 
-def start_tollgate(tollgate, upstream, work, name="tollgate"):
+def start_tollgate(tollgate, upstream, work, name="tollgate", backend_extra=""):
     port = free_port()
     work = f"{work}/{name}"
     os.makedirs(work, exist_ok=True)
@@ -158,6 +159,7 @@ data_dir = "{work}/tollgate-data"
 [[backends]]
 name = "emu"
 url = "{upstream.url}"
+{backend_extra}
 [[models]]
 name = "m"
 backends = ["emu"]
@@ -184,6 +186,47 @@ tier = "standard"
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health")
     return Target(name, url, key, p)
+
+
+def many_streams(tollgate, opener, work, streams, tokens, gap_ms):
+    """`streams` streams held open at once through tollgate (ledger, metrics and admission on)
+    against an upstream that sends one event every `gap_ms`: examples/open_streams.rs opens them
+    and reports memory per open stream, CPU while they are open, and every stream's fate."""
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (262144, 262144))
+    except (ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # A proxy holds two descriptors per open stream (the client's and the upstream's): a
+    # machine whose open-file limit cannot be raised far enough gets fewer streams, and says so.
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    asked, streams = streams, min(streams, (fd_limit - 200) // 2)
+    port = free_port()
+    up_proc = start([tollgate, "emulate", "--port", str(port), "--time-scale", "1000000", "--model-name", "m",
+                     "--fault", f"slow={gap_ms}@1"], open(f"{work}/slow-upstream.log", "w"))
+    up = Target("slow upstream", f"http://127.0.0.1:{port}", "unused", up_proc)
+    gw = None
+    try:
+        wait_http(up.url + "/v1/models")
+        # Every stream is admitted and placed: no in-flight cap below the load, and the idle
+        # limit between chunks well above the upstream's gap.
+        gw = start_tollgate(tollgate, up, work, "tollgate-streams",
+                            f"max_in_flight = {streams * 2}\nidle_timeout_ms = {gap_ms * 10}")
+        timeout = streams / 100 + tokens * gap_ms / 1000 * 3 + 120
+        out = subprocess.run([opener, gw.url, gw.key, str(streams), str(tokens), str(gw.proc.pid)],
+                             check=True, capture_output=True, text=True, timeout=timeout).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        r.update(gap_ms=gap_ms, fd_limit=fd_limit, streams_asked=asked)
+        # What the gateway itself logged as going wrong (it logs at warn and above here).
+        with open(f"{work}/tollgate-streams/tollgate.log", errors="replace") as f:
+            bad = [l.strip() for l in f if " WARN " in l or " ERROR " in l]
+        r["gateway_warnings"] = len(bad)
+        r["gateway_warning_lines"] = bad[:5]
+        return r
+    finally:
+        for t in [x for x in (gw, up) if x]:
+            os.killpg(t.proc.pid, signal.SIGTERM)
+            t.proc.wait(timeout=30)
 
 
 def start_bare(bare, upstream, work):
@@ -305,19 +348,27 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--loads", help="comma-separated subset of c1,c8,c64,50rps,1000rps")
     ap.add_argument("--modes", default="whole,stream", help="whole, stream or both")
+    ap.add_argument("--open-streams", help="path to the open_streams example: also hold many streams open")
+    ap.add_argument("--streams", type=int, default=10000, help="streams held open at once (with --open-streams)")
     a = ap.parse_args()
     seconds = int(a.seconds) if a.seconds >= 1 else 1
     work = tempfile.mkdtemp(prefix="tollgate-bench-")
     targets = []
     try:
         up = start_upstream(a.tollgate, work)
-        targets = [up, start_nginx(up, work), start_tollgate(a.tollgate, up, work)]
+        starters = [lambda: start_nginx(up, work), lambda: start_tollgate(a.tollgate, up, work)]
         if a.tollgate_before:
-            targets.append(start_tollgate(a.tollgate_before, up, work, "tollgate-before"))
+            starters.append(lambda: start_tollgate(a.tollgate_before, up, work, "tollgate-before"))
         if a.bare:
-            targets.append(start_bare(a.bare, up, work))
+            starters.append(lambda: start_bare(a.bare, up, work))
         if a.litellm:
-            targets.append(start_litellm(a.litellm, up, work))
+            starters.append(lambda: start_litellm(a.litellm, up, work))
+        targets = [up]
+        for starter in starters:
+            t = starter()
+            t.restart = starter
+            targets.append(t)
+        deaths = []
         loads = [("c1", 1, None), ("c8", 8, None), ("c64", 64, None), ("50 rps", 64, 50), ("1000 rps", 64, 1000)]
         if a.loads:
             keep = a.loads.split(",")
@@ -335,6 +386,19 @@ def main():
                     order = targets[rnd % len(targets):] + targets[: rnd % len(targets)]
                     for t in order:
                         r = measure(a.oha, targets, t, stream, seconds, conc, rate)
+                        if t.proc.poll() is not None:
+                            if t is up:
+                                raise SystemExit(f"the upstream died (exit {t.proc.returncode}); see {work}/upstream.log")
+                            # A target that died: its run is left out, and it is started again.
+                            deaths.append({"target": t.name, "load": load, "stream": stream, "round": rnd,
+                                           "exit": t.proc.returncode})
+                            print(f"[{t.name} died (exit {t.proc.returncode}) during {load} round {rnd}; "
+                                  "run left out, restarting it]", file=sys.stderr, flush=True)
+                            fresh = t.restart()
+                            fresh.restart = t.restart
+                            targets[targets.index(t)] = fresh
+                            done += 1
+                            continue
                         r.update(target=t.name, stream=stream, load=load, conc=conc, rate=rate, round=rnd)
                         runs.append(r)
                         done += 1
@@ -342,9 +406,20 @@ def main():
                               f"{t.name:>8}: {r['rps']:8.1f} req/s p50 {r['p50_us']:9.0f} us "
                               f"p99 {r['p99_us']:9.0f} us errors {r['errors']} {r['error_kinds'] or ''}", file=sys.stderr, flush=True)
         peaks = {t.name: peak_rss_mib(t.proc.pid) for t in targets}
+        held = None
+        if a.open_streams:
+            for t in targets:
+                signal_tree(t, signal.SIGSTOP)
+            try:
+                held = many_streams(a.tollgate, a.open_streams, work, a.streams, 90, 1000)
+                print(f"[open streams] {held}", file=sys.stderr, flush=True)
+            finally:
+                for t in targets:
+                    signal_tree(t, signal.SIGCONT)
         # The proxies' RSS excludes the upstream; direct's is the upstream's own.
         with open(a.out, "w") as f:
-            json.dump({"seconds": seconds, "rounds": a.rounds, "runs": runs, "peak_rss_mib": peaks,
+            json.dump({"seconds": seconds, "rounds": a.rounds, "runs": runs, "peak_rss_mib": peaks, "open_streams": held,
+                       "deaths": deaths,
                        "date": time.strftime("%Y-%m-%d", time.gmtime())}, f, indent=1)
     finally:
         for t in targets:

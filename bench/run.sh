@@ -6,6 +6,7 @@
 #   bench/run.sh                 # about 15 minutes on 2 cores
 #   SECONDS_PER_RUN=2 ROUNDS=1 bench/run.sh   # a quick look (about 4 minutes)
 #   NO_LITELLM=1 bench/run.sh    # without LiteLLM (no PyPI download)
+#   STREAMS=2000 bench/run.sh    # fewer streams held open at once (default 10,000)
 #
 # Installs what is missing: oha (cargo install), nginx (apt, as root), LiteLLM's proxy (pip, in a
 # venv under target/). Results: target/bench/results.json and docs/benchmarks.md.
@@ -17,7 +18,7 @@ out=target/bench
 mkdir -p "$out"
 log() { echo "[bench] $*" >&2; }
 
-cargo build --release -q --bin tollgate --example bare_proxy
+cargo build --release -q --bin tollgate --example bare_proxy --example open_streams
 oha=$(command -v oha || true)
 if [ -z "$oha" ]; then
   log "installing oha (cargo install)"
@@ -42,6 +43,7 @@ fi
 log "HTTP benchmark: ${secs} s per run, ${rounds} rounds"
 python3 bench/harness.py --tollgate target/release/tollgate --oha "$oha" \
   --bare target/release/examples/bare_proxy "${litellm_args[@]}" \
+  --open-streams target/release/examples/open_streams --streams "${STREAMS:-10000}" \
   --seconds "$secs" --rounds "$rounds" --out "$out/results.json"
 
 log "criterion micro-benchmarks"

@@ -70,7 +70,7 @@ pub fn emulate(a: EmulateArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let addr = format!("{}:{}", a.host, a.port);
-        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+        let listener = crate::serve::http::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(
             addr = %listener.local_addr()?, profile = %cfg.profile.name, model = %cfg.model_name,
             replicas = cfg.replicas, time_scale = cfg.time_scale, faults = ?cfg.faults.rules, "emulator listening"

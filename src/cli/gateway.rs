@@ -44,7 +44,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             }
         };
         let listener =
-            tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+            serve::http::bind(&cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
         let models: Vec<String> = cfg.models.iter().map(|m| m.name.clone()).collect();
         let handle = serve::spawn(cfg, admin_key.clone(), listener, Some(Box::pin(serve::shutdown_signal()))).await?;
         let base = handle.base_url();

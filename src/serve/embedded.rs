@@ -47,7 +47,7 @@ pub async fn start_fleet(listen: &str, data_dir: &Path) -> anyhow::Result<Config
             time_scale: 1.0,
             faults: Default::default(),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = crate::serve::http::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let router = emu.router();
         tokio::spawn(async move {

@@ -38,12 +38,35 @@ pub struct Limits {
     pub headers: usize,
     /// Time to send the request line and headers; then the connection is closed.
     pub header_timeout: Duration,
+    /// Whether handlers may reset their connection ([`ConnReset`], the emulator's faults): it
+    /// costs a second descriptor per connection, which the gateway, holding two per stream
+    /// already (client and upstream), does without.
+    pub resettable: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { header_bytes: 64 * 1024, headers: 100, header_timeout: Duration::from_secs(30) }
+        Limits { header_bytes: 64 * 1024, headers: 100, header_timeout: Duration::from_secs(30), resettable: true }
     }
+}
+
+/// Connections waiting to be accepted (the kernel caps it at `net.core.somaxconn`). Tokio's
+/// default, 1,024, dropped connections when thousands of clients (or a gateway opening thousands
+/// of upstream streams) connect at once; their SYNs are then retried seconds later.
+const ACCEPT_BACKLOG: u32 = 8192;
+
+/// Binds a listener on `addr` (host:port, a name resolved first) with a deep accept backlog.
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(ACCEPT_BACKLOG)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: no address"))))
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then waits for open connections
@@ -82,7 +105,12 @@ pub async fn serve_with(
         // first waits for the client's delayed ACK (about 40 ms on Linux).
         let _ = stream.set_nodelay(true);
         // A second descriptor of the same socket, to set zero linger on when a fault resets it.
-        let Ok((stream, spare)) = split_handle(stream) else { continue };
+        let (stream, spare) = if limits.resettable {
+            let Ok((stream, spare)) = split_handle(stream) else { continue };
+            (stream, Some(spare))
+        } else {
+            (stream, None)
+        };
         let reset = ConnReset::default();
         let r = reset.clone();
         let svc = router.clone().map_request(move |mut req: axum::http::Request<Incoming>| {
@@ -95,9 +123,11 @@ pub async fn serve_with(
         tokio::spawn(async move {
             tokio::select! {
                 _ = conn => {}
-                _ = reset.0.notified() => {
+                _ = reset.0.notified(), if spare.is_some() => {
                     // Zero linger: closing the last descriptor sends RST, not FIN.
-                    let _ = spare.set_zero_linger();
+                    if let Some(spare) = &spare {
+                        let _ = spare.set_zero_linger();
+                    }
                 }
             }
             drop(spare);

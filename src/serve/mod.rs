@@ -102,6 +102,7 @@ pub async fn spawn(
     let limits = http::Limits {
         header_bytes: gateway.cfg.header_limit_bytes,
         header_timeout: std::time::Duration::from_millis(gateway.cfg.header_timeout_ms),
+        resettable: false,
         ..Default::default()
     };
     let addr = listener.local_addr()?;
