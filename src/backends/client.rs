@@ -157,8 +157,9 @@ impl HttpClient {
         let mut response = std::pin::pin!(link.tx.send_request(req));
         let head = poll_fn(|cx| {
             if !closed {
-                if let Poll::Ready(Err(e)) = Pin::new(&mut link.conn).poll(cx) {
-                    return Poll::Ready(Err(e));
+                if let Poll::Ready(r) = Pin::new(&mut link.conn).poll(cx) {
+                    closed = true;
+                    r?;
                 }
             }
             response.as_mut().poll(cx)
@@ -166,7 +167,10 @@ impl HttpClient {
         .await;
         let resp = head.map_err(|e| if e.is_canceled() || e.is_closed() { Sent::Early(e) } else { Sent::Late(e) })?;
         let pool = self.keep_alive.then(|| self.idle.clone());
-        Ok(resp.map(|body| UpstreamBody { body, link: Some(link), pool }))
+        // A connection that already ended (the upstream closed it after the response) is not
+        // polled again; the body is read from what it handed over.
+        let link = (!closed).then_some(link);
+        Ok(resp.map(|body| UpstreamBody { body, link, pool }))
     }
 }
 
