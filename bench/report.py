@@ -186,7 +186,7 @@ def open_streams(r):
     if not r:
         return "Not run (`bench/harness.py --open-streams`)."
     kinds = ", ".join(f"{k}: {v}" for k, v in r["error_kinds"].items()) or "none"
-    return (f"{r['streams']:,} streaming chat completions opened at once through tollgate (ledger, metrics and "
+    return (f"{r['streams']:,} streaming chat completions held open at once through tollgate (ledger, metrics and "
             f"admission on; one connection each, `examples/open_streams.rs`) against an upstream that sends one "
             f"event every {r['gap_ms']:,} ms ({r['tokens']} tokens each, so every stream stays open about "
             f"{r['tokens'] * r['gap_ms'] / 1000:.0f} s), opened at 500 a second."
