@@ -53,10 +53,15 @@ fn read(json: &[u8], sink: &mut TextSink) -> Option<Read> {
 pub fn whole_tokens(body: &[u8], prompt: &PromptInput) -> Option<Tokens> {
     let mut text = String::new();
     let read = read(body, &mut TextSink { text: &mut text, keep: true, seen: 0 })?;
-    Some(match read.usage {
+    Some(counted(read.usage, prompt, &text))
+}
+
+/// The upstream's usage when it reported one, else the prompt and `text` counted.
+fn counted(usage: Option<(i64, i64)>, prompt: &PromptInput, text: &str) -> Tokens {
+    match usage {
         Some((p, o)) => Tokens { input: p, output: o, estimated: false },
-        None => Tokens { input: prompt.count(), output: tokens::count_text(&text) as i64, estimated: true },
-    })
+        None => Tokens { input: prompt.count(), output: tokens::count_text(text) as i64, estimated: true },
+    }
 }
 
 /// The metering state of a stream, fed the upstream's chunks as they come.
@@ -197,12 +202,7 @@ impl Tally {
 
     /// The final figure: the upstream's usage, else counted from the prompt and the text.
     pub fn tokens(&self, prompt: &PromptInput) -> Tokens {
-        match self.reading.usage {
-            Some((p, o)) => Tokens { input: p, output: o, estimated: false },
-            None => {
-                Tokens { input: prompt.count(), output: tokens::count_text(&self.reading.text) as i64, estimated: true }
-            }
-        }
+        counted(self.reading.usage, prompt, &self.reading.text)
     }
 }
 
