@@ -2,7 +2,7 @@
 //! (usage when the upstream reports it, else the text to count), decides what to forward, and
 //! knows when the stream is complete; [`whole_tokens`] does the same for a whole answer.
 //!
-//! Per event the work is one pass over its JSON with no allocation: the text is appended where
+//! Per event the work is one pass over its JSON, allocating only for a usage object: the text is appended where
 //! it lies (a visitor, not a parsed document), everything else is skipped, and events are
 //! forwarded as the slices of the upstream's chunk they arrived in (the chunk itself when every
 //! event in it goes on).
