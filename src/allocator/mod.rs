@@ -10,4 +10,4 @@ pub mod runtime;
 pub mod scarcity;
 pub mod waiting;
 
-pub use runtime::{value_rates, Allocator};
+pub use runtime::{value_rates, Allocator, CORRECTION_INTERVAL_S};

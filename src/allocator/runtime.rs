@@ -22,6 +22,10 @@ const TARGET_UTILISATION: f64 = 0.9;
 /// Prices fall more slowly than they rise: a burst must raise them at once, while a lull should
 /// not erase the plan's price before the next solve has seen it.
 const DOWNWARD_DAMPING: f64 = 0.2;
+/// How often [`Allocator::correct_prices`] is called, seconds: the live gateway and the simulator
+/// both call it at this cadence, since each call is one step (the controller's gain per second is
+/// `price_step` / this).
+pub const CORRECTION_INTERVAL_S: f64 = 0.05;
 
 pub struct Allocator {
     pub fleet: Fleet,
@@ -186,7 +190,8 @@ impl Allocator {
         self.forecast.lock().expect("forecast lock").expected_output(key, max_tokens)
     }
 
-    /// One subgradient step on every pool's price from its measured load against the target.
+    /// One subgradient step on every pool's price from its measured load against the target;
+    /// called every [`CORRECTION_INTERVAL_S`].
     pub fn correct_prices(&self) {
         let board = self.board.load();
         let density = board.value_density.max(1e-6);

@@ -25,7 +25,8 @@ pub struct AdmissionConfig {
     pub horizon_s: f64,
     /// Half-life of the demand forecast's exponential weighting, seconds.
     pub forecast_half_life_s: f64,
-    /// Step of the between-solves price correction, as a share of the mean value density.
+    /// Step of the between-solves price correction, as a share of the mean value density; one
+    /// step every [`crate::allocator::CORRECTION_INTERVAL_S`].
     pub price_step: f64,
 }
 

@@ -152,7 +152,8 @@ async fn tenant_limits(
 
 /// The allocator's background work: every interval, exchange demand forecasts and either solve
 /// the LP and publish the board (the leader; a lone replica always leads) or install the
-/// leader's board; correct prices from measured load every 20 ms in between.
+/// leader's board; correct prices from measured load in between, at the simulator's cadence
+/// ([`crate::allocator::CORRECTION_INTERVAL_S`]).
 fn spawn_allocator(gw: Arc<Gateway>, alloc: Arc<Allocator>) -> Vec<JoinHandle<()>> {
     let every = std::time::Duration::from_millis(gw.cfg.admission.solve_interval_ms);
     let solver = {
@@ -193,7 +194,8 @@ fn spawn_allocator(gw: Arc<Gateway>, alloc: Arc<Allocator>) -> Vec<JoinHandle<()
         })
     };
     let corrector = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        let mut tick =
+            tokio::time::interval(std::time::Duration::from_secs_f64(crate::allocator::CORRECTION_INTERVAL_S));
         loop {
             tick.tick().await;
             alloc.correct_prices();

@@ -92,8 +92,8 @@ enum Ev {
     Lose(usize),
 }
 
-const TICK_S: f64 = 0.05;
-const SOLVE_S: f64 = 1.0;
+/// Price corrections and the deferral queue run at the gateway's cadence.
+const TICK_S: f64 = crate::allocator::CORRECTION_INTERVAL_S;
 
 pub struct Sim<'a> {
     sc: &'a Scenario,
@@ -190,7 +190,7 @@ impl<'a> Sim<'a> {
             }
         }
         if self.policy == Policy::BidPrice {
-            self.push(SOLVE_S, Ev::Solve);
+            self.push(self.solve_s(), Ev::Solve);
         }
         let mut next = 0;
         let end = self.reqs.last().map(|r| r.at).unwrap_or(0.0);
@@ -405,7 +405,7 @@ impl<'a> Sim<'a> {
                 }
             }
         }
-        let second = (t / SOLVE_S).fract() < TICK_S / SOLVE_S;
+        let second = t.fract() < TICK_S;
         if second {
             self.drop_stale(t);
         }
@@ -470,6 +470,11 @@ impl<'a> Sim<'a> {
         if let Err(e) = self.alloc.solve_at(&self.cfg, t) {
             tracing::warn!(error = %e, "simulated LP solve failed");
         }
-        self.push(t + SOLVE_S, Ev::Solve);
+        self.push(t + self.solve_s(), Ev::Solve);
+    }
+
+    /// The LP is re-solved at the configured interval, as the gateway does.
+    fn solve_s(&self) -> f64 {
+        self.cfg.admission.solve_interval_ms as f64 / 1000.0
     }
 }
