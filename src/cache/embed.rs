@@ -1,6 +1,6 @@
-//! A client of an OpenAI-compatible `/v1/embeddings` endpoint (llama.cpp's server, vLLM, a
-//! hosted API), used by the semantic cache and by `tollgate cache eval`. Vectors come back
-//! normalised to unit length.
+//! Where the semantic cache and `tollgate cache eval` get embeddings: a model run in process
+//! ([`super::local`]), or a client of an OpenAI-compatible `/v1/embeddings` endpoint (llama.cpp's
+//! server, vLLM, a hosted API). Vectors come back normalised to unit length.
 
 use super::semantic::normalised;
 use serde::Deserialize;
@@ -15,10 +15,37 @@ pub enum EmbedError {
     Status { status: u16, body: String },
     #[error("embeddings response: {0}")]
     Shape(String),
+    #[error("in-process embeddings model: {0}")]
+    Local(String),
+    #[error("text of {tokens} tokens is longer than the embeddings model's {limit}")]
+    TooLong { tokens: usize, limit: usize },
 }
 
+/// An embeddings model: in process, or behind an HTTP endpoint.
 #[derive(Clone)]
-pub struct Embedder {
+pub enum Embedder {
+    Local(std::sync::Arc<super::local::LocalEmbedder>),
+    Remote(Remote),
+}
+
+impl Embedder {
+    /// Loads the model in folder `dir` and runs it in process.
+    pub fn local(dir: &std::path::Path) -> Result<Self, EmbedError> {
+        Ok(Self::Local(std::sync::Arc::new(super::local::LocalEmbedder::start(dir)?)))
+    }
+
+    /// Unit vectors for `texts`, in order.
+    pub async fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match self {
+            Self::Local(m) => m.embed(texts).await,
+            Self::Remote(r) => r.embed(texts).await,
+        }
+    }
+}
+
+/// A client of an OpenAI-compatible `/v1/embeddings` endpoint.
+#[derive(Clone)]
+pub struct Remote {
     client: reqwest::Client,
     url: String,
     model: String,
@@ -36,7 +63,7 @@ struct Datum {
     embedding: Vec<f32>,
 }
 
-impl Embedder {
+impl Remote {
     pub fn new(base_url: &str, model: &str, api_key: Option<String>, timeout: Duration) -> Self {
         let client = reqwest::Client::builder().timeout(timeout).build().expect("a plain HTTP client builds");
         Self { client, url: format!("{}/v1/embeddings", base_url.trim_end_matches('/')), model: model.into(), api_key }

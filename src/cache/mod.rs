@@ -10,6 +10,7 @@
 pub mod embed;
 pub mod entry;
 pub mod key;
+pub mod local;
 pub mod semantic;
 
 use crate::config::{CacheConfig, CacheMode, TierConfig};
@@ -44,7 +45,7 @@ impl Hit {
 pub struct Probe {
     pub kind: Kind,
     exact: Option<key::Key>,
-    semantic: Option<(key::Scope, Vec<f32>)>,
+    semantic: Option<(key::Scope, Vec<f32>, Option<semantic::Salient>)>,
 }
 
 pub struct ResponseCache {
@@ -59,27 +60,37 @@ struct Semantic {
     embedder: embed::Embedder,
     index: semantic::Index,
     threshold: f32,
+    /// Whether a hit must have the prompt's salient words ([`semantic::Salient`]).
+    check_salient: bool,
 }
 
 impl ResponseCache {
-    pub fn new(cfg: &CacheConfig) -> Self {
+    /// The caches `cfg` asks for; fails only when an in-process embeddings model does not load.
+    pub fn new(cfg: &CacheConfig) -> Result<Self, embed::EmbedError> {
         let ttl = Duration::from_secs(cfg.ttl_s.max(1));
         let exact = moka::sync::Cache::builder()
             .max_capacity(cfg.max_bytes)
             .weigher(|_, v: &Arc<Cached>| v.weight)
             .time_to_live(ttl)
             .build();
-        let semantic = cfg.semantic.as_ref().map(|s| Semantic {
-            embedder: embed::Embedder::new(
-                &s.url,
-                &s.model,
-                s.api_key_env.as_ref().and_then(|k| std::env::var(k).ok()),
-                Duration::from_millis(s.timeout_ms),
-            ),
-            index: semantic::Index::new(s.max_entries_per_scope, ttl),
-            threshold: s.threshold,
-        });
-        Self { exact, semantic, shared: None, ttl }
+        let semantic = match &cfg.semantic {
+            None => None,
+            Some(s) => Some(Semantic {
+                embedder: match (&s.model_dir, &s.url) {
+                    (Some(dir), _) => embed::Embedder::local(dir)?,
+                    (None, url) => embed::Embedder::Remote(embed::Remote::new(
+                        url.as_deref().unwrap_or_default(),
+                        &s.model,
+                        s.api_key_env.as_ref().and_then(|k| std::env::var(k).ok()),
+                        Duration::from_millis(s.timeout_ms),
+                    )),
+                },
+                index: semantic::Index::new(s.max_entries_per_scope, ttl),
+                threshold: s.threshold,
+                check_salient: s.match_salient_words,
+            }),
+        };
+        Ok(Self { exact, semantic, shared: None, ttl })
     }
 
     /// Shares exact entries with other replicas through `state` (looked up after a local miss,
@@ -133,10 +144,11 @@ impl ResponseCache {
                     Ok(mut v) => {
                         let vector = v.pop().expect("one vector per input");
                         let scope = key::scope(tenant, model, endpoint, request);
-                        if let Some((answer, score)) = s.index.nearest(&scope, &vector, s.threshold) {
+                        let words = s.check_salient.then(|| semantic::Salient::of(&text));
+                        if let Some((answer, score)) = s.index.nearest(&scope, &vector, words.as_ref(), s.threshold) {
                             return Some((probe, Some(Hit::Semantic(answer, score))));
                         }
-                        probe.semantic = Some((scope, vector));
+                        probe.semantic = Some((scope, vector, words));
                     }
                     Err(e) => tracing::warn!(error = %e, "semantic cache: embedding failed; looked up as a miss"),
                 }
@@ -154,8 +166,8 @@ impl ResponseCache {
             }
             self.exact.insert(k, answer.clone());
         }
-        if let (Some(s), Some((scope, vector))) = (&self.semantic, probe.semantic) {
-            s.index.insert(scope, vector, answer);
+        if let (Some(s), Some((scope, vector, words))) = (&self.semantic, probe.semantic) {
+            s.index.insert(scope, vector, words, answer);
         }
     }
 }

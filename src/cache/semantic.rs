@@ -16,6 +16,8 @@ pub const MAX_PROMPT_CHARS: usize = 2_000;
 
 struct Entry {
     vector: Vec<f32>,
+    /// The prompt's salient words, when the cache checks them.
+    salient: Option<Salient>,
     answer: Arc<Cached>,
     stored: Instant,
 }
@@ -31,8 +33,15 @@ impl Index {
         Self { scopes: Mutex::new(HashMap::new()), per_scope, ttl }
     }
 
-    /// The nearest live answer in `scope` and its similarity, if it reaches `threshold`.
-    pub fn nearest(&self, scope: &Scope, vector: &[f32], threshold: f32) -> Option<(Arc<Cached>, f32)> {
+    /// The nearest live answer in `scope` and its similarity, if it reaches `threshold` and (when
+    /// given) its prompt has the same salient words.
+    pub fn nearest(
+        &self,
+        scope: &Scope,
+        vector: &[f32],
+        salient: Option<&Salient>,
+        threshold: f32,
+    ) -> Option<(Arc<Cached>, f32)> {
         let mut scopes = self.scopes.lock().expect("semantic index lock");
         let entries = scopes.get_mut(scope)?;
         let ttl = self.ttl;
@@ -42,18 +51,18 @@ impl Index {
         entries
             .iter()
             .map(|e| (e, dot(&e.vector, vector)))
-            .filter(|(_, s)| *s >= threshold)
+            .filter(|(e, s)| *s >= threshold && salient.is_none_or(|w| e.salient.as_ref().is_some_and(|x| x.agrees(w))))
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(e, s)| (e.answer.clone(), s))
     }
 
-    pub fn insert(&self, scope: Scope, vector: Vec<f32>, answer: Arc<Cached>) {
+    pub fn insert(&self, scope: Scope, vector: Vec<f32>, salient: Option<Salient>, answer: Arc<Cached>) {
         let mut scopes = self.scopes.lock().expect("semantic index lock");
         let entries = scopes.entry(scope).or_default();
         if entries.len() >= self.per_scope {
             entries.pop_front();
         }
-        entries.push_back(Entry { vector, answer, stored: Instant::now() });
+        entries.push_back(Entry { vector, salient, answer, stored: Instant::now() });
     }
 }
 
@@ -82,6 +91,62 @@ pub fn normalised(mut v: Vec<f32>) -> Option<Vec<f32>> {
     }
     v.iter_mut().for_each(|x| *x /= norm);
     Some(v)
+}
+
+/// What a paraphrase must keep, which a sentence embedding barely weighs: numbers, names (a
+/// capitalised word other than a sentence's first, a word with a capital inside or mixing letters
+/// and digits) and negation. Two prompts are one another's paraphrase only if each one's salient
+/// words appear, in any case, among the other's words ("type A" / "type AB", "2017" / "2018" and
+/// "why" / "why not" never match, however close their vectors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Salient {
+    /// Lower-cased, sorted, without repeats; negation is the word "not".
+    salient: Vec<String>,
+    /// Every word, the same way.
+    words: Vec<String>,
+}
+
+impl Salient {
+    pub fn of(text: &str) -> Self {
+        const NEGATIONS: [&str; 6] = ["not", "no", "never", "without", "cannot", "nor"];
+        let (mut salient, mut words) = (Vec::new(), Vec::new());
+        let mut sentence_start = true;
+        for raw in text.split_whitespace() {
+            let word = raw.trim_matches(|c: char| !c.is_alphanumeric());
+            let word = word.strip_suffix("'s").or_else(|| word.strip_suffix("\u{2019}s")).unwrap_or(word);
+            if !word.is_empty() {
+                let lower = word.to_lowercase();
+                let digit = word.chars().any(|c| c.is_ascii_digit());
+                let capital = !sentence_start && word != "I" && word.chars().next().is_some_and(char::is_uppercase);
+                let inner = word.chars().skip(1).any(char::is_uppercase);
+                let lower = if NEGATIONS.contains(&lower.as_str()) || lower.ends_with("n't") {
+                    salient.push("not".to_string());
+                    "not".to_string()
+                } else {
+                    if digit || capital || inner {
+                        salient.push(lower.clone());
+                    }
+                    lower
+                };
+                words.push(lower);
+                sentence_start = false;
+            }
+            if raw.ends_with(['.', '?', '!', ':', '\n']) {
+                sentence_start = true;
+            }
+        }
+        for v in [&mut salient, &mut words] {
+            v.sort();
+            v.dedup();
+        }
+        Self { salient, words }
+    }
+
+    /// Whether each text's salient words are among the other's words.
+    pub fn agrees(&self, other: &Salient) -> bool {
+        let within = |a: &Salient, b: &Salient| a.salient.iter().all(|w| b.words.binary_search(w).is_ok());
+        within(self, other) && within(other, self)
+    }
 }
 
 /// The text compared: the conversation's messages (`role: content` lines) or the completion
@@ -138,17 +203,26 @@ mod tests {
     fn nearest_within_a_scope_only_and_above_the_threshold() {
         let idx = Index::new(2, Duration::from_secs(60));
         let (a, b) = (Scope([1; 32]), Scope([2; 32]));
-        idx.insert(a, normalised(vec![1.0, 0.0]).unwrap(), answer("x"));
-        idx.insert(a, normalised(vec![0.6, 0.8]).unwrap(), answer("y"));
+        idx.insert(a, normalised(vec![1.0, 0.0]).unwrap(), None, answer("x"));
+        idx.insert(
+            a,
+            normalised(vec![0.6, 0.8]).unwrap(),
+            Some(Salient::of("Is the iPhone 7 waterproof?")),
+            answer("y"),
+        );
         let q = normalised(vec![0.8, 0.6]).unwrap();
-        let (got, s) = idx.nearest(&a, &q, 0.9).unwrap();
+        let (got, s) = idx.nearest(&a, &q, None, 0.9).unwrap();
         assert!((s - 0.96).abs() < 1e-6);
         assert_eq!(got, answer("y"));
-        assert!(idx.nearest(&a, &q, 0.97).is_none());
-        assert!(idx.nearest(&b, &q, 0.0).is_none(), "another scope never matches");
+        assert!(idx.nearest(&a, &q, None, 0.97).is_none());
+        assert!(idx.nearest(&b, &q, None, 0.0).is_none(), "another scope never matches");
+        // With salient words checked, only an entry with the same words is a candidate.
+        let (seven, eight) = (Salient::of("Is iPhone 7 waterproof?"), Salient::of("Is the iPhone 8 waterproof?"));
+        assert_eq!(idx.nearest(&a, &q, Some(&seven), 0.9).unwrap().0, answer("y"));
+        assert!(idx.nearest(&a, &q, Some(&eight), 0.5).is_none());
         // The per-scope bound evicts the oldest.
-        idx.insert(a, normalised(vec![0.0, 1.0]).unwrap(), answer("z"));
-        assert!(idx.nearest(&a, &[1.0, 0.0], 0.99).is_none());
+        idx.insert(a, normalised(vec![0.0, 1.0]).unwrap(), None, answer("z"));
+        assert!(idx.nearest(&a, &[1.0, 0.0], None, 0.99).is_none());
     }
 
     #[test]
@@ -157,6 +231,19 @@ mod tests {
         let want: f32 = a.iter().map(|x| x * x).sum();
         assert_eq!(dot(&a, &a), want);
         assert_eq!(dot(&a, &a[..18]), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn salient_words() {
+        let agree = |a: &str, b: &str| Salient::of(a).agrees(&Salient::of(b));
+        assert!(!agree("What is blood type AB? Is it rare?", "What is blood type A? Is it rare?"));
+        assert!(!agree("Who won in 2017?", "Who won in 2018?"));
+        assert!(!agree("Why do cats like water?", "Why don't cats like water?"));
+        assert!(agree("How can I lose weight quickly?", "What is the fastest way to lose weight?"));
+        assert!(agree("Should I learn Python or Rust?", "Rust or Python: which should I learn?"));
+        assert!(agree("Do most Women enjoy it?", "Do women enjoy it?"), "case alone does not differ");
+        assert!(agree("What is the Aam Aadmi Party's future?", "What is the future of the Aam Aadmi Party?"));
+        assert!(!agree("Is the iPhone 7 waterproof?", "Is the iPhone 8 waterproof?"));
     }
 
     #[test]

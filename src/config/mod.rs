@@ -13,7 +13,7 @@ mod tenants;
 mod validate;
 
 pub use backends::{BackendConfig, BackendKind, CircuitConfig, HealthConfig};
-pub use cache::{CacheConfig, CacheMode, SemanticCacheConfig};
+pub use cache::{CacheConfig, CacheMode, SemanticCacheConfig, LOCAL_MODEL_FILES};
 pub use check::Invalid;
 pub use models::{AdmissionConfig, CapacityConfig, FallbackConfig, ModelConfig, SiteConfig};
 pub use responses::ResponsesConfig;
@@ -283,6 +283,9 @@ tier = "std"
             (format!("{GOOD}[health]\ninterval_ms = 0\n"), "health"),
             (format!("{GOOD}[circuit]\nfailure_threshold = 0\n"), "circuit.failure_threshold"),
             (format!("{GOOD}[cache.semantic]\nurl = \"http://e\"\nthreshold = 2.0\n"), "cache.semantic.threshold"),
+            (format!("{GOOD}[cache.semantic]\nmodel_dir = \"/nonexistent\"\n"), "cache.semantic.model_dir"),
+            (format!("{GOOD}[cache.semantic]\nmodel_dir = \"/\"\nurl = \"http://e\"\n"), "cache.semantic.model_dir"),
+            (format!("{GOOD}[cache.semantic]\nthreshold = 0.9\n"), "cache.semantic.model_dir"),
             (
                 GOOD.replace(
                     "backends = [\"a\"]",

@@ -79,7 +79,8 @@ pub async fn spawn(
             tracing::error!(error = %e, "shared state (Redis) unreachable at start");
         }
     }
-    let cache = crate::cache::ResponseCache::new(&cfg.cache);
+    let cache =
+        crate::cache::ResponseCache::new(&cfg.cache).context("loading the semantic cache's embeddings model")?;
     let cache = Arc::new(if state.shared() { cache.shared_through(state.clone()) } else { cache });
     let mut routers = std::collections::HashMap::new();
     for m in &cfg.models {
