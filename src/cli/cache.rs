@@ -1,7 +1,7 @@
 //! `tollgate cache eval`: the semantic cache's precision and hit rate per similarity threshold,
 //! measured on labelled question pairs (Quora) with a real embeddings model.
 
-use crate::cache::embed::{Embedder, Remote};
+use crate::cache::embed::{EmbedError, Embedder, Remote};
 use crate::cache::semantic::{dot, Salient};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -102,11 +102,25 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<()> {
         )),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let embed_all = |texts: Vec<&str>| -> anyhow::Result<Vec<Vec<f32>>> {
+    // A text the model cannot take whole (over its length) is not looked up, as in the cache: its
+    // pair never hits.
+    let embed_all = |texts: Vec<&str>| -> anyhow::Result<Vec<Option<Vec<f32>>>> {
         rt.block_on(async {
             let mut out = Vec::with_capacity(texts.len());
             for (i, chunk) in texts.chunks(64).enumerate() {
-                out.extend(embedder.embed(chunk).await?);
+                match embedder.embed(chunk).await {
+                    Ok(v) => out.extend(v.into_iter().map(Some)),
+                    Err(EmbedError::TooLong { .. }) => {
+                        for t in chunk {
+                            match embedder.embed(&[t]).await {
+                                Ok(mut v) => out.push(v.pop()),
+                                Err(EmbedError::TooLong { .. }) => out.push(None),
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 if i % 50 == 0 {
                     eprint!("\rembedded {}/{}", out.len(), texts.len());
                 }
@@ -117,7 +131,14 @@ pub fn run(cmd: CacheCommand) -> anyhow::Result<()> {
     };
     let a = embed_all(ps.iter().map(|p| p.text_a.as_str()).collect())?;
     let b = embed_all(ps.iter().map(|p| p.text_b.as_str()).collect())?;
-    let sim: Vec<f32> = a.iter().zip(&b).map(|(x, y)| dot(x, y)).collect();
+    let sim: Vec<f32> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| match (x, y) {
+            (Some(x), Some(y)) => dot(x, y),
+            _ => f32::NEG_INFINITY,
+        })
+        .collect();
     let same_words: Vec<bool> = ps.iter().map(|p| Salient::of(&p.text_a).agrees(&Salient::of(&p.text_b))).collect();
     let label: Vec<bool> = ps.iter().map(|p| p.label == 1).collect();
     let positives = label.iter().filter(|&&l| l).count();

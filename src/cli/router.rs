@@ -2,7 +2,7 @@
 //! RouteLLM's public routing sets.
 
 use crate::routing::data::{self, Selection, Split};
-use crate::routing::eval::{evaluate, Report};
+use crate::routing::eval::{choose_threshold, evaluate, operating_point, Report};
 use crate::routing::model::{RouterModel, TrainParams};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -111,15 +111,27 @@ pub fn router(cmd: RouterCommand) -> anyhow::Result<()> {
             let m = RouterModel::load(&model)?;
             let files = data::csv_files(&paths)?;
             let rows = data::load(&files, &select.weak, &select.strong, &select.selection(Split::Test))?;
-            let mut by_bench: BTreeMap<String, Vec<data::Row>> = BTreeMap::new();
-            for r in rows {
-                by_bench.entry(r.benchmark.clone()).or_default().push(r);
-            }
-            let reports: Vec<Report> = by_bench
+            // The operating point's cut-off is chosen per benchmark on the other split's prompts.
+            let other = if select.split == Some(Split::Train) { Split::Test } else { Split::Train };
+            let choose_on = data::load(&files, &select.weak, &select.strong, &select.selection(other))?;
+            let by_bench = |rows: Vec<data::Row>| {
+                let mut by: BTreeMap<String, Vec<data::Row>> = BTreeMap::new();
+                for r in rows {
+                    by.entry(r.benchmark.clone()).or_default().push(r);
+                }
+                by
+            };
+            let choose_on = by_bench(choose_on);
+            let reports: Vec<Report> = by_bench(rows)
                 .iter()
                 .map(|(b, rows)| {
                     let scores: Vec<f64> = rows.iter().map(|r| m.p_weak_as_good(&r.text)).collect();
-                    evaluate(b, rows, &scores)
+                    let mut report = evaluate(b, rows, &scores);
+                    report.operating_point = choose_on.get(b).filter(|c| !c.is_empty()).map(|c| {
+                        let s: Vec<f64> = c.iter().map(|r| m.p_weak_as_good(&r.text)).collect();
+                        operating_point(rows, &scores, choose_threshold(c, &s))
+                    });
+                    report
                 })
                 .collect();
             println!("benchmark  prompts  weak acc  strong acc  AUC    saved at 95% quality: router  random  oracle");
@@ -135,6 +147,22 @@ pub fn router(cmd: RouterCommand) -> anyhow::Result<()> {
                     r.saved_at_95_random * 100.0,
                     r.saved_at_95_oracle * 100.0
                 );
+            }
+            println!("cut-off chosen for 95% of strong quality on the other split's prompts, applied here:");
+            for r in &reports {
+                if let Some(op) = &r.operating_point {
+                    println!(
+                        "{:<10} estimate <= {:.4} goes strong: quality {:.1}% of strong [{:.1}, {:.1}], strong calls saved {:.1}% [{:.1}, {:.1}]",
+                        r.benchmark,
+                        op.threshold,
+                        op.quality_share * 100.0,
+                        op.quality_ci.0 * 100.0,
+                        op.quality_ci.1 * 100.0,
+                        op.saved * 100.0,
+                        op.saved_ci.0 * 100.0,
+                        op.saved_ci.1 * 100.0
+                    );
+                }
             }
             if let Some(p) = json {
                 std::fs::write(&p, serde_json::to_string_pretty(&reports)?)?;

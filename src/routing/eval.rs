@@ -30,6 +30,74 @@ pub struct Report {
     pub auc: f64,
     /// The router's quality curve, every 5% of strong calls.
     pub curve: Vec<Point>,
+    /// What a cut-off chosen on the training prompts gives here (`saved_at_95_router` reads the
+    /// cut-off off these prompts' own labels; this does not).
+    pub operating_point: Option<OperatingPoint>,
+}
+
+/// A cut-off on the router's estimate chosen on training prompts, applied to held-out ones.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatingPoint {
+    /// Prompts whose estimate is at most this go to the strong model.
+    pub threshold: f64,
+    /// Right answers served as a share of the strong model's, and the share of strong calls
+    /// saved, on the held-out prompts, each with its 95% bootstrap interval (1,000 resamples).
+    pub quality_share: f64,
+    pub quality_ci: (f64, f64),
+    pub saved: f64,
+    pub saved_ci: (f64, f64),
+}
+
+/// The least cut-off on `scores` at which `rows` keep [`TARGET`] of the strong model's quality
+/// (negative infinity: the cheaper model alone keeps it; infinity: only all-strong does).
+pub fn choose_threshold(rows: &[Row], scores: &[f64]) -> f64 {
+    let target = TARGET * rows.iter().filter(|r| r.strong).count() as f64;
+    let mut right = rows.iter().filter(|r| r.weak).count() as f64;
+    if right >= target {
+        return f64::NEG_INFINITY;
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    for i in order {
+        right += f64::from(u8::from(rows[i].strong)) - f64::from(u8::from(rows[i].weak));
+        if right >= target {
+            return scores[i];
+        }
+    }
+    f64::INFINITY
+}
+
+/// Quality share and strong calls saved when prompts at or below `threshold` go to the strong
+/// model, over the prompts `idx` of `rows`.
+fn at_threshold(rows: &[Row], scores: &[f64], idx: &[usize], threshold: f64) -> (f64, f64) {
+    let (mut right, mut strong_right, mut routed) = (0usize, 0usize, 0usize);
+    for &i in idx {
+        let to_strong = scores[i] <= threshold;
+        routed += usize::from(to_strong);
+        right += usize::from(if to_strong { rows[i].strong } else { rows[i].weak });
+        strong_right += usize::from(rows[i].strong);
+    }
+    (right as f64 / strong_right.max(1) as f64, 1.0 - routed as f64 / idx.len().max(1) as f64)
+}
+
+/// The held-out figures of a cut-off chosen elsewhere, with bootstrap intervals.
+pub fn operating_point(rows: &[Row], scores: &[f64], threshold: f64) -> OperatingPoint {
+    use rand::{Rng, SeedableRng};
+    let all: Vec<usize> = (0..rows.len()).collect();
+    let (quality_share, saved) = at_threshold(rows, scores, &all, threshold);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let (mut qs, mut ss) = (Vec::with_capacity(1000), Vec::with_capacity(1000));
+    for _ in 0..1000 {
+        let sample: Vec<usize> = (0..rows.len()).map(|_| rng.random_range(0..rows.len().max(1))).collect();
+        let (q, s) = at_threshold(rows, scores, &sample, threshold);
+        qs.push(q);
+        ss.push(s);
+    }
+    let ci = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[25], v[974])
+    };
+    OperatingPoint { threshold, quality_share, quality_ci: ci(qs), saved, saved_ci: ci(ss) }
 }
 
 /// Routes prompts in increasing order of `scores` (the router's confidence in the cheaper model)
@@ -78,6 +146,7 @@ pub fn evaluate(benchmark: &str, rows: &[Row], scores: &[f64]) -> Report {
         saved_at_95_oracle: 1.0 - share_needed(&oracle, target),
         auc: auc(rows, scores),
         curve,
+        operating_point: None,
     }
 }
 
@@ -132,5 +201,24 @@ mod tests {
         let w = evaluate("t", &rows, &worst);
         assert!(w.saved_at_95_router < 0.05 && w.auc < 0.01);
         assert_eq!(w.curve.len(), 21);
+    }
+
+    #[test]
+    fn a_cut_off_chosen_on_one_set_is_measured_on_another() {
+        let mut rows = vec![row(true, true); 6];
+        rows.extend([row(false, true), row(false, true), row(false, false), row(false, false)]);
+        let perfect: Vec<f64> = rows.iter().map(|r| if r.strong && !r.weak { 0.0 } else { 1.0 }).collect();
+        // Both strong-only prompts must go strong: the cut-off is their estimate.
+        assert_eq!(choose_threshold(&rows, &perfect), 0.0);
+        let op = operating_point(&rows, &perfect, 0.0);
+        assert!((op.quality_share - 1.0).abs() < 1e-9 && (op.saved - 0.8).abs() < 1e-9);
+        assert!(op.saved_ci.0 <= 0.8 && 0.8 <= op.saved_ci.1);
+        // The same cut-off on prompts the router ranks backwards keeps only the cheaper model's
+        // answers (75% of the strong quality) and saves every call but the two it sends.
+        let backwards: Vec<f64> = perfect.iter().map(|s| 1.0 - s).collect();
+        let op = operating_point(&rows, &backwards, 0.0);
+        assert!((op.quality_share - 0.75).abs() < 1e-9 && (op.saved - 0.2).abs() < 1e-9);
+        // When the cheaper model alone keeps 95%, nothing goes strong.
+        assert_eq!(choose_threshold(&vec![row(true, true); 4], &[0.5; 4]), f64::NEG_INFINITY);
     }
 }
