@@ -7,19 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
-pub enum EmbedError {
-    #[error("embeddings request failed: {0}")]
-    Transport(#[from] reqwest::Error),
-    #[error("embeddings server answered {status}: {body}")]
-    Status { status: u16, body: String },
-    #[error("embeddings response: {0}")]
-    Shape(String),
-    #[error("in-process embeddings model: {0}")]
-    Local(String),
-    #[error("text of {tokens} tokens is longer than the embeddings model's {limit}")]
-    TooLong { tokens: usize, limit: usize },
-}
+pub use super::error::EmbedError;
 
 /// An embeddings model: in process, or behind an HTTP endpoint.
 #[derive(Clone)]

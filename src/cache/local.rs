@@ -4,7 +4,7 @@
 //! sentence-transformers does. One worker thread owns the model; texts asked for while it is busy
 //! are embedded together in the next batch.
 
-use super::embed::EmbedError;
+use super::error::EmbedError;
 use super::semantic::normalised;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;

@@ -9,6 +9,7 @@
 
 pub mod embed;
 pub mod entry;
+pub mod error;
 pub mod key;
 pub mod local;
 pub mod semantic;
