@@ -107,15 +107,25 @@ async fn flex_yields_priority_leads_and_both_are_charged_their_tiers() {
         }
     }
 
-    // The load has drained: capacity is free again and flex is served again.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let r = chat(&gw.base, &key, "flex").await;
-    assert_eq!(r.status(), 200, "{:?}", r.headers());
+    // The load drains and the price falls back (downward corrections are damped, so this takes
+    // a few seconds): flex is served again. Each refused try is a ledger row too.
+    let mut tries = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let r = chat(&gw.base, &key, "flex").await;
+        tries += 1;
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 429, "{:?}", r.headers());
+        assert!(std::time::Instant::now() < deadline, "flex still refused 30 s after the burst: {:?}", r.headers());
+    }
 
     // Each answer is charged its own tier's prices (flex a tenth and priority twenty times what
     // the default tier pays).
     let ledger = gw.stop_and_ledger().await;
-    assert_eq!(ledger.len(), results.len() + 3, "one ledger row per request");
+    assert_eq!(ledger.len(), results.len() + 2 + tries, "one ledger row per request");
     let at = |price_in: f64| {
         move |l: &tollgate::metering::LedgerRow| {
             let paid =
