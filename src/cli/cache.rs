@@ -3,7 +3,7 @@
 
 use crate::cache::embed::{EmbedError, Embedder, Remote};
 use crate::cache::semantic::{dot, Salient};
-use rand::{Rng, SeedableRng};
+use crate::routing::eval::bootstrap95;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -238,23 +238,15 @@ fn operating_point(
     let Some(t) = threshold else {
         return OperatingPoint { rule, threshold, held_out: None, precision_ci: None, recall_ci: None };
     };
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let (mut ps, mut rs) = (Vec::with_capacity(1000), Vec::with_capacity(1000));
-    for _ in 0..1000 {
-        let sample: Vec<usize> = (0..report.len()).map(|_| report[rng.random_range(0..report.len())]).collect();
-        let r = row(&sample, label, hit, t);
-        ps.push(r.precision);
-        rs.push(r.recall);
-    }
-    let ci = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (v[25], v[974])
-    };
+    let (precision_ci, recall_ci) = bootstrap95(report, 7, |sample| {
+        let r = row(sample, label, hit, t);
+        (r.precision, r.recall)
+    });
     OperatingPoint {
         rule,
         threshold,
         held_out: Some(row(report, label, hit, t)),
-        precision_ci: Some(ci(ps)),
-        recall_ci: Some(ci(rs)),
+        precision_ci: Some(precision_ci),
+        recall_ci: Some(recall_ci),
     }
 }

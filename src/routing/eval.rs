@@ -82,22 +82,28 @@ fn at_threshold(rows: &[Row], scores: &[f64], idx: &[usize], threshold: f64) -> 
 
 /// The held-out figures of a cut-off chosen elsewhere, with bootstrap intervals.
 pub fn operating_point(rows: &[Row], scores: &[f64], threshold: f64) -> OperatingPoint {
-    use rand::{Rng, SeedableRng};
     let all: Vec<usize> = (0..rows.len()).collect();
     let (quality_share, saved) = at_threshold(rows, scores, &all, threshold);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-    let (mut qs, mut ss) = (Vec::with_capacity(1000), Vec::with_capacity(1000));
+    let (quality_ci, saved_ci) = bootstrap95(&all, 11, |sample| at_threshold(rows, scores, sample, threshold));
+    OperatingPoint { threshold, quality_share, quality_ci, saved, saved_ci }
+}
+
+/// 95% intervals of two statistics of `idx`, from 1,000 resamples of it with replacement (seeded).
+pub fn bootstrap95(idx: &[usize], seed: u64, stat: impl Fn(&[usize]) -> (f64, f64)) -> ((f64, f64), (f64, f64)) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (mut a, mut b) = (Vec::with_capacity(1000), Vec::with_capacity(1000));
     for _ in 0..1000 {
-        let sample: Vec<usize> = (0..rows.len()).map(|_| rng.random_range(0..rows.len().max(1))).collect();
-        let (q, s) = at_threshold(rows, scores, &sample, threshold);
-        qs.push(q);
-        ss.push(s);
+        let sample: Vec<usize> = (0..idx.len()).map(|_| idx[rng.random_range(0..idx.len().max(1))]).collect();
+        let (x, y) = stat(&sample);
+        a.push(x);
+        b.push(y);
     }
-    let ci = |mut v: Vec<f64>| {
+    let interval = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         (v[25], v[974])
     };
-    OperatingPoint { threshold, quality_share, quality_ci: ci(qs), saved, saved_ci: ci(ss) }
+    (interval(a), interval(b))
 }
 
 /// Routes prompts in increasing order of `scores` (the router's confidence in the cheaper model)
