@@ -115,6 +115,23 @@ fn messages_translation(c: &mut Criterion) {
     c.bench_function("Responses request translation, short prompt", |b| {
         b.iter(|| tollgate::api::responses::request::to_chat(black_box(&req)).unwrap())
     });
+    // The other way, for an Anthropic upstream: a chat request out, a text delta back as chat.
+    let up = br#"event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" hello"}}
+
+"#;
+    let mut m = tollgate::api::anthropic::upstream_stream::FromMessages::new();
+    m.push(up);
+    c.bench_function("Anthropic upstream stream to chat, per chunk (one text delta)", |b| {
+        b.iter(|| m.push(black_box(up)))
+    });
+    let req: serde_json::Value = serde_json::from_str(
+        r#"{"model":"m","max_tokens":256,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the opportunity cost of serving this request in one sentence, please."}]}"#,
+    )
+    .unwrap();
+    c.bench_function("chat request to an Anthropic upstream, short prompt", |b| {
+        b.iter(|| tollgate::api::anthropic::upstream::request(black_box(&req)).unwrap())
+    });
 }
 
 /// Counting a short chat prompt's tokens (cl100k_base), as admission does for every request.

@@ -82,6 +82,36 @@ pub fn responses_stream(data: &[u8]) {
     }
 }
 
+/// An Anthropic upstream's bytes: cut where the input says (the first byte: the piece length)
+/// and read back as chat (the same chat stream wherever the bytes are cut, every event readable
+/// by the gateway's own chat reader, nothing after `[DONE]`); the same bytes as a whole answer
+/// always read back as a chat completion, and as a chat request either refused or a Messages
+/// request with turns and a `max_tokens`.
+pub fn anthropic_upstream(data: &[u8]) {
+    use crate::api::anthropic::{upstream, upstream_stream::FromMessages};
+    use crate::api::chat_stream::{ChatEvent, ChatEvents};
+    let Some((&step, body)) = data.split_first() else { return };
+    let whole = FromMessages::new().push(body);
+    let mut t = FromMessages::new();
+    let mut cut = Vec::new();
+    for piece in body.chunks(usize::from(step).max(1)) {
+        cut.extend(t.push(piece));
+    }
+    assert_eq!(cut, whole, "the translation depends on where the stream was cut");
+    let events = ChatEvents::default().push(&whole);
+    if let Some(end) = events.iter().position(|e| *e == ChatEvent::Done) {
+        assert_eq!(end + 1, events.len(), "events after [DONE]");
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let c = upstream::answer(&v);
+        assert_eq!(c["object"], "chat.completion");
+        assert!(c["choices"][0]["finish_reason"].is_string());
+        if let Ok(m) = upstream::request(&v) {
+            assert!(m["messages"].is_array() && m["max_tokens"].is_u64(), "{m}");
+        }
+    }
+}
+
 /// Feeds `body` to a fresh translator whole and to `t` in pieces of `step` bytes; the output must
 /// be the same, and every event a named event whose data is JSON with a `type`. Returns the
 /// events' data.

@@ -45,3 +45,9 @@ fn messages_translation_over_the_sse_corpus() {
 fn responses_translation_over_the_sse_corpus() {
     replay("sse", tollgate::fuzzing::responses_stream);
 }
+
+/// An Anthropic upstream's stream, whole answer and the chat request sent to it.
+#[test]
+fn anthropic_upstream_corpus() {
+    replay("anthropic_upstream", tollgate::fuzzing::anthropic_upstream);
+}

@@ -4,9 +4,10 @@
 //! A 429 lowers the backend's share ([`crate::backends::Backend::slow_down`]); a 4xx passes
 //! through as the upstream said it.
 
-use super::ApiError;
+use super::{anthropic, ApiError};
 use crate::backends::upstream::{self, Opened, UpstreamError};
 use crate::backends::{Lease, Pool, Report};
+use crate::config::BackendKind;
 use crate::metering::Meter;
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -40,14 +41,34 @@ pub async fn send(
     while let Some(lease) = pool.place(&tried, hashes) {
         let backend = lease.backend.clone();
         meter.attempt(&pool.upstream_model, &backend.name, backend.cost_rates());
-        match upstream::open(&backend, path, body.clone(), request_id).await {
+        let (upath, ubody) = match backend.cfg.kind {
+            BackendKind::Openai => (path, body.clone()),
+            BackendKind::Anthropic => match to_messages(path, &body) {
+                Ok(b) => ("/v1/messages", b),
+                Err(message) => {
+                    // Another backend of the pool may carry it.
+                    tried.push(backend.name.clone());
+                    last_err = Some(ApiError::InvalidBody { message, param: None });
+                    continue;
+                }
+            },
+        };
+        match upstream::open(&backend, upath, ubody, request_id).await {
             Err(UpstreamError::Transport(e)) if !retried_same.contains(&backend.name) => {
                 tracing::debug!(backend = %backend.name, error = %e, "transport error; retrying on the same backend");
                 retried_same.push(backend.name.clone());
                 drop(lease);
                 continue;
             }
-            Ok(opened) if opened.status.is_success() => return Ok(Sent { opened, lease }),
+            Ok(opened) if opened.status.is_success() => {
+                let opened = match backend.cfg.kind {
+                    BackendKind::Openai => opened,
+                    BackendKind::Anthropic => {
+                        from_messages(opened, Duration::from_millis(backend.cfg.idle_timeout_ms)).await
+                    }
+                };
+                return Ok(Sent { opened, lease });
+            }
             Ok(opened) => {
                 tried.push(backend.name.clone());
                 let status = opened.status;
@@ -81,6 +102,49 @@ pub async fn send(
     }
     Err(last_err.unwrap_or_else(|| ApiError::NoBackend(pool.model.clone())))
 }
+
+/// A chat request's body for an Anthropic Messages upstream; `Err` says what it cannot carry.
+fn to_messages(path: &str, body: &Bytes) -> Result<Bytes, String> {
+    if path != "/v1/chat/completions" {
+        return Err(format!("{path} is not served by an Anthropic upstream"));
+    }
+    let chat: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let m = anthropic::upstream::request(&chat)?;
+    Ok(Bytes::from(m.to_string()))
+}
+
+/// An Anthropic upstream's answer read as chat: a stream event by event, a whole answer once
+/// read (within `idle` per chunk, up to the relay's limit).
+async fn from_messages(opened: Opened, idle: Duration) -> Opened {
+    let streaming = opened.content_type.as_deref().is_some_and(|c| c.starts_with("text/event-stream"));
+    if streaming {
+        let Opened { status, content_type, retry_after_s, first, rest } = opened;
+        let chunks = futures::stream::iter(first.map(Ok)).chain(rest);
+        let rest = chunks
+            .scan(anthropic::upstream_stream::FromMessages::new(), |t, chunk| {
+                futures::future::ready(Some(chunk.map(|b| Bytes::from(t.push(&b)))))
+            })
+            .boxed();
+        return Opened { status, content_type, retry_after_s, first: None, rest };
+    }
+    let (status, retry_after_s) = (opened.status, opened.retry_after_s);
+    let body = collect(opened, idle, MAX_WHOLE_ANSWER).await;
+    let chat = match serde_json::from_slice::<Value>(&body) {
+        Ok(msg) => Bytes::from(anthropic::upstream::answer(&msg).to_string()),
+        // Not a Messages answer: passed on as it came, for the relay to judge.
+        Err(_) => body,
+    };
+    Opened {
+        status,
+        content_type: Some("application/json".into()),
+        retry_after_s,
+        first: Some(chat),
+        rest: futures::stream::empty().boxed(),
+    }
+}
+
+/// Largest whole Anthropic answer read for translation.
+const MAX_WHOLE_ANSWER: usize = 64 * 1024 * 1024;
 
 pub(super) fn passthrough_error(status: StatusCode, retry_after_s: Option<u64>, body: Bytes) -> ApiError {
     let message = serde_json::from_slice::<Value>(&body)

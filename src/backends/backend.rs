@@ -2,7 +2,7 @@
 //! breaker and cool-down, and what a finished attempt reports to it.
 
 use super::circuit::Circuit;
-use crate::config::{BackendConfig, CircuitConfig};
+use crate::config::{BackendConfig, BackendKind, CircuitConfig};
 use crate::metering::Rates;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -33,8 +33,9 @@ pub struct Backend {
     pub base: String,
     /// The OpenAI endpoints' URIs on this backend, parsed once.
     pub(super) endpoints: Vec<(&'static str, axum::http::Uri)>,
-    /// `Authorization` for the upstream's own key (marked sensitive: never logged).
-    pub(super) auth_header: Option<axum::http::HeaderValue>,
+    /// The header carrying the upstream's own key (`Authorization: Bearer`, or Anthropic's
+    /// `x-api-key`), marked sensitive: never logged.
+    pub(super) auth_header: Option<(axum::http::HeaderName, axum::http::HeaderValue)>,
     /// The upstream's own key, from the environment; never the client's.
     pub(super) api_key: Option<String>,
     pub cfg: BackendConfig,
@@ -81,10 +82,14 @@ impl Backend {
             .map_err(|e| BackendError::Url { backend: cfg.name.clone(), message: e.to_string() })?;
         let auth_header = match &api_key {
             Some(k) => {
-                let mut v = axum::http::HeaderValue::from_str(&format!("Bearer {k}"))
+                let (name, value) = match cfg.kind {
+                    BackendKind::Openai => (axum::http::header::AUTHORIZATION, format!("Bearer {k}")),
+                    BackendKind::Anthropic => (axum::http::HeaderName::from_static("x-api-key"), k.clone()),
+                };
+                let mut v = axum::http::HeaderValue::from_str(&value)
                     .map_err(|_| BackendError::KeyInvalid { backend: cfg.name.clone() })?;
                 v.set_sensitive(true);
-                Some(v)
+                Some((name, v))
             }
             None => None,
         };
@@ -114,8 +119,8 @@ impl Backend {
         }
     }
 
-    /// The `Authorization` header carrying the upstream's own key, if it has one.
-    pub fn auth_header(&self) -> Option<&axum::http::HeaderValue> {
+    /// The header carrying the upstream's own key, if it has one.
+    pub fn auth_header(&self) -> Option<&(axum::http::HeaderName, axum::http::HeaderValue)> {
         self.auth_header.as_ref()
     }
 

@@ -22,8 +22,8 @@ pub fn spawn_health_checks(backends: &[Arc<Backend>], cfg: &HealthConfig) -> Vec
                     tick.tick().await;
                     let url = format!("{}{}", b.base, b.cfg.health_path);
                     let mut req = b.client.get(&url).timeout(timeout);
-                    if let Some(k) = b.api_key() {
-                        req = req.bearer_auth(k);
+                    if let Some((name, value)) = b.auth_header() {
+                        req = req.header(name, value);
                     }
                     let ok = matches!(req.send().await, Ok(r) if r.status().is_success());
                     b.set_healthy(ok);

@@ -4,12 +4,16 @@
 
 use super::backend::Backend;
 use super::client::ClientError;
+use crate::config::BackendKind;
 use axum::http::{header, Request, StatusCode};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use http_body_util::Full;
 use std::time::Duration;
+
+/// The Messages API version sent to Anthropic upstreams.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// An upstream body's chunks.
 pub type BodyStream = BoxStream<'static, Result<Bytes, hyper::Error>>;
@@ -41,8 +45,11 @@ pub async fn open(backend: &Backend, path: &str, body: Bytes, request_id: &str) 
     let uri = backend.uri(path).map_err(|e| UpstreamError::Transport(format!("{name}: {e}")))?;
     let mut req =
         Request::post(uri).header(header::CONTENT_TYPE, "application/json").header("x-request-id", request_id);
-    if let Some(auth) = backend.auth_header() {
-        req = req.header(header::AUTHORIZATION, auth.clone());
+    if let Some((name, value)) = backend.auth_header() {
+        req = req.header(name, value.clone());
+    }
+    if backend.cfg.kind == BackendKind::Anthropic {
+        req = req.header("anthropic-version", ANTHROPIC_VERSION);
     }
     let req = req.body(Full::new(body)).map_err(|e| UpstreamError::Transport(format!("{name}: {e}")))?;
     let exchange = async {

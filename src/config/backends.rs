@@ -9,6 +9,9 @@ pub enum BackendKind {
     /// Any server speaking OpenAI's HTTP API (vLLM, SGLang, llama.cpp, TGI, hosted APIs).
     #[default]
     Openai,
+    /// Anthropic's Messages API (`/v1/messages`, the key in `x-api-key`, `anthropic-version`):
+    /// chat requests are translated on the way there and answers on the way back.
+    Anthropic,
 }
 
 #[derive(Debug, Clone, Deserialize)]

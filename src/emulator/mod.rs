@@ -2,9 +2,11 @@
 //! time ([`runtime`]) behind an OpenAI-compatible server ([`server`]), for demos, tests and
 //! benchmarks on machines without GPUs.
 
+pub mod config;
 pub mod engine;
 pub mod fault_http;
 pub mod faults;
+mod messages;
 pub mod metrics;
 pub mod runtime;
 pub mod server;

@@ -5,7 +5,7 @@
 
 use super::engine::Submission;
 use super::fault_http::{before_response, reset_connection, whole_response, MALFORMED_EVENT};
-use super::faults::{self, Fault, FaultPlan, Stage};
+use super::faults::{self, Fault, Stage};
 use super::metrics::Metrics;
 use super::runtime::{Delivery, Fleet, Ticket};
 use super::text;
@@ -14,7 +14,6 @@ use crate::api::openai::{
     ResponseMeta, Usage,
 };
 use crate::api::{parse_body as parse, tokens, ApiError};
-use crate::capacity::Profile;
 use crate::serve::http::ConnReset;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -32,19 +31,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Settings of one emulator server.
-#[derive(Debug, Clone)]
-pub struct EmulatorConfig {
-    pub profile: Profile,
-    /// Model name served (defaults to the profile's model).
-    pub model_name: String,
-    pub replicas: usize,
-    pub seed: u64,
-    /// Emulated seconds per wall-clock second.
-    pub time_scale: f64,
-    /// Faults drawn at random (none by default).
-    pub faults: FaultPlan,
-}
+pub use super::config::EmulatorConfig;
 
 pub struct Emulator {
     cfg: EmulatorConfig,
@@ -68,6 +55,7 @@ impl Emulator {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/v1/chat/completions", post(chat))
+            .route("/v1/messages", post(messages).layer(axum::middleware::from_fn(crate::api::anthropic::adapt)))
             .route("/v1/completions", post(completions))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(models))
@@ -382,6 +370,16 @@ async fn chat(
     }
     let prompt = tokens::chat_prompt_tokens(&req.messages);
     emu.generate(Endpoint::Chat, gen, prompt, Call { headers, reset: reset.map(|e| e.0) }).await
+}
+
+/// Anthropic's Messages API: the request served as chat, the answer translated by the layer.
+async fn messages(
+    s: State<Arc<Emulator>>,
+    r: Option<Extension<ConnReset>>,
+    h: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    chat(s, r, h, Ok(super::messages::as_chat(b)?)).await
 }
 
 async fn completions(

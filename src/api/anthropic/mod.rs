@@ -12,6 +12,8 @@
 pub mod request;
 pub mod response;
 pub mod stream;
+pub mod upstream;
+pub mod upstream_stream;
 
 use super::gateway::Gateway;
 use super::openai::ChatMessage;

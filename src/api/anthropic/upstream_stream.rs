@@ -1,0 +1,228 @@
+//! An Anthropic Messages upstream's stream read back as OpenAI chat chunks, incrementally and
+//! whatever the cuts between chunks, so that the relay, its tally and every ingress's own
+//! translation see the chat stream they see from any other backend. Pure: bytes in, bytes out.
+//!
+//! `message_start` becomes the first chunk (the assistant role); `text_delta` a content delta;
+//! a `tool_use` block's start a tool call (its id and name) and each `input_json_delta` a piece
+//! of its arguments; `message_delta` the finish reason; `message_stop` the usage chunk (input from
+//! `message_start`, output from `message_delta`; cache reads and writes apart) then `[DONE]`; an
+//! `error` event an OpenAI-style error event then `[DONE]`. Thinking blocks and pings are dropped.
+
+use super::upstream::{chat_id, chat_usage, finish_reason};
+use crate::api::sse::SseSplitter;
+use serde_json::{json, Value};
+
+/// Translates one response's stream.
+#[derive(Debug, Default)]
+pub struct FromMessages {
+    sse: SseSplitter,
+    id: String,
+    model: Value,
+    /// Anthropic's usage so far (from `message_start`, updated by `message_delta`).
+    usage: Value,
+    /// For each content block index: the chat tool call index, if it is a `tool_use` block.
+    tool_of_block: Vec<(u64, u64)>,
+    tools: u64,
+    done: bool,
+}
+
+impl FromMessages {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the stream has ended (`[DONE]` written).
+    pub fn finished(&self) -> bool {
+        self.done
+    }
+
+    /// Feeds bytes of the upstream's stream; returns the chat events they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in self.sse.push(bytes) {
+            if self.done {
+                break;
+            }
+            let Ok(v) = serde_json::from_str::<Value>(e.data()) else { continue };
+            self.event(&v, &mut out);
+        }
+        out
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>, out: &mut Vec<u8>) {
+        let c = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        data(out, &c);
+    }
+
+    fn event(&mut self, v: &Value, out: &mut Vec<u8>) {
+        match v.get("type").and_then(Value::as_str) {
+            Some("message_start") => {
+                let m = &v["message"];
+                self.id = chat_id(m.get("id").and_then(Value::as_str));
+                self.model = m.get("model").cloned().unwrap_or_default();
+                self.usage = m.get("usage").cloned().unwrap_or_else(|| json!({}));
+                self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+            }
+            Some("content_block_start") => {
+                let b = &v["content_block"];
+                if b.get("type").and_then(Value::as_str) == Some("tool_use") {
+                    let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    let call = self.tools;
+                    self.tools += 1;
+                    self.tool_of_block.push((index, call));
+                    let delta = json!({"tool_calls": [{
+                        "index": call, "id": b.get("id").cloned().unwrap_or_default(), "type": "function",
+                        "function": {"name": b.get("name").cloned().unwrap_or_default(), "arguments": ""},
+                    }]});
+                    self.chunk(delta, None, out);
+                }
+            }
+            Some("content_block_delta") => {
+                let d = &v["delta"];
+                match d.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        let text = d.get("text").and_then(Value::as_str).unwrap_or("");
+                        if !text.is_empty() {
+                            self.chunk(json!({"content": text}), None, out);
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        let piece = d.get("partial_json").and_then(Value::as_str).unwrap_or("");
+                        if let (Some(&(_, call)), false) =
+                            (self.tool_of_block.iter().find(|(b, _)| *b == index), piece.is_empty())
+                        {
+                            self.chunk(
+                                json!({"tool_calls": [{"index": call, "function": {"arguments": piece}}]}),
+                                None,
+                                out,
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some("message_delta") => {
+                if let Some(u) = v.get("usage").and_then(Value::as_object) {
+                    for (k, x) in u {
+                        self.usage[k] = x.clone();
+                    }
+                }
+                let stop = v.pointer("/delta/stop_reason").and_then(Value::as_str);
+                let mut c = json!({
+                    "id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason(stop)}],
+                });
+                if let Some(s) = v.pointer("/delta/stop_sequence").and_then(Value::as_str) {
+                    c["choices"][0]["stop_reason"] = Value::String(s.to_string());
+                }
+                data(out, &c);
+            }
+            Some("message_stop") => {
+                let c = json!({
+                    "id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                    "choices": [], "usage": chat_usage(&self.usage),
+                });
+                data(out, &c);
+                self.finish(out);
+            }
+            Some("error") => {
+                let e = &v["error"];
+                let kind = match e.get("type").and_then(Value::as_str) {
+                    Some("rate_limit_error") => "rate_limit_error",
+                    _ => "server_error",
+                };
+                let message = e.get("message").and_then(Value::as_str).unwrap_or("upstream error");
+                data(out, &json!({"error": {"message": message, "type": kind}}));
+                self.finish(out);
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        self.done = true;
+    }
+}
+
+fn data(out: &mut Vec<u8>, v: &Value) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::chat_stream::{ChatEvent, ChatEvents};
+
+    /// A Messages stream with text, a tool call in two pieces, cache tokens, then the end.
+    pub const MESSAGES: &str = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"usage\":{\"input_tokens\":9,\"output_tokens\":1,\"cache_read_input_tokens\":4}}}\n\n",
+        "event: ping\ndata: {\"type\":\"ping\"}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"lo\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"weather\",\"input\":{}}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"city\\\":\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"Paris\\\"}\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":12}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    fn chunks(out: &[u8]) -> (Vec<Value>, bool) {
+        let mut r = ChatEvents::default();
+        let ev = r.push(out);
+        let done = ev.last() == Some(&ChatEvent::Done);
+        (ev.into_iter().filter_map(|e| if let ChatEvent::Chunk(v) = e { Some(v) } else { None }).collect(), done)
+    }
+
+    #[test]
+    fn a_messages_stream_reads_as_a_chat_stream_wherever_it_is_cut() {
+        let whole = {
+            let mut t = FromMessages::new();
+            t.push(MESSAGES.as_bytes())
+        };
+        let (c, done) = chunks(&whole);
+        assert!(done);
+        assert_eq!(c[0]["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(c[0]["id"], "chatcmpl-1");
+        let text: String =
+            c.iter().filter_map(|v| v.pointer("/choices/0/delta/content").and_then(Value::as_str)).collect();
+        assert_eq!(text, "Hello");
+        let args: String = c
+            .iter()
+            .filter_map(|v| v.pointer("/choices/0/delta/tool_calls/0/function/arguments").and_then(Value::as_str))
+            .collect();
+        assert_eq!(args, "{\"city\":\"Paris\"}");
+        let start = c.iter().find(|v| v.pointer("/choices/0/delta/tool_calls/0/id").is_some()).unwrap();
+        assert_eq!(start["choices"][0]["delta"]["tool_calls"][0]["function"]["name"], "weather");
+        let finish = c.iter().find_map(|v| v.pointer("/choices/0/finish_reason").and_then(Value::as_str));
+        assert_eq!(finish, Some("tool_calls"));
+        let usage = &c.last().unwrap()["usage"];
+        assert_eq!((usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()), (Some(13), Some(12)));
+        assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 4);
+        // Cut anywhere: the same chat stream.
+        for cut in [1, 7, 50, 333, MESSAGES.len() - 3] {
+            let mut t = FromMessages::new();
+            let mut out = t.push(&MESSAGES.as_bytes()[..cut]);
+            out.extend(t.push(&MESSAGES.as_bytes()[cut..]));
+            assert_eq!(out, whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn an_error_event_ends_the_stream_as_an_openai_error() {
+        let mut t = FromMessages::new();
+        let out = t.push(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        let ev = ChatEvents::default().push(&out);
+        assert_eq!(ev, vec![ChatEvent::Error { status: 502, message: "Overloaded".into() }, ChatEvent::Done]);
+        assert!(t.finished());
+    }
+}
