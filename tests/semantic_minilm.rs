@@ -67,6 +67,18 @@ async fn in_process_vectors_match_llama_cpp() {
     for (i, v) in futures::future::join_all(calls).await.into_iter().enumerate() {
         assert!(dot(&v, &a[i]) > 0.9999, "text {i}");
     }
+    // A flood does not queue without bound: past the queue's limit a caller is told at once
+    // (the cache looks it up as a miss), and every caller that was queued gets its own vector.
+    let flood = (0..1000).map(|_| {
+        let local = local.clone();
+        async move { local.embed(&[texts[0]]).await }
+    });
+    let answers = futures::future::join_all(flood).await;
+    let busy = answers.iter().filter(|r| matches!(r, Err(EmbedError::Busy { .. }))).count();
+    let served: Vec<_> = answers.into_iter().filter_map(Result::ok).collect();
+    assert!(busy > 0 && served.len() >= tollgate::cache::local::MAX_QUEUED, "{busy} busy, {} served", served.len());
+    assert_eq!(busy + served.len(), 1000);
+    assert!(served.iter().all(|v| dot(&v[0], &a[0]) > 0.9999));
     // A text past the model's 256 tokens is refused, not truncated.
     let long = "word ".repeat(400);
     assert!(matches!(local.embed(&[&long]).await, Err(EmbedError::TooLong { .. })));

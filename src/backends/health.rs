@@ -20,7 +20,7 @@ pub fn spawn_health_checks(backends: &[Arc<Backend>], cfg: &HealthConfig) -> Vec
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    let url = format!("{}{}", b.base, b.cfg.health_path);
+                    let url = format!("{}{}", b.base, b.cfg.health_path());
                     let mut req = b.client.get(&url).timeout(timeout);
                     if let Some((name, value)) = b.auth_header() {
                         req = req.header(name, value);

@@ -12,4 +12,6 @@ pub enum EmbedError {
     Local(String),
     #[error("text of {tokens} tokens is longer than the embeddings model's {limit}")]
     TooLong { tokens: usize, limit: usize },
+    #[error("the in-process embeddings model has {queued} jobs waiting")]
+    Busy { queued: usize },
 }

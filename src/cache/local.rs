@@ -20,6 +20,10 @@ pub const MAX_TOKENS: usize = 256;
 /// Most texts embedded in one batch (on a 2-core Xeon: 8.8 ms per text alone, 4.7 ms in a
 /// batch of 16, 4.5 ms in 32).
 const MAX_BATCH: usize = 16;
+/// Jobs that may wait for the model (about a quarter of a second of work on one core): a cache
+/// lookup is worth a few milliseconds, so past this a lookup is a miss at once
+/// ([`EmbedError::Busy`]) rather than a queue that grows without bound under a flood.
+pub const MAX_QUEUED: usize = 64;
 
 /// A loaded model and its tokenizer.
 pub struct LocalModel {
@@ -103,14 +107,14 @@ struct Job {
 
 /// The model on its own thread, batching what is asked of it meanwhile.
 pub struct LocalEmbedder {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::SyncSender<Job>,
 }
 
 impl LocalEmbedder {
     /// Loads the model in `dir` and starts its thread.
     pub fn start(dir: &Path) -> Result<Self, EmbedError> {
         let model = LocalModel::load(dir)?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::sync_channel::<Job>(MAX_QUEUED);
         std::thread::Builder::new()
             .name("tollgate-embed".into())
             .spawn(move || serve(&model, &rx))
@@ -122,7 +126,10 @@ impl LocalEmbedder {
     pub async fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let (reply, rx) = oneshot::channel();
         let texts = texts.iter().map(|t| t.to_string()).collect();
-        self.tx.send(Job { texts, reply }).map_err(|_| model_err("the embeddings thread stopped"))?;
+        self.tx.try_send(Job { texts, reply }).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => EmbedError::Busy { queued: MAX_QUEUED },
+            mpsc::TrySendError::Disconnected(_) => model_err("the embeddings thread stopped"),
+        })?;
         rx.await.map_err(|_| model_err("the embeddings thread stopped"))?
     }
 }

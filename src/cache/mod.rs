@@ -151,6 +151,7 @@ impl ResponseCache {
                         }
                         probe.semantic = Some((scope, vector, words));
                     }
+                    Err(e @ embed::EmbedError::Busy { .. }) => tracing::debug!(error = %e, "semantic cache: a miss"),
                     Err(e) => tracing::warn!(error = %e, "semantic cache: embedding failed; looked up as a miss"),
                 }
             }

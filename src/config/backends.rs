@@ -38,9 +38,10 @@ pub struct BackendConfig {
     /// Reuse connections; set false for servers that close them after each response anyway.
     #[serde(default = "super::yes")]
     pub keep_alive: bool,
-    /// Path probed by active health checks.
-    #[serde(default = "default_health_path")]
-    pub health_path: String,
+    /// Path probed by active health checks; by default `/health`, or `/v1/models` on an
+    /// Anthropic backend (Anthropic's API has no health route; listing models needs its key).
+    #[serde(default)]
+    pub health_path: Option<String>,
     /// What serving costs, USD per 1M tokens (hosted API list price, or internal cost).
     #[serde(default)]
     pub cost_per_1m_input: f64,
@@ -91,6 +92,15 @@ impl CircuitConfig {
 }
 
 impl BackendConfig {
+    /// The path active health checks probe.
+    pub fn health_path(&self) -> &str {
+        match (&self.health_path, self.kind) {
+            (Some(p), _) => p,
+            (None, BackendKind::Openai) => "/health",
+            (None, BackendKind::Anthropic) => "/v1/models",
+        }
+    }
+
     pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
         ensure(http_url(&self.url), at, "url", format!("`{}` is not an http(s) URL", self.url))?;
         let timeouts = self.connect_timeout_ms > 0 && self.first_byte_timeout_ms > 0 && self.idle_timeout_ms > 0;
@@ -117,6 +127,17 @@ fn default_max_in_flight() -> usize {
     1_024
 }
 
-fn default_health_path() -> String {
-    "/health".into()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_anthropic_backend_is_probed_where_anthropic_answers() {
+        let parse = |extra: &str| {
+            toml::from_str::<BackendConfig>(&format!("name = \"a\"\nurl = \"http://x\"\n{extra}")).unwrap()
+        };
+        assert_eq!(parse("").health_path(), "/health");
+        assert_eq!(parse("kind = \"anthropic\"").health_path(), "/v1/models");
+        assert_eq!(parse("kind = \"anthropic\"\nhealth_path = \"/up\"").health_path(), "/up");
+    }
 }

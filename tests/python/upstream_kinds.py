@@ -31,6 +31,10 @@ chunks = list(oc.chat.completions.create(model="llama3-8b", messages=hello, max_
 metered += 1
 text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 assert text and chunks[-1].choices == [] and 0 < chunks[-1].usage.completion_tokens <= 7, chunks[-1]
+# Without usage asked for, none reaches the client (the gateway still meters it).
+chunks = list(oc.chat.completions.create(model="llama3-8b", messages=hello, max_tokens=4, stream=True))
+metered += 1
+assert chunks and all(c.choices for c in chunks), "usage-only chunk leaked"
 
 # Messages in, Messages upstream: whole and streamed.
 m = ac.messages.create(model="llama3-8b", max_tokens=6, system="Be terse.",
