@@ -128,7 +128,7 @@ async fn from_messages(opened: Opened, idle: Duration) -> Opened {
         return Opened { status, content_type, retry_after_s, first: None, rest };
     }
     let (status, retry_after_s) = (opened.status, opened.retry_after_s);
-    let body = collect(opened, idle, MAX_WHOLE_ANSWER).await;
+    let body = collect(opened, idle, anthropic::MAX_ANSWER_BYTES).await;
     let chat = match serde_json::from_slice::<Value>(&body) {
         Ok(msg) => Bytes::from(anthropic::upstream::answer(&msg).to_string()),
         // Not a Messages answer: passed on as it came, for the relay to judge.
@@ -142,9 +142,6 @@ async fn from_messages(opened: Opened, idle: Duration) -> Opened {
         rest: futures::stream::empty().boxed(),
     }
 }
-
-/// Largest whole Anthropic answer read for translation.
-const MAX_WHOLE_ANSWER: usize = 64 * 1024 * 1024;
 
 pub(super) fn passthrough_error(status: StatusCode, retry_after_s: Option<u64>, body: Bytes) -> ApiError {
     let message = serde_json::from_slice::<Value>(&body)

@@ -36,8 +36,6 @@ pub struct Backend {
     /// The header carrying the upstream's own key (`Authorization: Bearer`, or Anthropic's
     /// `x-api-key`), marked sensitive: never logged.
     pub(super) auth_header: Option<(axum::http::HeaderName, axum::http::HeaderValue)>,
-    /// The upstream's own key, from the environment; never the client's.
-    pub(super) api_key: Option<String>,
     pub cfg: BackendConfig,
     /// For health checks (off the request path).
     pub client: reqwest::Client,
@@ -99,7 +97,6 @@ impl Backend {
             endpoints,
             auth_header,
             http,
-            api_key,
             cfg: cfg.clone(),
             client,
             outstanding: AtomicUsize::new(0),
@@ -122,10 +119,6 @@ impl Backend {
     /// The header carrying the upstream's own key, if it has one.
     pub fn auth_header(&self) -> Option<&(axum::http::HeaderName, axum::http::HeaderValue)> {
         self.auth_header.as_ref()
-    }
-
-    pub fn api_key(&self) -> Option<&str> {
-        self.api_key.as_deref()
     }
 
     pub fn outstanding(&self) -> usize {

@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// Largest whole answer translated (the relay accepts no larger).
-const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// The layer around the Messages routes: answers and errors in Anthropic's shapes.
 pub async fn adapt(req: Request, next: Next) -> Response {
