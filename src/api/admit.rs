@@ -327,7 +327,7 @@ mod tests {
         assert_eq!((admitted.model.as_str(), admitted.decision), ("m", Verdict::Admit));
         assert!(admitted.price.is_some() && d.alloc.load(0).inflight() > 0.0);
         assert_eq!(admitted.output_cap, None, "the client's max_tokens stands");
-        admitted.settle(Tokens { input: 5, output: 8, estimated: false }, true);
+        admitted.settle(Tokens::new(5, 8, false), true);
         assert_eq!(d.alloc.load(0).inflight(), 0.0);
     }
 

@@ -2,8 +2,51 @@
 //! Messages, OpenAI's Responses): the relay writes `data:` chunks, and on failure one error event
 //! then `[DONE]`. Pure: bytes in, events out, whatever the cuts between chunks.
 
-use super::sse::SseSplitter;
-use serde_json::Value;
+use super::sse::{write_data, SseSplitter};
+use serde_json::{json, Value};
+
+/// Writes one completion's chat stream, for the translations from other upstreams' streams:
+/// chunks under one id and model, the usage chunk, an error event, `[DONE]`.
+#[derive(Debug, Default)]
+pub struct ChunkWriter {
+    pub id: String,
+    pub model: Value,
+}
+
+impl ChunkWriter {
+    /// A chunk with one choice (`delta`, `finish_reason`), not yet written.
+    pub fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        })
+    }
+
+    /// Writes a chunk with one choice.
+    pub fn write(&self, delta: Value, finish: Option<&str>, out: &mut Vec<u8>) {
+        write_data(out, &self.chunk(delta, finish));
+    }
+
+    /// Writes the usage-only chunk.
+    pub fn usage(&self, usage: Value, out: &mut Vec<u8>) {
+        let c = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
+            "choices": [], "usage": usage,
+        });
+        write_data(out, &c);
+    }
+
+    /// Writes an OpenAI-style error event (`rate_limit_error` or `server_error`), then `[DONE]`.
+    pub fn error(&self, message: &str, rate_limited: bool, out: &mut Vec<u8>) {
+        let kind = if rate_limited { "rate_limit_error" } else { "server_error" };
+        write_data(out, &json!({"error": {"message": message, "type": kind}}));
+        Self::done(out);
+    }
+
+    pub fn done(out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: [DONE]\n\n");
+    }
+}
 
 /// One event of the chat stream.
 #[derive(Debug, Clone, PartialEq)]

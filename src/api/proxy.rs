@@ -185,7 +185,7 @@ async fn replay(
     mut meter: Meter,
 ) -> Response {
     let answer = hit.answer();
-    let tokens = crate::metering::Tokens { input: answer.input_tokens, output: answer.output_tokens, estimated: false };
+    let tokens = crate::metering::Tokens::new(answer.input_tokens, answer.output_tokens, false);
     let rates = gw.cfg.request_tier(&caller.tenant, c.service()).map(crate::config::TierConfig::price_rates);
     let charge = rates.unwrap_or_default().charge(tokens);
     let total = (tokens.input + tokens.output).max(0) as u64;

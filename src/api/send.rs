@@ -4,7 +4,7 @@
 //! A 429 lowers the backend's share ([`crate::backends::Backend::slow_down`]); a 4xx passes
 //! through as the upstream said it.
 
-use super::{anthropic, ApiError};
+use super::{anthropic, responses, ApiError};
 use crate::backends::upstream::{self, Opened, UpstreamError};
 use crate::backends::{Lease, Pool, Report};
 use crate::config::BackendKind;
@@ -41,17 +41,14 @@ pub async fn send(
     while let Some(lease) = pool.place(&tried, hashes) {
         let backend = lease.backend.clone();
         meter.attempt(&pool.upstream_model, &backend.name, backend.cost_rates());
-        let (upath, ubody) = match backend.cfg.kind {
-            BackendKind::Openai => (path, body.clone()),
-            BackendKind::Anthropic => match to_messages(path, &body) {
-                Ok(b) => ("/v1/messages", b),
-                Err(message) => {
-                    // Another backend of the pool may carry it.
-                    tried.push(backend.name.clone());
-                    last_err = Some(ApiError::InvalidBody { message, param: None });
-                    continue;
-                }
-            },
+        let (upath, ubody) = match to_upstream(backend.cfg.kind, path, &body) {
+            Ok(sent) => sent,
+            Err(message) => {
+                // Another backend of the pool may carry it.
+                tried.push(backend.name.clone());
+                last_err = Some(ApiError::InvalidBody { message, param: None });
+                continue;
+            }
         };
         match upstream::open(&backend, upath, ubody, request_id).await {
             Err(UpstreamError::Transport(e)) if !retried_same.contains(&backend.name) => {
@@ -61,12 +58,8 @@ pub async fn send(
                 continue;
             }
             Ok(opened) if opened.status.is_success() => {
-                let opened = match backend.cfg.kind {
-                    BackendKind::Openai => opened,
-                    BackendKind::Anthropic => {
-                        from_messages(opened, Duration::from_millis(backend.cfg.idle_timeout_ms)).await
-                    }
-                };
+                let idle = Duration::from_millis(backend.cfg.idle_timeout_ms);
+                let opened = from_upstream(backend.cfg.kind, opened, idle).await;
                 return Ok(Sent { opened, lease });
             }
             Ok(opened) => {
@@ -103,35 +96,50 @@ pub async fn send(
     Err(last_err.unwrap_or_else(|| ApiError::NoBackend(pool.model.clone())))
 }
 
-/// A chat request's body for an Anthropic Messages upstream; `Err` says what it cannot carry.
-fn to_messages(path: &str, body: &Bytes) -> Result<Bytes, String> {
+/// The path and body sent to a backend of `kind`: as they are to an OpenAI-compatible one, a
+/// chat request translated for the others (`Err` says what it cannot carry).
+fn to_upstream<'a>(kind: BackendKind, path: &'a str, body: &Bytes) -> Result<(&'a str, Bytes), String> {
+    type Translate = fn(&Value) -> Result<Value, String>;
+    let (upath, api, translate): (&str, &str, Translate) = match kind {
+        BackendKind::Openai => return Ok((path, body.clone())),
+        BackendKind::Anthropic => ("/v1/messages", "an Anthropic", anthropic::upstream::request),
+        BackendKind::Responses => ("/v1/responses", "a Responses", responses::upstream::request),
+    };
     if path != "/v1/chat/completions" {
-        return Err(format!("{path} is not served by an Anthropic upstream"));
+        return Err(format!("{path} is not served by {api} upstream"));
     }
     let chat: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let m = anthropic::upstream::request(&chat)?;
-    Ok(Bytes::from(m.to_string()))
+    Ok((upath, Bytes::from(translate(&chat)?.to_string())))
 }
 
-/// An Anthropic upstream's answer read as chat: a stream event by event, a whole answer once
-/// read (within `idle` per chunk, up to the relay's limit).
-async fn from_messages(opened: Opened, idle: Duration) -> Opened {
+/// A backend's answer read as chat: a stream event by event, a whole answer once read (within
+/// `idle` per chunk, up to the relay's limit). An OpenAI-compatible backend's is already chat.
+async fn from_upstream(kind: BackendKind, opened: Opened, idle: Duration) -> Opened {
+    type Push = Box<dyn FnMut(&[u8]) -> Vec<u8> + Send>;
     let streaming = opened.content_type.as_deref().is_some_and(|c| c.starts_with("text/event-stream"));
+    let (push, whole): (Push, fn(&Value) -> Value) = match kind {
+        BackendKind::Openai => return opened,
+        BackendKind::Anthropic => {
+            let mut t = anthropic::upstream_stream::FromMessages::new();
+            (Box::new(move |b| t.push(b)), anthropic::upstream::answer)
+        }
+        BackendKind::Responses => {
+            let mut t = responses::upstream_stream::FromResponses::new();
+            (Box::new(move |b| t.push(b)), responses::upstream::answer)
+        }
+    };
     if streaming {
         let Opened { status, content_type, retry_after_s, first, rest } = opened;
         let chunks = futures::stream::iter(first.map(Ok)).chain(rest);
-        let rest = chunks
-            .scan(anthropic::upstream_stream::FromMessages::new(), |t, chunk| {
-                futures::future::ready(Some(chunk.map(|b| Bytes::from(t.push(&b)))))
-            })
-            .boxed();
+        let rest =
+            chunks.scan(push, |push, chunk| futures::future::ready(Some(chunk.map(|b| Bytes::from(push(&b)))))).boxed();
         return Opened { status, content_type, retry_after_s, first: None, rest };
     }
     let (status, retry_after_s) = (opened.status, opened.retry_after_s);
     let body = collect(opened, idle, anthropic::MAX_ANSWER_BYTES).await;
     let chat = match serde_json::from_slice::<Value>(&body) {
-        Ok(msg) => Bytes::from(anthropic::upstream::answer(&msg).to_string()),
-        // Not a Messages answer: passed on as it came, for the relay to judge.
+        Ok(answer) => Bytes::from(whole(&answer).to_string()),
+        // Not an answer of that API: passed on as it came, for the relay to judge.
         Err(_) => body,
     };
     Opened {

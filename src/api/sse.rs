@@ -4,6 +4,13 @@
 
 use bytes::{Bytes, BytesMut};
 
+/// Appends `v` as one SSE `data:` event.
+pub fn write_data(out: &mut Vec<u8>, v: &serde_json::Value) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
 #[derive(Debug, Default)]
 pub struct SseSplitter {
     /// The unfinished event's bytes so far.

@@ -25,7 +25,7 @@ const MAX_CAPTURE_BYTES: usize = 1024 * 1024;
 /// What one JSON document (a whole response or one chunk) says for metering.
 #[derive(Debug, Default, PartialEq)]
 struct Read {
-    usage: Option<(i64, i64)>,
+    usage: Option<Tokens>,
     /// Whether it has a `choices` array that is empty (OpenAI's usage-only last chunk).
     no_choices: bool,
 }
@@ -57,11 +57,21 @@ pub fn whole_tokens(body: &[u8], prompt: &PromptInput) -> Option<Tokens> {
 }
 
 /// The upstream's usage when it reported one, else the prompt and `text` counted.
-fn counted(usage: Option<(i64, i64)>, prompt: &PromptInput, text: &str) -> Tokens {
-    match usage {
-        Some((p, o)) => Tokens { input: p, output: o, estimated: false },
-        None => Tokens { input: prompt.count(), output: tokens::count_text(text) as i64, estimated: true },
-    }
+fn counted(usage: Option<Tokens>, prompt: &PromptInput, text: &str) -> Tokens {
+    usage.unwrap_or_else(|| Tokens::new(prompt.count(), tokens::count_text(text) as i64, true))
+}
+
+/// An OpenAI usage object's tokens (`None` without `prompt_tokens`), with the prompt's cache
+/// reads (`prompt_tokens_details.cached_tokens`) and writes (`cache_write_tokens`, as the
+/// translation from Anthropic's usage reports them).
+fn usage_tokens(u: &Value) -> Option<Tokens> {
+    let input = u.get("prompt_tokens").and_then(Value::as_i64)?;
+    let detail = |k: &str| u.get("prompt_tokens_details").and_then(|d| d.get(k)).and_then(Value::as_i64);
+    Some(Tokens {
+        cached_input: detail("cached_tokens").unwrap_or(0),
+        cache_write: detail("cache_write_tokens").unwrap_or(0),
+        ..Tokens::new(input, u.get("completion_tokens").and_then(Value::as_i64).unwrap_or(0), false)
+    })
 }
 
 /// The metering state of a stream, fed the upstream's chunks as they come.
@@ -76,7 +86,7 @@ pub struct Tally {
 struct Reading {
     /// Whether the client asked for the usage chunk (tollgate always asks the upstream for it).
     client_wants_usage: bool,
-    usage: Option<(i64, i64)>,
+    usage: Option<Tokens>,
     text: String,
     content_events: i64,
     saw_done: bool,
@@ -194,10 +204,7 @@ impl Tally {
 
     /// A cheap running figure (an event is about a token) while the stream goes on.
     pub fn running(&self) -> Tokens {
-        match self.reading.usage {
-            Some((p, o)) => Tokens { input: p, output: o, estimated: false },
-            None => Tokens { input: 0, output: self.reading.content_events, estimated: true },
-        }
+        self.reading.usage.unwrap_or(Tokens::new(0, self.reading.content_events, true))
     }
 
     /// The final figure: the upstream's usage, else counted from the prompt and the text.
@@ -283,10 +290,7 @@ impl<'de> Shape<'de> for Doc<'_, '_> {
                 Some(0) => read.no_choices = a.next_value_seed(Lenient(Choices(&mut *self.0)))? == Some(0),
                 Some(1) => {
                     let u: Value = a.next_value()?;
-                    read.usage = u
-                        .get("prompt_tokens")
-                        .and_then(Value::as_i64)
-                        .map(|p| (p, u.get("completion_tokens").and_then(Value::as_i64).unwrap_or(0)));
+                    read.usage = usage_tokens(&u);
                 }
                 _ => drop(a.next_value::<IgnoredAny>()?),
             }
@@ -374,7 +378,7 @@ mod tests {
         assert_eq!(&b[..], b"data: {\"choices\":[{\"delta\":{\"content\":\"lo \\\"x\\\"\"}}]}\n\ndata: [DONE]\n\n");
         assert!(t.saw_done());
         assert_eq!(t.reading.text, "Hello \"x\"");
-        assert_eq!(t.running(), Tokens { input: 7, output: 2, estimated: false });
+        assert_eq!(t.running(), Tokens::new(7, 2, false));
         let mut keep = Tally::new(true);
         let c = feed(&mut keep, b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\n");
         assert!(!c.is_empty());
@@ -388,7 +392,7 @@ mod tests {
         let out = t.process(chunk.clone());
         assert_eq!(out.as_ptr(), chunk.as_ptr(), "the chunk itself, not a copy");
         assert_eq!(out.len(), chunk.len());
-        assert_eq!(t.running(), Tokens { input: 0, output: 1, estimated: true });
+        assert_eq!(t.running(), Tokens::new(0, 1, true));
     }
 
     #[test]
@@ -414,9 +418,9 @@ mod tests {
         assert!(u.malformed());
         // A whole response with usage, and one with odd usage (no prompt_tokens) estimated instead.
         let whole = br#"{"choices":[{"message":{"content":"ok"}}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#;
-        assert_eq!(whole_tokens(whole, &prompt()).unwrap(), Tokens { input: 5, output: 1, estimated: false });
+        assert_eq!(whole_tokens(whole, &prompt()).unwrap(), Tokens::new(5, 1, false));
         let odd = br#"{"choices":[{"message":{"content":"ok then"}}],"usage":{"completion_tokens":1}}"#;
-        assert_eq!(whole_tokens(odd, &prompt()).unwrap(), Tokens { input: 2, output: 2, estimated: true });
+        assert_eq!(whole_tokens(odd, &prompt()).unwrap(), Tokens::new(2, 2, true));
         // Any JSON is read (nothing to meter in it); not JSON is not.
         assert!(whole_tokens(b"[1, \"a\", null]", &prompt()).is_some_and(|t| t.output == 0));
         assert!(whole_tokens(b"{\"choices\": \"x\", \"usage\": 3}", &prompt()).is_some());

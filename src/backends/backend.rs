@@ -81,7 +81,9 @@ impl Backend {
         let auth_header = match &api_key {
             Some(k) => {
                 let (name, value) = match cfg.kind {
-                    BackendKind::Openai => (axum::http::header::AUTHORIZATION, format!("Bearer {k}")),
+                    BackendKind::Openai | BackendKind::Responses => {
+                        (axum::http::header::AUTHORIZATION, format!("Bearer {k}"))
+                    }
                     BackendKind::Anthropic => (axum::http::HeaderName::from_static("x-api-key"), k.clone()),
                 };
                 let mut v = axum::http::HeaderValue::from_str(&value)
@@ -140,7 +142,8 @@ impl Backend {
     }
 
     pub fn cost_rates(&self) -> Rates {
-        Rates { input_per_1m: self.cfg.cost_per_1m_input, output_per_1m: self.cfg.cost_per_1m_output }
+        Rates::new(self.cfg.cost_per_1m_input, self.cfg.cost_per_1m_output)
+            .with_cache(self.cfg.cost_per_1m_cached_input, self.cfg.cost_per_1m_cache_write)
     }
 
     /// The upstream said 429: halve this backend's concurrency limit (at most once per

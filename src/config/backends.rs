@@ -12,6 +12,10 @@ pub enum BackendKind {
     /// Anthropic's Messages API (`/v1/messages`, the key in `x-api-key`, `anthropic-version`):
     /// chat requests are translated on the way there and answers on the way back.
     Anthropic,
+    /// OpenAI's Responses API (`/v1/responses`, the key as a bearer token): chat requests are
+    /// translated on the way there (`store: false`: tollgate keeps conversations itself) and
+    /// answers on the way back.
+    Responses,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +51,13 @@ pub struct BackendConfig {
     pub cost_per_1m_input: f64,
     #[serde(default)]
     pub cost_per_1m_output: f64,
+    /// Input read from the upstream's prompt cache, USD per 1M tokens (unset: as other input).
+    #[serde(default)]
+    pub cost_per_1m_cached_input: Option<f64>,
+    /// Input written to the upstream's prompt cache (Anthropic's cache creation), USD per 1M
+    /// tokens (unset: as other input).
+    #[serde(default)]
+    pub cost_per_1m_cache_write: Option<f64>,
 }
 
 /// `[health]`: active probes of every backend.
@@ -97,7 +108,8 @@ impl BackendConfig {
         match (&self.health_path, self.kind) {
             (Some(p), _) => p,
             (None, BackendKind::Openai) => "/health",
-            (None, BackendKind::Anthropic) => "/v1/models",
+            // Hosted APIs have no `/health`; their model list needs the key, as the probe sends.
+            (None, BackendKind::Anthropic | BackendKind::Responses) => "/v1/models",
         }
     }
 
@@ -106,7 +118,10 @@ impl BackendConfig {
         let timeouts = self.connect_timeout_ms > 0 && self.first_byte_timeout_ms > 0 && self.idle_timeout_ms > 0;
         ensure(timeouts, at, "*_timeout_ms", "timeouts must be positive")?;
         ensure(self.max_in_flight > 0, at, "max_in_flight", "must be at least 1")?;
-        let costs = non_negative(self.cost_per_1m_input) && non_negative(self.cost_per_1m_output);
+        let costs = non_negative(self.cost_per_1m_input)
+            && non_negative(self.cost_per_1m_output)
+            && self.cost_per_1m_cached_input.is_none_or(non_negative)
+            && self.cost_per_1m_cache_write.is_none_or(non_negative);
         ensure(costs, at, "cost_per_1m_input", "costs must be non-negative")
     }
 }

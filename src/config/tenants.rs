@@ -11,6 +11,14 @@ pub struct TierConfig {
     /// What the tenant pays, USD per 1M tokens.
     pub input_price_per_1m: f64,
     pub output_price_per_1m: f64,
+    /// What the tenant pays for input the upstream read from its prompt cache, USD per 1M tokens
+    /// (unset: as other input).
+    #[serde(default)]
+    pub cached_input_price_per_1m: Option<f64>,
+    /// What the tenant pays for input written to the upstream's prompt cache (unset: as other
+    /// input).
+    #[serde(default)]
+    pub cache_write_price_per_1m: Option<f64>,
     #[serde(default)]
     pub ttft_slo_ms: Option<u64>,
     #[serde(default)]
@@ -52,19 +60,23 @@ pub struct TierConfig {
 impl TierConfig {
     /// What the tier charges per token.
     pub fn price_rates(&self) -> crate::units::Rates {
-        crate::units::Rates { input_per_1m: self.input_price_per_1m, output_per_1m: self.output_price_per_1m }
+        crate::units::Rates::new(self.input_price_per_1m, self.output_price_per_1m)
+            .with_cache(self.cached_input_price_per_1m, self.cache_write_price_per_1m)
     }
 
     /// What the tier's work is worth per token (its prices unless values are set).
     pub fn value_rates(&self) -> crate::units::Rates {
-        crate::units::Rates {
-            input_per_1m: self.value_per_1m_input.unwrap_or(self.input_price_per_1m),
-            output_per_1m: self.value_per_1m_output.unwrap_or(self.output_price_per_1m),
-        }
+        crate::units::Rates::new(
+            self.value_per_1m_input.unwrap_or(self.input_price_per_1m),
+            self.value_per_1m_output.unwrap_or(self.output_price_per_1m),
+        )
     }
 
     pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
-        let prices = non_negative(self.input_price_per_1m) && non_negative(self.output_price_per_1m);
+        let prices = non_negative(self.input_price_per_1m)
+            && non_negative(self.output_price_per_1m)
+            && self.cached_input_price_per_1m.is_none_or(non_negative)
+            && self.cache_write_price_per_1m.is_none_or(non_negative);
         ensure(prices, at, "input_price_per_1m", "prices must be non-negative")?;
         let values =
             self.value_per_1m_input.is_none_or(non_negative) && self.value_per_1m_output.is_none_or(non_negative);

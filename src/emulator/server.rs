@@ -1,17 +1,20 @@
 //! `tollgate emulate`: an OpenAI-compatible HTTP server whose timing comes from the engine
-//! model. Chat and text completions (plain and SSE), embeddings, models, health and vLLM-named
-//! metrics. Faults ([`super::faults`]) are injected where a request names one or the server's
+//! model. Chat and text completions (plain and SSE; tool calls when tools are offered), Anthropic
+//! Messages and OpenAI Responses (translated to and from chat), embeddings, models, health and
+//! vLLM-named metrics. Faults ([`super::faults`]) are injected where a request names one or the server's
 //! rules draw one.
 
+use super::answer::Running;
 use super::engine::Submission;
-use super::fault_http::{before_response, reset_connection, whole_response, MALFORMED_EVENT};
+use super::fault_http::{before_response, whole_response};
 use super::faults::{self, Fault, Stage};
 use super::metrics::Metrics;
-use super::runtime::{Delivery, Fleet, Ticket};
+use super::runtime::{Delivery, Fleet};
 use super::text;
+use super::tools::{self, ToolCall};
 use crate::api::openai::{
     parse_generation_request, ChatRequest, CompletionRequest, EmbeddingRequest, Endpoint, Generation, Prompt,
-    ResponseMeta, Usage,
+    ResponseMeta,
 };
 use crate::api::{parse_body as parse, tokens, ApiError};
 use crate::serve::http::ConnReset;
@@ -19,24 +22,21 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use futures::stream::{self, Stream, StreamExt};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub use super::config::EmulatorConfig;
 
 pub struct Emulator {
-    cfg: EmulatorConfig,
+    pub(super) cfg: EmulatorConfig,
     fleet: Fleet,
-    metrics: Metrics,
+    pub(super) metrics: Metrics,
     created: u64,
 }
 
@@ -56,6 +56,7 @@ impl Emulator {
         Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/messages", post(messages).layer(axum::middleware::from_fn(crate::api::anthropic::adapt)))
+            .route("/v1/responses", post(responses).layer(axum::middleware::from_fn(super::ingress::responses)))
             .route("/v1/completions", post(completions))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(models))
@@ -136,6 +137,7 @@ impl Emulator {
         gen: Generation,
         prompt: Vec<u32>,
         call: Call,
+        tool: Option<ToolCall>,
     ) -> Result<Response, ApiError> {
         gen.validate()?;
         let arrived = Instant::now();
@@ -150,6 +152,10 @@ impl Emulator {
             return Err(ApiError::InvalidValue { message: "The prompt must not be empty.".into(), param: "prompt" });
         }
         let output = self.output_len(&gen, prompt_len, &mut rng)?;
+        // A tool call takes one token per piece of its arguments, if the limit allows them all.
+        let limit = gen.max_tokens().ok().flatten().unwrap_or(u32::MAX);
+        let tool = tool.filter(|t| (t.pieces.len() as u32) <= limit && !t.pieces.is_empty());
+        let output = tool.as_ref().map_or(output, |t| t.pieces.len() as u32);
         let ticket = self
             .fleet
             .submit(Submission {
@@ -175,6 +181,7 @@ impl Emulator {
             rng,
             arrived,
             ticket,
+            tool,
         };
         let fault = fault.filter(|f| f.stage() != Stage::Before);
         let mut resp = if gen.stream {
@@ -187,159 +194,6 @@ impl Emulator {
             resp.headers_mut().insert("x-request-id", v.clone());
         }
         Ok(resp)
-    }
-}
-
-/// One admitted request, between submission and its last token.
-struct Running {
-    emu: Arc<Emulator>,
-    meta: ResponseMeta,
-    prompt_tokens: u32,
-    target: u32,
-    /// Whether stopping at `target` is the length limit ("length") rather than a natural end.
-    limit_hit: bool,
-    rng: ChaCha8Rng,
-    arrived: Instant,
-    ticket: Ticket,
-}
-
-impl Running {
-    fn finish_reason(&self) -> &'static str {
-        if self.limit_hit {
-            "length"
-        } else {
-            "stop"
-        }
-    }
-
-    fn model(&self) -> &str {
-        &self.emu.cfg.model_name
-    }
-
-    fn emulated_secs(&self) -> f64 {
-        self.arrived.elapsed().as_secs_f64() * self.emu.cfg.time_scale
-    }
-
-    fn record_first_token(&self) {
-        self.emu.metrics.ttft.with_label_values(&[self.model()]).observe(self.emulated_secs());
-    }
-
-    fn record_done(&mut self) {
-        self.ticket.finish();
-        let m = &self.emu.metrics;
-        m.e2e.with_label_values(&[self.model()]).observe(self.emulated_secs());
-        m.success.with_label_values(&[self.model(), self.finish_reason()]).inc();
-    }
-
-    async fn collect(mut self) -> Result<serde_json::Value, ApiError> {
-        let mut out = String::new();
-        let mut cached = 0;
-        while let Some(d) = self.ticket.rx.recv().await {
-            if let Delivery::Token { index, last, cached: c } = d {
-                if index == 0 {
-                    self.record_first_token();
-                    cached = c;
-                }
-                out.push_str(text::WORDS[text::next_word(&mut self.rng)]);
-                if last {
-                    self.record_done();
-                    let usage = Usage::new(u64::from(self.prompt_tokens), u64::from(self.target));
-                    return Ok(self.meta.response(&out, self.finish_reason(), usage.to_json(u64::from(cached))));
-                }
-            }
-        }
-        Err(ApiError::Internal("engine stopped".into()))
-    }
-
-    fn stream(
-        self,
-        fault: Option<Fault>,
-        reset: Option<ConnReset>,
-    ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-        // Token chunks are the hot path: build them from a precomputed prefix and suffix.
-        let skeleton = self.meta.chunk("\u{1}", false, None).to_string();
-        let (prefix, suffix) = skeleton.split_once("\"\\u0001\"").expect("marker present");
-        let state = StreamState {
-            req: self,
-            prefix: prefix.to_string(),
-            suffix: suffix.to_string(),
-            cached: 0,
-            done: false,
-            fault,
-            reset,
-        };
-        let events = stream::unfold(state, |mut st| async move {
-            if st.done {
-                return None;
-            }
-            st.next_events().await.map(|events| (events, st))
-        })
-        .flat_map(|v| stream::iter(v.into_iter().map(Ok)));
-        Sse::new(events)
-    }
-}
-
-/// A streaming response between chunks.
-struct StreamState {
-    req: Running,
-    prefix: String,
-    suffix: String,
-    cached: u32,
-    done: bool,
-    /// A fault acting half way through or on every event.
-    fault: Option<Fault>,
-    reset: Option<ConnReset>,
-}
-
-impl StreamState {
-    /// The SSE events for the next engine delivery.
-    async fn next_events(&mut self) -> Option<Vec<SseEvent>> {
-        let req = &mut self.req;
-        let Some(Delivery::Token { index, last, cached }) = req.ticket.rx.recv().await else {
-            self.done = true;
-            let err = ApiError::Internal("engine stopped".into()).body();
-            return Some(vec![SseEvent::default().data(err.to_string())]);
-        };
-        let mut out = Vec::with_capacity(4);
-        match self.fault {
-            Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
-            Some(f) if index == req.target / 2 => match f {
-                Fault::StallMid(d) => tokio::time::sleep(d).await,
-                Fault::Cut => {
-                    reset_connection(self.reset.as_ref()).await;
-                    self.done = true;
-                    return None;
-                }
-                Fault::Truncate => {
-                    self.done = true;
-                    return None;
-                }
-                Fault::Malformed => out.push(SseEvent::default().data(MALFORMED_EVENT)),
-                _ => {}
-            },
-            _ => {}
-        }
-        let word = text::WORDS[text::next_word(&mut req.rng)];
-        if index == 0 {
-            req.record_first_token();
-            self.cached = cached;
-            if req.meta.endpoint == Endpoint::Chat {
-                out.push(SseEvent::default().data(req.meta.chunk("", true, None).to_string()));
-            }
-        }
-        out.push(SseEvent::default().data(format!("{}{}{}", self.prefix, text::json_str(word), self.suffix)));
-        if last {
-            self.done = true;
-            req.record_done();
-            out.push(SseEvent::default().data(req.meta.chunk("", false, Some(req.finish_reason())).to_string()));
-            if req.meta.include_usage {
-                let usage =
-                    Usage::new(u64::from(req.prompt_tokens), u64::from(req.target)).to_json(u64::from(self.cached));
-                out.push(SseEvent::default().data(req.meta.usage_chunk(usage).to_string()));
-            }
-            out.push(SseEvent::default().data("[DONE]"));
-        }
-        Some(out)
     }
 }
 
@@ -369,7 +223,8 @@ async fn chat(
         });
     }
     let prompt = tokens::chat_prompt_tokens(&req.messages);
-    emu.generate(Endpoint::Chat, gen, prompt, Call { headers, reset: reset.map(|e| e.0) }).await
+    let tool = serde_json::from_slice(&body).ok().and_then(|v| tools::call_for(&v, text::tokens_hash(&prompt)));
+    emu.generate(Endpoint::Chat, gen, prompt, Call { headers, reset: reset.map(|e| e.0) }, tool).await
 }
 
 /// Anthropic's Messages API: the request served as chat, the answer translated by the layer.
@@ -379,7 +234,17 @@ async fn messages(
     h: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    chat(s, r, h, Ok(super::messages::as_chat(b)?)).await
+    chat(s, r, h, Ok(super::ingress::as_chat(b, crate::api::anthropic::request::to_chat)?)).await
+}
+
+/// OpenAI's Responses API: the request served as chat, the answer translated by the layer.
+async fn responses(
+    s: State<Arc<Emulator>>,
+    r: Option<Extension<ConnReset>>,
+    h: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    chat(s, r, h, Ok(super::ingress::as_chat(b, crate::api::responses::request::to_chat)?)).await
 }
 
 async fn completions(
@@ -398,7 +263,7 @@ async fn completions(
         });
     }
     let prompt = tokens::completion_prompt_tokens(&req.prompt);
-    emu.generate(Endpoint::Completion, gen, prompt, Call { headers, reset: reset.map(|e| e.0) }).await
+    emu.generate(Endpoint::Completion, gen, prompt, Call { headers, reset: reset.map(|e| e.0) }, None).await
 }
 
 async fn embeddings(

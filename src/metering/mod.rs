@@ -16,7 +16,6 @@ use std::time::Instant;
 
 pub use crate::units::{month_start_ms, unix_ms, Rates, Tokens};
 
-/// USD per 1M input and output tokens.
 /// The ledger entry of one request in flight.
 pub struct Meter {
     row: LedgerRow,
@@ -61,6 +60,8 @@ impl Meter {
                 error: None,
                 input_tokens: 0,
                 output_tokens: 0,
+                cached_input_tokens: 0,
+                cache_write_tokens: 0,
                 tokens_estimated: false,
                 attempts: 0,
                 ttft_ms: None,
@@ -117,8 +118,7 @@ impl Meter {
 
     /// Scales the value this request earns (a downgraded request keeps `quality` of it).
     pub fn keep_value_share(&mut self, quality: f64) {
-        self.value_rates.input_per_1m *= quality;
-        self.value_rates.output_per_1m *= quality;
+        self.value_rates = self.value_rates.scaled(quality);
     }
 
     /// Records admission's decision.
@@ -178,6 +178,8 @@ impl Meter {
         r.error = error;
         r.input_tokens = self.tokens.input;
         r.output_tokens = self.tokens.output;
+        r.cached_input_tokens = self.tokens.cached_input;
+        r.cache_write_tokens = self.tokens.cache_write;
         r.tokens_estimated = self.tokens.estimated;
         r.ttft_ms = self.first_token.map(|t| t.duration_since(self.started).as_secs_f64() * 1e3);
         r.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;

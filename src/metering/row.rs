@@ -22,6 +22,10 @@ pub struct LedgerRow {
     pub error: Option<String>,
     pub input_tokens: i64,
     pub output_tokens: i64,
+    /// Of `input_tokens`: read from the upstream's prompt cache (priced apart where a rate is set).
+    pub cached_input_tokens: i64,
+    /// Of `input_tokens`: written to the upstream's prompt cache.
+    pub cache_write_tokens: i64,
     /// True when the upstream reported no usage and tokens were counted by tollgate.
     pub tokens_estimated: bool,
     pub attempts: u32,

@@ -9,15 +9,15 @@
 //! `error` event an OpenAI-style error event then `[DONE]`. Thinking blocks and pings are dropped.
 
 use super::upstream::{chat_id, chat_usage, finish_reason};
-use crate::api::sse::SseSplitter;
+use crate::api::chat_stream::ChunkWriter;
+use crate::api::sse::{write_data, SseSplitter};
 use serde_json::{json, Value};
 
 /// Translates one response's stream.
 #[derive(Debug, Default)]
 pub struct FromMessages {
     sse: SseSplitter,
-    id: String,
-    model: Value,
+    w: ChunkWriter,
     /// Anthropic's usage so far (from `message_start`, updated by `message_delta`).
     usage: Value,
     /// For each content block index: the chat tool call index, if it is a `tool_use` block.
@@ -49,22 +49,14 @@ impl FromMessages {
         out
     }
 
-    fn chunk(&self, delta: Value, finish: Option<&str>, out: &mut Vec<u8>) {
-        let c = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        });
-        data(out, &c);
-    }
-
     fn event(&mut self, v: &Value, out: &mut Vec<u8>) {
         match v.get("type").and_then(Value::as_str) {
             Some("message_start") => {
                 let m = &v["message"];
-                self.id = chat_id(m.get("id").and_then(Value::as_str));
-                self.model = m.get("model").cloned().unwrap_or_default();
+                self.w.id = chat_id(m.get("id").and_then(Value::as_str));
+                self.w.model = m.get("model").cloned().unwrap_or_default();
                 self.usage = m.get("usage").cloned().unwrap_or_else(|| json!({}));
-                self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+                self.w.write(json!({"role": "assistant", "content": ""}), None, out);
             }
             Some("content_block_start") => {
                 let b = &v["content_block"];
@@ -77,7 +69,7 @@ impl FromMessages {
                         "index": call, "id": b.get("id").cloned().unwrap_or_default(), "type": "function",
                         "function": {"name": b.get("name").cloned().unwrap_or_default(), "arguments": ""},
                     }]});
-                    self.chunk(delta, None, out);
+                    self.w.write(delta, None, out);
                 }
             }
             Some("content_block_delta") => {
@@ -86,7 +78,7 @@ impl FromMessages {
                     Some("text_delta") => {
                         let text = d.get("text").and_then(Value::as_str).unwrap_or("");
                         if !text.is_empty() {
-                            self.chunk(json!({"content": text}), None, out);
+                            self.w.write(json!({"content": text}), None, out);
                         }
                     }
                     Some("input_json_delta") => {
@@ -95,7 +87,7 @@ impl FromMessages {
                         if let (Some(&(_, call)), false) =
                             (self.tool_of_block.iter().find(|(b, _)| *b == index), piece.is_empty())
                         {
-                            self.chunk(
+                            self.w.write(
                                 json!({"tool_calls": [{"index": call, "function": {"arguments": piece}}]}),
                                 None,
                                 out,
@@ -112,47 +104,27 @@ impl FromMessages {
                     }
                 }
                 let stop = v.pointer("/delta/stop_reason").and_then(Value::as_str);
-                let mut c = json!({
-                    "id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason(stop)}],
-                });
+                let mut c = self.w.chunk(json!({}), Some(finish_reason(stop)));
                 if let Some(s) = v.pointer("/delta/stop_sequence").and_then(Value::as_str) {
                     c["choices"][0]["stop_reason"] = Value::String(s.to_string());
                 }
-                data(out, &c);
+                write_data(out, &c);
             }
             Some("message_stop") => {
-                let c = json!({
-                    "id": self.id, "object": "chat.completion.chunk", "created": 0, "model": self.model,
-                    "choices": [], "usage": chat_usage(&self.usage),
-                });
-                data(out, &c);
-                self.finish(out);
+                self.w.usage(chat_usage(&self.usage), out);
+                ChunkWriter::done(out);
+                self.done = true;
             }
             Some("error") => {
                 let e = &v["error"];
-                let kind = match e.get("type").and_then(Value::as_str) {
-                    Some("rate_limit_error") => "rate_limit_error",
-                    _ => "server_error",
-                };
+                let rate_limited = e.get("type").and_then(Value::as_str) == Some("rate_limit_error");
                 let message = e.get("message").and_then(Value::as_str).unwrap_or("upstream error");
-                data(out, &json!({"error": {"message": message, "type": kind}}));
-                self.finish(out);
+                self.w.error(message, rate_limited, out);
+                self.done = true;
             }
             _ => {}
         }
     }
-
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"data: [DONE]\n\n");
-        self.done = true;
-    }
-}
-
-fn data(out: &mut Vec<u8>, v: &Value) {
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(v.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
 }
 
 #[cfg(test)]

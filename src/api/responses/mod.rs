@@ -15,6 +15,8 @@ pub mod conversation;
 pub mod request;
 pub mod response;
 pub mod stream;
+pub mod upstream;
+pub mod upstream_stream;
 
 use super::gateway::{new_request_id, Gateway};
 use super::ApiError;
@@ -35,7 +37,7 @@ use std::sync::Arc;
 const MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a response is kept with: the conversation's input up to it, whose it is, for how long.
-struct Keep {
+pub(crate) struct Keep {
     store: Arc<dyn Store>,
     tenant: String,
     input: Value,
@@ -104,6 +106,13 @@ async fn adapt_inner(gw: Arc<Gateway>, req: Request, next: Next) -> Result<Respo
         retention_ms: i64::try_from(gw.cfg.responses.retention_s.saturating_mul(1000)).unwrap_or(i64::MAX),
     });
     let resp = next.run(Request::from_parts(parts, Body::from(v.to_string()))).await;
+    answer(resp, echo, keep).await
+}
+
+/// A chat answer (whole or streamed) as a Responses answer with the request's settings `echo`,
+/// kept by `keep` once complete. Errors are in OpenAI's shape already and pass unchanged. The
+/// emulator's `/v1/responses` answers through this too (keeping nothing).
+pub(crate) async fn answer(resp: Response, echo: Echo, keep: Option<Keep>) -> Result<Response, ApiError> {
     let (mut parts, body) = resp.into_parts();
     if !parts.status.is_success() {
         return Ok(Response::from_parts(parts, body));

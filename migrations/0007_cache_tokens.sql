@@ -1,0 +1,5 @@
+-- Of a request's input tokens: those the upstream read from its prompt cache, and those it wrote
+-- to it (Anthropic's cache creation), as the upstream reported them; priced apart where the
+-- backend's costs or the tier's prices set a rate for them.
+ALTER TABLE ledger ADD COLUMN cached_input_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0;
