@@ -4,8 +4,8 @@
 
 use super::fault_http::{reset_connection, MALFORMED_EVENT};
 use super::faults::Fault;
+use super::metrics::Metrics;
 use super::runtime::{Delivery, Ticket};
-use super::server::Emulator;
 use super::text;
 use super::tools::ToolCall;
 use crate::api::openai::{Endpoint, ResponseMeta, Usage};
@@ -16,12 +16,13 @@ use futures::stream::{self, Stream, StreamExt};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// One admitted request, between submission and its last token.
 pub(super) struct Running {
-    pub(super) emu: Arc<Emulator>,
+    /// Where its latencies are recorded, in emulated seconds (`time_scale` per wall second).
+    pub(super) metrics: Metrics,
+    pub(super) time_scale: f64,
     pub(super) meta: ResponseMeta,
     pub(super) prompt_tokens: u32,
     pub(super) target: u32,
@@ -46,20 +47,20 @@ impl Running {
     }
 
     fn model(&self) -> &str {
-        &self.emu.cfg.model_name
+        &self.meta.model
     }
 
     fn emulated_secs(&self) -> f64 {
-        self.arrived.elapsed().as_secs_f64() * self.emu.cfg.time_scale
+        self.arrived.elapsed().as_secs_f64() * self.time_scale
     }
 
     fn record_first_token(&self) {
-        self.emu.metrics.ttft.with_label_values(&[self.model()]).observe(self.emulated_secs());
+        self.metrics.ttft.with_label_values(&[self.model()]).observe(self.emulated_secs());
     }
 
     fn record_done(&mut self) {
         self.ticket.finish();
-        let m = &self.emu.metrics;
+        let m = &self.metrics;
         m.e2e.with_label_values(&[self.model()]).observe(self.emulated_secs());
         m.success.with_label_values(&[self.model(), self.finish_reason()]).inc();
     }

@@ -34,9 +34,9 @@ use std::time::Instant;
 pub use super::config::EmulatorConfig;
 
 pub struct Emulator {
-    pub(super) cfg: EmulatorConfig,
+    cfg: EmulatorConfig,
     fleet: Fleet,
-    pub(super) metrics: Metrics,
+    metrics: Metrics,
     created: u64,
 }
 
@@ -167,7 +167,8 @@ impl Emulator {
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let req = Running {
-            emu: self.clone(),
+            metrics: self.metrics.clone(),
+            time_scale: self.cfg.time_scale,
             meta: ResponseMeta {
                 endpoint,
                 id: format!("{}-{id}", if endpoint == Endpoint::Chat { "chatcmpl" } else { "cmpl" }),
