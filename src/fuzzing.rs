@@ -89,13 +89,40 @@ pub fn responses_stream(data: &[u8]) {
 /// request with turns and a `max_tokens`.
 pub fn anthropic_upstream(data: &[u8]) {
     use crate::api::anthropic::{upstream, upstream_stream::FromMessages};
+    upstream_translation(data, FromMessages::new, FromMessages::push, upstream::answer, |chat| {
+        if let Ok(m) = upstream::request(chat) {
+            assert!(m["messages"].is_array() && m["max_tokens"].is_u64(), "{m}");
+        }
+    });
+}
+
+/// A Responses upstream's stream, whole answer and the chat request sent to it.
+pub fn responses_upstream(data: &[u8]) {
+    use crate::api::responses::{upstream, upstream_stream::FromResponses};
+    upstream_translation(data, FromResponses::new, FromResponses::push, upstream::answer, |chat| {
+        if let Ok(r) = upstream::request(chat) {
+            assert!(r["input"].is_array() && r["store"] == false && r.get("messages").is_none(), "{r}");
+        }
+    });
+}
+
+/// An upstream translation read back as chat: the stream (cut where the first byte says) the same
+/// wherever it is cut and nothing after `[DONE]`; a whole answer a chat completion with a finish
+/// reason; `request` checks what a chat request becomes.
+fn upstream_translation<T>(
+    data: &[u8],
+    fresh: fn() -> T,
+    push: fn(&mut T, &[u8]) -> Vec<u8>,
+    answer: fn(&serde_json::Value) -> serde_json::Value,
+    request: impl Fn(&serde_json::Value),
+) {
     use crate::api::chat_stream::{ChatEvent, ChatEvents};
     let Some((&step, body)) = data.split_first() else { return };
-    let whole = FromMessages::new().push(body);
-    let mut t = FromMessages::new();
+    let whole = push(&mut fresh(), body);
+    let mut t = fresh();
     let mut cut = Vec::new();
     for piece in body.chunks(usize::from(step).max(1)) {
-        cut.extend(t.push(piece));
+        cut.extend(push(&mut t, piece));
     }
     assert_eq!(cut, whole, "the translation depends on where the stream was cut");
     let events = ChatEvents::default().push(&whole);
@@ -103,12 +130,10 @@ pub fn anthropic_upstream(data: &[u8]) {
         assert_eq!(end + 1, events.len(), "events after [DONE]");
     }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-        let c = upstream::answer(&v);
+        let c = answer(&v);
         assert_eq!(c["object"], "chat.completion");
         assert!(c["choices"][0]["finish_reason"].is_string());
-        if let Ok(m) = upstream::request(&v) {
-            assert!(m["messages"].is_array() && m["max_tokens"].is_u64(), "{m}");
-        }
+        request(&v);
     }
 }
 

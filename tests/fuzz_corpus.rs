@@ -51,3 +51,9 @@ fn responses_translation_over_the_sse_corpus() {
 fn anthropic_upstream_corpus() {
     replay("anthropic_upstream", tollgate::fuzzing::anthropic_upstream);
 }
+
+/// A Responses upstream's stream, whole answer and the chat request sent to it.
+#[test]
+fn responses_upstream_corpus() {
+    replay("responses_upstream", tollgate::fuzzing::responses_upstream);
+}
