@@ -101,7 +101,7 @@ pub async fn send(
 fn to_upstream<'a>(kind: BackendKind, path: &'a str, body: &Bytes) -> Result<(&'a str, Bytes), String> {
     type Translate = fn(&Value) -> Result<Value, String>;
     let (upath, api, translate): (&str, &str, Translate) = match kind {
-        BackendKind::Openai => return Ok((path, body.clone())),
+        BackendKind::Openai => return Ok((path, without_cache_control(body))),
         BackendKind::Anthropic => ("/v1/messages", "an Anthropic", anthropic::upstream::request),
         BackendKind::Responses => ("/v1/responses", "a Responses", responses::upstream::request),
     };
@@ -110,6 +110,31 @@ fn to_upstream<'a>(kind: BackendKind, path: &'a str, body: &Bytes) -> Result<(&'
     }
     let chat: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     Ok((upath, Bytes::from(translate(&chat)?.to_string())))
+}
+
+/// `body` without the `cache_control` keys the Messages ingress keeps on text parts and tools
+/// for Anthropic upstreams (OpenAI's API does not define them); a body without any (the
+/// substring is looked for first) is sent as it is.
+fn without_cache_control(body: &Bytes) -> Bytes {
+    const KEY: &[u8] = b"\"cache_control\"";
+    if !body.windows(KEY.len()).any(|w| w == KEY) {
+        return body.clone();
+    }
+    let Ok(Value::Object(mut v)) = serde_json::from_slice::<Value>(body) else { return body.clone() };
+    let (mut messages, mut tools) = (v.remove("messages"), v.remove("tools"));
+    let parts = messages
+        .iter_mut()
+        .filter_map(Value::as_array_mut)
+        .flatten()
+        .filter_map(|m| m.get_mut("content").and_then(Value::as_array_mut));
+    for holder in parts.flatten().chain(tools.iter_mut().filter_map(Value::as_array_mut).flatten()) {
+        if let Some(o) = holder.as_object_mut() {
+            o.remove("cache_control");
+        }
+    }
+    v.extend(messages.map(|m| ("messages".to_string(), m)));
+    v.extend(tools.map(|t| ("tools".to_string(), t)));
+    Bytes::from(Value::Object(v).to_string())
 }
 
 /// A backend's answer read as chat: a stream event by event, a whole answer once read (within
@@ -195,6 +220,23 @@ mod tests {
         meter.finish(502, crate::metering::Outcome::UpstreamError, None).wait().await;
         let row = rows.recv().await.unwrap();
         assert_eq!((row.attempts, row.backend.as_deref()), (1, Some("b")));
+    }
+
+    #[test]
+    fn cache_control_is_removed_for_openai_upstreams_and_other_bodies_pass_untouched() {
+        let body = Bytes::from_static(
+            br#"{"model":"m","messages":[{"role":"system","content":[{"type":"text","text":"S","cache_control":{"type":"ephemeral"}}]},{"role":"user","content":"hi"},7],"tools":[{"type":"function","function":{"name":"f"},"cache_control":{"type":"ephemeral"}}]}"#,
+        );
+        let (path, sent) = to_upstream(BackendKind::Openai, "/v1/chat/completions", &body).unwrap();
+        let v: Value = serde_json::from_slice(&sent).unwrap();
+        assert_eq!(path, "/v1/chat/completions");
+        assert!(!String::from_utf8_lossy(&sent).contains("cache_control"), "{v}");
+        assert_eq!(v["messages"][0]["content"][0]["text"], "S");
+        assert_eq!(v["tools"][0]["function"]["name"], "f");
+        let plain = Bytes::from_static(br#"{"model":"m",  "messages":[]}"#);
+        assert_eq!(to_upstream(BackendKind::Openai, "/v1/chat/completions", &plain).unwrap().1, plain);
+        let err = to_upstream(BackendKind::Responses, "/v1/embeddings", &plain).unwrap_err();
+        assert!(err.contains("not served by a Responses upstream"), "{err}");
     }
 
     #[test]

@@ -81,7 +81,9 @@ back = ask + [{"role": "assistant", "content": None, "tool_calls": [call.model_d
 oc.chat.completions.create(model="claude-tools", messages=back, tools=tools)
 metered += 1
 # The Anthropic SDK's tool use reaches the same upstream.
+# Its prompt-caching marks reach the Anthropic upstream where the client put them.
 m = ac.messages.create(model="claude-tools", max_tokens=50, messages=[{"role": "user", "content": "Weather?"}],
+                       system=[{"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral"}}],
                        tools=[{"name": "weather", "input_schema": {"type": "object"}}])
 metered += 1
 assert m.stop_reason == "tool_use" and m.content[-1].type == "tool_use" and m.content[-1].input == {"city": "Paris"}, m

@@ -5,8 +5,11 @@
 //! Carried: `system` (string or text blocks), multi-turn `messages` with text, image (base64 or
 //! URL), `tool_use` and `tool_result` blocks (a result's images in a user message after the
 //! tool messages), `tools`, `tool_choice` (with `disable_parallel_tool_use`), `stop_sequences`,
-//! `max_tokens`, `temperature`, `top_p`, `top_k`, `metadata.user_id`, `stream`. Dropped: `cache_control` (no prompt caching to steer on a chat
-//! upstream), `thinking` and thinking blocks in the history, `service_tier`, `container`,
+//! //! `max_tokens`, `temperature`, `top_p`, `top_k`, `metadata.user_id`, `stream`, and
+//! `cache_control` on system and text blocks and on tools (kept in the chat form as a
+//! `cache_control` key on the text part or the tool, as LiteLLM does: an Anthropic upstream gets
+//! it back, any other upstream has it removed before sending). Dropped: a top-level
+//! `cache_control`, `thinking` and thinking blocks in the history, `service_tier`, `container`,
 //! `mcp_servers`, `context_management`. Refused with 400: document and server-tool blocks, server
 //! tools. Fields Anthropic does not define (an engine's extensions such as vLLM's `ignore_eos`)
 //! pass through to the upstream, as they do on the chat endpoint.
@@ -54,9 +57,9 @@ pub fn to_chat(v: &Value) -> Result<Value, ApiError> {
     };
     let mut messages = Vec::new();
     if let Some(system) = obj.get("system") {
-        let text = system_text(system)?;
-        if !text.is_empty() {
-            messages.push(json!({"role": "system", "content": text}));
+        let content = system_content(system)?;
+        if content != "" {
+            messages.push(json!({"role": "system", "content": content}));
         }
     }
     let turns = match obj.get("messages") {
@@ -122,21 +125,40 @@ pub fn to_chat(v: &Value) -> Result<Value, ApiError> {
     Ok(Value::Object(chat))
 }
 
-/// The system prompt: a string, or text blocks joined.
-fn system_text(system: &Value) -> Result<String, ApiError> {
+/// The system prompt: a string, or text blocks joined (kept as text parts when one of them
+/// carries `cache_control`).
+fn system_content(system: &Value) -> Result<Value, ApiError> {
     match system {
-        Value::String(s) => Ok(s.clone()),
+        Value::String(s) => Ok(Value::String(s.clone())),
         Value::Array(blocks) => {
             let mut out = Vec::new();
             for (i, b) in blocks.iter().enumerate() {
                 match (b.get("type").and_then(Value::as_str), b.get("text").and_then(Value::as_str)) {
-                    (Some("text"), Some(t)) => out.push(t),
+                    (Some("text"), Some(t)) => out.push(text_part(t, b)),
                     _ => return Err(invalid(format!("system.{i}: only text blocks are accepted"), "system")),
                 }
             }
-            Ok(out.join("\n"))
+            Ok(joined_unless_cached(out, "\n"))
         }
         _ => Err(invalid("system: must be a string or an array of text blocks", "system")),
+    }
+}
+
+/// A chat text part of a text block, with the block's `cache_control` if it has one.
+fn text_part(text: &str, block: &Value) -> Value {
+    let mut part = json!({"type": "text", "text": text});
+    if let Some(c) = block.get("cache_control").filter(|c| !c.is_null()) {
+        part["cache_control"] = c.clone();
+    }
+    part
+}
+
+/// Text parts as one string joined by `sep`, unless one carries `cache_control` or is not text.
+fn joined_unless_cached(parts: Vec<Value>, sep: &str) -> Value {
+    if parts.iter().all(|p| p["type"] == "text" && p.get("cache_control").is_none()) {
+        Value::String(parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join(sep))
+    } else {
+        Value::Array(parts)
     }
 }
 
@@ -162,7 +184,7 @@ fn turn_to_chat(turn: &Value, at: &str, out: &mut Vec<Value>) -> Result<(), ApiE
         match b.get("type").and_then(Value::as_str) {
             Some("text") => {
                 let t = b.get("text").and_then(Value::as_str).ok_or_else(|| invalid(format!("{here}.text: Field required"), "messages"))?;
-                parts.push(json!({"type": "text", "text": t}));
+                parts.push(text_part(t, b));
             }
             Some("image") if role == "user" => parts.push(image_part(b, &here)?),
             Some("tool_use") if role == "assistant" => {
@@ -193,14 +215,7 @@ fn turn_to_chat(turn: &Value, at: &str, out: &mut Vec<Value>) -> Result<(), ApiE
             None => return Err(invalid(format!("{here}.type: Field required"), "messages")),
         }
     }
-    let only_text = parts.iter().all(|p| p["type"] == "text");
-    let content = if parts.is_empty() {
-        Value::Null
-    } else if only_text {
-        Value::String(parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join(""))
-    } else {
-        Value::Array(parts)
-    };
+    let content = if parts.is_empty() { Value::Null } else { joined_unless_cached(parts, "") };
     if !calls.is_empty() {
         out.push(json!({"role": "assistant", "content": content, "tool_calls": calls}));
     } else if !content.is_null() {
@@ -293,7 +308,11 @@ fn tools_to_chat(tools: &Value) -> Result<Value, ApiError> {
         if let Some(d) = t.get("description").and_then(Value::as_str) {
             f["description"] = Value::String(d.to_string());
         }
-        out.push(json!({"type": "function", "function": f}));
+        let mut tool = json!({"type": "function", "function": f});
+        if let Some(c) = t.get("cache_control").filter(|c| !c.is_null()) {
+            tool["cache_control"] = c.clone();
+        }
+        out.push(tool);
     }
     Ok(Value::Array(out))
 }
@@ -328,12 +347,13 @@ mod tests {
         let req = json!({
             "model": "m", "max_tokens": 64, "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
             "stop_sequences": ["END"], "metadata": {"user_id": "u1"}, "temperature": 0.2,
-            "tools": [{"name": "weather", "description": "Weather now", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+            "tools": [{"name": "weather", "description": "Weather now", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}, "cache_control": {"type": "ephemeral"}}],
             "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
             "messages": [
                 {"role": "user", "content": "Weather in Paris?"},
                 {"role": "assistant", "content": [{"type": "text", "text": "Checking."}, {"type": "tool_use", "id": "tu_1", "name": "weather", "input": {"city": "Paris"}}]},
-                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": [{"type": "text", "text": "18C"}]}, {"type": "text", "text": "And tomorrow?"}]}
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": [{"type": "text", "text": "18C"}]}, {"type": "text", "text": "And tomorrow?"}]},
+                {"role": "user", "content": [{"type": "text", "text": "Long context", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}
             ]
         });
         let chat = to_chat(&req).unwrap();
@@ -345,7 +365,14 @@ mod tests {
         assert_eq!(chat["parallel_tool_calls"], false);
         assert_eq!(chat["tools"][0]["function"]["parameters"]["properties"]["city"]["type"], "string");
         let m = chat["messages"].as_array().unwrap();
-        assert_eq!(m[0], json!({"role": "system", "content": "Be brief."}));
+        // `cache_control` stays on its text part (and tool) for an Anthropic upstream.
+        let cc = json!({"type": "ephemeral"});
+        assert_eq!(
+            m[0],
+            json!({"role": "system", "content": [{"type": "text", "text": "Be brief.", "cache_control": cc}]})
+        );
+        assert_eq!(chat["tools"][0]["cache_control"], cc);
+        assert_eq!(m[5]["content"][0]["cache_control"], json!({"type": "ephemeral", "ttl": "1h"}));
         assert_eq!(m[1], json!({"role": "user", "content": "Weather in Paris?"}));
         assert_eq!(m[2]["tool_calls"][0]["function"]["arguments"], r#"{"city":"Paris"}"#);
         assert_eq!(m[2]["content"], "Checking.");

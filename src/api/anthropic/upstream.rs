@@ -7,7 +7,9 @@
 //! `tool_result` blocks in the next user turn, tools and `tool_choice` (with
 //! `parallel_tool_calls: false`), `max_tokens` / `max_completion_tokens` (Anthropic requires one:
 //! [`DEFAULT_MAX_TOKENS`] when the client set none), `stop`, `temperature`, `top_p`, `stream`,
-//! `user` as `metadata.user_id`. Not carried, and refused so that another backend may serve: `n`
+//! `user` as `metadata.user_id`, and `cache_control` on text parts (system ones included) and on
+//! tools, as the Messages ingress keeps it (a cached system prompt is then sent as text blocks).
+//! Not carried, and refused so that another backend may serve: `n`
 //! above 1, `logprobs`, audio. Dropped without notice, as Anthropic has no equivalent: `seed`,
 //! penalties, `logit_bias`, `response_format`, `stream_options` (usage always comes back).
 
@@ -29,7 +31,7 @@ pub fn request(chat: &Value) -> Result<Value, String> {
     out.insert("model".into(), obj.get("model").cloned().unwrap_or(Value::Null));
     let (system, messages) = messages(obj.get("messages").and_then(Value::as_array).map_or(&[], Vec::as_slice))?;
     if !system.is_empty() {
-        out.insert("system".into(), Value::String(system));
+        out.insert("system".into(), system_value(system));
     }
     out.insert("messages".into(), Value::Array(messages));
     let max = obj.get("max_completion_tokens").or_else(|| obj.get("max_tokens")).and_then(Value::as_u64);
@@ -73,7 +75,23 @@ fn tool(t: &Value) -> Option<Value> {
     if let Some(d) = f.get("description") {
         out["description"] = d.clone();
     }
-    Some(out)
+    Some(cached(out, t))
+}
+
+/// `block` with `from`'s `cache_control`, if it has one.
+fn cached(mut block: Value, from: &Value) -> Value {
+    if let Some(c) = from.get("cache_control").filter(|c| !c.is_null()) {
+        block["cache_control"] = c.clone();
+    }
+    block
+}
+
+/// The system blocks as Messages' `system`: a string unless a block carries `cache_control`.
+fn system_value(blocks: Vec<Value>) -> Value {
+    if blocks.iter().any(|b| b.get("cache_control").is_some()) {
+        return Value::Array(blocks);
+    }
+    Value::String(blocks.iter().filter_map(|b| b["text"].as_str()).collect::<Vec<_>>().join("\n\n"))
 }
 
 fn tool_choice(c: Option<&Value>) -> Option<Value> {
@@ -87,14 +105,26 @@ fn tool_choice(c: Option<&Value>) -> Option<Value> {
 
 /// The system text and the turns, consecutive messages of one role joined into one turn (tool
 /// results answer the assistant's calls in the user turn that follows them).
-fn messages(chat: &[Value]) -> Result<(String, Vec<Value>), String> {
+fn messages(chat: &[Value]) -> Result<(Vec<Value>, Vec<Value>), String> {
     let mut system = Vec::new();
     let mut turns: Vec<(String, Vec<Value>)> = Vec::new();
     for m in chat {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
         let (role, blocks) = match role {
             "system" | "developer" => {
-                system.push(text_of(m.get("content")));
+                match m.get("content") {
+                    Some(Value::Array(parts)) if parts.iter().any(|p| p.get("cache_control").is_some()) => system
+                        .extend(parts.iter().filter_map(|p| {
+                            let text = p.get("text")?;
+                            Some(cached(json!({"type": "text", "text": text}), p))
+                        })),
+                    content => {
+                        let text = text_of(content);
+                        if !text.is_empty() {
+                            system.push(json!({"type": "text", "text": text}));
+                        }
+                    }
+                }
                 continue;
             }
             "assistant" => ("assistant", assistant_blocks(m)),
@@ -111,7 +141,7 @@ fn messages(chat: &[Value]) -> Result<(String, Vec<Value>), String> {
         }
     }
     let turns = turns.into_iter().map(|(role, content)| json!({ "role": role, "content": content })).collect();
-    Ok((system.join("\n\n"), turns))
+    Ok((system, turns))
 }
 
 /// A message's text, whether a string or text parts.
@@ -135,7 +165,7 @@ fn content_blocks(content: Option<&Value>) -> Result<Vec<Value>, String> {
     parts
         .iter()
         .map(|p| match p.get("type").and_then(Value::as_str) {
-            Some("text") => Ok(json!({"type": "text", "text": p.get("text").cloned().unwrap_or_default()})),
+            Some("text") => Ok(cached(json!({"type": "text", "text": p.get("text").cloned().unwrap_or_default()}), p)),
             Some("image_url") => image(p.pointer("/image_url/url").and_then(Value::as_str).unwrap_or("")),
             other => Err(format!("messages: content of type {other:?} is not carried to an Anthropic upstream")),
         })
@@ -291,6 +321,25 @@ mod tests {
             turns[2]["content"][2]["source"],
             json!({"type": "base64", "media_type": "image/png", "data": "QUJD"})
         );
+    }
+
+    /// A Messages request's `cache_control` reaches an Anthropic upstream where the client put it.
+    #[test]
+    fn cache_control_goes_round_the_chat_form_and_back() {
+        let cc = json!({"type": "ephemeral"});
+        let messages = json!({
+            "model": "c", "max_tokens": 9,
+            "system": [{"type": "text", "text": "Policy."}, {"type": "text", "text": "Long manual.", "cache_control": cc}],
+            "tools": [{"name": "f", "input_schema": {"type": "object"}, "cache_control": cc}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Doc", "cache_control": cc}, {"type": "text", "text": "Q?"}]}],
+        });
+        let m = request(&super::super::request::to_chat(&messages).unwrap()).unwrap();
+        assert_eq!(m["system"], messages["system"]);
+        assert_eq!(m["tools"][0]["cache_control"], cc);
+        assert_eq!(m["messages"][0]["content"], messages["messages"][0]["content"]);
+        // Without any, the system prompt stays a string.
+        let plain = json!({"model": "c", "max_tokens": 9, "system": [{"type": "text", "text": "A"}, {"type": "text", "text": "B"}], "messages": [{"role": "user", "content": "hi"}]});
+        assert_eq!(request(&super::super::request::to_chat(&plain).unwrap()).unwrap()["system"], "A\nB");
     }
 
     #[test]
