@@ -93,8 +93,12 @@ def peak_rss_mib(pid):
 
 
 class Target:
-    def __init__(self, name, url, key, proc):
+    """A URL under load. `path` and `body` say what is sent (chat by default); targets that
+    share a process (`proc`) are one gateway reached through different APIs."""
+
+    def __init__(self, name, url, key, proc, path="/v1/chat/completions", body=None):
         self.name, self.url, self.key, self.proc = name, url, key, proc
+        self.path, self.body = path, body or chat_body
 
 
 def start(cmd, log, env=None, **kw):
@@ -262,12 +266,47 @@ litellm_settings:
     return Target("litellm", url, "sk-bench-master", p)
 
 
-def body(stream):
-    b = {"model": "m", "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
-         "max_tokens": 16, "ignore_eos": True}
+PROMPT = "Say hello to the benchmark."
+
+
+def chat_body(stream):
+    b = {"model": "m", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16, "ignore_eos": True}
     if stream:
         b["stream"] = True
     return json.dumps(b)
+
+
+def messages_body(stream):
+    """The same request in Anthropic's Messages form (`ignore_eos` passes through to the engine)."""
+    b = {"model": "m", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16, "ignore_eos": True}
+    if stream:
+        b["stream"] = True
+    return json.dumps(b)
+
+
+def responses_body(stream):
+    """The same request in OpenAI's Responses form (not stored)."""
+    b = {"model": "m", "input": PROMPT, "max_output_tokens": 16, "ignore_eos": True, "store": False}
+    if stream:
+        b["stream"] = True
+    return json.dumps(b)
+
+
+def translation_targets(tollgate, up, work, gw):
+    """The gateway `gw` reached through Messages and Responses (same process, so the same CPU
+    counter), and two more gateways whose backend is the upstream's `/v1/messages` and
+    `/v1/responses` (kinds anthropic and responses), reached with chat."""
+    out = [Target("tollgate messages-in", gw.url, gw.key, gw.proc, "/v1/messages", messages_body),
+           Target("tollgate responses-in", gw.url, gw.key, gw.proc, "/v1/responses", responses_body)]
+    for t in out:
+        t.restart = None
+    for kind in ["anthropic", "responses"]:
+        def starter(kind=kind):
+            return start_tollgate(tollgate, up, work, f"tollgate-to-{kind}", f'kind = "{kind}"')
+        t = starter()
+        t.restart = starter
+        out.append(t)
+    return out
 
 
 def signal_tree(t, sig):
@@ -292,7 +331,8 @@ def settle(t, limit=30.0):
 def measure(oha_bin, targets, t, stream, seconds, conc, rate):
     """One run against `t` with every other proxy stopped (SIGSTOP), so that only the load
     generator, the upstream and `t` share the machine; then `t` is let settle."""
-    others = [o for o in targets if o is not t and o.name != "direct"]
+    others = [o for o in targets if o.proc is not t.proc and o.name != "direct"]
+    others = list({o.proc.pid: o for o in others}.values())
     for o in others:
         signal_tree(o, signal.SIGSTOP)
     try:
@@ -307,10 +347,10 @@ def measure(oha_bin, targets, t, stream, seconds, conc, rate):
 def oha(oha_bin, target, stream, seconds, conc, rate):
     cmd = [oha_bin, "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-c", str(conc),
            "-m", "POST", "-H", "content-type: application/json",
-           "-H", f"authorization: Bearer {target.key}", "-d", body(stream)]
+           "-H", f"authorization: Bearer {target.key}", "-d", target.body(stream)]
     if rate:
         cmd += ["-q", str(rate), "--latency-correction"]
-    cmd.append(target.url + "/v1/chat/completions")
+    cmd.append(target.url + target.path)
     cpu0 = cpu_seconds(target.proc.pid)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=seconds + 120).stdout
     cpu1 = cpu_seconds(target.proc.pid)
@@ -350,6 +390,9 @@ def main():
     ap.add_argument("--modes", default="whole,stream", help="whole, stream or both")
     ap.add_argument("--open-streams", help="path to the open_streams example: also hold many streams open")
     ap.add_argument("--streams", type=int, default=10000, help="streams held open at once (with --open-streams)")
+    ap.add_argument("--translations", action="store_true",
+                    help="also tollgate reached through Messages and Responses, and in front of Messages and "
+                         "Responses upstreams (the emulator's): the cost of translation")
     a = ap.parse_args()
     seconds = int(a.seconds) if a.seconds >= 1 else 1
     work = tempfile.mkdtemp(prefix="tollgate-bench-")
@@ -368,6 +411,9 @@ def main():
             t = starter()
             t.restart = starter
             targets.append(t)
+        if a.translations:
+            gw = next(t for t in targets if t.name == "tollgate")
+            targets.extend(translation_targets(a.tollgate, up, work, gw))
         deaths = []
         loads = [("c1", 1, None), ("c8", 8, None), ("c64", 64, None), ("50 rps", 64, 50), ("1000 rps", 64, 1000)]
         if a.loads:
@@ -394,6 +440,8 @@ def main():
                                            "exit": t.proc.returncode})
                             print(f"[{t.name} died (exit {t.proc.returncode}) during {load} round {rnd}; "
                                   "run left out, restarting it]", file=sys.stderr, flush=True)
+                            if t.restart is None:
+                                raise SystemExit(f"{t.name} died (exit {t.proc.returncode})")
                             fresh = t.restart()
                             fresh.restart = t.restart
                             targets[targets.index(t)] = fresh
