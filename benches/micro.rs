@@ -132,6 +132,19 @@ data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text
     c.bench_function("chat request to an Anthropic upstream, short prompt", |b| {
         b.iter(|| tollgate::api::anthropic::upstream::request(black_box(&req)).unwrap())
     });
+    // And for a Responses upstream.
+    let up = br#"event: response.output_text.delta
+data: {"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":" hello","sequence_number":5}
+
+"#;
+    let mut r = tollgate::api::responses::upstream_stream::FromResponses::new();
+    r.push(up);
+    c.bench_function("Responses upstream stream to chat, per chunk (one text delta)", |b| {
+        b.iter(|| r.push(black_box(up)))
+    });
+    c.bench_function("chat request to a Responses upstream, short prompt", |b| {
+        b.iter(|| tollgate::api::responses::upstream::request(black_box(&req)).unwrap())
+    });
 }
 
 /// Counting a short chat prompt's tokens (cl100k_base), as admission does for every request.
