@@ -137,7 +137,8 @@ async fn every_ingress_reaches_anthropic_upstreams() {
     assert_eq!(first["tool_choice"], serde_json::json!({"type": "any", "disable_parallel_tool_use": true}));
     assert_eq!(first["tools"][0]["input_schema"]["type"], "object");
     assert!(first["max_tokens"].as_u64().unwrap() > 0 && first.get("messages").is_some());
-    let cached = serde_json::json!([{"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral"}}]);
+    let cached =
+        serde_json::json!([{"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral"}}]);
     assert!(bodies.iter().any(|b| b["system"] == cached), "cache_control carried to the Anthropic upstream");
     let back = bodies.iter().find(|b| b["messages"].as_array().unwrap().len() == 3).expect("the tool result sent");
     assert_eq!(back["messages"][1]["content"][0]["type"], "tool_use");

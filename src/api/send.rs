@@ -237,6 +237,8 @@ mod tests {
         assert_eq!(to_upstream(BackendKind::Openai, "/v1/chat/completions", &plain).unwrap().1, plain);
         let err = to_upstream(BackendKind::Responses, "/v1/embeddings", &plain).unwrap_err();
         assert!(err.contains("not served by a Responses upstream"), "{err}");
+        let err = to_upstream(BackendKind::Anthropic, "/v1/completions", &plain).unwrap_err();
+        assert!(err.contains("not served by an Anthropic upstream"), "{err}");
     }
 
     #[test]
