@@ -5,6 +5,46 @@
 use super::sse::{write_data, SseSplitter};
 use serde_json::{json, Value};
 
+/// One upstream API's stream events read as chat chunks: the per-API part of [`FromUpstream`].
+pub trait UpstreamEvents: Default {
+    /// Writes the chat events for one upstream event (its parsed data); true once the stream has
+    /// ended (`[DONE]` written).
+    fn event(&mut self, v: &Value, out: &mut Vec<u8>) -> bool;
+}
+
+/// An upstream's SSE stream read back as chat, incrementally and whatever the cuts between
+/// chunks: the framing, and nothing after the end, around the API's own reader `R`.
+#[derive(Debug, Default)]
+pub struct FromUpstream<R> {
+    sse: SseSplitter,
+    reader: R,
+    done: bool,
+}
+
+impl<R: UpstreamEvents> FromUpstream<R> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the stream has ended (`[DONE]` written).
+    pub fn finished(&self) -> bool {
+        self.done
+    }
+
+    /// Feeds bytes of the upstream's stream; returns the chat events they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in self.sse.push(bytes) {
+            if self.done {
+                break;
+            }
+            let Ok(v) = serde_json::from_str::<Value>(e.data()) else { continue };
+            self.done = self.reader.event(&v, &mut out);
+        }
+        out
+    }
+}
+
 /// Writes one completion's chat stream, for the translations from other upstreams' streams:
 /// chunks under one id and model, the usage chunk, an error event, `[DONE]`.
 #[derive(Debug, Default)]

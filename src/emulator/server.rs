@@ -55,8 +55,16 @@ impl Emulator {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/v1/chat/completions", post(chat))
-            .route("/v1/messages", post(messages).layer(axum::middleware::from_fn(crate::api::anthropic::adapt)))
-            .route("/v1/responses", post(responses).layer(axum::middleware::from_fn(super::ingress::responses)))
+            .route(
+                "/v1/messages",
+                post(|s, r, h, b| as_chat(crate::api::anthropic::request::to_chat, (s, r, h, b)))
+                    .layer(axum::middleware::from_fn(crate::api::anthropic::adapt)),
+            )
+            .route(
+                "/v1/responses",
+                post(|s, r, h, b| as_chat(crate::api::responses::request::to_chat, (s, r, h, b)))
+                    .layer(axum::middleware::from_fn(super::ingress::responses)),
+            )
             .route("/v1/completions", post(completions))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(models))
@@ -228,24 +236,13 @@ async fn chat(
     emu.generate(Endpoint::Chat, gen, prompt, Call { headers, reset: reset.map(|e| e.0) }, tool).await
 }
 
-/// Anthropic's Messages API: the request served as chat, the answer translated by the layer.
-async fn messages(
-    s: State<Arc<Emulator>>,
-    r: Option<Extension<ConnReset>>,
-    h: HeaderMap,
-    b: Body,
+/// Another API's request (Anthropic's Messages, OpenAI's Responses: `to_chat` is its ingress
+/// translation) served as chat; the route's layer translates the answer.
+async fn as_chat(
+    to_chat: fn(&serde_json::Value) -> Result<serde_json::Value, ApiError>,
+    (s, r, h, b): (State<Arc<Emulator>>, Option<Extension<ConnReset>>, HeaderMap, Body),
 ) -> Result<Response, ApiError> {
-    chat(s, r, h, Ok(super::ingress::as_chat(b, crate::api::anthropic::request::to_chat)?)).await
-}
-
-/// OpenAI's Responses API: the request served as chat, the answer translated by the layer.
-async fn responses(
-    s: State<Arc<Emulator>>,
-    r: Option<Extension<ConnReset>>,
-    h: HeaderMap,
-    b: Body,
-) -> Result<Response, ApiError> {
-    chat(s, r, h, Ok(super::ingress::as_chat(b, crate::api::responses::request::to_chat)?)).await
+    chat(s, r, h, Ok(super::ingress::as_chat(b, to_chat)?)).await
 }
 
 async fn completions(

@@ -9,47 +9,26 @@
 //! `error` event an OpenAI-style error event then `[DONE]`. Thinking blocks and pings are dropped.
 
 use super::upstream::{chat_id, chat_usage, finish_reason};
-use crate::api::chat_stream::ChunkWriter;
-use crate::api::sse::{write_data, SseSplitter};
+use crate::api::chat_stream::{ChunkWriter, FromUpstream, UpstreamEvents};
+use crate::api::sse::write_data;
 use serde_json::{json, Value};
 
 /// Translates one response's stream.
+pub type FromMessages = FromUpstream<MessagesEvents>;
+
+/// What a Messages stream's translation keeps between events.
 #[derive(Debug, Default)]
-pub struct FromMessages {
-    sse: SseSplitter,
+pub struct MessagesEvents {
     w: ChunkWriter,
     /// Anthropic's usage so far (from `message_start`, updated by `message_delta`).
     usage: Value,
     /// For each content block index: the chat tool call index, if it is a `tool_use` block.
     tool_of_block: Vec<(u64, u64)>,
     tools: u64,
-    done: bool,
 }
 
-impl FromMessages {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Whether the stream has ended (`[DONE]` written).
-    pub fn finished(&self) -> bool {
-        self.done
-    }
-
-    /// Feeds bytes of the upstream's stream; returns the chat events they complete.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for e in self.sse.push(bytes) {
-            if self.done {
-                break;
-            }
-            let Ok(v) = serde_json::from_str::<Value>(e.data()) else { continue };
-            self.event(&v, &mut out);
-        }
-        out
-    }
-
-    fn event(&mut self, v: &Value, out: &mut Vec<u8>) {
+impl UpstreamEvents for MessagesEvents {
+    fn event(&mut self, v: &Value, out: &mut Vec<u8>) -> bool {
         match v.get("type").and_then(Value::as_str) {
             Some("message_start") => {
                 let m = &v["message"];
@@ -113,17 +92,18 @@ impl FromMessages {
             Some("message_stop") => {
                 self.w.usage(chat_usage(&self.usage), out);
                 ChunkWriter::done(out);
-                self.done = true;
+                return true;
             }
             Some("error") => {
                 let e = &v["error"];
                 let rate_limited = e.get("type").and_then(Value::as_str) == Some("rate_limit_error");
                 let message = e.get("message").and_then(Value::as_str).unwrap_or("upstream error");
                 self.w.error(message, rate_limited, out);
-                self.done = true;
+                return true;
             }
             _ => {}
         }
+        false
     }
 }
 

@@ -11,44 +11,22 @@
 //! (`in_progress`, `*.done`, content parts) carry nothing a chat stream has and are dropped.
 
 use super::upstream::{chat_id, chat_usage, finish_reason};
-use crate::api::chat_stream::ChunkWriter;
-use crate::api::sse::SseSplitter;
+use crate::api::chat_stream::{ChunkWriter, FromUpstream, UpstreamEvents};
 use serde_json::{json, Value};
 
 /// Translates one response's stream.
+pub type FromResponses = FromUpstream<ResponsesEvents>;
+
+/// What a Responses stream's translation keeps between events.
 #[derive(Debug, Default)]
-pub struct FromResponses {
-    sse: SseSplitter,
+pub struct ResponsesEvents {
     w: ChunkWriter,
     /// For each `function_call` item's output index: its chat tool call index.
     tool_of_item: Vec<(u64, u64)>,
-    done: bool,
 }
 
-impl FromResponses {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Whether the stream has ended (`[DONE]` written).
-    pub fn finished(&self) -> bool {
-        self.done
-    }
-
-    /// Feeds bytes of the upstream's stream; returns the chat events they complete.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for e in self.sse.push(bytes) {
-            if self.done {
-                break;
-            }
-            let Ok(v) = serde_json::from_str::<Value>(e.data()) else { continue };
-            self.event(&v, &mut out);
-        }
-        out
-    }
-
-    fn event(&mut self, v: &Value, out: &mut Vec<u8>) {
+impl UpstreamEvents for ResponsesEvents {
+    fn event(&mut self, v: &Value, out: &mut Vec<u8>) -> bool {
         let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
         let index = v.get("output_index").and_then(Value::as_u64).unwrap_or(0);
         match v.get("type").and_then(Value::as_str).unwrap_or("") {
@@ -86,21 +64,25 @@ impl FromResponses {
                 self.w.write(json!({}), Some(finish_reason(r, !self.tool_of_item.is_empty())), out);
                 self.w.usage(chat_usage(r.get("usage").unwrap_or(&Value::Null)), out);
                 ChunkWriter::done(out);
-                self.done = true;
+                return true;
             }
             "response.failed" => {
                 let e = v.pointer("/response/error").unwrap_or(&Value::Null);
-                self.fail(e.get("message").and_then(Value::as_str), e.get("code").and_then(Value::as_str), out);
+                return self.fail(e.get("message"), e.get("code"), out);
             }
-            "error" => self.fail(v.get("message").and_then(Value::as_str), v.get("code").and_then(Value::as_str), out),
+            "error" => return self.fail(v.get("message"), v.get("code"), out),
             _ => {}
         }
+        false
     }
+}
 
-    fn fail(&mut self, message: Option<&str>, code: Option<&str>, out: &mut Vec<u8>) {
-        let rate_limited = code.is_some_and(|c| c.contains("rate_limit"));
-        self.w.error(message.unwrap_or("upstream error"), rate_limited, out);
-        self.done = true;
+impl ResponsesEvents {
+    /// An error event then `[DONE]`: a rate limit if the code says so, else a server error.
+    fn fail(&self, message: Option<&Value>, code: Option<&Value>, out: &mut Vec<u8>) -> bool {
+        let rate_limited = code.and_then(Value::as_str).is_some_and(|c| c.contains("rate_limit"));
+        self.w.error(message.and_then(Value::as_str).unwrap_or("upstream error"), rate_limited, out);
+        true
     }
 }
 
