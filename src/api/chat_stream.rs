@@ -214,6 +214,45 @@ pub mod testing {
         "data: [DONE]\n\n",
     );
 
+    /// A chat stream's chunks, and whether it ended with `[DONE]`.
+    pub fn chunks(out: &[u8]) -> (Vec<Value>, bool) {
+        let ev = super::ChatEvents::default().push(out);
+        let done = ev.last() == Some(&super::ChatEvent::Done);
+        (ev.into_iter().filter_map(|e| if let super::ChatEvent::Chunk(v) = e { Some(v) } else { None }).collect(), done)
+    }
+
+    /// An upstream stream translation of `stream`, which must say "Hello", call `weather` with
+    /// `{"city":"Paris"}` and report 13 tokens in (4 of them cached) and 12 out: it reads as that
+    /// chat stream, ended, and the same wherever the bytes are cut. Returns its chunks.
+    pub fn reads_as_chat<R: super::UpstreamEvents>(stream: &str, cuts: &[usize]) -> Vec<Value> {
+        let whole = super::FromUpstream::<R>::new().push(stream.as_bytes());
+        let (c, done) = chunks(&whole);
+        assert!(done);
+        assert_eq!(c[0]["choices"][0]["delta"]["role"], "assistant");
+        let text: String =
+            c.iter().filter_map(|v| v.pointer("/choices/0/delta/content").and_then(Value::as_str)).collect();
+        assert_eq!(text, "Hello");
+        let args: String = c
+            .iter()
+            .filter_map(|v| v.pointer("/choices/0/delta/tool_calls/0/function/arguments").and_then(Value::as_str))
+            .collect();
+        assert_eq!(args, "{\"city\":\"Paris\"}");
+        let start = c.iter().find(|v| v.pointer("/choices/0/delta/tool_calls/0/id").is_some()).unwrap();
+        assert_eq!(start["choices"][0]["delta"]["tool_calls"][0]["function"]["name"], "weather");
+        let finish = c.iter().find_map(|v| v.pointer("/choices/0/finish_reason").and_then(Value::as_str));
+        assert_eq!(finish, Some("tool_calls"));
+        let usage = &c.last().unwrap()["usage"];
+        assert_eq!((usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()), (Some(13), Some(12)));
+        assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 4);
+        for &cut in cuts {
+            let mut t = super::FromUpstream::<R>::new();
+            let mut out = t.push(&stream.as_bytes()[..cut]);
+            out.extend(t.push(&stream.as_bytes()[cut..]));
+            assert_eq!(out, whole, "cut at {cut}");
+        }
+        c
+    }
+
     /// A translation's output as (event name, data) pairs.
     pub fn events(out: &[u8]) -> Vec<(String, Value)> {
         String::from_utf8_lossy(out)

@@ -110,6 +110,7 @@ impl UpstreamEvents for MessagesEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::chat_stream::testing::reads_as_chat;
     use crate::api::chat_stream::{ChatEvent, ChatEvents};
 
     /// A Messages stream with thinking (dropped), text, a tool call in two pieces, cache tokens,
@@ -132,45 +133,10 @@ mod tests {
         "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     );
 
-    fn chunks(out: &[u8]) -> (Vec<Value>, bool) {
-        let mut r = ChatEvents::default();
-        let ev = r.push(out);
-        let done = ev.last() == Some(&ChatEvent::Done);
-        (ev.into_iter().filter_map(|e| if let ChatEvent::Chunk(v) = e { Some(v) } else { None }).collect(), done)
-    }
-
     #[test]
     fn a_messages_stream_reads_as_a_chat_stream_wherever_it_is_cut() {
-        let whole = {
-            let mut t = FromMessages::new();
-            t.push(MESSAGES.as_bytes())
-        };
-        let (c, done) = chunks(&whole);
-        assert!(done);
-        assert_eq!(c[0]["choices"][0]["delta"]["role"], "assistant");
+        let c = reads_as_chat::<MessagesEvents>(MESSAGES, &[1, 7, 50, 333, MESSAGES.len() - 3]);
         assert_eq!(c[0]["id"], "chatcmpl-1");
-        let text: String =
-            c.iter().filter_map(|v| v.pointer("/choices/0/delta/content").and_then(Value::as_str)).collect();
-        assert_eq!(text, "Hello");
-        let args: String = c
-            .iter()
-            .filter_map(|v| v.pointer("/choices/0/delta/tool_calls/0/function/arguments").and_then(Value::as_str))
-            .collect();
-        assert_eq!(args, "{\"city\":\"Paris\"}");
-        let start = c.iter().find(|v| v.pointer("/choices/0/delta/tool_calls/0/id").is_some()).unwrap();
-        assert_eq!(start["choices"][0]["delta"]["tool_calls"][0]["function"]["name"], "weather");
-        let finish = c.iter().find_map(|v| v.pointer("/choices/0/finish_reason").and_then(Value::as_str));
-        assert_eq!(finish, Some("tool_calls"));
-        let usage = &c.last().unwrap()["usage"];
-        assert_eq!((usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()), (Some(13), Some(12)));
-        assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 4);
-        // Cut anywhere: the same chat stream.
-        for cut in [1, 7, 50, 333, MESSAGES.len() - 3] {
-            let mut t = FromMessages::new();
-            let mut out = t.push(&MESSAGES.as_bytes()[..cut]);
-            out.extend(t.push(&MESSAGES.as_bytes()[cut..]));
-            assert_eq!(out, whole, "cut at {cut}");
-        }
     }
 
     #[test]

@@ -89,6 +89,7 @@ impl ResponsesEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::chat_stream::testing::{chunks, reads_as_chat};
     use crate::api::chat_stream::{ChatEvent, ChatEvents};
 
     /// A Responses stream with reasoning, text, a tool call in two pieces, cached input, then the end.
@@ -106,42 +107,12 @@ mod tests {
         "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"usage\":{\"input_tokens\":13,\"input_tokens_details\":{\"cached_tokens\":4},\"output_tokens\":12,\"output_tokens_details\":{\"reasoning_tokens\":3},\"total_tokens\":25}}}\n\n",
     );
 
-    fn chunks(out: &[u8]) -> (Vec<Value>, bool) {
-        let ev = ChatEvents::default().push(out);
-        let done = ev.last() == Some(&ChatEvent::Done);
-        (ev.into_iter().filter_map(|e| if let ChatEvent::Chunk(v) = e { Some(v) } else { None }).collect(), done)
-    }
-
     #[test]
     fn a_responses_stream_reads_as_a_chat_stream_wherever_it_is_cut() {
-        let whole = FromResponses::new().push(RESPONSES.as_bytes());
-        let (c, done) = chunks(&whole);
-        assert!(done);
-        assert_eq!(
-            (c[0]["choices"][0]["delta"]["role"].as_str(), c[0]["id"].as_str()),
-            (Some("assistant"), Some("chatcmpl-1"))
-        );
-        let text: String =
-            c.iter().filter_map(|v| v.pointer("/choices/0/delta/content").and_then(Value::as_str)).collect();
-        assert_eq!(text, "Hello");
-        let args: String = c
-            .iter()
-            .filter_map(|v| v.pointer("/choices/0/delta/tool_calls/0/function/arguments").and_then(Value::as_str))
-            .collect();
-        assert_eq!(args, "{\"city\":\"Paris\"}");
+        let c = reads_as_chat::<ResponsesEvents>(RESPONSES, &[1, 7, 50, 333, 900, RESPONSES.len() - 3]);
+        assert_eq!(c[0]["id"], "chatcmpl-1");
         let start = c.iter().find(|v| v.pointer("/choices/0/delta/tool_calls/0/id").is_some()).unwrap();
         assert_eq!(start["choices"][0]["delta"]["tool_calls"][0]["id"], "call_1");
-        let finish = c.iter().find_map(|v| v.pointer("/choices/0/finish_reason").and_then(Value::as_str));
-        assert_eq!(finish, Some("tool_calls"));
-        let usage = &c.last().unwrap()["usage"];
-        assert_eq!((usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()), (Some(13), Some(12)));
-        assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 4);
-        for cut in [1, 7, 50, 333, 900, RESPONSES.len() - 3] {
-            let mut t = FromResponses::new();
-            let mut out = t.push(&RESPONSES.as_bytes()[..cut]);
-            out.extend(t.push(&RESPONSES.as_bytes()[cut..]));
-            assert_eq!(out, whole, "cut at {cut}");
-        }
     }
 
     #[test]
