@@ -36,6 +36,9 @@ pub struct Admitted {
     gw_allocator: Option<Arc<crate::allocator::Allocator>>,
     /// `max_tokens` to send upstream for a request that set none but whose hold assumed it.
     pub output_cap: Option<u32>,
+    /// For a request served because of its bid: the price per 1,000 tokens that cleared it (what
+    /// it is charged, never above the bid).
+    pub cleared_per_1k: Option<f64>,
 }
 
 impl Admitted {
@@ -82,13 +85,22 @@ pub struct Admission<'a> {
     pub routers: &'a std::collections::HashMap<String, Arc<crate::routing::RouterModel>>,
 }
 
+/// Admits a request that may bid up to `bid_per_1k` USD per 1,000 tokens (the client's
+/// `x-tollgate-max-price`, checked against the tenant's `max_bid_per_1k`). A bid raises the value
+/// the request is priced at; a request served only because of its bid is charged the price that
+/// cleared it, per token, never more than its bid; one its tier's value clears pays its tier.
 pub async fn admit(
     gw: Admission<'_>,
     caller: &Caller,
     c: &Classified,
+    bid_per_1k: Option<f64>,
     meter: &mut Meter,
 ) -> Result<Admitted, ApiError> {
     let cfg = gw.cfg;
+    let bid = allowed_bid(cfg, &caller.tenant, bid_per_1k)?;
+    if let Some(b) = bid {
+        meter.bid(b);
+    }
     // The tenant's tier, or the one its `service_tier` names: limits, charge and value all follow it.
     let tier = cfg.request_tier(&caller.tenant, c.service());
     let class = ClassKey { tenant: caller.tenant.clone(), model: c.model.clone() };
@@ -126,7 +138,10 @@ pub async fn admit(
     // both are settled to the real count.
     let bound_out = output_cap.map(f64::from).unwrap_or(out_est);
     let counted_tokens = input.max(0) as u64 + bound_out.ceil() as u64;
-    let hold = admit_tenant(gw, &caller.tenant, charge.charge_f(input as f64, bound_out), counted_tokens).await?;
+    // A bid may be charged in full: the hold covers the larger of the tier's charge and the bid.
+    let bid_usd = |tokens: f64| bid.map_or(0.0, |b| b * tokens / 1000.0);
+    let hold_usd = charge.charge_f(input as f64, bound_out).max(bid_usd(input as f64 + bound_out));
+    let hold = admit_tenant(gw, &caller.tenant, hold_usd, counted_tokens).await?;
     let mut admitted = Admitted {
         model: c.model.clone(),
         decision: Verdict::None,
@@ -139,11 +154,14 @@ pub async fn admit(
         charge,
         gw_allocator: managed.cloned(),
         output_cap: output_cap.filter(|_| c.max_tokens.is_none() && !c.prompt.is_embedding()),
+        cleared_per_1k: None,
     };
     let Some(alloc) = managed else { return Ok(admitted) };
 
     alloc.observe_arrival(&class, input as f64);
-    let value = tier.map(crate::config::TierConfig::value_rates).unwrap_or_default().charge_f(input as f64, out_est);
+    let tier_value =
+        tier.map(crate::config::TierConfig::value_rates).unwrap_or_default().charge_f(input as f64, out_est);
+    let value = tier_value.max(bid_usd(input as f64 + out_est));
     let deferrable = tier.is_some_and(|t| t.deferrable);
     let deadline = Instant::now() + Duration::from_millis(tier.map(|t| t.deadline_ms).unwrap_or(0));
     let ttft_slo_s = tier.map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
@@ -169,6 +187,16 @@ pub async fn admit(
                     admitted.pool = Some(cand.pool);
                     admitted.admitted_at = Instant::now();
                     admitted._reservation = Some(res);
+                    if let Some(b) = bid {
+                        // What the pool's capacity costs this request, kept at the pool's quality.
+                        let cleared = price * cand.work / cand.quality.max(1e-9);
+                        if cleared > tier_value {
+                            let per_1k = (cleared / ask.tokens.max(1.0) * 1000.0).min(b);
+                            admitted.charge = Rates::new(per_1k * 1000.0, per_1k * 1000.0);
+                            admitted.cleared_per_1k = Some(per_1k);
+                            meter.rates(admitted.charge, Rates::new(b * 1000.0, b * 1000.0));
+                        }
+                    }
                     meter.decision(admitted.decision, Some(price), Some(net));
                     meter.keep_value_share(cand.quality);
                     if downgraded {
@@ -197,6 +225,20 @@ pub async fn admit(
         // Only the densest waiting request of the pool is priced again (every poll, or at once
         // when the one ahead leaves the queue); the others keep waiting.
         w.turn(DEFER_POLL, deadline).await;
+    }
+}
+
+/// The request's bid if its tenant may bid that much: a tenant without `max_bid_per_1k` may not
+/// bid at all, and no bid may exceed it.
+fn allowed_bid(cfg: &crate::config::Config, tenant: &str, bid: Option<f64>) -> Result<Option<f64>, ApiError> {
+    let Some(b) = bid else { return Ok(None) };
+    let invalid = |message: String| ApiError::InvalidValue { message, param: "x-tollgate-max-price" };
+    match cfg.tenant(tenant).and_then(|t| t.max_bid_per_1k) {
+        None => Err(invalid("Your tenant may not bid: x-tollgate-max-price is not accepted.".into())),
+        Some(max) if b > max => {
+            Err(invalid(format!("A bid of {b} USD per 1,000 tokens is above your tenant's limit of {max}.")))
+        }
+        Some(_) => Ok(Some(b)),
     }
 }
 
@@ -323,7 +365,8 @@ mod tests {
     #[tokio::test]
     async fn a_managed_request_is_admitted_on_its_pool_and_gives_its_capacity_back() {
         let d = Deps::new();
-        let admitted = admit(d.admission(), &caller("a"), &chat("hello", Some(8)), &mut meter("a")).await.unwrap();
+        let admitted =
+            admit(d.admission(), &caller("a"), &chat("hello", Some(8)), None, &mut meter("a")).await.unwrap();
         assert_eq!((admitted.model.as_str(), admitted.decision), ("m", Verdict::Admit));
         assert!(admitted.price.is_some() && d.alloc.load(0).inflight() > 0.0);
         assert_eq!(admitted.output_cap, None, "the client's max_tokens stands");
@@ -336,16 +379,16 @@ mod tests {
         let d = Deps::new();
         // 100 micro-USD at 1 and 2 USD per 1M tokens: a long prompt alone does not fit.
         let long = "word ".repeat(200);
-        let err = admit(d.admission(), &caller("b"), &chat(&long, Some(1)), &mut meter("b")).await.err();
+        let err = admit(d.admission(), &caller("b"), &chat(&long, Some(1)), None, &mut meter("b")).await.err();
         assert!(matches!(err, Some(ApiError::BudgetExceeded)), "{err:?}");
         // No max_tokens: the tier's default cap is held, and sent upstream.
-        let admitted = admit(d.admission(), &caller("b"), &chat("hi", None), &mut meter("b")).await;
+        let admitted = admit(d.admission(), &caller("b"), &chat("hi", None), None, &mut meter("b")).await;
         let err = admitted.err();
         assert!(
             matches!(err, Some(ApiError::BudgetExceeded)),
             "4,096 output tokens at 2 USD/1M exceed 100 micro-USD: {err:?}"
         );
-        let admitted = admit(d.admission(), &caller("b"), &chat("hi", Some(20)), &mut meter("b")).await.unwrap();
+        let admitted = admit(d.admission(), &caller("b"), &chat("hi", Some(20)), None, &mut meter("b")).await.unwrap();
         let (spent, held) = d.state.tenant_usage("b").await.unwrap().unwrap();
         assert_eq!(spent, 0.0);
         assert!(held >= 40e-6, "the hold covers the output cap: {held}");

@@ -197,7 +197,9 @@ impl IntoResponse for ApiError {
         if let Self::Priced { quote_per_1k, price, retry_after_s, .. } = &self {
             h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
             h.insert("x-tollgate-decision", HeaderValue::from_static(crate::admission::Verdict::Refuse.as_str()));
-            if let Ok(v) = HeaderValue::from_str(&format!("{quote_per_1k:.9}")) {
+            // Rounded up: a bid of the quote as written clears (while prices stay where they are).
+            let quote = (quote_per_1k * 1e9).ceil() / 1e9;
+            if let Ok(v) = HeaderValue::from_str(&format!("{quote:.9}")) {
                 h.insert("x-tollgate-quote-per-1k", v);
             }
             if let Ok(v) = HeaderValue::from_str(&format!("{price:.9}")) {

@@ -61,7 +61,13 @@ pub fn new_request_id() -> String {
 pub struct RequestIds {
     pub id: String,
     pub client: Option<String>,
+    /// The client's `x-tollgate-max-price`, as sent (read, and refused if unreadable, by the
+    /// admission stage, so that the refusal has its ledger row).
+    pub bid: Option<axum::http::HeaderValue>,
 }
+
+/// The header in which a request states the most it will pay, USD per 1,000 tokens.
+pub const BID_HEADER: &str = "x-tollgate-max-price";
 
 impl RequestIds {
     pub fn of(headers: &HeaderMap) -> Self {
@@ -70,7 +76,7 @@ impl RequestIds {
             .and_then(|v| v.to_str().ok())
             .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
             .map(str::to_string);
-        Self { id: new_request_id(), client }
+        Self { id: new_request_id(), client, bid: headers.get(BID_HEADER).cloned() }
     }
 
     /// The id the client sees in the response's `x-request-id`: its own, else ours.

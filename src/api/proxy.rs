@@ -46,7 +46,7 @@ pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, ids: RequestIds
     meter.client_request_id(ids.client.clone());
     let span = request_span(route, caller, &ids.id);
     meter.trace(span.clone());
-    let mut resp = match prepare(gw, route, caller, &ids.id, &body, &mut meter).instrument(span.clone()).await {
+    let mut resp = match prepare(gw, route, caller, &ids, &body, &mut meter).instrument(span.clone()).await {
         Err(err) => {
             meter.finish(err.status().as_u16(), err.outcome(), Some(err.to_string())).wait().await;
             err.into_response()
@@ -113,15 +113,17 @@ async fn prepare(
     gw: &Gateway,
     route: Route,
     caller: &Caller,
-    request_id: &str,
+    ids: &RequestIds,
     body: &[u8],
     meter: &mut Meter,
 ) -> Result<Prepared, ApiError> {
+    let request_id = ids.id.as_str();
     let c = {
         let _stage = tracing::debug_span!(target: SPAN_TARGET, "classify").entered();
         classify(&gw.cfg, &gw.registry, route, caller, body)?
     };
     meter.requested(&c.model, c.stream);
+    let bid = bid_of(ids.bid.as_ref())?;
     // The request's tier (its tenant's, or the one its `service_tier` names) charges and values it.
     let tier = gw.cfg.request_tier(&caller.tenant, c.service());
     let rates = tier.map(|t| (t.price_rates(), t.value_rates())).unwrap_or_default();
@@ -138,7 +140,7 @@ async fn prepare(
         }
     }
     let admit_span = tracing::debug_span!(target: SPAN_TARGET, "admit");
-    let mut admitted = admit::admit(gw.admission(), caller, &c, meter).instrument(admit_span).await?;
+    let mut admitted = admit::admit(gw.admission(), caller, &c, bid, meter).instrument(admit_span).await?;
     // Only the asked-for model's own answer is stored: a downgraded answer is another model's.
     let capture = capture.filter(|_| admitted.model == c.model);
     let pool: &Pool =
@@ -156,6 +158,18 @@ async fn prepare(
     Ok(Prepared::Upstream { c, sent, admitted, capture, model: pool.model.clone() })
 }
 
+/// A bid header as USD per 1,000 tokens: a finite, non-negative number, or a 400.
+fn bid_of(h: Option<&HeaderValue>) -> Result<Option<f64>, ApiError> {
+    let Some(h) = h else { return Ok(None) };
+    match h.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()) {
+        Some(b) if b.is_finite() && b >= 0.0 => Ok(Some(b)),
+        _ => Err(ApiError::InvalidValue {
+            message: format!("{} must be a non-negative number of USD per 1,000 tokens.", super::gateway::BID_HEADER),
+            param: super::gateway::BID_HEADER,
+        }),
+    }
+}
+
 fn served_headers(model: &str, backend: &str, admitted: &Admitted, service: ServiceTier) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("x-tollgate-service-tier", HeaderValue::from_static(service.as_str()));
@@ -164,6 +178,9 @@ fn served_headers(model: &str, backend: &str, admitted: &Admitted, service: Serv
         if let Ok(v) = HeaderValue::from_str(&format!("{p:.9}")) {
             h.insert("x-tollgate-price", v);
         }
+    }
+    if let Some(Ok(v)) = admitted.cleared_per_1k.map(|c| HeaderValue::from_str(&format!("{c:.9}"))) {
+        h.insert("x-tollgate-cleared-per-1k", v);
     }
     if let Ok(v) = HeaderValue::from_str(model) {
         h.insert("x-tollgate-model", v);

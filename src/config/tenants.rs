@@ -107,6 +107,10 @@ pub struct TenantConfig {
     /// Requests admitted per sliding minute.
     #[serde(default)]
     pub requests_per_minute: Option<u64>,
+    /// The most a request of this tenant may bid (`x-tollgate-max-price`), USD per 1,000 tokens;
+    /// unset: the tenant's requests may not bid.
+    #[serde(default)]
+    pub max_bid_per_1k: Option<f64>,
 }
 
 /// Output tokens held for a budgeted or token-limited request without `max_tokens`, unless its

@@ -66,6 +66,8 @@ impl Config {
         for (i, t) in self.tenants.iter().enumerate() {
             let at = format!("tenants[{i}]");
             ensure(tiers.contains(t.tier.as_str()), &at, "tier", format!("unknown tier `{}`", t.tier))?;
+            let bid = t.max_bid_per_1k.is_none_or(|b| b.is_finite() && b >= 0.0);
+            ensure(bid, &at, "max_bid_per_1k", "must be a non-negative number")?;
             for (j, m) in t.models.iter().enumerate() {
                 let ok = m == "*" || models.contains(m.as_str());
                 ensure(ok, &at, &format!("models[{j}]"), format!("unknown model `{m}`"))?;

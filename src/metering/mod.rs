@@ -74,6 +74,7 @@ impl Meter {
                 decision: Verdict::None.as_str().into(),
                 price: None,
                 net_value: None,
+                bid_per_1k: None,
                 cache: None,
             },
             sink,
@@ -126,6 +127,11 @@ impl Meter {
         self.row.decision = decision.as_str().into();
         self.row.price = price;
         self.row.net_value = net_value;
+    }
+
+    /// Records the request's bid, USD per 1,000 tokens.
+    pub fn bid(&mut self, bid_per_1k: f64) {
+        self.row.bid_per_1k = Some(bid_per_1k);
     }
 
     /// Records a cache lookup's result (`exact`, `semantic` or `miss`).

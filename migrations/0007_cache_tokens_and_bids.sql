@@ -3,3 +3,5 @@
 -- backend's costs or the tier's prices set a rate for them.
 ALTER TABLE ledger ADD COLUMN cached_input_tokens BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE ledger ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0;
+-- The most the request bid (`x-tollgate-max-price`), USD per 1,000 tokens; NULL when it did not.
+ALTER TABLE ledger ADD COLUMN bid_per_1k DOUBLE PRECISION;
