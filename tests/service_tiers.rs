@@ -74,6 +74,23 @@ async fn flex_yields_priority_leads_and_both_are_charged_their_tiers() {
     assert_eq!(r.headers()["x-tollgate-service-tier"], "flex");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["service_tier"], "flex", "{body}");
+    // Streamed, every chunk names it, as OpenAI's do.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gw.base))
+        .bearer_auth(&key)
+        .json(&json!({"model": "big", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4,
+            "stream": true, "service_tier": "flex"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let chunks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: ").filter(|d| *d != "[DONE]"))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(!chunks.is_empty() && chunks.iter().all(|c| c["service_tier"] == "flex"), "{text}");
     // A name OpenAI does not define is a 400 naming the field.
     let r = chat(&gw.base, &key, "scale").await;
     assert_eq!(r.status(), 400);
@@ -125,7 +142,7 @@ async fn flex_yields_priority_leads_and_both_are_charged_their_tiers() {
     // Each answer is charged its own tier's prices (flex a tenth and priority twenty times what
     // the default tier pays).
     let ledger = gw.stop_and_ledger().await;
-    assert_eq!(ledger.len(), results.len() + 2 + tries, "one ledger row per request");
+    assert_eq!(ledger.len(), results.len() + 3 + tries, "one ledger row per request");
     let at = |price_in: f64| {
         move |l: &tollgate::metering::LedgerRow| {
             let paid =
@@ -139,7 +156,10 @@ async fn flex_yields_priority_leads_and_both_are_charged_their_tiers() {
         ledger.iter().filter(|l| l.status == 200 && at(0.5)(l)).count(),
     );
     let served = |k: &str| results.iter().filter(|r| r["tenant"] == k && r["status"] == 200).count();
-    assert_eq!(n_flex, served("flex") + 2, "flex rows charged at the flexible tier");
+    assert_eq!(n_flex, served("flex") + 3, "flex rows charged at the flexible tier");
     assert_eq!(n_prio, served("prio"), "priority rows charged at the priority tier");
     assert_eq!(n_std, served("std"), "default rows charged at the consumer tier");
+    // And each row names the service tier it was served at.
+    let named = |t: &str| ledger.iter().filter(|l| l.status == 200 && l.service_tier.as_deref() == Some(t)).count();
+    assert_eq!((named("flex"), named("priority"), named("default")), (n_flex, n_prio, n_std));
 }

@@ -58,6 +58,7 @@ pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, ids: RequestIds
             if c.stream {
                 let stream = relay::StreamParts {
                     client_wants_usage: c.client_wants_usage,
+                    service_tier: c.service_tier.map(ServiceTier::as_str),
                     prompt: c.prompt.clone(),
                     headers,
                     admitted,
@@ -123,6 +124,7 @@ async fn prepare(
         classify(&gw.cfg, &gw.registry, route, caller, body)?
     };
     meter.requested(&c.model, c.stream);
+    meter.service_tier(c.service().as_str());
     let bid = bid_of(ids.bid.as_ref())?;
     // The request's tier (its tenant's, or the one its `service_tier` names) charges and values it.
     let tier = gw.cfg.request_tier(&caller.tenant, c.service());

@@ -184,6 +184,8 @@ impl Drop for Relay {
 pub struct StreamParts {
     /// Whether the client asked for the usage chunk.
     pub client_wants_usage: bool,
+    /// The service tier the request named, echoed in every chunk as OpenAI's streams do.
+    pub service_tier: Option<&'static str>,
     pub prompt: Arc<PromptInput>,
     pub headers: HeaderMap,
     pub admitted: Admitted,
@@ -195,7 +197,7 @@ pub struct StreamParts {
 
 /// The client's streaming response, relayed from an opened upstream stream.
 pub fn relay_stream(opened: Opened, lease: Lease, meter: Meter, parts: StreamParts) -> Response {
-    let StreamParts { client_wants_usage, prompt, mut headers, admitted, capture, span } = parts;
+    let StreamParts { client_wants_usage, service_tier, prompt, mut headers, admitted, capture, span } = parts;
     let mut tally = Tally::new(client_wants_usage);
     if capture.is_some() {
         tally.capture();
@@ -217,8 +219,18 @@ pub fn relay_stream(opened: Opened, lease: Lease, meter: Meter, parts: StreamPar
         durable: None,
         _span: span,
     };
-    let body =
-        futures::stream::unfold(relay, |mut r| async move { r.next().await.map(|b| (Ok::<_, std::io::Error>(b), r)) });
+    let field = service_tier.map(|t| format!("\"service_tier\":\"{t}\","));
+    let body = futures::stream::unfold(relay, move |mut r| {
+        let field = field.clone();
+        async move {
+            let b = r.next().await?;
+            let b = match &field {
+                Some(f) => crate::api::sse::with_leading_field(&b, f.as_bytes()),
+                None => b,
+            };
+            Some((Ok::<_, std::io::Error>(b), r))
+        }
+    });
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     (StatusCode::OK, headers, Body::from_stream(body)).into_response()

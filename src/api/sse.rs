@@ -11,6 +11,32 @@ pub fn write_data(out: &mut Vec<u8>, v: &serde_json::Value) {
     out.extend_from_slice(b"\n\n");
 }
 
+/// `chunk` (whole events) with `field` (`"key":value,`) put first in every event whose data is a
+/// JSON object (`data: {` at a line's start); other lines (`[DONE]`, comments) are unchanged.
+/// Copies only when there is such an event.
+pub fn with_leading_field(chunk: &Bytes, field: &[u8]) -> Bytes {
+    const START: &[u8] = b"data: {";
+    let at_line_start = |i: usize| i == 0 || chunk[i - 1] == b'\n';
+    let starts: Vec<usize> = (0..chunk.len().saturating_sub(START.len() - 1))
+        .filter(|&i| at_line_start(i) && chunk[i..].starts_with(START))
+        .collect();
+    if starts.is_empty() {
+        return chunk.clone();
+    }
+    let mut out = BytesMut::with_capacity(chunk.len() + starts.len() * field.len());
+    let mut from = 0;
+    for s in starts {
+        let cut = s + START.len();
+        out.extend_from_slice(&chunk[from..cut]);
+        // An empty object takes the field without its trailing comma.
+        let empty = chunk.get(cut) == Some(&b'}');
+        out.extend_from_slice(if empty { field.strip_suffix(b",").unwrap_or(field) } else { field });
+        from = cut;
+    }
+    out.extend_from_slice(&chunk[from..]);
+    out.freeze()
+}
+
 #[derive(Debug, Default)]
 pub struct SseSplitter {
     /// The unfinished event's bytes so far.
@@ -127,6 +153,24 @@ fn event(raw: Bytes, end: usize) -> SseEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leading_field_goes_into_every_json_event_and_nothing_else() {
+        let chunk = Bytes::from_static(
+            b"data: {\"id\":\"x\",\"choices\":[{\"delta\":{\"content\":\"data: {oops\"}}]}\n\n: keep-alive\n\ndata: {}\n\ndata: [DONE]\n\n",
+        );
+        let out = with_leading_field(&chunk, b"\"service_tier\":\"flex\",");
+        let events = SseSplitter::default().push(&out);
+        let data: Vec<&str> = events.iter().map(|e| e.data()).filter(|d| !d.is_empty()).collect();
+        assert_eq!(data.len(), 3, "{data:?}");
+        let first: serde_json::Value = serde_json::from_str(data[0]).unwrap();
+        assert_eq!((first["service_tier"].as_str(), first["id"].as_str()), (Some("flex"), Some("x")));
+        assert_eq!(first["choices"][0]["delta"]["content"], "data: {oops", "text inside a string is untouched");
+        assert_eq!(data[1], "{\"service_tier\":\"flex\"}");
+        assert_eq!(data[2], "[DONE]");
+        let plain = Bytes::from_static(b"data: [DONE]\n\n");
+        assert_eq!(with_leading_field(&plain, b"\"a\":1,"), plain);
+    }
 
     #[test]
     fn splits_events_across_chunk_boundaries() {

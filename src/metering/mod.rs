@@ -74,6 +74,7 @@ impl Meter {
                 decision: Verdict::None.as_str().into(),
                 price: None,
                 net_value: None,
+                service_tier: None,
                 bid_per_1k: None,
                 cache: None,
             },
@@ -127,6 +128,11 @@ impl Meter {
         self.row.decision = decision.as_str().into();
         self.row.price = price;
         self.row.net_value = net_value;
+    }
+
+    /// Records the service tier the request is served at.
+    pub fn service_tier(&mut self, tier: &'static str) {
+        self.row.service_tier = Some(tier.into());
     }
 
     /// Records the request's bid, USD per 1,000 tokens.

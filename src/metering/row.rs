@@ -45,6 +45,9 @@ pub struct LedgerRow {
     pub price: Option<f64>,
     /// Value minus priced work at decision time, USD.
     pub net_value: Option<f64>,
+    /// The service tier the request was served at (`default`, `flex`, `priority`), once
+    /// classified.
+    pub service_tier: Option<String>,
     /// The most the request bid (`x-tollgate-max-price`), USD per 1,000 tokens, if it bid.
     pub bid_per_1k: Option<f64>,
     /// The cache that answered (`exact`, `semantic`), `miss` if one was looked up and missed,

@@ -11,20 +11,20 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/0004_client_request_id.sql")),
     (5, include_str!("../../migrations/0005_cache.sql")),
     (6, include_str!("../../migrations/0006_stored_responses.sql")),
-    (7, include_str!("../../migrations/0007_cache_tokens_and_bids.sql")),
+    (7, include_str!("../../migrations/0007_cache_tokens_bids_service_tier.sql")),
 ];
 
 pub const LEDGER_COLUMNS: &str = "id, tenant, key_id, endpoint, model_requested, model_served, backend, stream, \
      status, outcome, error, input_tokens, output_tokens, tokens_estimated, attempts, ttft_ms, latency_ms, cost_usd, \
      value_usd, started_at_ms, finished_at_ms, decision, price, net_value, revenue_usd, client_request_id, cache, \
-     cached_input_tokens, cache_write_tokens, bid_per_1k";
+     cached_input_tokens, cache_write_tokens, bid_per_1k, service_tier";
 
 /// The ledger's columns as read back (the two INTEGER columns widened).
 pub const LEDGER_SELECT: &str = "SELECT id, tenant, key_id, endpoint, model_requested, model_served, backend, \
      stream, CAST(status AS BIGINT) AS status, outcome, error, input_tokens, output_tokens, tokens_estimated, \
      CAST(attempts AS BIGINT) AS attempts, ttft_ms, latency_ms, cost_usd, value_usd, started_at_ms, finished_at_ms, \
      decision, price, net_value, revenue_usd, client_request_id, cache, cached_input_tokens, cache_write_tokens, \
-     bid_per_1k FROM ledger \
+     bid_per_1k, service_tier FROM ledger \
      ORDER BY started_at_ms DESC, id LIMIT $1";
 
 pub const USAGE: &str = "SELECT tenant, model_requested AS model, COUNT(*) AS requests, \
@@ -239,7 +239,8 @@ macro_rules! impl_sql_store {
                             .push_bind(&r.cache)
                             .push_bind(r.cached_input_tokens)
                             .push_bind(r.cache_write_tokens)
-                            .push_bind(r.bid_per_1k);
+                            .push_bind(r.bid_per_1k)
+                            .push_bind(&r.service_tier);
                     });
                     q.build().execute(&mut *tx).await?;
                 }
@@ -286,6 +287,7 @@ macro_rules! impl_sql_store {
                         cached_input_tokens: r.get("cached_input_tokens"),
                         cache_write_tokens: r.get("cache_write_tokens"),
                         bid_per_1k: r.get("bid_per_1k"),
+                        service_tier: r.get("service_tier"),
                     })
                     .collect())
             }
