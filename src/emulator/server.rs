@@ -232,7 +232,13 @@ async fn chat(
         });
     }
     let prompt = tokens::chat_prompt_tokens(&req.messages);
-    let tool = serde_json::from_slice(&body).ok().and_then(|v| tools::call_for(&v, text::tokens_hash(&prompt)));
+    // Only a body that offers tools is read again for them (prompts can be long).
+    const TOOLS: &[u8] = b"\"tools\"";
+    let offers = body.windows(TOOLS.len()).any(|w| w == TOOLS);
+    let tool = offers
+        .then(|| serde_json::from_slice(&body).ok())
+        .flatten()
+        .and_then(|v| tools::call_for(&v, text::tokens_hash(&prompt)));
     emu.generate(Endpoint::Chat, gen, prompt, Call { headers, reset: reset.map(|e| e.0) }, tool).await
 }
 
