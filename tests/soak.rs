@@ -94,39 +94,9 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
 }
 
-/// The gateway's TCP connections (those whose socket is one of its descriptors, in any state but
-/// listening):
-/// accepted on `port`, and opened to `upstreams`.
-fn connections(pid: u32, port: u16, upstreams: &[u16]) -> (usize, usize) {
-    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap() + &std::fs::read_to_string("/proc/net/tcp6").unwrap();
-    let (mut client, mut upstream) = (0, 0);
-    for line in table.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        // Not the listening socket (state 0A): only connections.
-        if f.len() < 10 || f[3] == "0A" || !inodes.contains(f[9]) {
-            continue;
-        }
-        let port_of = |a: &str| u16::from_str_radix(a.rsplit(':').next().unwrap(), 16).unwrap_or(0);
-        let (local, remote) = (port_of(f[1]), port_of(f[2]));
-        if local == port {
-            client += 1;
-        }
-        if upstreams.contains(&remote) {
-            upstream += 1;
-        }
-    }
-    (client, upstream)
-}
-
-/// The gateway's client sockets as (state, remote port), for a failure's message.
-fn client_sockets(pid: u32, port: u16) -> Vec<(String, u16)> {
+/// The gateway's TCP sockets (those among its descriptors), listening ones left out, as
+/// (state, local port, remote port).
+fn sockets(pid: u32) -> Vec<(String, u16, u16)> {
     let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| {
             d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
@@ -140,9 +110,23 @@ fn client_sockets(pid: u32, port: u16) -> Vec<(String, u16)> {
         .lines()
         .skip(1)
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|f| f.len() >= 10 && f[3] != "0A" && inodes.contains(f[9]) && port_of(f[1]) == port)
-        .map(|f| (f[3].to_string(), port_of(f[2])))
+        // Not the listening socket (state 0A): only connections.
+        .filter(|f| f.len() >= 10 && f[3] != "0A" && inodes.contains(f[9]))
+        .map(|f| (f[3].to_string(), port_of(f[1]), port_of(f[2])))
         .collect()
+}
+
+/// The gateway's connections: accepted on `port`, and opened to `upstreams`.
+fn connections(pid: u32, port: u16, upstreams: &[u16]) -> (usize, usize) {
+    let all = sockets(pid);
+    let client = all.iter().filter(|(_, local, _)| *local == port).count();
+    let upstream = all.iter().filter(|(_, _, remote)| upstreams.contains(remote)).count();
+    (client, upstream)
+}
+
+/// The gateway's client sockets as (state, remote port), for a failure's message.
+fn client_sockets(pid: u32, port: u16) -> Vec<(String, u16)> {
+    sockets(pid).into_iter().filter(|(_, local, _)| *local == port).map(|(s, _, remote)| (s, remote)).collect()
 }
 
 async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
