@@ -219,17 +219,16 @@ pub fn relay_stream(opened: Opened, lease: Lease, meter: Meter, parts: StreamPar
         durable: None,
         _span: span,
     };
+    let body = futures::stream::unfold(relay, |mut r| async move { r.next().await.map(|b| (b, r)) });
+    // A named service tier goes into every chunk (the field built once; chunks of other
+    // requests pass as they are).
     let field = service_tier.map(|t| format!("\"service_tier\":\"{t}\","));
-    let body = futures::stream::unfold(relay, move |mut r| {
-        let field = field.clone();
-        async move {
-            let b = r.next().await?;
-            let b = match &field {
-                Some(f) => crate::api::sse::with_leading_field(&b, f.as_bytes()),
-                None => b,
-            };
-            Some((Ok::<_, std::io::Error>(b), r))
-        }
+    let body = body.map(move |b| {
+        let b = match &field {
+            Some(f) => crate::api::sse::with_leading_field(&b, f.as_bytes()),
+            None => b,
+        };
+        Ok::<_, std::io::Error>(b)
     });
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
