@@ -36,16 +36,16 @@ async fn live_gateway_and_simulator_agree_on_a_short_slice() {
             })
             .collect()
     };
-    // A live replay is one draw of a chaotic system: with arrivals moved by at most 2 ms the
-    // simulator's own e2e p95 on this slice ranges 18.3-21.9 s over 40 draws (median 20.1), so a
-    // disagreement is confirmed by up to two more replays before failing. (Issue 21 asks for one.
-    // The live side still sends more enterprise work to its own pool in bursts than the simulator
-    // and runs 3-10% faster at the e2e p95; the cause is not found.)
+    // A live replay is one draw of a chaotic system: where the LP flips between two plans, which
+    // side of a solve a burst of enterprise work falls on decides its pool, and with it the e2e
+    // p95 (over 20 timer phases the simulator's ranges 17.7-21.4 s on this slice). The simulator
+    // runs its timers at the live gateway's phase; a disagreement is still confirmed by up to two
+    // more replays before failing (issue 21 asks for one).
     let mut cmp = None;
     for attempt in 1..=3 {
         let dir = tempfile::tempdir().unwrap();
         let c = validate(&sc, &reqs, dir.path()).await.unwrap();
-        eprintln!("replay {attempt}:\n{}", table(&c).join("\n"));
+        eprintln!("replay {attempt} (timers {:.0} ms ahead):\n{}", 1000.0 * c.timer_offset_s, table(&c).join("\n"));
         let done = c.agrees();
         cmp = Some(c);
         if done {

@@ -191,7 +191,11 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<()> {
             if c.ok { "ok" } else { "DIFFERS" }
         );
     }
-    println!("live requests were sent up to {:.1} ms late (p99)", 1000.0 * cmp.send_lateness_p99_s);
+    println!(
+        "live requests were sent up to {:.1} ms late (p99); the gateway's timers started {:.0} ms before the replay (the simulator's run at that phase)",
+        1000.0 * cmp.send_lateness_p99_s,
+        1000.0 * cmp.timer_offset_s
+    );
     println!(
         "prompt tokens found in the engines' prefix caches: live {:.1}%, simulated {:.1}%",
         100.0 * cmp.live.prefix_hit_share,

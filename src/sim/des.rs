@@ -118,6 +118,8 @@ pub struct Sim<'a> {
     plan: Vec<Option<Planned>>,
     /// Each class's forecast key (its tenant and the model it asks for).
     keys: Vec<ClassKey>,
+    /// How long before time zero the gateway's timers (LP solves, price corrections) started.
+    timer_offset_s: f64,
 }
 
 impl<'a> Sim<'a> {
@@ -161,12 +163,23 @@ impl<'a> Sim<'a> {
             placers,
             plan: Vec::new(),
             keys: sc.classes.iter().map(|c| ClassKey { tenant: c.name.clone(), model: c.pool.clone() }).collect(),
+            timer_offset_s: 0.0,
         })
     }
 
     /// The plan `Policy::Hindsight` replays: per request, where and from when it is served.
     pub fn with_plan(mut self, plan: Vec<Option<Planned>>) -> Self {
         self.plan = plan;
+        self
+    }
+
+    /// Runs the allocator's timers at the phase a live gateway's had: started `offset_s` before
+    /// the first request's clock (its LP solves and price corrections then fall at
+    /// `k * interval - offset_s`). Where the LP flips between plans, which side of a solve a
+    /// burst falls on moves admission more than any other timing, so a replay of a live run
+    /// uses the live phase (issue 21's validation).
+    pub fn with_timer_offset(mut self, offset_s: f64) -> Self {
+        self.timer_offset_s = offset_s.max(0.0);
         self
     }
 
@@ -183,14 +196,18 @@ impl<'a> Sim<'a> {
     /// As [`Self::run`], also returning the share of prompt tokens served from the replicas'
     /// prefix caches.
     pub fn run_counting(mut self, progress: &mut dyn FnMut(usize)) -> (Vec<Fate>, Vec<PoolSample>, f64) {
-        self.push(0.0, Ev::Tick);
+        // The first correction and solve at or after zero (a solve at zero would see no demand).
+        let offset = self.timer_offset_s;
+        let first = |every: f64| (-offset).rem_euclid(every);
+        self.push(first(TICK_S), Ev::Tick);
         for o in &self.sc.outages {
             if let Some(p) = self.sc.pools.iter().position(|x| x.name == o.pool) {
                 self.push(o.at_s.max(0.0), Ev::Lose(p));
             }
         }
         if self.policy == Policy::BidPrice {
-            self.push(self.solve_s(), Ev::Solve);
+            let solve = first(self.solve_s());
+            self.push(if solve > 0.0 { solve } else { self.solve_s() }, Ev::Solve);
         }
         let mut next = 0;
         let end = self.reqs.last().map(|r| r.at).unwrap_or(0.0);

@@ -9,6 +9,7 @@ pub mod hindsight;
 pub mod html;
 pub mod plan;
 pub mod policy;
+pub mod prompts;
 pub mod report;
 pub mod request;
 pub mod robust;

@@ -5,6 +5,7 @@
 
 use super::des::{Fate, Sim, SimRequest};
 use super::policy::Policy;
+use super::prompts::{prefixed_prompt, prompt};
 use super::report::{percentile, sla_parts};
 use super::run::full_value;
 use super::scenario::Scenario;
@@ -79,6 +80,9 @@ pub struct Comparison {
     /// How late the live client sent its requests against their scheduled times (99th
     /// percentile), seconds: the timing noise the simulator's replays are given.
     pub send_lateness_p99_s: f64,
+    /// How long before the replay's time zero the live gateway's timers started, seconds (the
+    /// simulator's replays run theirs at the same phase).
+    pub timer_offset_s: f64,
 }
 
 impl Comparison {
@@ -117,12 +121,13 @@ pub async fn validate_with(
     data_dir: &Path,
     opts: &LiveOptions,
 ) -> anyhow::Result<Comparison> {
-    let (live, lateness, hit_share) = live(sc, reqs, data_dir, opts).await?;
-    let mut live = side(sc, reqs, &live)?;
+    let LiveRun { outcomes, lateness, hit_share, timer_offset } = live(sc, reqs, data_dir, opts).await?;
+    let mut live = side(sc, reqs, &outcomes)?;
     live.prefix_hit_share = hit_share;
-    // The simulator is replayed several times, each with the arrival times shifted by the
-    // lateness the live requests actually had (drawn at random): tail percentiles at this size
-    // move with timing noise that small, so the figure compared is their mean.
+    // The simulator is replayed several times, its timers at the live gateway's phase, each
+    // replay but the first with the arrival times shifted by the lateness the live requests
+    // actually had (drawn at random): tail percentiles at this size move with timing noise that
+    // small, so the figure compared is their mean.
     let mut runs = Vec::with_capacity(SIM_RUNS);
     for k in 0..SIM_RUNS {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(k as u64);
@@ -137,8 +142,10 @@ pub async fn validate_with(
                 r.at += lateness[rng.random_range(0..lateness.len())];
             }
         }
-        let (fates, _, hit_share) =
-            Sim::new(sc, Policy::BidPrice, &shifted).map_err(anyhow::Error::msg)?.run_counting(&mut |_| {});
+        let (fates, _, hit_share) = Sim::new(sc, Policy::BidPrice, &shifted)
+            .map_err(anyhow::Error::msg)?
+            .with_timer_offset(timer_offset)
+            .run_counting(&mut |_| {});
         let outcomes: Vec<Outcome> = fates
             .into_iter()
             .map(|f| match f {
@@ -188,7 +195,14 @@ pub async fn validate_with(
         v.sort_by(f64::total_cmp);
         v.get(((v.len().max(1) - 1) as f64 * 0.99) as usize).copied().unwrap_or(0.0)
     };
-    Ok(Comparison { live, simulated, checks, sim_runs: SIM_RUNS, send_lateness_p99_s: late_p99 })
+    Ok(Comparison {
+        live,
+        simulated,
+        checks,
+        sim_runs: SIM_RUNS,
+        send_lateness_p99_s: late_p99,
+        timer_offset_s: timer_offset,
+    })
 }
 
 /// The share of `sorted` at or below `value`, minus `q` (none for no latencies).
@@ -273,13 +287,31 @@ fn side(sc: &Scenario, reqs: &[SimRequest], outcomes: &[Outcome]) -> anyhow::Res
     Ok(s)
 }
 
+/// What the live replay saw: each request's end, how late each was sent (seconds), the share of
+/// prompt tokens the engines found cached, and how long before the replay's time zero the
+/// gateway's timers started (seconds).
+struct LiveRun {
+    outcomes: Vec<Outcome>,
+    lateness: Vec<f64>,
+    hit_share: f64,
+    timer_offset: f64,
+}
+
 /// The live side: emulators for the pools, the gateway in front, every request sent at its time.
-async fn live(
-    sc: &Scenario,
-    reqs: &[SimRequest],
-    data_dir: &Path,
-    opts: &LiveOptions,
-) -> anyhow::Result<(Vec<Outcome>, Vec<f64>, f64)> {
+async fn live(sc: &Scenario, reqs: &[SimRequest], data_dir: &Path, opts: &LiveOptions) -> anyhow::Result<LiveRun> {
+    // Prompts are built before the gateway starts, so the client's tokenising does not compete
+    // with the gateway and the emulators during the replay.
+    let prompts = tokio::task::spawn_blocking({
+        let shapes: Vec<(u32, Vec<u64>)> = reqs.iter().map(|r| (r.input.max(1), r.hashes.clone())).collect();
+        move || {
+            shapes
+                .into_iter()
+                .enumerate()
+                .map(|(i, (n, hashes))| if hashes.is_empty() { prompt(i, n) } else { prefixed_prompt(i, n, &hashes) })
+                .collect::<Vec<_>>()
+        }
+    })
+    .await?;
     // One emulated engine per replica, placed by the gateway as the simulator places them.
     let mut urls = Vec::new();
     for p in &sc.pools {
@@ -318,21 +350,10 @@ async fn live(
     let keys = Arc::new(keys);
     let pools: Arc<Vec<String>> = Arc::new(sc.pools.iter().map(|p| p.name.clone()).collect());
     let asked: Vec<String> = sc.classes.iter().map(|c| c.pool.clone()).collect();
-    // Prompts are built before the clock starts, so the client's tokenising does not compete
-    // with the gateway and the emulators during the replay.
-    let prompts = tokio::task::spawn_blocking({
-        let shapes: Vec<(u32, Vec<u64>)> = reqs.iter().map(|r| (r.input.max(1), r.hashes.clone())).collect();
-        move || {
-            shapes
-                .into_iter()
-                .enumerate()
-                .map(|(i, (n, hashes))| if hashes.is_empty() { prompt(i, n) } else { prefixed_prompt(i, n, &hashes) })
-                .collect::<Vec<_>>()
-        }
-    })
-    .await?;
-    // The allocator's first plan comes one solve interval after start, as in the simulator.
+    // The replay's clock starts now; the gateway's timers started a little earlier (the
+    // simulator runs its own at that phase).
     let start = tokio::time::Instant::now();
+    let timer_offset = gw.gateway.allocator.as_ref().map_or(0.0, |a| a.now());
     let mut tasks = Vec::with_capacity(reqs.len());
     for ((r, text), asked) in reqs.iter().zip(prompts).zip(reqs.iter().map(|r| asked[r.class].clone())) {
         let (client, base, keys, pools) = (client.clone(), base.clone(), keys.clone(), pools.clone());
@@ -364,7 +385,7 @@ async fn live(
         queried += counter(&text, "vllm:prefix_cache_queries_total");
         hit += counter(&text, "vllm:prefix_cache_hits_total");
     }
-    Ok((out, lateness, if queried > 0.0 { hit / queried } else { 0.0 }))
+    Ok(LiveRun { outcomes: out, lateness, hit_share: if queried > 0.0 { hit / queried } else { 0.0 }, timer_offset })
 }
 
 /// The sum of a counter's samples in a Prometheus text exposition.
@@ -373,47 +394,6 @@ fn counter(text: &str, name: &str) -> f64 {
         .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// A prompt of exactly `tokens` tokens (as the gateway and the emulator count them), unique to
-/// request `i` from its first tokens so no two requests share a cached prefix (the traces carry
-/// no prefix information; a prompt too short for the unique head is shorter than a cache block).
-pub fn prompt(i: usize, tokens: u32) -> String {
-    let mut head = format!("Request {i}:");
-    let head_tokens = crate::api::tokens::count_text(&head);
-    if head_tokens >= tokens as usize {
-        head.clear();
-    }
-    let mut n = (tokens as usize).saturating_sub(if head.is_empty() { 0 } else { head_tokens });
-    loop {
-        let p = format!("{head}{}", " hello".repeat(n));
-        let got = crate::api::tokens::count_text(&p);
-        match got.cmp(&(tokens as usize)) {
-            std::cmp::Ordering::Equal => return p,
-            std::cmp::Ordering::Greater if n > 0 => n -= 1,
-            std::cmp::Ordering::Less => n += 1,
-            _ => return p,
-        }
-    }
-}
-
-/// A prompt of about `tokens` tokens whose leading 512-token blocks are the trace's named blocks
-/// (`hashes`): requests naming the same leading blocks share a textual, hence a KV-cache, prefix.
-/// The rest is unique to request `i`.
-pub fn prefixed_prompt(i: usize, tokens: u32, hashes: &[u64]) -> String {
-    let block = crate::emulator::engine::kv::BLOCK_TOKENS as usize;
-    let full = (tokens as usize / block).min(hashes.len());
-    let mut p = String::with_capacity(tokens as usize * 6);
-    for h in &hashes[..full] {
-        // " hello" is one token; the block's name a few more, so a block is about 512 tokens.
-        p.push_str(&format!(" Block {h}:"));
-        p.push_str(&" hello".repeat(block - 6));
-    }
-    let rest = tokens as usize - full * block;
-    if rest > 0 {
-        p.push_str(&prompt(i, rest as u32));
-    }
-    p
 }
 
 /// Sends one streaming completion and times its first token and its end.
@@ -473,12 +453,5 @@ mod tests {
         assert!(rank_agrees(rank_difference(&v, p95, 0.95).unwrap(), 0.95));
         assert!(!rank_agrees(rank_difference(&v, v[940], 0.95).unwrap(), 0.95));
         assert_eq!(rank_difference(&[], 1.0, 0.5), None);
-    }
-
-    #[test]
-    fn prompts_have_the_exact_token_count() {
-        for (i, n) in [(0, 1), (7, 2), (123, 5), (99_999, 700), (5, 3000)] {
-            assert_eq!(crate::api::tokens::count_text(&super::prompt(i, n)), n as usize, "{i} {n}");
-        }
     }
 }
