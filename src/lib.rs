@@ -6,6 +6,7 @@ pub mod allocator;
 pub mod api;
 pub mod auth;
 pub mod backends;
+pub mod batch;
 pub mod cache;
 pub mod capacity;
 pub mod cli;

@@ -236,6 +236,33 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store unavailable");
+        Self::StateUnavailable
+    }
+}
+
+impl From<crate::batch::files::FileError> for ApiError {
+    fn from(e: crate::batch::files::FileError) -> Self {
+        tracing::error!(error = %e, "file store unavailable");
+        Self::Internal("the file store is unavailable".into())
+    }
+}
+
+impl From<axum::extract::multipart::MultipartError> for ApiError {
+    fn from(e: axum::extract::multipart::MultipartError) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::InvalidBody {
+                message: format!("The file is too large: {}.", e.body_text()),
+                param: Some("file".into()),
+            }
+        } else {
+            Self::InvalidBody { message: format!("Could not read the upload: {}.", e.body_text()), param: None }
+        }
+    }
+}
+
 /// Parses a JSON request body into a value, or an OpenAI-shaped 400 when it is not JSON.
 pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))

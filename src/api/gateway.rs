@@ -24,6 +24,10 @@ pub struct Gateway {
     pub cache: Arc<crate::cache::ResponseCache>,
     /// Router models by the model name they route for (`models[].router`).
     pub routers: std::collections::HashMap<String, Arc<crate::routing::RouterModel>>,
+    /// Where the Batch API's file bytes live.
+    pub files: Arc<dyn crate::batch::files::FileStore>,
+    /// Wakes the batch dispatcher (a batch was created or cancelled, or a line finished).
+    pub batch_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Gateway {
@@ -64,6 +68,8 @@ pub struct RequestIds {
     /// The client's `x-tollgate-max-price`, as sent (read, and refused if unreadable, by the
     /// admission stage, so that the refusal has its ledger row).
     pub bid: Option<axum::http::HeaderValue>,
+    /// A service tier the gateway itself sets (a batch's lines), over the body's.
+    pub service: Option<crate::config::ServiceTier>,
 }
 
 /// The header in which a request states the most it will pay, USD per 1,000 tokens.
@@ -76,7 +82,7 @@ impl RequestIds {
             .and_then(|v| v.to_str().ok())
             .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
             .map(str::to_string);
-        Self { id: new_request_id(), client, bid: headers.get(BID_HEADER).cloned() }
+        Self { id: new_request_id(), client, bid: headers.get(BID_HEADER).cloned(), service: None }
     }
 
     /// The id the client sees in the response's `x-request-id`: its own, else ours.

@@ -5,9 +5,11 @@
 pub mod admin;
 pub mod admit;
 pub mod anthropic;
+pub mod batches;
 pub mod chat_stream;
 pub mod classify;
 pub mod error;
+pub mod files;
 pub mod gateway;
 pub mod metrics;
 pub mod openai;

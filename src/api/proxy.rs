@@ -34,8 +34,21 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// meter lives here and is finished exactly once: with the error, by the cache's replay, or by
 /// the relay (which takes it with the upstream's answer).
 pub async fn handle(gw: &Gateway, route: Route, caller: &Caller, ids: RequestIds, body: Bytes) -> Response {
+    handle_metered(gw, gw.sink.clone(), route, caller, ids, body).await
+}
+
+/// As [`handle`], with the request's ledger row sent to `sink` (the batch dispatcher records a
+/// line's row with its result).
+pub async fn handle_metered(
+    gw: &Gateway,
+    sink: crate::metering::LedgerSink,
+    route: Route,
+    caller: &Caller,
+    ids: RequestIds,
+    body: Bytes,
+) -> Response {
     let mut meter = Meter::new(
-        gw.sink.clone(),
+        sink,
         ids.id.clone(),
         &caller.tenant,
         &caller.key_id,
@@ -119,10 +132,13 @@ async fn prepare(
     meter: &mut Meter,
 ) -> Result<Prepared, ApiError> {
     let request_id = ids.id.as_str();
-    let c = {
+    let mut c = {
         let _stage = tracing::debug_span!(target: SPAN_TARGET, "classify").entered();
         classify(&gw.cfg, &gw.registry, route, caller, body)?
     };
+    if ids.service.is_some() {
+        c.service_tier = ids.service;
+    }
     meter.requested(&c.model, c.stream);
     meter.service_tier(c.service().as_str());
     let bid = bid_of(ids.bid.as_ref())?;

@@ -46,6 +46,20 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 .route("/v1/responses/{id}/input_items", get(super::responses::input_items)),
         )
         .route_layer(middleware::from_fn_with_state(gw.clone(), tenant_auth));
+    // OpenAI's Files and Batch APIs (a file upload may be larger than a request body).
+    let batch_routes = Router::new()
+        .route(
+            "/v1/files",
+            post(super::files::upload)
+                .layer(DefaultBodyLimit::max(gw.cfg.batches.max_file_bytes.saturating_add(64 * 1024)))
+                .get(super::files::list),
+        )
+        .route("/v1/files/{id}", get(super::files::retrieve).delete(super::files::delete))
+        .route("/v1/files/{id}/content", get(super::files::content))
+        .route("/v1/batches", post(super::batches::create).get(super::batches::list))
+        .route("/v1/batches/{id}", get(super::batches::retrieve))
+        .route("/v1/batches/{id}/cancel", post(super::batches::cancel))
+        .route_layer(middleware::from_fn_with_state(gw.clone(), tenant_auth));
     let admin_routes = Router::new()
         .route("/v1/tollgate/usage", get(admin::usage))
         .route("/v1/tollgate/ledger", get(admin::ledger))
@@ -61,6 +75,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .merge(tenant_routes)
         .merge(anthropic_routes)
         .merge(responses_routes)
+        .merge(batch_routes)
         .merge(admin_routes)
         .merge(crate::dashboard::router())
         .route("/health", get(|| async { StatusCode::OK }))

@@ -3,6 +3,7 @@
 //! so a bad file fails with a message naming the field (`models[1].backends[0]: unknown backend`).
 
 mod backends;
+mod batches;
 mod cache;
 mod check;
 mod models;
@@ -13,6 +14,7 @@ mod tenants;
 mod validate;
 
 pub use backends::{BackendConfig, BackendKind, CircuitConfig, HealthConfig};
+pub use batches::BatchesConfig;
 pub use cache::{CacheConfig, CacheMode, SemanticCacheConfig, LOCAL_MODEL_FILES};
 pub use check::Invalid;
 pub use models::{AdmissionConfig, CapacityConfig, FallbackConfig, ModelConfig, SiteConfig};
@@ -66,6 +68,8 @@ pub struct Config {
     pub cache: CacheConfig,
     #[serde(default)]
     pub responses: ResponsesConfig,
+    #[serde(default)]
+    pub batches: BatchesConfig,
     /// The tiers OpenAI's `service_tier` values name (`flex`, `priority`).
     #[serde(default)]
     pub service_tiers: ServiceTiers,
@@ -197,11 +201,14 @@ impl Config {
     }
 
     /// The tier a request of `tenant` naming `service` is served, charged and valued at: the
-    /// tenant's own, or the one `[service_tiers]` names (none if it names none).
+    /// tenant's own, or the one `[service_tiers]` names (none if it names none; batch lines
+    /// without a batch tier are the tenant's own).
     pub fn request_tier(&self, tenant: &str, service: ServiceTier) -> Option<&TierConfig> {
         match self.service_tiers.tier_name(service) {
             Some(name) => self.tier(name),
-            None if service == ServiceTier::Default => self.tenant(tenant).and_then(|t| self.tier(&t.tier)),
+            None if matches!(service, ServiceTier::Default | ServiceTier::Batch) => {
+                self.tenant(tenant).and_then(|t| self.tier(&t.tier))
+            }
             None => None,
         }
     }

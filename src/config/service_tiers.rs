@@ -3,7 +3,8 @@
 //! typically a cheaper tier for flex (lower prices, hence lower value, which bid-price admission
 //! refuses with 429 and Retry-After while capacity is dear, or holds if the tier is deferrable)
 //! and a dearer one for priority (served while others are refused or downgraded). A service tier
-//! not named here is refused with 400.
+//! not named here is refused with 400. `batch` names the tier of the Batch API's lines (no
+//! request names it: the gateway sets it on the lines it dispatches).
 
 use super::check::{ensure, Invalid};
 use serde::Deserialize;
@@ -16,6 +17,9 @@ pub struct ServiceTiers {
     pub flex: Option<String>,
     /// The tier a `service_tier: "priority"` request is served, charged and valued at.
     pub priority: Option<String>,
+    /// The tier batch lines are served, charged and valued at (typically deferrable, at half
+    /// the interactive price); unset, a batch's tenant's own tier.
+    pub batch: Option<String>,
 }
 
 /// OpenAI's `service_tier`, as a request names it.
@@ -26,6 +30,8 @@ pub enum ServiceTier {
     Default,
     Flex,
     Priority,
+    /// A line of a batch (set by the gateway; a request cannot name it).
+    Batch,
 }
 
 impl ServiceTier {
@@ -44,6 +50,7 @@ impl ServiceTier {
             Self::Default => "default",
             Self::Flex => "flex",
             Self::Priority => "priority",
+            Self::Batch => "batch",
         }
     }
 }
@@ -55,11 +62,12 @@ impl ServiceTiers {
             ServiceTier::Default => None,
             ServiceTier::Flex => self.flex.as_deref(),
             ServiceTier::Priority => self.priority.as_deref(),
+            ServiceTier::Batch => self.batch.as_deref(),
         }
     }
 
     pub(super) fn validate(&self, tiers: &HashSet<&str>) -> Result<(), Invalid> {
-        for (key, name) in [("flex", &self.flex), ("priority", &self.priority)] {
+        for (key, name) in [("flex", &self.flex), ("priority", &self.priority), ("batch", &self.batch)] {
             if let Some(n) = name {
                 ensure(tiers.contains(n.as_str()), "service_tiers", key, format!("no tier is named `{n}`"))?;
             }
@@ -77,12 +85,12 @@ mod tests {
         assert_eq!(ServiceTier::parse("auto"), Some(ServiceTier::Default));
         assert_eq!(ServiceTier::parse("flex").map(ServiceTier::as_str), Some("flex"));
         assert_eq!(ServiceTier::parse("scale"), None);
-        let st = ServiceTiers { flex: Some("cheap".into()), priority: None };
+        let st = ServiceTiers { flex: Some("cheap".into()), priority: None, batch: None };
         assert_eq!(st.tier_name(ServiceTier::Flex), Some("cheap"));
         assert_eq!(st.tier_name(ServiceTier::Priority), None);
         let tiers: HashSet<&str> = ["cheap"].into_iter().collect();
         assert!(st.validate(&tiers).is_ok());
-        let bad = ServiceTiers { flex: None, priority: Some("gold".into()) };
+        let bad = ServiceTiers { flex: None, priority: Some("gold".into()), batch: None };
         assert_eq!(bad.validate(&tiers).unwrap_err().field, "service_tiers.priority");
     }
 }

@@ -26,6 +26,7 @@ impl Config {
         }
         self.cache.validate("cache")?;
         self.responses.validate("responses")?;
+        self.batches.validate("batches")?;
         self.admission.validate("admission")?;
         let backends = unique(self.backends.iter().map(|b| b.name.as_str()), "backends", "backend")?;
         for (i, b) in self.backends.iter().enumerate() {

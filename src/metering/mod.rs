@@ -179,11 +179,24 @@ impl Meter {
         self.write(status, outcome, error)
     }
 
+    /// The row this meter would write, not written anywhere: the caller records it (a batch
+    /// line's row goes into the transaction that records the line's result).
+    pub fn into_row(mut self, status: u16, outcome: Outcome, error: Option<String>) -> LedgerRow {
+        self.written = true;
+        self.fill(status, outcome, error);
+        self.row.clone()
+    }
+
     fn write(&mut self, status: u16, outcome: Outcome, error: Option<String>) -> Durable {
         if self.written {
             return Durable::none();
         }
         self.written = true;
+        self.fill(status, outcome, error);
+        self.sink.record(self.row.clone())
+    }
+
+    fn fill(&mut self, status: u16, outcome: Outcome, error: Option<String>) {
         let r = &mut self.row;
         r.status = status;
         r.outcome = outcome.as_str().into();
@@ -217,7 +230,6 @@ impl Meter {
             }
             s.record("http.response.status_code", i64::from(r.status));
         }
-        self.sink.record(r.clone())
     }
 }
 

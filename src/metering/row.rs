@@ -63,6 +63,10 @@ pub enum Outcome {
     UpstreamError,
     NoBackend,
     ClientClosed,
+    /// A batch line its window closed on before it could be served.
+    BatchExpired,
+    /// A batch line its batch was cancelled before.
+    BatchCancelled,
 }
 
 impl Outcome {
@@ -73,6 +77,8 @@ impl Outcome {
             Outcome::UpstreamError => "upstream_error",
             Outcome::NoBackend => "no_backend",
             Outcome::ClientClosed => "client_closed",
+            Outcome::BatchExpired => "batch_expired",
+            Outcome::BatchCancelled => "batch_cancelled",
         }
     }
 }

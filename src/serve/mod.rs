@@ -90,8 +90,23 @@ pub async fn spawn(
             routers.insert(m.name.clone(), Arc::new(model));
         }
     }
-    let gateway =
-        Arc::new(Gateway { cfg, allocator, state, state_health, auth, registry, sink, store, cache, routers });
+    let files: Arc<dyn crate::batch::files::FileStore> =
+        Arc::new(crate::batch::files::LocalFiles::new(cfg.data_dir.join("files")));
+    let batch_wake = Arc::new(tokio::sync::Notify::new());
+    let gateway = Arc::new(Gateway {
+        cfg,
+        allocator,
+        state,
+        state_health,
+        auth,
+        registry,
+        sink,
+        store,
+        cache,
+        routers,
+        files,
+        batch_wake,
+    });
     let mut background = health;
     if let Some(a) = &gateway.allocator {
         background.extend(spawn_allocator(gateway.clone(), a.clone()));
@@ -99,6 +114,7 @@ pub async fn spawn(
     if gateway.state.shared() {
         background.extend(shared::spawn(gateway.clone()));
     }
+    background.extend(crate::batch::dispatch::spawn(gateway.clone()));
     let app = router(gateway.clone());
     let limits = http::Limits {
         header_bytes: gateway.cfg.header_limit_bytes,

@@ -1,7 +1,11 @@
-//! Persistence behind one trait: API keys (hashed), the ledger and stored responses. SQLite (WAL) is the default
+//! Persistence behind one trait: API keys (hashed), the ledger, stored responses and the Batch
+//! API's files, batches and lines. SQLite (WAL) is the default
 //! implementation; PostgreSQL (`ledger = "postgres://..."`) implements the same trait with the
 //! same SQL, for replicas that share one ledger.
 
+mod batch_sql;
+pub mod batches;
+mod error;
 mod postgres;
 pub(crate) mod sql;
 mod sqlite;

@@ -2,6 +2,7 @@
 //! migrations as SQLite (applied at connect, each in a transaction, so replicas starting together
 //! are safe: the loser of a race fails on the version's primary key and retries).
 
+use super::batch_sql::impl_batch_store;
 use super::records::StoreError;
 use super::sql::impl_sql_store;
 use sqlx::postgres::PgPoolOptions;
@@ -37,3 +38,4 @@ impl PostgresStore {
 }
 
 impl_sql_store!(PostgresStore, sqlx::Postgres);
+impl_batch_store!(PostgresStore, sqlx::Postgres);

@@ -1,6 +1,7 @@
 //! The store's contract: the [`Store`] trait (keys, ledger, usage, stored responses), the records it returns and
 //! its error.
 
+pub use super::error::StoreError;
 use crate::metering::row::LedgerRow;
 use serde::Serialize;
 
@@ -45,16 +46,8 @@ pub struct StoredResponse {
     pub response: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("creating {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
-}
-
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: super::batches::BatchStore + Send + Sync + 'static {
     async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
     async fn find_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
     async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyRecord>, StoreError>;

@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/0005_cache.sql")),
     (6, include_str!("../../migrations/0006_stored_responses.sql")),
     (7, include_str!("../../migrations/0007_cache_tokens_bids_service_tier.sql")),
+    (8, include_str!("../../migrations/0008_batches.sql")),
 ];
 
 pub const LEDGER_COLUMNS: &str = "id, tenant, key_id, endpoint, model_requested, model_served, backend, stream, \
@@ -56,6 +57,61 @@ macro_rules! impl_sql_store {
                             .await?;
                     }
                     tx.commit().await?;
+                }
+                Ok(())
+            }
+
+            /// Appends ledger rows within `tx`.
+            async fn insert_rows(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                rows: &[$crate::metering::row::LedgerRow],
+            ) -> Result<(), $crate::store::records::StoreError> {
+                // Multi-row statements in chunks of power-of-two sizes, so the distinct statements
+                // stay few and each is prepared once; 27 columns x 256 rows stays under both
+                // databases' limits on bound variables.
+                let mut rest = rows;
+                while !rest.is_empty() {
+                    let n = if rest.len() >= 256 { 256 } else { 1 << rest.len().ilog2() };
+                    let (chunk, tail) = rest.split_at(n);
+                    rest = tail;
+                    let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                        "INSERT INTO ledger ({}) ",
+                        $crate::store::sql::LEDGER_COLUMNS
+                    ));
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.id)
+                            .push_bind(&r.tenant)
+                            .push_bind(&r.key_id)
+                            .push_bind(&r.endpoint)
+                            .push_bind(&r.model_requested)
+                            .push_bind(&r.model_served)
+                            .push_bind(&r.backend)
+                            .push_bind(r.stream)
+                            .push_bind(i32::from(r.status))
+                            .push_bind(&r.outcome)
+                            .push_bind(&r.error)
+                            .push_bind(r.input_tokens)
+                            .push_bind(r.output_tokens)
+                            .push_bind(r.tokens_estimated)
+                            .push_bind(r.attempts as i32)
+                            .push_bind(r.ttft_ms)
+                            .push_bind(r.latency_ms)
+                            .push_bind(r.cost_usd)
+                            .push_bind(r.value_usd)
+                            .push_bind(r.started_at_ms)
+                            .push_bind(r.finished_at_ms)
+                            .push_bind(&r.decision)
+                            .push_bind(r.price)
+                            .push_bind(r.net_value)
+                            .push_bind(r.revenue_usd)
+                            .push_bind(&r.client_request_id)
+                            .push_bind(&r.cache)
+                            .push_bind(r.cached_input_tokens)
+                            .push_bind(r.cache_write_tokens)
+                            .push_bind(r.bid_per_1k)
+                            .push_bind(&r.service_tier);
+                    });
+                    q.build().execute(&mut **tx).await?;
                 }
                 Ok(())
             }
@@ -197,53 +253,7 @@ macro_rules! impl_sql_store {
                 rows: &[$crate::metering::row::LedgerRow],
             ) -> Result<(), $crate::store::records::StoreError> {
                 let mut tx = self.pool.begin().await?;
-                // Multi-row statements in chunks of power-of-two sizes, so the distinct statements
-                // stay few and each is prepared once; 27 columns x 256 rows stays under both
-                // databases' limits on bound variables.
-                let mut rest = rows;
-                while !rest.is_empty() {
-                    let n = if rest.len() >= 256 { 256 } else { 1 << rest.len().ilog2() };
-                    let (chunk, tail) = rest.split_at(n);
-                    rest = tail;
-                    let mut q = sqlx::QueryBuilder::<$db>::new(format!(
-                        "INSERT INTO ledger ({}) ",
-                        $crate::store::sql::LEDGER_COLUMNS
-                    ));
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(&r.id)
-                            .push_bind(&r.tenant)
-                            .push_bind(&r.key_id)
-                            .push_bind(&r.endpoint)
-                            .push_bind(&r.model_requested)
-                            .push_bind(&r.model_served)
-                            .push_bind(&r.backend)
-                            .push_bind(r.stream)
-                            .push_bind(i32::from(r.status))
-                            .push_bind(&r.outcome)
-                            .push_bind(&r.error)
-                            .push_bind(r.input_tokens)
-                            .push_bind(r.output_tokens)
-                            .push_bind(r.tokens_estimated)
-                            .push_bind(r.attempts as i32)
-                            .push_bind(r.ttft_ms)
-                            .push_bind(r.latency_ms)
-                            .push_bind(r.cost_usd)
-                            .push_bind(r.value_usd)
-                            .push_bind(r.started_at_ms)
-                            .push_bind(r.finished_at_ms)
-                            .push_bind(&r.decision)
-                            .push_bind(r.price)
-                            .push_bind(r.net_value)
-                            .push_bind(r.revenue_usd)
-                            .push_bind(&r.client_request_id)
-                            .push_bind(&r.cache)
-                            .push_bind(r.cached_input_tokens)
-                            .push_bind(r.cache_write_tokens)
-                            .push_bind(r.bid_per_1k)
-                            .push_bind(&r.service_tier);
-                    });
-                    q.build().execute(&mut *tx).await?;
-                }
+                Self::insert_rows(&mut tx, rows).await?;
                 tx.commit().await?;
                 Ok(())
             }

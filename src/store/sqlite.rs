@@ -1,6 +1,7 @@
 //! The SQLite store (the default): one file in the data directory, WAL mode, schema migrations
 //! embedded in the binary and applied at open.
 
+use super::batch_sql::impl_batch_store;
 use super::records::StoreError;
 use super::sql::impl_sql_store;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -31,3 +32,4 @@ impl SqliteStore {
 }
 
 impl_sql_store!(SqliteStore, sqlx::Sqlite);
+impl_batch_store!(SqliteStore, sqlx::Sqlite);

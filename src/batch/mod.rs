@@ -1,0 +1,34 @@
+//! OpenAI's Batch API: uploaded JSONL files of requests, run as deferrable work that admission
+//! prices like any other (each line a request of the batch tier, waiting for its price to clear),
+//! with one ledger row per line and the output and error files in OpenAI's format.
+//!
+//! - [`files`]: where file bytes live (a trait; the data directory by default).
+//! - [`input`]: a batch's input file read and checked line by line (pure).
+//! - [`objects`]: the API's JSON shapes: file and batch objects, output and error lines (pure).
+//! - [`dispatch`]: the task that claims lines, runs them through the gateway's own pipeline,
+//!   records each result with its ledger row in one transaction, and finalizes, expires or
+//!   cancels batches. Durable: a restart (or another replica) resumes from the store.
+
+pub mod dispatch;
+pub mod files;
+pub mod input;
+pub mod objects;
+
+/// The endpoints a batch may target (the pipeline's routes for them).
+pub fn route_of(endpoint: &str) -> Option<crate::api::classify::Route> {
+    use crate::api::classify::Route;
+    match endpoint {
+        "/v1/chat/completions" => Some(Route::Chat),
+        "/v1/completions" => Some(Route::Completions),
+        "/v1/embeddings" => Some(Route::Embeddings),
+        _ => None,
+    }
+}
+
+/// The completion windows offered, and their length in seconds.
+pub fn window_s(window: &str) -> Option<i64> {
+    match window {
+        "24h" => Some(24 * 3_600),
+        _ => None,
+    }
+}
