@@ -18,41 +18,14 @@ struct Run {
 
 async fn run(admission: bool) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let (big, big_path) = common::test_profile("llama2-70b-h100-tp4", "big", 8, dir.path());
-    let (small, small_path) = common::test_profile("llama3-8b-h100-tp1", "small", 4, dir.path());
-    let (eb, es) = (common::start_emulator(big, 1, 1.0).await, common::start_emulator(small, 1, 1.0).await);
+    let (_emulators, pools) = common::big_and_small(dir.path()).await;
     let config = format!(
         r#"
 [admission]
 enabled = {admission}
 solve_interval_ms = 500
 forecast_half_life_s = 3.0
-{}{}
-[[models]]
-name = "big"
-backends = ["big"]
-fallbacks = [{{ model = "small", quality = 0.3 }}]
-[models.capacity]
-profile = "{big_path}"
-replicas = 1
-cost_per_engine_second = 0.0001
-[[models]]
-name = "small"
-backends = ["small"]
-[models.capacity]
-profile = "{small_path}"
-replicas = 1
-cost_per_engine_second = 0.00002
-[[tiers]]
-name = "enterprise"
-input_price_per_1m = 10.0
-output_price_per_1m = 30.0
-ttft_slo_ms = 2000
-[[tiers]]
-name = "consumer"
-input_price_per_1m = 0.5
-output_price_per_1m = 1.5
-ttft_slo_ms = 5000
+{pools}
 [[tiers]]
 name = "batch"
 input_price_per_1m = 0.25
@@ -68,9 +41,7 @@ tier = "consumer"
 [[tenants]]
 name = "bat"
 tier = "batch"
-"#,
-        common::backend("big", &eb.base, ""),
-        common::backend("small", &es.base, ""),
+"#
     );
     let gw = common::start_gateway(&config).await;
     let keys = json!({"ent": gw.key("ent").await, "con": gw.key("con").await, "bat": gw.key("bat").await});

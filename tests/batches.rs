@@ -56,14 +56,7 @@ fn lines(model: &str, n: usize, max_tokens: u32) -> String {
 
 /// Uploads `text` and creates a batch of it; the batch's id.
 async fn submit(base: &str, key: &str, text: String) -> String {
-    let c = reqwest::Client::new();
-    let part = reqwest::multipart::Part::bytes(text.into_bytes()).file_name("in.jsonl");
-    let form = reqwest::multipart::Form::new().text("purpose", "batch").part("file", part);
-    let f: serde_json::Value =
-        c.post(format!("{base}/v1/files")).bearer_auth(key).multipart(form).send().await.unwrap().json().await.unwrap();
-    let body =
-        serde_json::json!({"input_file_id": f["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"});
-    let b = common::post_json(&format!("{base}/v1/batches"), Some(key), &body).await;
+    let b = common::submit_batch(base, key, text).await;
     b["id"].as_str().unwrap_or_else(|| panic!("{b}")).to_string()
 }
 

@@ -221,3 +221,57 @@ pub fn test_profile(name: &str, model: &str, max_batch: u32, dir: &std::path::Pa
     std::fs::write(&path, p.to_toml()).unwrap();
     (p, path.display().to_string())
 }
+
+/// Two emulated pools for admission tests: `big` (Llama-2-70B on H100 TP4, batch capped at 8)
+/// with `small` (Llama-3-8B on one H100, batch 4) as its fallback keeping 30% of the value, both
+/// capacity-managed, and the enterprise (TTFT target 2 s) and consumer tiers. Returns the
+/// emulators (keep them alive) and the configuration's backends, models and those two tiers.
+pub async fn big_and_small(dir: &std::path::Path) -> ((RunningEmulator, RunningEmulator), String) {
+    let (big, big_path) = test_profile("llama2-70b-h100-tp4", "big", 8, dir);
+    let (small, small_path) = test_profile("llama3-8b-h100-tp1", "small", 4, dir);
+    let (eb, es) = (start_emulator(big, 1, 1.0).await, start_emulator(small, 1, 1.0).await);
+    let config = format!(
+        r#"{}{}
+[[models]]
+name = "big"
+backends = ["big"]
+fallbacks = [{{ model = "small", quality = 0.3 }}]
+[models.capacity]
+profile = "{big_path}"
+replicas = 1
+cost_per_engine_second = 0.0001
+[[models]]
+name = "small"
+backends = ["small"]
+[models.capacity]
+profile = "{small_path}"
+replicas = 1
+cost_per_engine_second = 0.00002
+[[tiers]]
+name = "enterprise"
+input_price_per_1m = 10.0
+output_price_per_1m = 30.0
+ttft_slo_ms = 2000
+[[tiers]]
+name = "consumer"
+input_price_per_1m = 0.5
+output_price_per_1m = 1.5
+ttft_slo_ms = 5000
+"#,
+        backend("big", &eb.base, ""),
+        backend("small", &es.base, ""),
+    );
+    ((eb, es), config)
+}
+
+/// Uploads `text` (JSONL) as a file with purpose `batch` and creates a batch of it for
+/// `/v1/chat/completions`; the batch object.
+pub async fn submit_batch(base: &str, key: &str, text: String) -> serde_json::Value {
+    let part = reqwest::multipart::Part::bytes(text.into_bytes()).file_name("in.jsonl");
+    let form = reqwest::multipart::Form::new().text("purpose", "batch").part("file", part);
+    let r = reqwest::Client::new().post(format!("{base}/v1/files")).bearer_auth(key).multipart(form).send().await;
+    let f: serde_json::Value = r.unwrap().json().await.unwrap();
+    let body =
+        serde_json::json!({"input_file_id": f["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"});
+    post_json(&format!("{base}/v1/batches"), Some(key), &body).await
+}
