@@ -8,7 +8,7 @@ use super::gateway::Gateway;
 use super::ApiError;
 use crate::auth::Caller;
 use crate::batch::{input, objects};
-use crate::store::batches::{BatchRecord, BatchStatus, FileRecord, NewLine};
+use crate::store::batches::{BatchRecord, BatchStatus, NewLine};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
@@ -80,17 +80,7 @@ pub async fn create(
         Err(errors) => {
             // Failed validation: the batch exists, failed, with its errors and an error file.
             let text = objects::validation_file(&errors);
-            let err_id = format!("file-{}-errors", id.trim_start_matches("batch_"));
-            gw.files.put(&err_id, text.as_bytes()).await?;
-            let f = FileRecord {
-                id: err_id.clone(),
-                tenant: caller.tenant.clone(),
-                purpose: "batch_output".into(),
-                filename: format!("{id}_errors.jsonl"),
-                bytes: text.len() as i64,
-                created_at_ms: now,
-            };
-            gw.store.put_file(&f).await?;
+            let err_id = crate::batch::keep_file::<ApiError>(&gw, &id, &caller.tenant, "errors", &text, now).await?;
             b.status = BatchStatus::Failed;
             (b.in_progress_at_ms, b.failed_at_ms) = (None, Some(now));
             b.errors = Some(objects::validation_errors(&errors).to_string());

@@ -15,7 +15,7 @@ use crate::api::gateway::{Gateway, RequestIds};
 use crate::auth::Caller;
 use crate::config::ServiceTier;
 use crate::metering::{LedgerRow, LedgerSink, Meter, Outcome};
-use crate::store::batches::{BatchRecord, BatchStatus, DoneLine, FileRecord, NewLine};
+use crate::store::batches::{BatchRecord, BatchStatus, DoneLine, NewLine};
 use crate::store::StoreError;
 use axum::body::Bytes;
 use std::collections::HashMap;
@@ -223,27 +223,14 @@ impl Dispatcher {
             return Ok(());
         }
         let done = store.done_lines(&b.id).await?;
-        let write = |ok: bool, suffix: &'static str| {
+        let mut ids = [None, None];
+        for (slot, (ok, suffix)) in [(true, "output"), (false, "errors")].into_iter().enumerate() {
             let text: String =
                 done.iter().filter(|d| d.ok == ok).map(|d: &DoneLine| format!("{}\n", d.result)).collect();
-            (text, format!("file-{}-{suffix}", b.id.trim_start_matches("batch_")), suffix)
-        };
-        let mut ids = [None, None];
-        for (slot, (text, id, suffix)) in [write(true, "output"), write(false, "errors")].into_iter().enumerate() {
-            if text.is_empty() {
-                continue;
+            if !text.is_empty() {
+                ids[slot] =
+                    Some(super::keep_file::<DispatchError>(&self.gw, &b.id, &b.tenant, suffix, &text, now).await?);
             }
-            self.gw.files.put(&id, text.as_bytes()).await?;
-            let f = FileRecord {
-                id: id.clone(),
-                tenant: b.tenant.clone(),
-                purpose: "batch_output".into(),
-                filename: format!("{}_{suffix}.jsonl", b.id),
-                bytes: text.len() as i64,
-                created_at_ms: now,
-            };
-            store.put_file(&f).await?;
-            ids[slot] = Some(id);
         }
         store.set_batch_files(&b.id, ids[0].as_deref(), ids[1].as_deref()).await?;
         let from = [BatchStatus::InProgress, BatchStatus::Finalizing, BatchStatus::Cancelling];

@@ -32,3 +32,31 @@ pub fn window_s(window: &str) -> Option<i64> {
         _ => None,
     }
 }
+
+/// Keeps batch `batch_id`'s output or error file (`suffix` `output` or `errors`) for `tenant`:
+/// the bytes in the file store and the record in the store. Its id is derived from the batch's,
+/// so writing it again (finalizing after a crash) replaces it. Returns the id.
+pub async fn keep_file<E>(
+    gw: &crate::api::gateway::Gateway,
+    batch_id: &str,
+    tenant: &str,
+    suffix: &str,
+    text: &str,
+    now_ms: i64,
+) -> Result<String, E>
+where
+    E: From<files::FileError> + From<crate::store::StoreError>,
+{
+    let id = format!("file-{}-{suffix}", batch_id.trim_start_matches("batch_"));
+    gw.files.put(&id, text.as_bytes()).await?;
+    let f = crate::store::batches::FileRecord {
+        id: id.clone(),
+        tenant: tenant.to_string(),
+        purpose: "batch_output".into(),
+        filename: format!("{batch_id}_{suffix}.jsonl"),
+        bytes: text.len() as i64,
+        created_at_ms: now_ms,
+    };
+    gw.store.put_file(&f).await?;
+    Ok(id)
+}

@@ -65,11 +65,11 @@ pub fn request_id(batch_id: &str, line: i64) -> String {
 }
 
 /// A line of the output or error file for a request that was answered with `status` and `body`.
-pub fn answered(batch_id: &str, line: i64, custom_id: &str, status: u16, request_id: &str, body: Value) -> String {
+pub fn answered(batch_id: &str, line: i64, custom_id: &str, status: u16, rid: &str, body: Value) -> String {
     json!({
-        "id": request_id_of(batch_id, line),
+        "id": request_id(batch_id, line),
         "custom_id": custom_id,
-        "response": {"status_code": status, "request_id": request_id, "body": body},
+        "response": {"status_code": status, "request_id": rid, "body": body},
         "error": null,
     })
     .to_string()
@@ -78,16 +78,12 @@ pub fn answered(batch_id: &str, line: i64, custom_id: &str, status: u16, request
 /// A line of the error file for a request that never ran (`batch_expired`, `batch_cancelled`).
 pub fn not_run(batch_id: &str, line: i64, custom_id: &str, code: &str, message: &str) -> String {
     json!({
-        "id": request_id_of(batch_id, line),
+        "id": request_id(batch_id, line),
         "custom_id": custom_id,
         "response": null,
         "error": {"code": code, "message": message},
     })
     .to_string()
-}
-
-fn request_id_of(batch_id: &str, line: i64) -> String {
-    request_id(batch_id, line)
 }
 
 /// The error file of a batch that failed validation: a line per problem, with its line number.
