@@ -55,12 +55,13 @@ fn priced_admission(c: &mut Criterion) {
                     quality: o.quality,
                     work: o.work,
                     price: alloc.price(o.pool),
+                    idle_price: 0.0,
                     room_left: alloc.load(o.pool).room() - alloc.load(o.pool).inflight(),
                     prefill: o.work / 2.0,
                     ttft_s: 0.0,
                 })
                 .collect();
-            decide(&Ask { value: 0.0009, tokens: 700.0, deferrable: false, ttft_slo_s: f64::INFINITY }, &cands)
+            decide(&Ask { value: 0.0009, tokens: 700.0, window_left: None, ttft_slo_s: f64::INFINITY }, &cands)
         })
     });
 }
@@ -226,11 +227,38 @@ fn router_estimate(c: &mut Criterion) {
 
 fn admission(c: &mut Criterion) {
     let cands = [
-        Candidate { pool: 0, quality: 1.0, work: 0.25, price: 0.02, prefill: 0.1, room_left: 3.0, ttft_s: 0.1 },
-        Candidate { pool: 1, quality: 0.6, work: 0.04, price: 0.01, prefill: 0.1, room_left: 9.0, ttft_s: 0.1 },
-        Candidate { pool: 2, quality: 0.8, work: 0.10, price: 0.03, prefill: 0.1, room_left: 0.05, ttft_s: 0.1 },
+        Candidate {
+            pool: 0,
+            quality: 1.0,
+            work: 0.25,
+            price: 0.02,
+            idle_price: 0.0,
+            prefill: 0.1,
+            room_left: 3.0,
+            ttft_s: 0.1,
+        },
+        Candidate {
+            pool: 1,
+            quality: 0.6,
+            work: 0.04,
+            price: 0.01,
+            idle_price: 0.0,
+            prefill: 0.1,
+            room_left: 9.0,
+            ttft_s: 0.1,
+        },
+        Candidate {
+            pool: 2,
+            quality: 0.8,
+            work: 0.10,
+            price: 0.03,
+            idle_price: 0.0,
+            prefill: 0.1,
+            room_left: 0.05,
+            ttft_s: 0.1,
+        },
     ];
-    let ask = Ask { value: 0.0011, tokens: 300.0, deferrable: false, ttft_slo_s: f64::INFINITY };
+    let ask = Ask { value: 0.0011, tokens: 300.0, window_left: None, ttft_slo_s: f64::INFINITY };
     c.bench_function("admission decision (3 candidate pools)", |b| {
         b.iter(|| decide(black_box(&ask), black_box(&cands)))
     });

@@ -1,29 +1,77 @@
-//! The deferral queue of one pool: batch work waiting for its price to clear, served in order of
-//! value density (value per engine-second), highest first. Pure bookkeeping; the gateway holds
-//! one per pool and each waiting request asks whether it is at the head.
+//! The deferral queue of one pool: work that may wait (batch lines, deferrable tiers) waiting for
+//! its price to clear. The one priced next is the one that would pay the most now: its
+//! reservation price rises over its window (see [`super::Ask::hold_out`]) from the pool's idle
+//! price to its value density, so the head is the waiting request whose share of the window
+//! gone, times its value density above the idle price, is largest; then the densest, then the
+//! oldest. Pure bookkeeping on the caller's clock (seconds); the gateway holds one per pool and
+//! each waiting request asks whether it is at the head; the simulator pops from it.
+
+/// One waiting request's window, on the caller's clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub opened_s: f64,
+    pub closes_s: f64,
+}
+
+impl Window {
+    /// The share of the window still ahead at `now`, 0 to 1 (0 for an empty window).
+    pub fn left(&self, now: f64) -> f64 {
+        let len = self.closes_s - self.opened_s;
+        if len <= 0.0 {
+            return 0.0;
+        }
+        ((self.closes_s - now) / len).clamp(0.0, 1.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: u64,
+    /// Value per engine-second, USD.
+    density: f64,
+    window: Window,
+    arrival: u64,
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct DeferQueue {
-    /// (value density, arrival number, id), kept sorted: densest first, then oldest.
-    entries: Vec<(f64, u64, u64)>,
+    entries: Vec<Entry>,
     arrivals: u64,
 }
 
 impl DeferQueue {
-    pub fn push(&mut self, id: u64, density: f64) {
+    pub fn push(&mut self, id: u64, density: f64, window: Window) {
         self.arrivals += 1;
-        let e = (density, self.arrivals, id);
-        let at = self.entries.partition_point(|x| x.0 > density || (x.0 == density && x.1 < e.1));
-        self.entries.insert(at, e);
+        self.entries.push(Entry { id, density, window, arrival: self.arrivals });
     }
 
     pub fn remove(&mut self, id: u64) {
-        self.entries.retain(|e| e.2 != id);
+        self.entries.retain(|e| e.id != id);
     }
 
-    /// The request to dispatch next.
-    pub fn head(&self) -> Option<u64> {
-        self.entries.first().map(|e| e.2)
+    /// The request to price next at `now`, on a pool whose idle price is `idle` (USD per
+    /// engine-second): the one whose reservation price is highest.
+    pub fn head(&self, now: f64, idle: f64) -> Option<u64> {
+        let bid = |e: &Entry| (1.0 - e.window.left(now)) * (e.density - idle).max(0.0);
+        self.entries
+            .iter()
+            .max_by(|a, b| {
+                bid(a).total_cmp(&bid(b)).then(a.density.total_cmp(&b.density)).then(b.arrival.cmp(&a.arrival))
+            })
+            .map(|e| e.id)
+    }
+
+    /// Removes and returns the requests whose window closed by `now`.
+    pub fn take_expired(&mut self, now: f64) -> Vec<u64> {
+        let mut out = Vec::new();
+        self.entries.retain(|e| {
+            let keep = e.window.closes_s > now;
+            if !keep {
+                out.push(e.id);
+            }
+            keep
+        });
+        out
     }
 
     pub fn len(&self) -> usize {
@@ -39,20 +87,37 @@ impl DeferQueue {
 mod tests {
     use super::*;
 
+    const OPEN: Window = Window { opened_s: 0.0, closes_s: 100.0 };
+
     #[test]
-    fn densest_first_then_oldest() {
+    fn at_the_same_point_of_their_windows_the_densest_then_the_oldest_goes_first() {
         let mut q = DeferQueue::default();
-        q.push(1, 0.5);
-        q.push(2, 2.0);
-        q.push(3, 2.0);
-        q.push(4, 1.0);
-        assert_eq!(q.head(), Some(2));
+        q.push(1, 0.5, OPEN);
+        q.push(2, 2.0, OPEN);
+        q.push(3, 2.0, OPEN);
+        q.push(4, 1.0, OPEN);
+        assert_eq!(q.head(10.0, 0.0), Some(2));
         q.remove(2);
-        assert_eq!(q.head(), Some(3));
+        assert_eq!(q.head(10.0, 0.0), Some(3));
         q.remove(3);
-        assert_eq!(q.head(), Some(4));
+        assert_eq!(q.head(10.0, 0.0), Some(4));
         q.remove(4);
         q.remove(1);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_request_near_its_deadline_goes_ahead_of_a_denser_one_just_arrived() {
+        let mut q = DeferQueue::default();
+        // Density 1, 90% of its window gone at t = 90: it would pay 0.9 now.
+        q.push(1, 1.0, OPEN);
+        // Density 3, arrived at 80 with a window to 180: 10% gone, it would pay 0.3.
+        q.push(2, 3.0, Window { opened_s: 80.0, closes_s: 180.0 });
+        assert_eq!(q.head(90.0, 0.0), Some(1));
+        // Later on, the denser one is the more willing (60% of 3 against the first's deadline).
+        assert_eq!(q.take_expired(140.0), vec![1]);
+        assert_eq!(q.head(140.0, 0.0), Some(2));
+        assert_eq!(Window { opened_s: 5.0, closes_s: 5.0 }.left(0.0), 0.0);
+        assert!((OPEN.left(25.0) - 0.75).abs() < 1e-12);
     }
 }

@@ -47,6 +47,8 @@ pub struct Candidate {
     pub prefill: f64,
     /// USD per engine-second: shadow price plus running cost plus power price.
     pub price: f64,
+    /// What the price falls to when nothing is scarce (running cost plus power price).
+    pub idle_price: f64,
     /// Engine-seconds the pool can still take in flight.
     pub room_left: f64,
     /// Estimated seconds to the first token here now (the prefill backlog, then its own).
@@ -71,7 +73,9 @@ pub struct Ask {
     pub value: f64,
     /// Tokens in and (expected) out, for the quote.
     pub tokens: f64,
-    pub deferrable: bool,
+    /// For work that may wait (batch lines, deferrable tiers): the share of its waiting window
+    /// still ahead, 1 when it arrives and 0 at its deadline. `None`: served now or refused.
+    pub window_left: Option<f64>,
     /// The tier's time-to-first-token objective, seconds (infinite when it has none): a pool
     /// that cannot meet it now is not offered.
     pub ttft_slo_s: f64,
@@ -87,19 +91,36 @@ pub enum Decision {
     Refuse { quote_per_1k: f64, price: f64 },
 }
 
+impl Ask {
+    pub fn deferrable(&self) -> bool {
+        self.window_left.is_some()
+    }
+
+    /// The net value below which work that may wait holds out on `c`: the share of its window
+    /// still ahead times its surplus on idle capacity. Its reservation price thus rises linearly
+    /// over the window, from the idle price (on arrival it takes only capacity nothing else
+    /// wants) to its own value density (at its deadline it takes whatever clears), the way a
+    /// buyer with a deadline lowers what it holds out for as the time to find a lower price
+    /// runs out. Zero for work that cannot wait.
+    pub fn hold_out(&self, c: &Candidate) -> f64 {
+        let left = self.window_left.unwrap_or(0.0).clamp(0.0, 1.0);
+        left * (c.quality * self.value - c.idle_price * c.work).max(0.0)
+    }
+}
+
 /// Decides for one request. `candidates[0]` is the model asked for; the rest are fallbacks.
 pub fn decide(ask: &Ask, candidates: &[Candidate]) -> Decision {
     let best = candidates
         .iter()
         .enumerate()
         .filter(|(_, c)| c.room_left >= c.work && c.ttft_s <= ask.ttft_slo_s)
-        .map(|(i, c)| (i, c.net(ask.value)))
+        .map(|(i, c)| (i, c.net(ask.value), ask.hold_out(c)))
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
     match best {
-        Some((index, net)) if net >= 0.0 => {
+        Some((index, net, hold_out)) if net >= hold_out => {
             Decision::Serve { index, downgraded: index != 0, net, price: candidates[index].price }
         }
-        best if ask.deferrable => Decision::Defer { best_net: best.map(|b| b.1).unwrap_or(f64::NEG_INFINITY) },
+        best if ask.deferrable() => Decision::Defer { best_net: best.map(|b| b.1).unwrap_or(f64::NEG_INFINITY) },
         _ => {
             // The value at which the asked-for model would clear now, per 1,000 tokens.
             let asked = candidates.first();
@@ -117,12 +138,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn cand(pool: usize, quality: f64, work: f64, price: f64, room_left: f64) -> Candidate {
-        Candidate { pool, quality, work, prefill: work / 2.0, price, room_left, ttft_s: 0.0 }
+        Candidate { pool, quality, work, prefill: work / 2.0, price, idle_price: 0.0, room_left, ttft_s: 0.0 }
     }
 
     #[test]
     fn a_pool_that_would_miss_the_ttft_objective_is_not_offered() {
-        let ask = Ask { value: 1.0, tokens: 1000.0, deferrable: false, ttft_slo_s: 3.0 };
+        let ask = Ask { value: 1.0, tokens: 1000.0, window_left: None, ttft_slo_s: 3.0 };
         let slow = Candidate { ttft_s: 4.0, ..cand(0, 1.0, 1.0, 0.1, 10.0) };
         let quick = Candidate { ttft_s: 0.5, ..cand(1, 0.6, 0.2, 0.1, 10.0) };
         assert!(matches!(decide(&ask, &[slow, quick]), Decision::Serve { index: 1, downgraded: true, .. }));
@@ -133,7 +154,7 @@ mod tests {
 
     #[test]
     fn serves_downgrades_defers_and_refuses() {
-        let ask = Ask { value: 1.0, tokens: 1000.0, deferrable: false, ttft_slo_s: f64::INFINITY };
+        let ask = Ask { value: 1.0, tokens: 1000.0, window_left: None, ttft_slo_s: f64::INFINITY };
         // Cheap enough on the asked pool.
         assert!(matches!(
             decide(&ask, &[cand(0, 1.0, 1.0, 0.5, 10.0)]),
@@ -149,9 +170,29 @@ mod tests {
             d => panic!("{d:?}"),
         }
         // Batch work waits instead.
-        assert!(matches!(decide(&Ask { deferrable: true, ..ask }, &c), Decision::Defer { .. }));
+        assert!(matches!(decide(&Ask { window_left: Some(0.0), ..ask }, &c), Decision::Defer { .. }));
         // No room: not served even when cheap.
         assert!(matches!(decide(&ask, &[cand(0, 1.0, 1.0, 0.0, 0.5)]), Decision::Refuse { .. }));
+    }
+
+    #[test]
+    fn work_that_may_wait_holds_out_for_less_the_more_of_its_window_is_ahead() {
+        // Value 1 on one engine-second; idle capacity costs 0.2, so its surplus there is 0.8.
+        let at = |price: f64, left: f64| {
+            let c = Candidate { idle_price: 0.2, ..cand(0, 1.0, 1.0, price, 10.0) };
+            let ask = Ask { value: 1.0, tokens: 1000.0, window_left: Some(left), ttft_slo_s: f64::INFINITY };
+            matches!(decide(&ask, &[c]), Decision::Serve { .. })
+        };
+        // On arrival only idle capacity clears; at the deadline anything below its value does.
+        assert!(at(0.2, 1.0) && !at(0.21, 1.0));
+        assert!(at(0.99, 0.0) && !at(1.01, 0.0));
+        // Half-way: the reservation price is half-way between the idle price and the value, 0.6.
+        assert!(at(0.59, 0.5) && !at(0.61, 0.5));
+        // Work that cannot wait has no reservation beyond its value.
+        let c = Candidate { idle_price: 0.2, ..cand(0, 1.0, 1.0, 0.9, 10.0) };
+        let now = Ask { value: 1.0, tokens: 1000.0, window_left: None, ttft_slo_s: f64::INFINITY };
+        assert_eq!(now.hold_out(&c), 0.0);
+        assert!(matches!(decide(&now, &[c]), Decision::Serve { .. }));
     }
 
     proptest! {
@@ -160,12 +201,12 @@ mod tests {
         #[test]
         fn never_admits_negative_net_value_or_beyond_room(
             value in 0.0f64..10.0,
-            deferrable in any::<bool>(),
+            window_left in proptest::option::of(0.0f64..1.0),
             cands in proptest::collection::vec((0.05f64..1.0, 0.0f64..5.0, 0.0f64..5.0, 0.0f64..10.0), 1..6),
         ) {
             let cands: Vec<Candidate> = cands.iter().enumerate()
                 .map(|(i, &(q, w, p, r))| cand(i, if i == 0 { 1.0 } else { q }, w, p, r)).collect();
-            let ask = Ask { value, tokens: 500.0, deferrable, ttft_slo_s: f64::INFINITY };
+            let ask = Ask { value, tokens: 500.0, window_left, ttft_slo_s: f64::INFINITY };
             match decide(&ask, &cands) {
                 Decision::Serve { index, net, .. } => {
                     let c = cands[index];
@@ -176,9 +217,9 @@ mod tests {
                         prop_assert!(o.net(value) <= net + 1e-12);
                     }
                 }
-                Decision::Defer { .. } => prop_assert!(deferrable),
+                Decision::Defer { .. } => prop_assert!(window_left.is_some()),
                 Decision::Refuse { quote_per_1k, .. } => {
-                    prop_assert!(!deferrable);
+                    prop_assert!(window_left.is_none());
                     prop_assert!(quote_per_1k >= 0.0);
                     prop_assert!(cands.iter().all(|o| o.room_left < o.work || o.net(value) < 0.0));
                 }

@@ -45,7 +45,7 @@ pub struct Round {
 
 /// Runs one round; `None` when the requested model is not capacity-managed.
 pub fn round(alloc: &Allocator, cfg: &Config, req: &Request) -> Option<Round> {
-    let mut cands = alloc.candidates(cfg, req.class, req.input, req.output, req.ask.deferrable)?;
+    let mut cands = alloc.candidates(cfg, req.class, req.input, req.output, req.ask.deferrable())?;
     if let Some(p) = req.p_weak {
         crate::routing::apply(p, &mut cands);
     }
@@ -73,7 +73,7 @@ mod tests {
     }
 
     fn ask(value: f64) -> Ask {
-        Ask { value, tokens: 200.0, deferrable: false, ttft_slo_s: f64::INFINITY }
+        Ask { value, tokens: 200.0, window_left: None, ttft_slo_s: f64::INFINITY }
     }
 
     #[test]

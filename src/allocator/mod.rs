@@ -4,6 +4,7 @@
 pub mod board;
 pub mod calibration;
 pub mod forecast;
+pub mod history;
 pub mod lp;
 pub mod pools;
 pub mod runtime;

@@ -5,6 +5,7 @@
 use super::board::{ClassPlan, PoolPrice, PriceBoard};
 use super::calibration::{Calibration, PoolObs};
 use super::forecast::{ClassKey, ClassStats, Demand, Forecast};
+use super::history::PriceHistory;
 use super::lp::{self, LpClass, LpOption, LpPool};
 use super::pools::Fleet;
 use super::scarcity::{self, Want};
@@ -21,7 +22,7 @@ use std::time::Instant;
 const TARGET_UTILISATION: f64 = 0.9;
 /// Prices fall more slowly than they rise: a burst must raise them at once, while a lull should
 /// not erase the plan's price before the next solve has seen it.
-const DOWNWARD_DAMPING: f64 = 0.2;
+const DOWNWARD_DAMPING: f64 = 1.0;
 /// How often [`Allocator::correct_prices`] is called, seconds: the live gateway and the simulator
 /// both call it at this cadence, since each call is one step (the controller's gain per second is
 /// `price_step` / this).
@@ -37,6 +38,8 @@ pub struct Allocator {
     pub(super) deferred_moved: Vec<tokio::sync::Notify>,
     /// Price correction of each pool since the last solve (f64 bits), USD per engine-second.
     adjust: Vec<AtomicU64>,
+    /// Each pool's price at each correction: what work that may wait is priced at.
+    history: Vec<Mutex<PriceHistory>>,
     /// What each pool's engines are measured to do: request lifetimes (batched requests
     /// overlap, so by Little's law the work in flight at full capacity is capacity x lifetime),
     /// the prefill drain rate, and the room's scale learned from objectives met.
@@ -60,6 +63,7 @@ impl Allocator {
         let loads = fleet.pools.iter().map(|p| PoolLoad::new(p.room())).collect();
         let adjust = fleet.pools.iter().map(|_| AtomicU64::new(0f64.to_bits())).collect();
         let deferred = fleet.pools.iter().map(|_| Mutex::new(DeferQueue::default())).collect();
+        let history = fleet.pools.iter().map(|_| Mutex::new(PriceHistory::default())).collect();
         let deferred_moved = fleet.pools.iter().map(|_| tokio::sync::Notify::new()).collect();
         let calib =
             fleet.pools.iter().map(|p| Calibration::new(p.engines, p.window_s, cfg.admission.horizon_s)).collect();
@@ -77,6 +81,7 @@ impl Allocator {
             deferred,
             deferred_moved,
             adjust,
+            history,
             calib,
             board: ArcSwap::from_pointee(board),
             forecast: Mutex::new(Forecast::new(cfg.admission.forecast_half_life_s)),
@@ -116,6 +121,12 @@ impl Allocator {
         let scarce = scarcity::price(&p.wants, load.room() - load.total_inflight(), self.plannable(pool));
 
         planned.max(scarce) + p.cost + p.power
+    }
+
+    /// What `pool`'s price falls to when nothing is scarce: its running cost and power price.
+    pub fn idle_price(&self, pool: usize) -> f64 {
+        let b = self.board.load();
+        b.pools[pool].cost + b.pools[pool].power
     }
 
     pub fn observe_arrival(&self, key: &ClassKey, input_tokens: f64) {
@@ -203,7 +214,17 @@ impl Allocator {
             // The corrected price never goes below zero.
             let next = (cur + self.step * density * g).max(-lambda);
             self.adjust[i].store(next.to_bits(), Ordering::Relaxed);
+            let price = self.price(i);
+            self.history[i].lock().expect("history lock").push(price);
         }
+    }
+
+    /// What work that may wait pays on `pool`: the highest price over the last request lifetime
+    /// (and now), so that it takes only capacity that stays free for as long as it would hold it.
+    pub fn price_to_wait(&self, pool: usize) -> f64 {
+        let steps = (self.calib[pool].lifetime_s() / CORRECTION_INTERVAL_S).ceil();
+        let high = self.history[pool].lock().expect("history lock").high(steps.clamp(1.0, 1e6) as usize);
+        self.price(pool).max(high)
     }
 
     /// Solves the LP on the current forecast and publishes a new board.
@@ -378,7 +399,8 @@ impl Allocator {
                         quality: o.quality,
                         work: o.work,
                         prefill,
-                        price: self.price(o.pool),
+                        price: if deferrable { self.price_to_wait(o.pool) } else { self.price(o.pool) },
+                        idle_price: self.idle_price(o.pool),
                         room_left: load.room() - load.total_inflight(),
                         ttft_s: self.ttft_estimate(o.pool, load.backlog(), prefill),
                     }

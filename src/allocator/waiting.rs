@@ -1,9 +1,10 @@
-//! A place in a pool's deferral queue: batch work waiting for its price to clear. The allocator
+//! A place in a pool's deferral queue: work that may wait, waiting for its price to clear. The allocator
 //! owns the queues; a driver holds a [`Waiting`] guard, asks whether it is at the head, waits to
 //! be woken when the queue moves, and gives its place up on drop (served, refused, or the
 //! client left).
 
 use super::Allocator;
+use crate::admission::defer::Window;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,16 +18,19 @@ pub struct Waiting {
 }
 
 impl Waiting {
-    /// Joins pool `pool`'s queue with `density` (value per engine-second).
-    pub fn enqueue(alloc: &Arc<Allocator>, pool: usize, density: f64) -> Self {
+    /// Joins pool `pool`'s queue with `density` (value per engine-second) and its waiting
+    /// `window` on the allocator's clock ([`Allocator::now`]).
+    pub fn enqueue(alloc: &Arc<Allocator>, pool: usize, density: f64, window: Window) -> Self {
         let id = NEXT_WAITING.fetch_add(1, Ordering::Relaxed);
-        alloc.deferred[pool].lock().expect("defer lock").push(id, density);
+        alloc.deferred[pool].lock().expect("defer lock").push(id, density, window);
         Self { alloc: alloc.clone(), pool, id }
     }
 
-    /// Whether this request is the densest waiting on its pool (the one to price again).
+    /// Whether this request is the one of its pool's queue to price again (the most willing
+    /// to pay now).
     pub fn at_head(&self) -> bool {
-        self.alloc.deferred[self.pool].lock().expect("defer lock").head() == Some(self.id)
+        let (now, idle) = (self.alloc.now(), self.alloc.idle_price(self.pool));
+        self.alloc.deferred[self.pool].lock().expect("defer lock").head(now, idle) == Some(self.id)
     }
 
     /// Resolves when someone leaves the queue (register before checking `at_head`).
@@ -61,12 +65,16 @@ impl Drop for Waiting {
 mod tests {
     use super::*;
 
+    fn open(alloc: &Allocator) -> Window {
+        Window { opened_s: alloc.now(), closes_s: alloc.now() + 600.0 }
+    }
+
     #[test]
     fn the_densest_waits_at_the_head_and_leaving_moves_the_queue() {
         let cfg = crate::config::one_pool_for_tests(1);
         let alloc = Arc::new(Allocator::new(&cfg).unwrap());
-        let low = Waiting::enqueue(&alloc, 0, 1.0);
-        let high = Waiting::enqueue(&alloc, 0, 5.0);
+        let low = Waiting::enqueue(&alloc, 0, 1.0, open(&alloc));
+        let high = Waiting::enqueue(&alloc, 0, 5.0, open(&alloc));
         assert!(high.at_head() && !low.at_head());
         drop(high);
         assert!(low.at_head());
@@ -78,8 +86,8 @@ mod tests {
     async fn a_request_behind_another_gets_its_turn_when_that_one_leaves() {
         let cfg = crate::config::one_pool_for_tests(1);
         let alloc = Arc::new(Allocator::new(&cfg).unwrap());
-        let ahead = Waiting::enqueue(&alloc, 0, 5.0);
-        let behind = Waiting::enqueue(&alloc, 0, 1.0);
+        let ahead = Waiting::enqueue(&alloc, 0, 5.0, open(&alloc));
+        let behind = Waiting::enqueue(&alloc, 0, 1.0, open(&alloc));
         let far = Instant::now() + Duration::from_secs(60);
         let leave = async {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -89,7 +97,7 @@ mod tests {
         tokio::join!(leave, behind.turn(Duration::from_secs(30), far));
         assert!(behind.at_head() && t0.elapsed() < Duration::from_secs(30));
         // Not at the head: it comes back at its deadline.
-        let first = Waiting::enqueue(&alloc, 0, 9.0);
+        let first = Waiting::enqueue(&alloc, 0, 9.0, open(&alloc));
         behind.turn(Duration::from_millis(5), Instant::now() + Duration::from_millis(30)).await;
         assert!(!behind.at_head() && first.at_head());
     }

@@ -6,6 +6,7 @@
 
 use super::classify::Classified;
 use super::ApiError;
+use crate::admission::defer::Window;
 use crate::admission::reservation::Reservation;
 use crate::admission::round::{self, Outcome};
 use crate::admission::{Ask, Candidate, Verdict};
@@ -89,11 +90,14 @@ pub struct Admission<'a> {
 /// `x-tollgate-max-price`, checked against the tenant's `max_bid_per_1k`). A bid raises the value
 /// the request is priced at; a request served only because of its bid is charged the price that
 /// cleared it, per token, never more than its bid; one its tier's value clears pays its tier.
+/// Work that may wait (a deferrable tier's, or a batch line with its `window_ms`) holds out for
+/// a lower price the more of its window is ahead.
 pub async fn admit(
     gw: Admission<'_>,
     caller: &Caller,
     c: &Classified,
     bid_per_1k: Option<f64>,
+    window_ms: Option<&std::ops::Range<i64>>,
     meter: &mut Meter,
 ) -> Result<Admitted, ApiError> {
     let cfg = gw.cfg;
@@ -163,14 +167,18 @@ pub async fn admit(
         tier.map(crate::config::TierConfig::value_rates).unwrap_or_default().charge_f(input as f64, out_est);
     let value = tier_value.max(bid_usd(input as f64 + out_est));
     let deferrable = tier.is_some_and(|t| t.deferrable);
-    let deadline = Instant::now() + Duration::from_millis(tier.map(|t| t.deadline_ms).unwrap_or(0));
+    let hold_ms = tier.map(|t| t.deadline_ms).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_millis(hold_ms);
+    let window = deferrable.then(|| waiting_window(alloc.now(), hold_ms, window_ms));
     let ttft_slo_s = tier.map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
-    let ask = Ask { value, tokens: input as f64 + out_est, deferrable, ttft_slo_s };
+    let ask =
+        |now: f64| Ask { value, tokens: input as f64 + out_est, window_left: window.map(|w| w.left(now)), ttft_slo_s };
     // The router's estimate for this prompt, computed once: the fallbacks' quality.
     let p_weak = gw.routers.get(&c.model).and_then(|r| c.prompt.router_text().map(|t| r.p_weak_as_good(&t)));
-    let req = round::Request { class: &class, input: input as f64, output: out_est, ask, p_weak };
     let mut waiting: Option<Waiting> = None;
     loop {
+        let ask = ask(alloc.now());
+        let req = round::Request { class: &class, input: input as f64, output: out_est, ask, p_weak };
         let r = round::round(alloc, cfg, &req).expect("managed model has a pool");
         match r.outcome {
             Outcome::Serve { cand, reservation, downgraded, net, price } => {
@@ -221,10 +229,26 @@ pub async fn admit(
             let asked = r.asked;
             return Err(refuse(alloc, &class, &asked, asked.quote_per_1k(ask.tokens), asked.price, value, meter));
         }
-        let w = waiting.get_or_insert_with(|| Waiting::enqueue(alloc, r.asked.pool, value / r.asked.work.max(1e-12)));
+        let w = waiting.get_or_insert_with(|| {
+            let window = window.expect("only work that may wait is held");
+            Waiting::enqueue(alloc, r.asked.pool, value / r.asked.work.max(1e-12), window)
+        });
         // Only the densest waiting request of the pool is priced again (every poll, or at once
         // when the one ahead leaves the queue); the others keep waiting.
         w.turn(DEFER_POLL, deadline).await;
+    }
+}
+
+/// The window over which held work's reservation price rises, on the allocator's clock (`now`
+/// being the allocator's time now): a batch line's completion window, else the tier's
+/// `deadline_ms` from now.
+fn waiting_window(now: f64, hold_ms: u64, window_ms: Option<&std::ops::Range<i64>>) -> Window {
+    match window_ms {
+        Some(w) => {
+            let unix = crate::units::unix_ms();
+            Window { opened_s: now - (unix - w.start) as f64 / 1000.0, closes_s: now + (w.end - unix) as f64 / 1000.0 }
+        }
+        None => Window { opened_s: now, closes_s: now + hold_ms as f64 / 1000.0 },
     }
 }
 
@@ -366,7 +390,7 @@ mod tests {
     async fn a_managed_request_is_admitted_on_its_pool_and_gives_its_capacity_back() {
         let d = Deps::new();
         let admitted =
-            admit(d.admission(), &caller("a"), &chat("hello", Some(8)), None, &mut meter("a")).await.unwrap();
+            admit(d.admission(), &caller("a"), &chat("hello", Some(8)), None, None, &mut meter("a")).await.unwrap();
         assert_eq!((admitted.model.as_str(), admitted.decision), ("m", Verdict::Admit));
         assert!(admitted.price.is_some() && d.alloc.load(0).inflight() > 0.0);
         assert_eq!(admitted.output_cap, None, "the client's max_tokens stands");
@@ -379,16 +403,17 @@ mod tests {
         let d = Deps::new();
         // 100 micro-USD at 1 and 2 USD per 1M tokens: a long prompt alone does not fit.
         let long = "word ".repeat(200);
-        let err = admit(d.admission(), &caller("b"), &chat(&long, Some(1)), None, &mut meter("b")).await.err();
+        let err = admit(d.admission(), &caller("b"), &chat(&long, Some(1)), None, None, &mut meter("b")).await.err();
         assert!(matches!(err, Some(ApiError::BudgetExceeded)), "{err:?}");
         // No max_tokens: the tier's default cap is held, and sent upstream.
-        let admitted = admit(d.admission(), &caller("b"), &chat("hi", None), None, &mut meter("b")).await;
+        let admitted = admit(d.admission(), &caller("b"), &chat("hi", None), None, None, &mut meter("b")).await;
         let err = admitted.err();
         assert!(
             matches!(err, Some(ApiError::BudgetExceeded)),
             "4,096 output tokens at 2 USD/1M exceed 100 micro-USD: {err:?}"
         );
-        let admitted = admit(d.admission(), &caller("b"), &chat("hi", Some(20)), None, &mut meter("b")).await.unwrap();
+        let admitted =
+            admit(d.admission(), &caller("b"), &chat("hi", Some(20)), None, None, &mut meter("b")).await.unwrap();
         let (spent, held) = d.state.tenant_usage("b").await.unwrap().unwrap();
         assert_eq!(spent, 0.0);
         assert!(held >= 40e-6, "the hold covers the output cap: {held}");

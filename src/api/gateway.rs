@@ -70,6 +70,9 @@ pub struct RequestIds {
     pub bid: Option<axum::http::HeaderValue>,
     /// A service tier the gateway itself sets (a batch's lines), over the body's.
     pub service: Option<crate::config::ServiceTier>,
+    /// A batch line's completion window, Unix milliseconds: admission holds out for a lower
+    /// price the more of it is ahead.
+    pub window_ms: Option<std::ops::Range<i64>>,
 }
 
 /// The header in which a request states the most it will pay, USD per 1,000 tokens.
@@ -82,7 +85,7 @@ impl RequestIds {
             .and_then(|v| v.to_str().ok())
             .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
             .map(str::to_string);
-        Self { id: new_request_id(), client, bid: headers.get(BID_HEADER).cloned(), service: None }
+        Self { id: new_request_id(), client, bid: headers.get(BID_HEADER).cloned(), service: None, window_ms: None }
     }
 
     /// The id the client sees in the response's `x-request-id`: its own, else ours.

@@ -158,7 +158,8 @@ async fn prepare(
         }
     }
     let admit_span = tracing::debug_span!(target: SPAN_TARGET, "admit");
-    let mut admitted = admit::admit(gw.admission(), caller, &c, bid, meter).instrument(admit_span).await?;
+    let mut admitted =
+        admit::admit(gw.admission(), caller, &c, bid, ids.window_ms.as_ref(), meter).instrument(admit_span).await?;
     // Only the asked-for model's own answer is stored: a downgraded answer is another model's.
     let capture = capture.filter(|_| admitted.model == c.model);
     let pool: &Pool =

@@ -148,6 +148,7 @@ impl Dispatcher {
             client: Some(l.custom_id.clone()),
             bid: None,
             service: Some(ServiceTier::Batch),
+            window_ms: Some(b.created_at_ms..b.expires_at_ms),
         };
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().expect("waiting lock").insert(rid.clone(), tx);

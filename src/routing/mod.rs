@@ -39,10 +39,11 @@ mod tests {
             work: 1.0,
             prefill: 0.1,
             price,
+            idle_price: 0.0,
             room_left: 10.0,
             ttft_s: 0.1,
         };
-        let ask = Ask { value: 1.0, tokens: 100.0, deferrable: false, ttft_slo_s: f64::INFINITY };
+        let ask = Ask { value: 1.0, tokens: 100.0, window_left: None, ttft_slo_s: f64::INFINITY };
         let route = |p: f64, big_price: f64| {
             let mut c = [cand(0, big_price), cand(1, 0.1)];
             apply(p, &mut c);

@@ -6,6 +6,7 @@ use super::plan::Planned;
 use super::policy::{Policy, QuotaBuckets};
 pub use super::request::SimRequest;
 use super::scenario::Scenario;
+use crate::admission::defer::{DeferQueue, Window};
 use crate::admission::reservation::Reservation;
 use crate::admission::{round, Ask};
 use crate::allocator::forecast::ClassKey;
@@ -103,8 +104,8 @@ pub struct Sim<'a> {
     pools: Vec<Vec<Replica>>,
     alloc: Allocator,
     live: HashMap<u64, Live, foldhash::fast::FixedState>,
-    /// Deferred requests: (value density, request, deadline), densest first.
-    waiting_defer: BinaryHeap<(T, Reverse<usize>, T)>,
+    /// Each pool's deferred requests, the gateway's queue (by request index).
+    waiting_defer: Vec<DeferQueue>,
     heap: BinaryHeap<Reverse<(T, Ev)>>,
     quotas: QuotaBuckets,
     pub fates: Vec<Option<Fate>>,
@@ -153,7 +154,7 @@ impl<'a> Sim<'a> {
             pools,
             alloc,
             live: HashMap::default(),
-            waiting_defer: BinaryHeap::new(),
+            waiting_defer: vec![DeferQueue::default(); sc.pools.len()],
             heap: BinaryHeap::new(),
             quotas,
             fates: vec![None; reqs.len()],
@@ -230,7 +231,7 @@ impl<'a> Sim<'a> {
                 continue;
             }
             let Reverse((T(t), ev)) = self.heap.pop().expect("an event is due");
-            let idle_after_end = t > end && self.live.is_empty() && self.waiting_defer.is_empty();
+            let idle_after_end = t > end && self.live.is_empty() && self.waiting_defer.iter().all(DeferQueue::is_empty);
             match ev {
                 Ev::Step(p, r) => self.step_done(t, p, r),
                 Ev::Start(i) => {
@@ -291,9 +292,8 @@ impl<'a> Sim<'a> {
                 self.alloc.observe_arrival_at(key, t, f64::from(r.input));
                 if !self.try_admit(i, t, false) {
                     if self.deferrable(class) {
-                        let deadline = self.sc.tier(&self.sc.classes[class].tier).map(|t| t.deadline_ms).unwrap_or(0);
-                        let density = self.density(i);
-                        self.waiting_defer.push((T(density), Reverse(i), T(t + deadline as f64 / 1000.0)));
+                        let (density, window) = (self.density(i), self.window(i));
+                        self.waiting_defer[pool].push(i as u64, density, window);
                     } else {
                         self.fates[i] = Some(Fate::Refused);
                     }
@@ -304,6 +304,13 @@ impl<'a> Sim<'a> {
 
     fn deferrable(&self, class: usize) -> bool {
         self.sc.tier(&self.sc.classes[class].tier).is_some_and(|t| t.deferrable)
+    }
+
+    /// The waiting window of request `i`: from its arrival to its tier's deadline.
+    fn window(&self, i: usize) -> Window {
+        let r = &self.reqs[i];
+        let deadline_ms = self.sc.tier(&self.sc.classes[r.class].tier).map(|t| t.deadline_ms).unwrap_or(0);
+        Window { opened_s: r.at, closes_s: r.at + deadline_ms as f64 / 1000.0 }
     }
 
     /// Bid-price admission for request `i` now; true if it was started.
@@ -317,7 +324,8 @@ impl<'a> Sim<'a> {
         let out = self.alloc.expected_output(key, r.max_tokens);
         let value = value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), out);
         let ttft_slo_s = self.sc.tier(&c.tier).map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
-        let ask = Ask { value, tokens: f64::from(r.input) + out, deferrable, ttft_slo_s };
+        let window_left = deferrable.then(|| self.window(i).left(t));
+        let ask = Ask { value, tokens: f64::from(r.input) + out, window_left, ttft_slo_s };
         let req = round::Request { class: key, input: f64::from(r.input), output: out, ask, p_weak: None };
         match round::round(&self.alloc, &self.cfg, &req) {
             Some(round::Round { outcome: round::Outcome::Serve { cand, reservation, .. }, .. }) => {
@@ -409,16 +417,18 @@ impl<'a> Sim<'a> {
     fn tick(&mut self, t: f64) {
         if self.policy == Policy::BidPrice {
             self.alloc.correct_prices();
-            // Deferred work is priced again densest first, as the gateway's deferral queue does:
-            // until one does not clear; past its deadline it is refused.
-            while let Some(&(_, Reverse(i), deadline)) = self.waiting_defer.peek() {
-                if t >= deadline.0 {
-                    self.waiting_defer.pop();
-                    self.fates[i] = Some(Fate::Refused);
-                } else if self.try_admit(i, t, true) {
-                    self.waiting_defer.pop();
-                } else {
-                    break;
+            // Deferred work is priced again, the most willing to pay first, as the gateway's
+            // deferral queue does: until one does not clear; past its deadline it is refused.
+            for p in 0..self.waiting_defer.len() {
+                for i in self.waiting_defer[p].take_expired(t) {
+                    self.fates[i as usize] = Some(Fate::Refused);
+                }
+                let idle = self.alloc.idle_price(p);
+                while let Some(i) = self.waiting_defer[p].head(t, idle) {
+                    if !self.try_admit(i as usize, t, true) {
+                        break;
+                    }
+                    self.waiting_defer[p].remove(i);
                 }
             }
         }
