@@ -1,8 +1,8 @@
 //! The deferral queue of one pool: work that may wait (batch lines, deferrable tiers) waiting for
 //! its price to clear. The one priced next is the one that would pay the most now: its
-//! reservation price rises over its window (see [`super::Ask::hold_out`]) from the pool's idle
-//! price to its value density, so the head is the waiting request whose share of the window
-//! gone, times its value density above the idle price, is largest; then the densest, then the
+//! reservation price rises over its window (see [`super::Ask::hold_out`]) from the pool's recent
+//! low price to its value density, so the head is the waiting request whose share of the window
+//! gone, times its value density above the low, is largest; then the densest, then the
 //! oldest. Pure bookkeeping on the caller's clock (seconds); the gateway holds one per pool and
 //! each waiting request asks whether it is at the head; the simulator pops from it.
 
@@ -30,6 +30,8 @@ struct Entry {
     /// Value per engine-second, USD.
     density: f64,
     window: Window,
+    /// When it stops waiting (refused), on the same clock.
+    deadline_s: f64,
     arrival: u64,
 }
 
@@ -40,19 +42,21 @@ pub struct DeferQueue {
 }
 
 impl DeferQueue {
-    pub fn push(&mut self, id: u64, density: f64, window: Window) {
+    /// Adds request `id` of `density` (value per engine-second), holding out over `window`,
+    /// waiting until `deadline_s`.
+    pub fn push(&mut self, id: u64, density: f64, window: Window, deadline_s: f64) {
         self.arrivals += 1;
-        self.entries.push(Entry { id, density, window, arrival: self.arrivals });
+        self.entries.push(Entry { id, density, window, deadline_s, arrival: self.arrivals });
     }
 
     pub fn remove(&mut self, id: u64) {
         self.entries.retain(|e| e.id != id);
     }
 
-    /// The request to price next at `now`, on a pool whose idle price is `idle` (USD per
+    /// The request to price next at `now`, on a pool whose recent low price is `low` (USD per
     /// engine-second): the one whose reservation price is highest.
-    pub fn head(&self, now: f64, idle: f64) -> Option<u64> {
-        let bid = |e: &Entry| (1.0 - e.window.left(now)) * (e.density - idle).max(0.0);
+    pub fn head(&self, now: f64, low: f64) -> Option<u64> {
+        let bid = |e: &Entry| (1.0 - e.window.left(now)) * (e.density - low).max(0.0);
         self.entries
             .iter()
             .max_by(|a, b| {
@@ -61,11 +65,11 @@ impl DeferQueue {
             .map(|e| e.id)
     }
 
-    /// Removes and returns the requests whose window closed by `now`.
+    /// Removes and returns the requests whose deadline passed by `now`.
     pub fn take_expired(&mut self, now: f64) -> Vec<u64> {
         let mut out = Vec::new();
         self.entries.retain(|e| {
-            let keep = e.window.closes_s > now;
+            let keep = e.deadline_s > now;
             if !keep {
                 out.push(e.id);
             }
@@ -92,10 +96,10 @@ mod tests {
     #[test]
     fn at_the_same_point_of_their_windows_the_densest_then_the_oldest_goes_first() {
         let mut q = DeferQueue::default();
-        q.push(1, 0.5, OPEN);
-        q.push(2, 2.0, OPEN);
-        q.push(3, 2.0, OPEN);
-        q.push(4, 1.0, OPEN);
+        q.push(1, 0.5, OPEN, 100.0);
+        q.push(2, 2.0, OPEN, 100.0);
+        q.push(3, 2.0, OPEN, 100.0);
+        q.push(4, 1.0, OPEN, 100.0);
         assert_eq!(q.head(10.0, 0.0), Some(2));
         q.remove(2);
         assert_eq!(q.head(10.0, 0.0), Some(3));
@@ -110,9 +114,9 @@ mod tests {
     fn a_request_near_its_deadline_goes_ahead_of_a_denser_one_just_arrived() {
         let mut q = DeferQueue::default();
         // Density 1, 90% of its window gone at t = 90: it would pay 0.9 now.
-        q.push(1, 1.0, OPEN);
+        q.push(1, 1.0, OPEN, 100.0);
         // Density 3, arrived at 80 with a window to 180: 10% gone, it would pay 0.3.
-        q.push(2, 3.0, Window { opened_s: 80.0, closes_s: 180.0 });
+        q.push(2, 3.0, Window { opened_s: 80.0, closes_s: 180.0 }, 180.0);
         assert_eq!(q.head(90.0, 0.0), Some(1));
         // Later on, the denser one is the more willing (60% of 3 against the first's deadline).
         assert_eq!(q.take_expired(140.0), vec![1]);

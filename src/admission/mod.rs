@@ -47,8 +47,9 @@ pub struct Candidate {
     pub prefill: f64,
     /// USD per engine-second: shadow price plus running cost plus power price.
     pub price: f64,
-    /// What the price falls to when nothing is scarce (running cost plus power price).
-    pub idle_price: f64,
+    /// The pool's lowest price over the last planning horizon (never below its running cost
+    /// and power price): what work that may wait holds out for when it arrives.
+    pub low_price: f64,
     /// Engine-seconds the pool can still take in flight.
     pub room_left: f64,
     /// Estimated seconds to the first token here now (the prefill backlog, then its own).
@@ -97,14 +98,15 @@ impl Ask {
     }
 
     /// The net value below which work that may wait holds out on `c`: the share of its window
-    /// still ahead times its surplus on idle capacity. Its reservation price thus rises linearly
-    /// over the window, from the idle price (on arrival it takes only capacity nothing else
-    /// wants) to its own value density (at its deadline it takes whatever clears), the way a
-    /// buyer with a deadline lowers what it holds out for as the time to find a lower price
-    /// runs out. Zero for work that cannot wait.
+    /// still ahead times its surplus at the pool's recent low price. Its reservation price thus
+    /// rises linearly over the window, from the lowest price the pool had over the last horizon
+    /// (on arrival it takes only capacity as cheap as the last valley's) to its own value
+    /// density (at its deadline it takes whatever clears), the way a buyer with a deadline
+    /// lowers what it holds out for as the time to find a lower price runs out. Zero for work
+    /// that cannot wait.
     pub fn hold_out(&self, c: &Candidate) -> f64 {
         let left = self.window_left.unwrap_or(0.0).clamp(0.0, 1.0);
-        left * (c.quality * self.value - c.idle_price * c.work).max(0.0)
+        left * (c.quality * self.value - c.low_price * c.work).max(0.0)
     }
 }
 
@@ -138,7 +140,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn cand(pool: usize, quality: f64, work: f64, price: f64, room_left: f64) -> Candidate {
-        Candidate { pool, quality, work, prefill: work / 2.0, price, idle_price: 0.0, room_left, ttft_s: 0.0 }
+        Candidate { pool, quality, work, prefill: work / 2.0, price, low_price: 0.0, room_left, ttft_s: 0.0 }
     }
 
     #[test]
@@ -177,19 +179,19 @@ mod tests {
 
     #[test]
     fn work_that_may_wait_holds_out_for_less_the_more_of_its_window_is_ahead() {
-        // Value 1 on one engine-second; idle capacity costs 0.2, so its surplus there is 0.8.
+        // Value 1 on one engine-second; the recent low is 0.2, so its surplus there is 0.8.
         let at = |price: f64, left: f64| {
-            let c = Candidate { idle_price: 0.2, ..cand(0, 1.0, 1.0, price, 10.0) };
+            let c = Candidate { low_price: 0.2, ..cand(0, 1.0, 1.0, price, 10.0) };
             let ask = Ask { value: 1.0, tokens: 1000.0, window_left: Some(left), ttft_slo_s: f64::INFINITY };
             matches!(decide(&ask, &[c]), Decision::Serve { .. })
         };
-        // On arrival only idle capacity clears; at the deadline anything below its value does.
+        // On arrival only the recent low clears; at the deadline anything below its value does.
         assert!(at(0.2, 1.0) && !at(0.21, 1.0));
         assert!(at(0.99, 0.0) && !at(1.01, 0.0));
-        // Half-way: the reservation price is half-way between the idle price and the value, 0.6.
+        // Half-way: the reservation price is half-way between the low and the value, 0.6.
         assert!(at(0.59, 0.5) && !at(0.61, 0.5));
         // Work that cannot wait has no reservation beyond its value.
-        let c = Candidate { idle_price: 0.2, ..cand(0, 1.0, 1.0, 0.9, 10.0) };
+        let c = Candidate { low_price: 0.2, ..cand(0, 1.0, 1.0, 0.9, 10.0) };
         let now = Ask { value: 1.0, tokens: 1000.0, window_left: None, ttft_slo_s: f64::INFINITY };
         assert_eq!(now.hold_out(&c), 0.0);
         assert!(matches!(decide(&now, &[c]), Decision::Serve { .. }));

@@ -5,6 +5,7 @@
 //! view of the pool. What a driver does around it (the shared-state step across replicas,
 //! waiting in the deferral queue, the refusal's response) stays with the driver.
 
+use super::defer::Window;
 use super::reservation::Reservation;
 use super::{decide, Ask, Candidate, Decision};
 use crate::allocator::forecast::ClassKey;
@@ -18,7 +19,12 @@ pub struct Request<'a> {
     /// Prompt tokens, and the output expected (the forecast, capped by `max_tokens`).
     pub input: f64,
     pub output: f64,
-    pub ask: Ask,
+    /// Its value served by the model asked for, USD.
+    pub value: f64,
+    /// Its tier's time-to-first-token objective, seconds (infinite when it has none).
+    pub ttft_slo_s: f64,
+    /// For work that may wait: its window, and the time now on the same clock.
+    pub wait: Option<(Window, f64)>,
     /// The router's probability that a fallback's answer is as good, if a router is configured.
     pub p_weak: Option<f64>,
 }
@@ -45,12 +51,16 @@ pub struct Round {
 
 /// Runs one round; `None` when the requested model is not capacity-managed.
 pub fn round(alloc: &Allocator, cfg: &Config, req: &Request) -> Option<Round> {
-    let mut cands = alloc.candidates(cfg, req.class, req.input, req.output, req.ask.deferrable())?;
+    let mut cands = alloc.candidates(cfg, req.class, req.input, req.output, req.wait.is_some())?;
     if let Some(p) = req.p_weak {
         crate::routing::apply(p, &mut cands);
     }
     let asked = *cands.first()?;
-    let outcome = match decide(&req.ask, &cands) {
+    // Work that may wait is judged at the moment its first token would come: what is left of
+    // its window then (it is offered only the pool asked for).
+    let window_left = req.wait.map(|(w, now)| w.left(now + asked.ttft_s));
+    let ask = Ask { value: req.value, tokens: req.input + req.output, window_left, ttft_slo_s: req.ttft_slo_s };
+    let outcome = match decide(&ask, &cands) {
         Decision::Serve { index, downgraded, net, price } => {
             let cand = cands[index];
             match alloc.load(cand.pool).try_reserve(cand.work, cand.prefill) {
@@ -72,8 +82,8 @@ mod tests {
         crate::config::one_pool_for_tests(replicas)
     }
 
-    fn ask(value: f64) -> Ask {
-        Ask { value, tokens: 200.0, window_left: None, ttft_slo_s: f64::INFINITY }
+    fn request(class: &ClassKey, work: f64, value: f64) -> Request<'_> {
+        Request { class, input: work, output: work, value, ttft_slo_s: f64::INFINITY, wait: None, p_weak: None }
     }
 
     #[test]
@@ -81,7 +91,7 @@ mod tests {
         let cfg = cfg(1);
         let alloc = Allocator::new(&cfg).unwrap();
         let class = ClassKey { tenant: "a".into(), model: "m".into() };
-        let req = Request { class: &class, input: 100.0, output: 100.0, ask: ask(1.0), p_weak: None };
+        let req = request(&class, 100.0, 1.0);
         let r = round(&alloc, &cfg, &req).expect("managed");
         let Outcome::Serve { cand, reservation, downgraded, .. } = r.outcome else { panic!("{:?}", r.outcome) };
         assert!(!downgraded);
@@ -96,11 +106,11 @@ mod tests {
         let cfg = cfg(1);
         let alloc = Allocator::new(&cfg).unwrap();
         let other = ClassKey { tenant: "a".into(), model: "nope".into() };
-        let req = Request { class: &other, input: 1.0, output: 1.0, ask: ask(1.0), p_weak: None };
+        let req = request(&other, 1.0, 1.0);
         assert!(round(&alloc, &cfg, &req).is_none());
         let class = ClassKey { tenant: "a".into(), model: "m".into() };
         // Far more work than the pool's room: no candidate fits.
-        let huge = Request { class: &class, input: 1e9, output: 1e9, ask: ask(1e9), p_weak: None };
+        let huge = request(&class, 1e9, 1e9);
         let r = round(&alloc, &cfg, &huge).unwrap();
         assert!(matches!(r.outcome, Outcome::Refuse { .. }), "{:?}", r.outcome);
         assert_eq!(alloc.load(0).inflight(), 0.0);

@@ -1,22 +1,26 @@
 //! A pool's recent prices, one per price correction (every [`super::runtime::CORRECTION_INTERVAL_S`],
-//! in the live gateway and in the simulator alike, so an index is a time): what work that may
-//! wait is priced at. A dip of the price shorter than a request's lifetime is not idle capacity:
-//! a request admitted in it holds the room after the dip, displacing what arrives then, so
-//! deferrable work is priced at the highest price over the last lifetime.
+//! in the live gateway and in the simulator alike, so an index is a time), kept over the planning
+//! horizon: what work that may wait is priced at and holds out for. A dip of the price shorter
+//! than a request's lifetime is not free capacity (a request admitted in it holds the room after
+//! the dip, displacing what arrives then), so such work is priced at the highest price over the
+//! last lifetime; and it holds out for the lowest price over the horizon (the last valley's).
 
 use std::collections::VecDeque;
 
-/// The most corrections kept: a minute at the correction interval.
-const KEPT: usize = 1200;
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PriceHistory {
     prices: VecDeque<f64>,
+    kept: usize,
 }
 
 impl PriceHistory {
+    /// Keeps the last `kept` prices (at least one).
+    pub fn new(kept: usize) -> Self {
+        Self { prices: VecDeque::new(), kept: kept.max(1) }
+    }
+
     pub fn push(&mut self, price: f64) {
-        if self.prices.len() == KEPT {
+        if self.prices.len() == self.kept {
             self.prices.pop_front();
         }
         self.prices.push_back(price);
@@ -26,6 +30,11 @@ impl PriceHistory {
     pub fn high(&self, n: usize) -> f64 {
         self.prices.iter().rev().take(n.max(1)).fold(0.0, |m, &p| f64::max(m, p))
     }
+
+    /// The lowest price kept, if any.
+    pub fn low(&self) -> Option<f64> {
+        self.prices.iter().copied().reduce(f64::min)
+    }
 }
 
 #[cfg(test)]
@@ -33,18 +42,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_high_looks_back_over_the_last_prices_only() {
-        let mut h = PriceHistory::default();
-        assert_eq!(h.high(5), 0.0);
+    fn the_high_looks_back_over_the_last_prices_and_the_low_over_all_kept() {
+        let mut h = PriceHistory::new(6);
+        assert_eq!((h.high(5), h.low()), (0.0, None));
         for p in [3.0, 1.0, 0.0, 0.5] {
             h.push(p);
         }
         assert_eq!(h.high(1), 0.5);
         assert_eq!(h.high(3), 1.0);
         assert_eq!(h.high(100), 3.0);
-        for _ in 0..KEPT {
-            h.push(0.0);
+        assert_eq!(h.low(), Some(0.0));
+        for _ in 0..5 {
+            h.push(2.0);
         }
-        assert_eq!(h.high(usize::MAX), 0.0, "only a minute is kept");
+        assert_eq!(h.high(usize::MAX), 2.0, "only six are kept");
+        assert_eq!(h.low(), Some(0.5));
     }
 }

@@ -63,7 +63,8 @@ impl Allocator {
         let loads = fleet.pools.iter().map(|p| PoolLoad::new(p.room())).collect();
         let adjust = fleet.pools.iter().map(|_| AtomicU64::new(0f64.to_bits())).collect();
         let deferred = fleet.pools.iter().map(|_| Mutex::new(DeferQueue::default())).collect();
-        let history = fleet.pools.iter().map(|_| Mutex::new(PriceHistory::default())).collect();
+        let kept = (cfg.admission.horizon_s / CORRECTION_INTERVAL_S).ceil().clamp(1.0, 1e6) as usize;
+        let history = fleet.pools.iter().map(|_| Mutex::new(PriceHistory::new(kept))).collect();
         let deferred_moved = fleet.pools.iter().map(|_| tokio::sync::Notify::new()).collect();
         let calib =
             fleet.pools.iter().map(|p| Calibration::new(p.engines, p.window_s, cfg.admission.horizon_s)).collect();
@@ -123,10 +124,13 @@ impl Allocator {
         planned.max(scarce) + p.cost + p.power
     }
 
-    /// What `pool`'s price falls to when nothing is scarce: its running cost and power price.
-    pub fn idle_price(&self, pool: usize) -> f64 {
+    /// `pool`'s lowest price over the last planning horizon, never below what it falls to when
+    /// nothing is scarce (its running cost and power price): what work that may wait holds out
+    /// for when it arrives.
+    pub fn low_price(&self, pool: usize) -> f64 {
         let b = self.board.load();
-        b.pools[pool].cost + b.pools[pool].power
+        let idle = b.pools[pool].cost + b.pools[pool].power;
+        self.history[pool].lock().expect("history lock").low().map_or(idle, |low| low.max(idle))
     }
 
     pub fn observe_arrival(&self, key: &ClassKey, input_tokens: f64) {
@@ -400,7 +404,7 @@ impl Allocator {
                         work: o.work,
                         prefill,
                         price: if deferrable { self.price_to_wait(o.pool) } else { self.price(o.pool) },
-                        idle_price: self.idle_price(o.pool),
+                        low_price: self.low_price(o.pool),
                         room_left: load.room() - load.total_inflight(),
                         ttft_s: self.ttft_estimate(o.pool, load.backlog(), prefill),
                     }

@@ -18,19 +18,19 @@ pub struct Waiting {
 }
 
 impl Waiting {
-    /// Joins pool `pool`'s queue with `density` (value per engine-second) and its waiting
-    /// `window` on the allocator's clock ([`Allocator::now`]).
-    pub fn enqueue(alloc: &Arc<Allocator>, pool: usize, density: f64, window: Window) -> Self {
+    /// Joins pool `pool`'s queue with `density` (value per engine-second), the `window` it
+    /// holds out over and its deadline, on the allocator's clock ([`Allocator::now`]).
+    pub fn enqueue(alloc: &Arc<Allocator>, pool: usize, density: f64, window: Window, deadline_s: f64) -> Self {
         let id = NEXT_WAITING.fetch_add(1, Ordering::Relaxed);
-        alloc.deferred[pool].lock().expect("defer lock").push(id, density, window);
+        alloc.deferred[pool].lock().expect("defer lock").push(id, density, window, deadline_s);
         Self { alloc: alloc.clone(), pool, id }
     }
 
     /// Whether this request is the one of its pool's queue to price again (the most willing
     /// to pay now).
     pub fn at_head(&self) -> bool {
-        let (now, idle) = (self.alloc.now(), self.alloc.idle_price(self.pool));
-        self.alloc.deferred[self.pool].lock().expect("defer lock").head(now, idle) == Some(self.id)
+        let (now, low) = (self.alloc.now(), self.alloc.low_price(self.pool));
+        self.alloc.deferred[self.pool].lock().expect("defer lock").head(now, low) == Some(self.id)
     }
 
     /// Resolves when someone leaves the queue (register before checking `at_head`).
@@ -73,8 +73,10 @@ mod tests {
     fn the_densest_waits_at_the_head_and_leaving_moves_the_queue() {
         let cfg = crate::config::one_pool_for_tests(1);
         let alloc = Arc::new(Allocator::new(&cfg).unwrap());
-        let low = Waiting::enqueue(&alloc, 0, 1.0, open(&alloc));
-        let high = Waiting::enqueue(&alloc, 0, 5.0, open(&alloc));
+        // Two requests at the same point of one window: the denser would pay more.
+        let w = open(&alloc);
+        let low = Waiting::enqueue(&alloc, 0, 1.0, w, w.closes_s);
+        let high = Waiting::enqueue(&alloc, 0, 5.0, w, w.closes_s);
         assert!(high.at_head() && !low.at_head());
         drop(high);
         assert!(low.at_head());
@@ -86,8 +88,8 @@ mod tests {
     async fn a_request_behind_another_gets_its_turn_when_that_one_leaves() {
         let cfg = crate::config::one_pool_for_tests(1);
         let alloc = Arc::new(Allocator::new(&cfg).unwrap());
-        let ahead = Waiting::enqueue(&alloc, 0, 5.0, open(&alloc));
-        let behind = Waiting::enqueue(&alloc, 0, 1.0, open(&alloc));
+        let ahead = Waiting::enqueue(&alloc, 0, 5.0, open(&alloc), 1e9);
+        let behind = Waiting::enqueue(&alloc, 0, 1.0, open(&alloc), 1e9);
         let far = Instant::now() + Duration::from_secs(60);
         let leave = async {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -97,7 +99,7 @@ mod tests {
         tokio::join!(leave, behind.turn(Duration::from_secs(30), far));
         assert!(behind.at_head() && t0.elapsed() < Duration::from_secs(30));
         // Not at the head: it comes back at its deadline.
-        let first = Waiting::enqueue(&alloc, 0, 9.0, open(&alloc));
+        let first = Waiting::enqueue(&alloc, 0, 9.0, open(&alloc), 1e9);
         behind.turn(Duration::from_millis(5), Instant::now() + Duration::from_millis(30)).await;
         assert!(!behind.at_head() && first.at_head());
     }

@@ -9,7 +9,7 @@ use super::ApiError;
 use crate::admission::defer::Window;
 use crate::admission::reservation::Reservation;
 use crate::admission::round::{self, Outcome};
-use crate::admission::{Ask, Candidate, Verdict};
+use crate::admission::{Candidate, Verdict};
 use crate::allocator::forecast::{ClassKey, PRIOR_OUTPUT};
 use crate::allocator::waiting::Waiting;
 use crate::auth::Caller;
@@ -169,16 +169,16 @@ pub async fn admit(
     let deferrable = tier.is_some_and(|t| t.deferrable);
     let hold_ms = tier.map(|t| t.deadline_ms).unwrap_or(0);
     let deadline = Instant::now() + Duration::from_millis(hold_ms);
-    let window = deferrable.then(|| waiting_window(alloc.now(), hold_ms, window_ms));
+    let window = deferrable.then(|| waiting_window(alloc.now(), window_ms));
     let ttft_slo_s = tier.map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
-    let ask =
-        |now: f64| Ask { value, tokens: input as f64 + out_est, window_left: window.map(|w| w.left(now)), ttft_slo_s };
+    let tokens = input as f64 + out_est;
     // The router's estimate for this prompt, computed once: the fallbacks' quality.
     let p_weak = gw.routers.get(&c.model).and_then(|r| c.prompt.router_text().map(|t| r.p_weak_as_good(&t)));
     let mut waiting: Option<Waiting> = None;
     loop {
-        let ask = ask(alloc.now());
-        let req = round::Request { class: &class, input: input as f64, output: out_est, ask, p_weak };
+        let wait = window.map(|w| (w, alloc.now()));
+        let req =
+            round::Request { class: &class, input: input as f64, output: out_est, value, ttft_slo_s, wait, p_weak };
         let r = round::round(alloc, cfg, &req).expect("managed model has a pool");
         match r.outcome {
             Outcome::Serve { cand, reservation, downgraded, net, price } => {
@@ -199,7 +199,7 @@ pub async fn admit(
                         // What the pool's capacity costs this request, kept at the pool's quality.
                         let cleared = price * cand.work / cand.quality.max(1e-9);
                         if cleared > tier_value {
-                            let per_1k = (cleared / ask.tokens.max(1.0) * 1000.0).min(b);
+                            let per_1k = (cleared / tokens.max(1.0) * 1000.0).min(b);
                             admitted.charge = Rates::new(per_1k * 1000.0, per_1k * 1000.0);
                             admitted.cleared_per_1k = Some(per_1k);
                             meter.rates(admitted.charge, Rates::new(b * 1000.0, b * 1000.0));
@@ -227,11 +227,12 @@ pub async fn admit(
         // Batch work waits for its price to clear, until its deadline.
         if Instant::now() >= deadline {
             let asked = r.asked;
-            return Err(refuse(alloc, &class, &asked, asked.quote_per_1k(ask.tokens), asked.price, value, meter));
+            return Err(refuse(alloc, &class, &asked, asked.quote_per_1k(tokens), asked.price, value, meter));
         }
         let w = waiting.get_or_insert_with(|| {
             let window = window.expect("only work that may wait is held");
-            Waiting::enqueue(alloc, r.asked.pool, value / r.asked.work.max(1e-12), window)
+            let until = alloc.now() + deadline.saturating_duration_since(Instant::now()).as_secs_f64();
+            Waiting::enqueue(alloc, r.asked.pool, value / r.asked.work.max(1e-12), window, until)
         });
         // Only the densest waiting request of the pool is priced again (every poll, or at once
         // when the one ahead leaves the queue); the others keep waiting.
@@ -239,16 +240,17 @@ pub async fn admit(
     }
 }
 
-/// The window over which held work's reservation price rises, on the allocator's clock (`now`
-/// being the allocator's time now): a batch line's completion window, else the tier's
-/// `deadline_ms` from now.
-fn waiting_window(now: f64, hold_ms: u64, window_ms: Option<&std::ops::Range<i64>>) -> Window {
+/// The window over which work that may wait holds out for a lower price, on the allocator's
+/// clock (`now` being its time now): a batch line's completion window. A request its client
+/// holds open (a deferrable tier's) has none: it takes whatever clears, as soon as it clears,
+/// and waits at most its tier's `deadline_ms`.
+fn waiting_window(now: f64, window_ms: Option<&std::ops::Range<i64>>) -> Window {
     match window_ms {
         Some(w) => {
             let unix = crate::units::unix_ms();
             Window { opened_s: now - (unix - w.start) as f64 / 1000.0, closes_s: now + (w.end - unix) as f64 / 1000.0 }
         }
-        None => Window { opened_s: now, closes_s: now + hold_ms as f64 / 1000.0 },
+        None => Window { opened_s: now, closes_s: now },
     }
 }
 

@@ -39,7 +39,7 @@ mod tests {
             work: 1.0,
             prefill: 0.1,
             price,
-            idle_price: 0.0,
+            low_price: 0.0,
             room_left: 10.0,
             ttft_s: 0.1,
         };

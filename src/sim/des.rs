@@ -8,7 +8,7 @@ pub use super::request::SimRequest;
 use super::scenario::Scenario;
 use crate::admission::defer::{DeferQueue, Window};
 use crate::admission::reservation::Reservation;
-use crate::admission::{round, Ask};
+use crate::admission::round;
 use crate::allocator::forecast::ClassKey;
 use crate::allocator::{value_rates, Allocator};
 use crate::config::Config;
@@ -292,8 +292,8 @@ impl<'a> Sim<'a> {
                 self.alloc.observe_arrival_at(key, t, f64::from(r.input));
                 if !self.try_admit(i, t, false) {
                     if self.deferrable(class) {
-                        let (density, window) = (self.density(i), self.window(i));
-                        self.waiting_defer[pool].push(i as u64, density, window);
+                        let (density, window, deadline) = (self.density(i), self.window(i), self.deadline(i));
+                        self.waiting_defer[pool].push(i as u64, density, window, deadline);
                     } else {
                         self.fates[i] = Some(Fate::Refused);
                     }
@@ -306,11 +306,16 @@ impl<'a> Sim<'a> {
         self.sc.tier(&self.sc.classes[class].tier).is_some_and(|t| t.deferrable)
     }
 
-    /// The waiting window of request `i`: from its arrival to its tier's deadline.
+    /// The window request `i` holds out over: none, as the gateway's held requests (a
+    /// deferrable tier's, waiting at most its deadline; only batch lines hold out).
     fn window(&self, i: usize) -> Window {
+        Window { opened_s: self.reqs[i].at, closes_s: self.reqs[i].at }
+    }
+
+    /// When request `i` stops waiting: its tier's deadline after its arrival.
+    fn deadline(&self, i: usize) -> f64 {
         let r = &self.reqs[i];
-        let deadline_ms = self.sc.tier(&self.sc.classes[r.class].tier).map(|t| t.deadline_ms).unwrap_or(0);
-        Window { opened_s: r.at, closes_s: r.at + deadline_ms as f64 / 1000.0 }
+        r.at + self.sc.tier(&self.sc.classes[r.class].tier).map(|t| t.deadline_ms).unwrap_or(0) as f64 / 1000.0
     }
 
     /// Bid-price admission for request `i` now; true if it was started.
@@ -324,9 +329,16 @@ impl<'a> Sim<'a> {
         let out = self.alloc.expected_output(key, r.max_tokens);
         let value = value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), out);
         let ttft_slo_s = self.sc.tier(&c.tier).map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
-        let window_left = deferrable.then(|| self.window(i).left(t));
-        let ask = Ask { value, tokens: f64::from(r.input) + out, window_left, ttft_slo_s };
-        let req = round::Request { class: key, input: f64::from(r.input), output: out, ask, p_weak: None };
+        let wait = deferrable.then(|| (self.window(i), t));
+        let req = round::Request {
+            class: key,
+            input: f64::from(r.input),
+            output: out,
+            value,
+            ttft_slo_s,
+            wait,
+            p_weak: None,
+        };
         match round::round(&self.alloc, &self.cfg, &req) {
             Some(round::Round { outcome: round::Outcome::Serve { cand, reservation, .. }, .. }) => {
                 self.start(i, t, cand.pool, cand.quality, Some(reservation), deferred);
@@ -423,8 +435,8 @@ impl<'a> Sim<'a> {
                 for i in self.waiting_defer[p].take_expired(t) {
                     self.fates[i as usize] = Some(Fate::Refused);
                 }
-                let idle = self.alloc.idle_price(p);
-                while let Some(i) = self.waiting_defer[p].head(t, idle) {
+                let low = self.alloc.low_price(p);
+                while let Some(i) = self.waiting_defer[p].head(t, low) {
                     if !self.try_admit(i as usize, t, true) {
                         break;
                     }
