@@ -36,23 +36,13 @@ async fn live_gateway_and_simulator_agree_on_a_short_slice() {
             })
             .collect()
     };
-    // A live replay is one draw of a chaotic system: where the LP flips between two plans, which
-    // side of a solve a burst of enterprise work falls on decides its pool, and with it the e2e
-    // p95 (over 20 timer phases the simulator's ranges 17.7-21.4 s on this slice). The simulator
-    // runs its timers at the live gateway's phase; a disagreement is still confirmed by up to two
-    // more replays before failing (issue 21 asks for one).
-    let mut cmp = None;
-    for attempt in 1..=3 {
-        let dir = tempfile::tempdir().unwrap();
-        let c = validate(&sc, &reqs, dir.path()).await.unwrap();
-        eprintln!("replay {attempt} (timers {:.0} ms ahead):\n{}", 1000.0 * c.timer_offset_s, table(&c).join("\n"));
-        let done = c.agrees();
-        cmp = Some(c);
-        if done {
-            break;
-        }
-    }
-    let cmp = cmp.unwrap();
+    // One seeded live replay against the simulator (issue 21: not the best of several). The
+    // simulator runs its timers at the live gateway's phase: where the LP flips between two
+    // plans, which side of a solve a burst of enterprise work falls on decides its pool, and
+    // with it the e2e p95 (over 20 timer phases the simulator's ranges 17.7-21.4 s here).
+    let dir = tempfile::tempdir().unwrap();
+    let cmp = validate(&sc, &reqs, dir.path()).await.unwrap();
+    eprintln!("replay (timers {:.0} ms ahead):\n{}", 1000.0 * cmp.timer_offset_s, table(&cmp).join("\n"));
     let table = table(&cmp);
     assert!(cmp.live.served > 200, "{:?}", cmp.live);
     // Admission did something: not everything was simply admitted.
