@@ -20,9 +20,6 @@ use std::time::Instant;
 
 /// Target share of a pool's room in use; the price rises above it and falls below it.
 const TARGET_UTILISATION: f64 = 0.9;
-/// Prices fall more slowly than they rise: a burst must raise them at once, while a lull should
-/// not erase the plan's price before the next solve has seen it.
-const DOWNWARD_DAMPING: f64 = 1.0;
 /// How often [`Allocator::correct_prices`] is called, seconds: the live gateway and the simulator
 /// both call it at this cadence, since each call is one step (the controller's gain per second is
 /// `price_step` / this).
@@ -212,7 +209,6 @@ impl Allocator {
         let density = board.value_density.max(1e-6);
         for (i, load) in self.loads.iter().enumerate() {
             let g = load.utilisation() - TARGET_UTILISATION;
-            let g = if g < 0.0 { g * DOWNWARD_DAMPING } else { g };
             let lambda = board.pools[i].lambda;
             let cur = load_f64(&self.adjust[i]);
             // The corrected price never goes below zero.
