@@ -4,7 +4,8 @@
 //! one ledger row per line at the batch tier. A batch whose lines cannot be served yet is
 //! cancelled: every line ends in the error file, each with its ledger row. A gateway killed with
 //! SIGKILL mid-batch is restarted and finishes the batch: every `custom_id` exactly once across
-//! the output and error files, and exactly one ledger row each.
+//! the output and error files, and exactly one ledger row each. A tenant whose budget runs out
+//! mid-batch gets its remaining lines failed with `insufficient_quota` (not retried for a day).
 
 mod common;
 
@@ -31,6 +32,11 @@ deadline_ms = 2000
 name = "acme"
 tier = "standard"
 models = ["llama3-8b", "down"]
+[[tenants]]
+name = "lean"
+tier = "standard"
+models = ["llama3-8b"]
+monthly_budget_usd = 0.00012
 "#;
 
 fn config(emu: &str) -> String {
@@ -205,4 +211,30 @@ async fn a_gateway_killed_mid_batch_finishes_it_after_a_restart() {
     }
     assert_eq!(per.len(), 40, "{per:?}");
     assert!(per.values().all(|&n| n == 1), "exactly one ledger row per line: {per:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_beyond_the_tenants_budget_fail_and_the_batch_completes() {
+    let mut small = tollgate::capacity::Profile::builtin("llama3-8b-h100-tp1").unwrap();
+    small.model = "llama3-8b".into();
+    let emu = common::start_emulator(small, 1, 50.0).await;
+    let gw = common::start_gateway(&config(&emu.base)).await;
+    let key = gw.key("lean").await;
+    // Each line costs about 55 micro-USD at the batch tier (50 output tokens at 1 USD per 1M);
+    // the tenant's budget is 120.
+    let id = submit(&gw.base, &key, lines("llama3-8b", 10, 50)).await;
+    let b = wait_for(&gw.base, &key, &id, |b| b["status"] == "completed").await;
+    let (done, failed) =
+        (b["request_counts"]["completed"].as_i64().unwrap(), b["request_counts"]["failed"].as_i64().unwrap());
+    assert_eq!(done + failed, 10, "{b}");
+    assert!((1..=2).contains(&done), "{b}");
+    let res = results(&gw.base, &key, &b).await;
+    assert_eq!(res.len(), 10);
+    let refused: Vec<_> = res.values().filter(|v| v["response"]["status_code"] == 429).collect();
+    assert_eq!(refused.len() as i64, failed, "{res:?}");
+    assert!(refused.iter().all(|v| v["response"]["body"]["error"]["code"] == "insufficient_quota"), "{refused:?}");
+    let rows = gw.stop_and_ledger().await;
+    assert_eq!(rows.len(), 10, "one ledger row per line");
+    let spent: f64 = rows.iter().map(|r| r.revenue_usd).sum();
+    assert!(spent <= 0.00012 + 1e-12, "the budget holds: {spent}");
 }

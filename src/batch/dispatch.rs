@@ -2,13 +2,15 @@
 //! created) it renews its claims, releases lines whose replica stopped renewing (it died), and
 //! for each open batch claims pending lines up to its free slots and runs each through the
 //! gateway's own pipeline ([`crate::api::proxy::handle_metered`]) at the batch tier: admission
-//! prices it like any deferrable request (it waits in its pool's queue, densest first, until
-//! its price clears), and limits, budgets and metering apply. A line refused for now (429, or
-//! no backend) goes back to pending and is tried again; any other answer finishes it. Its result
-//! and its ledger row are written in one transaction, so after a crash a line is either done
-//! with exactly one row, or pending with none (and runs again). A batch with nothing left is
-//! finalized (output and error files written); past its window its pending lines expire; a
-//! cancelled batch's pending lines are cancelled; both end in the error file with a ledger row.
+//! prices it as work that may wait (it waits in its pool's queue and holds out for a price that
+//! rises over the batch's window), and limits, budgets and metering apply. A line refused for
+//! now (429 for price or a rate limit, or no backend) goes back to pending and is tried again;
+//! any other answer finishes it (a tenant out of budget fails the line, with its error and its
+//! row). Its result and its ledger row are written in one transaction, so after a crash a line
+//! is either done with exactly one row, or pending with none (and runs again). A batch with
+//! nothing left is finalized (output and error files written); past its window its pending
+//! lines expire; a cancelled batch's pending lines are cancelled; both end in the error file
+//! with a ledger row.
 
 use super::objects;
 use crate::api::gateway::{Gateway, RequestIds};
@@ -166,13 +168,15 @@ impl Dispatcher {
             let _ = store.unclaim_line(&b.id, l.line, &self.owner).await;
             return;
         };
-        // Refused for now (price, limits) or no backend: nothing is recorded; it runs again.
-        if (status.as_u16() == 429 || status.is_server_error()) && now_ms() < b.expires_at_ms {
+        let answer: serde_json::Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into()));
+        // Refused for now (price, rate limits) or no backend: nothing is recorded; it runs again.
+        // A tenant out of budget is not refused for now: the line fails (as OpenAI's do).
+        let out_of_budget = answer["error"]["code"] == "insufficient_quota";
+        if (status.as_u16() == 429 && !out_of_budget || status.is_server_error()) && now_ms() < b.expires_at_ms {
             let _ = store.unclaim_line(&b.id, l.line, &self.owner).await;
             return;
         }
-        let answer: serde_json::Value = serde_json::from_slice(&body)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into()));
         let result = objects::answered(&b.id, l.line, &l.custom_id, status.as_u16(), &rid, answer);
         match store.finish_line(&b.id, l.line, Some(&self.owner), status.is_success(), &result, Some(&row)).await {
             Ok(true) => self.gw.batch_wake.notify_one(),
