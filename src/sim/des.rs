@@ -2,6 +2,7 @@
 //! emulator's `Engine`, one per replica) under a policy. Bid-price admission runs the gateway's
 //! own allocator and `admission::decide`, with the virtual time passed in.
 
+pub use super::outcome::{Fate, PoolSample};
 use super::plan::Planned;
 use super::policy::{Policy, QuotaBuckets};
 pub use super::request::SimRequest;
@@ -16,22 +17,6 @@ use crate::emulator::engine::{Emit, Engine, Event, Submission};
 use crate::routing::placement::Placer;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-
-/// What happened to one request.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Fate {
-    Served {
-        pool: usize,
-        quality: f64,
-        ttft: f64,
-        e2e: f64,
-        deferred: bool,
-    },
-    Refused,
-    /// Admitted but dropped (FIFO's queue timeout, a deferral past its deadline, or lost with
-    /// its replica).
-    Dropped,
-}
 
 struct Replica {
     engine: Engine,
@@ -65,21 +50,6 @@ impl Ord for T {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&o.0)
     }
-}
-
-/// A pool's state at one moment.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolSample {
-    pub t: f64,
-    pub pool: usize,
-    /// USD per engine-second (bid-price only; other policies do not price).
-    pub price: f64,
-    /// Share of the pool's reservation room in use (policies that reserve).
-    pub room_use: f64,
-    /// Share of the replicas' KV cache held, averaged over replicas.
-    pub kv_use: f64,
-    /// Requests waiting in the replicas' queues.
-    pub waiting: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -7,6 +7,7 @@ pub mod des;
 pub mod error;
 pub mod hindsight;
 pub mod html;
+pub mod outcome;
 pub mod plan;
 pub mod policy;
 pub mod prompts;
