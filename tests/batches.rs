@@ -238,3 +238,21 @@ async fn lines_beyond_the_tenants_budget_fail_and_the_batch_completes() {
     let spent: f64 = rows.iter().map(|r| r.revenue_usd).sum();
     assert!(spent <= 0.00012 + 1e-12, "the budget holds: {spent}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_cannot_finish_in_its_window_expires() {
+    // The operator's window is 2 s; the lines' backend is down, so they stay pending.
+    let cfg = config("http://127.0.0.1:9").replace("claim_ttl_s = 3", "claim_ttl_s = 3\ncompletion_window_s = 2");
+    let gw = common::start_gateway(&cfg).await;
+    let key = gw.key("acme").await;
+    let id = submit(&gw.base, &key, lines("down", 4, 3)).await;
+    let b = wait_for(&gw.base, &key, &id, |b| b["status"] == "expired").await;
+    assert!(b["expired_at"].as_i64().is_some(), "{b}");
+    assert_eq!((b["request_counts"]["total"].as_i64(), b["request_counts"]["failed"].as_i64()), (Some(4), Some(4)));
+    let res = results(&gw.base, &key, &b).await;
+    assert_eq!(res.len(), 4);
+    assert!(res.values().all(|v| v["error"]["code"] == "batch_expired"), "{res:?}");
+    let rows = gw.stop_and_ledger().await;
+    assert_eq!(rows.len(), 4, "one ledger row per line");
+    assert!(rows.iter().all(|r| r.outcome == "batch_expired" && r.status == 408), "{rows:?}");
+}

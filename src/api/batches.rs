@@ -37,7 +37,7 @@ pub async fn create(
             "endpoint",
         ));
     }
-    let Some(window_s) = crate::batch::window_s(&req.completion_window) else {
+    let Some(window_s) = crate::batch::window_s(&req.completion_window, &gw.cfg.batches) else {
         return Err(invalid("completion_window must be '24h'.", "completion_window"));
     };
     if req.metadata.as_ref().is_some_and(|m| !m.is_object() && !m.is_null()) {

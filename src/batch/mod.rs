@@ -25,10 +25,11 @@ pub fn route_of(endpoint: &str) -> Option<crate::api::classify::Route> {
     }
 }
 
-/// The completion windows offered, and their length in seconds.
-pub fn window_s(window: &str) -> Option<i64> {
+/// The completion windows offered (OpenAI's one, `24h`), and their length in seconds here
+/// (`[batches] completion_window_s`).
+pub fn window_s(window: &str, cfg: &crate::config::BatchesConfig) -> Option<i64> {
     match window {
-        "24h" => Some(24 * 3_600),
+        "24h" => Some(cfg.completion_window_s as i64),
         _ => None,
     }
 }
