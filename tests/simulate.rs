@@ -88,3 +88,19 @@ fn bad_scenarios_name_the_field() {
     let e = Scenario::from_file(&p).unwrap_err().to_string();
     assert!(e.contains("classes[0]") && e.contains("bogus"), "{e}");
 }
+
+#[test]
+fn batch_tiers_must_name_deferrable_tiers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let variant = root.join("scenarios/variants/mixed-fleet-batch-lines.toml");
+    let (sc, _) = Scenario::from_file(&variant).unwrap();
+    assert_eq!(sc.batch_tiers, ["internal-batch"]);
+    // A name that is not a deferrable tier is refused, saying where.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&variant).unwrap();
+    std::fs::write(&bad, text.replace(r#"batch_tiers = ["internal-batch"]"#, r#"batch_tiers = ["public-chat"]"#))
+        .unwrap();
+    let err = Scenario::from_file(&bad).unwrap_err().to_string();
+    assert!(err.contains("batch_tiers[0]") && err.contains("public-chat"), "{err}");
+}

@@ -276,10 +276,12 @@ impl<'a> Sim<'a> {
         self.sc.tier(&self.sc.classes[class].tier).is_some_and(|t| t.deferrable)
     }
 
-    /// The window request `i` holds out over: none, as the gateway's held requests (a
-    /// deferrable tier's, waiting at most its deadline; only batch lines hold out).
+    /// The window request `i` holds out over: to its deadline for a Batch API line (a tier of
+    /// the scenario's `batch_tiers`), none for a request its client holds open.
     fn window(&self, i: usize) -> Window {
-        Window { opened_s: self.reqs[i].at, closes_s: self.reqs[i].at }
+        let r = &self.reqs[i];
+        let line = self.sc.batch_tiers.contains(&self.sc.classes[r.class].tier);
+        Window { opened_s: r.at, closes_s: if line { self.deadline(i) } else { r.at } }
     }
 
     /// When request `i` stops waiting: its tier's deadline after its arrival.

@@ -29,6 +29,11 @@ pub struct Scenario {
     /// Engine replicas lost during the replay (robustness runs; none by default).
     #[serde(default)]
     pub outages: Vec<Outage>,
+    /// Deferrable tiers whose requests are Batch API lines: they hold out for a price that rises
+    /// over their tier's `deadline_ms`, as a batch's lines do over its completion window. Other
+    /// deferrable tiers' requests are held open by their clients and take what clears.
+    #[serde(default)]
+    pub batch_tiers: Vec<String>,
 }
 
 /// One replica of pool `pool` lost `at_s` seconds into the replay: what it was serving is lost,
@@ -123,6 +128,14 @@ impl Scenario {
                 path: p,
                 field: format!("outages[{i}].pool"),
                 message: format!("no pool named `{}`", o.pool),
+            });
+        }
+        let held = |t: &String| !s.tiers.iter().any(|x| &x.name == t && x.deferrable);
+        if let Some((i, t)) = s.batch_tiers.iter().enumerate().find(|(_, t)| held(t)) {
+            return Err(ScenarioError::Invalid {
+                path: p,
+                field: format!("batch_tiers[{i}]"),
+                message: format!("no deferrable tier named `{t}`"),
             });
         }
         s.gateway_config().map_err(|e| ScenarioError::Invalid {
