@@ -48,7 +48,8 @@ pub struct Candidate {
     /// USD per engine-second: shadow price plus running cost plus power price.
     pub price: f64,
     /// The pool's lowest price over the last planning horizon (never below its running cost
-    /// and power price): what work that may wait holds out for when it arrives.
+    /// and power price): what work that may wait holds out for when it arrives (not read, and
+    /// left 0, for work that cannot wait).
     pub low_price: f64,
     /// Engine-seconds the pool can still take in flight.
     pub room_left: f64,

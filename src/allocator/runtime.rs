@@ -400,7 +400,8 @@ impl Allocator {
                         work: o.work,
                         prefill,
                         price: if deferrable { self.price_to_wait(o.pool) } else { self.price(o.pool) },
-                        low_price: self.low_price(o.pool),
+                        // Only work that may wait holds out from it (a scan of the history).
+                        low_price: if deferrable { self.low_price(o.pool) } else { 0.0 },
                         room_left: load.room() - load.total_inflight(),
                         ttft_s: self.ttft_estimate(o.pool, load.backlog(), prefill),
                     }
