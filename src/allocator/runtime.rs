@@ -9,7 +9,7 @@ use super::history::PriceHistory;
 use super::lp::{self, LpClass, LpOption, LpPool};
 use super::pools::Fleet;
 use super::scarcity::{self, Want};
-use crate::admission::defer::DeferQueue;
+use crate::admission::defer::{DeferQueue, Patience};
 use crate::admission::reservation::{PoolLoad, Queued};
 use crate::config::Config;
 use crate::units::Rates;
@@ -109,16 +109,20 @@ impl Allocator {
         self.board.load_full()
     }
 
-    /// What an engine-second of `pool` costs a request now: shadow price (with its correction),
-    /// running cost and power price.
+    /// What an engine-second of `pool` costs a request now: its opportunity cost (see
+    /// [`Self::opportunity`]) with the correction measured load made to it, never below zero,
+    /// plus running cost and power price.
     pub fn price(&self, pool: usize) -> f64 {
         let b = self.board.load();
         let p = &b.pools[pool];
-        let planned = (p.lambda + load_f64(&self.adjust[pool])).max(0.0);
-        let load = &self.loads[pool];
-        let scarce = scarcity::price(&p.wants, load.room() - load.total_inflight(), self.plannable(pool));
+        (self.opportunity(pool, p) + load_f64(&self.adjust[pool])).max(0.0) + p.cost + p.power
+    }
 
-        planned.max(scarce) + p.cost + p.power
+    /// The uncorrected opportunity cost of an engine-second of `pool` under board entry `p`: the
+    /// LP's shadow price, or the scarcity price of the room left now if that is higher.
+    fn opportunity(&self, pool: usize, p: &PoolPrice) -> f64 {
+        let load = &self.loads[pool];
+        p.lambda.max(scarcity::price(&p.wants, load.room() - load.total_inflight(), self.plannable(pool)))
     }
 
     /// `pool`'s lowest price over the last planning horizon, never below what it falls to when
@@ -209,10 +213,10 @@ impl Allocator {
         let density = board.value_density.max(1e-6);
         for (i, load) in self.loads.iter().enumerate() {
             let g = load.utilisation() - TARGET_UTILISATION;
-            let lambda = board.pools[i].lambda;
+            let base = self.opportunity(i, &board.pools[i]);
             let cur = load_f64(&self.adjust[i]);
             // The corrected price never goes below zero.
-            let next = (cur + self.step * density * g).max(-lambda);
+            let next = (cur + self.step * density * g).max(-base);
             self.adjust[i].store(next.to_bits(), Ordering::Relaxed);
             let price = self.price(i);
             self.history[i].lock().expect("history lock").push(price);
@@ -361,8 +365,8 @@ impl Allocator {
     /// a fluid model that is biased where demand sits at capacity; what the room shows corrects
     /// it), within what keeps every price non-negative.
     fn keep_corrections(&self, board: &PriceBoard) {
-        for (a, p) in self.adjust.iter().zip(&board.pools) {
-            a.store(load_f64(a).max(-p.lambda).to_bits(), Ordering::Relaxed);
+        for (i, (a, p)) in self.adjust.iter().zip(&board.pools).enumerate() {
+            a.store(load_f64(a).max(-self.opportunity(i, p)).to_bits(), Ordering::Relaxed);
         }
     }
 
@@ -373,20 +377,22 @@ impl Allocator {
     }
 
     /// The priced candidates for a request of `input` and expected `output` tokens: each pool that
-    /// may serve its class, with its quality, work, live price and room left. Deferrable work is
-    /// offered only the pool it asked for (it waits rather than take a cheaper model).
+    /// may serve its class, with its quality, work, live price and room left. Work that may wait
+    /// is offered only the pool it asked for (it waits rather than take a cheaper model); work
+    /// that holds out over a window is priced at [`Self::price_to_wait`] and told the pool's low.
     pub fn candidates(
         &self,
         cfg: &Config,
         key: &ClassKey,
         input: f64,
         output: f64,
-        deferrable: bool,
+        patience: Patience,
     ) -> Option<Vec<crate::admission::Candidate>> {
         let mut options = self.options(cfg, key, input, output)?;
-        if deferrable {
+        if patience != Patience::Now {
             options.truncate(1);
         }
+        let holds_out = patience == Patience::HoldsOut;
         Some(
             options
                 .iter()
@@ -399,9 +405,9 @@ impl Allocator {
                         quality: o.quality,
                         work: o.work,
                         prefill,
-                        price: if deferrable { self.price_to_wait(o.pool) } else { self.price(o.pool) },
-                        // Only work that may wait holds out from it (a scan of the history).
-                        low_price: if deferrable { self.low_price(o.pool) } else { 0.0 },
+                        price: if holds_out { self.price_to_wait(o.pool) } else { self.price(o.pool) },
+                        // Only work that holds out reads the low (a scan of the history).
+                        low_price: if holds_out { self.low_price(o.pool) } else { 0.0 },
                         room_left: load.room() - load.total_inflight(),
                         ttft_s: self.ttft_estimate(o.pool, load.backlog(), prefill),
                     }
