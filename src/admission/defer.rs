@@ -24,30 +24,6 @@ impl Window {
     }
 }
 
-/// How a request may wait, which decides what it is priced at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Patience {
-    /// Served now or refused.
-    Now,
-    /// Held open by its client (a deferrable tier): waits, and takes what clears as soon as it
-    /// clears, at the live price.
-    Held,
-    /// Holds out over a window (a Batch API line): priced at the highest price over a request's
-    /// lifetime, and holding out for a reservation price that rises over its window.
-    HoldsOut,
-}
-
-impl Patience {
-    /// The patience of work with this waiting window, if any.
-    pub fn of(window: Option<&Window>) -> Self {
-        match window {
-            None => Patience::Now,
-            Some(w) if w.closes_s <= w.opened_s => Patience::Held,
-            Some(_) => Patience::HoldsOut,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     id: u64,

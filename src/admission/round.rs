@@ -5,7 +5,7 @@
 //! view of the pool. What a driver does around it (the shared-state step across replicas,
 //! waiting in the deferral queue, the refusal's response) stays with the driver.
 
-use super::defer::{Patience, Window};
+use super::defer::Window;
 use super::reservation::Reservation;
 use super::{decide, Ask, Candidate, Decision};
 use crate::allocator::forecast::ClassKey;
@@ -51,7 +51,7 @@ pub struct Round {
 
 /// Runs one round; `None` when the requested model is not capacity-managed.
 pub fn round(alloc: &Allocator, cfg: &Config, req: &Request) -> Option<Round> {
-    let mut cands = alloc.candidates(cfg, req.class, req.input, req.output, Patience::of(req.wait.as_ref().map(|(w, _)| w)))?;
+    let mut cands = alloc.candidates(cfg, req.class, req.input, req.output, req.wait.is_some())?;
     if let Some(p) = req.p_weak {
         crate::routing::apply(p, &mut cands);
     }

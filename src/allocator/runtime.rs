@@ -9,7 +9,7 @@ use super::history::PriceHistory;
 use super::lp::{self, LpClass, LpOption, LpPool};
 use super::pools::Fleet;
 use super::scarcity::{self, Want};
-use crate::admission::defer::{DeferQueue, Patience};
+use crate::admission::defer::DeferQueue;
 use crate::admission::reservation::{PoolLoad, Queued};
 use crate::config::Config;
 use crate::units::Rates;
@@ -377,22 +377,20 @@ impl Allocator {
     }
 
     /// The priced candidates for a request of `input` and expected `output` tokens: each pool that
-    /// may serve its class, with its quality, work, live price and room left. Work that may wait
-    /// is offered only the pool it asked for (it waits rather than take a cheaper model); work
-    /// that holds out over a window is priced at [`Self::price_to_wait`] and told the pool's low.
+    /// may serve its class, with its quality, work, live price and room left. Deferrable work is
+    /// offered only the pool it asked for (it waits rather than take a cheaper model).
     pub fn candidates(
         &self,
         cfg: &Config,
         key: &ClassKey,
         input: f64,
         output: f64,
-        patience: Patience,
+        deferrable: bool,
     ) -> Option<Vec<crate::admission::Candidate>> {
         let mut options = self.options(cfg, key, input, output)?;
-        if patience != Patience::Now {
+        if deferrable {
             options.truncate(1);
         }
-        let holds_out = patience == Patience::HoldsOut;
         Some(
             options
                 .iter()
@@ -405,9 +403,9 @@ impl Allocator {
                         quality: o.quality,
                         work: o.work,
                         prefill,
-                        price: if holds_out { self.price_to_wait(o.pool) } else { self.price(o.pool) },
-                        // Only work that holds out reads the low (a scan of the history).
-                        low_price: if holds_out { self.low_price(o.pool) } else { 0.0 },
+                        price: if deferrable { self.price_to_wait(o.pool) } else { self.price(o.pool) },
+                        // Only work that may wait holds out from it (a scan of the history).
+                        low_price: if deferrable { self.low_price(o.pool) } else { 0.0 },
                         room_left: load.room() - load.total_inflight(),
                         ttft_s: self.ttft_estimate(o.pool, load.backlog(), prefill),
                     }
