@@ -33,7 +33,7 @@ pub async fn create(
     let req: Create = serde_json::from_slice(&body).map_err(|e| ApiError::from_json(&e))?;
     if crate::batch::route_of(&req.endpoint).is_none() {
         return Err(invalid(
-            "endpoint must be one of /v1/chat/completions, /v1/completions, /v1/embeddings.",
+            "endpoint must be one of /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses.",
             "endpoint",
         ));
     }

@@ -13,13 +13,16 @@
 //! with a ledger row.
 
 use super::objects;
+use crate::api::classify::Route;
 use crate::api::gateway::{Gateway, RequestIds};
+use crate::api::responses::response::Echo;
 use crate::auth::Caller;
 use crate::config::ServiceTier;
 use crate::metering::{LedgerRow, LedgerSink, Meter, Outcome};
 use crate::store::batches::{BatchRecord, BatchStatus, DoneLine, NewLine};
 use crate::store::StoreError;
 use axum::body::Bytes;
+use axum::response::IntoResponse;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -155,9 +158,15 @@ impl Dispatcher {
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().expect("waiting lock").insert(rid.clone(), tx);
         let caller = Caller { tenant: b.tenant.clone(), key_id: b.key_id.clone() };
-        let resp =
+        // A Responses line is answered as a Response object (not kept: `store` does not apply).
+        let echo =
+            (route == Route::Responses).then(|| serde_json::from_str(&l.body).map(|v| Echo::of(&v)).ok()).flatten();
+        let mut resp =
             crate::api::proxy::handle_metered(&self.gw, self.sink.clone(), route, &caller, ids, Bytes::from(l.body))
                 .await;
+        if let Some(echo) = echo {
+            resp = crate::api::responses::answer(resp, echo, None).await.unwrap_or_else(|e| e.into_response());
+        }
         let status = resp.status();
         let body = axum::body::to_bytes(resp.into_body(), MAX_ANSWER_BYTES).await;
         let row = tokio::time::timeout(std::time::Duration::from_secs(30), rx).await;

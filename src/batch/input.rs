@@ -92,6 +92,10 @@ fn line(n: i64, raw: &str, endpoint: &str) -> Result<Line, LineError> {
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         return Err(err("invalid_body", format!("Line {n}: a batch request cannot stream.")));
     }
+    if endpoint == "/v1/responses" && body.get("previous_response_id").is_some_and(|p| !p.is_null()) {
+        let m = format!("Line {n}: a batch line cannot continue a stored response (previous_response_id).");
+        return Err(err("invalid_body", m));
+    }
     body.remove("stream");
     body.remove("stream_options");
     Ok(Line { line: n, custom_id, model, body: Value::Object(body) })
@@ -116,6 +120,18 @@ mod tests {
         assert_eq!(lines.iter().map(|l| (l.line, l.custom_id.as_str())).collect::<Vec<_>>(), [(1, "a"), (3, "b")]);
         assert_eq!(lines[0].model, "m");
         assert!(lines[0].body.get("custom_id").is_none() && lines[0].body["messages"].is_array());
+    }
+
+    #[test]
+    fn a_responses_line_may_not_continue_a_stored_response() {
+        let line = |extra: &str| {
+            format!(
+                r#"{{"custom_id": "a", "method": "POST", "url": "/v1/responses", "body": {{"model": "m", "input": "hi"{extra}}}}}"#
+            )
+        };
+        assert!(parse(line("").as_bytes(), "/v1/responses", 10).is_ok());
+        let errs = parse(line(r#", "previous_response_id": "resp_1""#).as_bytes(), "/v1/responses", 10).unwrap_err();
+        assert_eq!((errs[0].line, errs[0].code), (1, "invalid_body"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub fn route_of(endpoint: &str) -> Option<crate::api::classify::Route> {
         "/v1/chat/completions" => Some(Route::Chat),
         "/v1/completions" => Some(Route::Completions),
         "/v1/embeddings" => Some(Route::Embeddings),
+        "/v1/responses" => Some(Route::Responses),
         _ => None,
     }
 }

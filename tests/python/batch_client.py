@@ -3,7 +3,7 @@
 Usage: batch_client.py BASE KEY LINES
 Uploads a JSONL file of LINES chat requests (purpose `batch`), creates a batch, waits for it to
 complete, downloads the output file and checks each line against the same request sent alone;
-then a file with malformed lines (the batch fails with line-numbered errors and an error file),
+then a batch of Responses API lines (each answered as a Response object), then a file with malformed lines (the batch fails with line-numbered errors and an error file),
 a batch for a model the tenant may not use (refused at creation), and the Files API's list,
 retrieve and delete. Prints METERED=n: the requests that each leave one ledger row.
 """
@@ -62,6 +62,21 @@ for o in out[:: max(1, n // 20)]:
     assert got == alone.choices[0].message.content, (got, alone.choices[0].message.content)
     assert o["response"]["body"]["usage"]["completion_tokens"] == alone.usage.completion_tokens
 assert any(x.id == batch.id for x in client.batches.list(limit=5).data)
+
+# A batch of Responses API requests: each line answered as a Response object.
+rreqs = [{"custom_id": f"resp-{i}", "method": "POST", "url": "/v1/responses",
+          "body": {"model": "llama3-8b", "input": f"question {i}", "max_output_tokens": 5 + i}} for i in range(3)]
+fr = client.files.create(file=("responses.jsonl", jsonl(rreqs)), purpose="batch")
+br = wait(client.batches.create(input_file_id=fr.id, endpoint="/v1/responses", completion_window="24h").id)
+assert br.status == "completed" and br.request_counts.completed == 3 and br.request_counts.failed == 0, br
+metered += 3
+for o in (json.loads(l) for l in client.files.content(br.output_file_id).text.splitlines()):
+    i = int(o["custom_id"].split("-")[1])
+    r = o["response"]["body"]
+    assert o["response"]["status_code"] == 200 and o["error"] is None, o
+    assert r["object"] == "response" and r["status"] in ("completed", "incomplete"), r
+    text = "".join(c["text"] for m in r["output"] if m["type"] == "message" for c in m["content"])
+    assert text and 0 < r["usage"]["output_tokens"] <= 5 + i, r
 
 # Malformed lines: the batch fails validation, every problem named by its line.
 bad = [reqs[0], "not json", {**reqs[1], "url": "/v1/embeddings"}, {**reqs[2], "custom_id": "req-0"}]
