@@ -4,7 +4,8 @@
 //! one ledger row per line at the batch tier. A batch whose lines cannot be served yet is
 //! cancelled: every line ends in the error file, each with its ledger row. A gateway killed with
 //! SIGKILL mid-batch is restarted and finishes the batch: every `custom_id` exactly once across
-//! the output and error files, and exactly one ledger row each. A tenant whose budget runs out
+//! the output and error files, and exactly one ledger row each; likewise two replicas sharing
+//! PostgreSQL and a files directory, the one the batch was created on killed mid-batch. A tenant whose budget runs out
 //! mid-batch gets its remaining lines failed with `insufficient_quota` (not retried for a day).
 
 mod common;
@@ -80,6 +81,29 @@ async fn wait_for(base: &str, key: &str, id: &str, done: impl Fn(&serde_json::Va
         assert!(Instant::now() < deadline, "batch did not get there: {b}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Starts `tollgate serve` with `config` on `port` and waits until it answers.
+fn serve(config: &std::path::Path, port: u16, admin: &str, what: &str) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.args(["serve", "--config"]).arg(config).args(["--listen", &format!("127.0.0.1:{port}")]);
+    let (mut child, log) = common::process::spawn_logged(cmd.env("TOLLGATE_ADMIN_KEY", admin), what);
+    let health = format!("http://127.0.0.1:{port}/health");
+    common::process::wait_ready(&mut child, what, &log, Duration::from_secs(30), || {
+        reqwest::blocking::get(&health).is_ok_and(|r| r.status().is_success())
+    });
+    child
+}
+
+/// Exactly one batch-tier ledger row per line, by custom id.
+async fn one_row_per_line(store: &dyn tollgate::store::Store, lines: usize) {
+    let rows = store.ledger(100_000).await.unwrap();
+    let mut per: HashMap<String, usize> = HashMap::new();
+    for r in rows.iter().filter(|r| r.service_tier.as_deref() == Some("batch")) {
+        *per.entry(r.client_request_id.clone().unwrap()).or_default() += 1;
+    }
+    assert_eq!(per.len(), lines, "{per:?}");
+    assert!(per.values().all(|&n| n == 1), "exactly one ledger row per line: {per:?}");
 }
 
 /// The lines of the batch's output and error files, by custom id (each must appear once).
@@ -171,17 +195,8 @@ async fn a_gateway_killed_mid_batch_finishes_it_after_a_restart() {
     let base = format!("http://127.0.0.1:{port}");
     let admin = "tga_batches_restart_admin_key";
     let start = {
-        let (path, base) = (path.clone(), base.clone());
-        move || {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
-            cmd.args(["serve", "--config"]).arg(&path).env("TOLLGATE_ADMIN_KEY", admin);
-            let (mut child, log) = common::process::spawn_logged(&mut cmd, "batch-gateway");
-            let health = format!("{base}/health");
-            common::process::wait_ready(&mut child, "batch gateway", &log, Duration::from_secs(30), || {
-                reqwest::blocking::get(&health).is_ok_and(|r| r.status().is_success())
-            });
-            child
-        }
+        let path = path.clone();
+        move || serve(&path, port, admin, "batch-gateway")
     };
     let mut child = tokio::task::spawn_blocking(start.clone()).await.unwrap();
     let key =
@@ -205,13 +220,69 @@ async fn a_gateway_killed_mid_batch_finishes_it_after_a_restart() {
     assert!(res.values().all(|v| v["response"]["status_code"] == 200), "{res:?}");
     assert_eq!(b["request_counts"]["completed"], 40);
     let store = tollgate::store::SqliteStore::open(&data).await.unwrap();
-    let rows = tollgate::store::Store::ledger(&store, 100_000).await.unwrap();
-    let mut per: HashMap<String, usize> = HashMap::new();
-    for r in rows.iter().filter(|r| r.service_tier.as_deref() == Some("batch")) {
-        *per.entry(r.client_request_id.clone().unwrap()).or_default() += 1;
+    one_row_per_line(&store, 40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_postgres_share_a_batch_and_one_finishes_it_when_the_other_dies() {
+    let pg = common::services::Postgres::start();
+    let mut small = tollgate::capacity::Profile::builtin("llama3-8b-h100-tp1").unwrap();
+    small.model = "llama3-8b".into();
+    let emu = common::start_emulator(small, 1, 1.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
+    // One store (PostgreSQL) and one files directory (a shared volume in production).
+    let data = dir.path().join("data");
+    let toml = format!("ledger = \"{}\"\ndata_dir = \"{}\"\n{}", pg.url, data.display(), config(&emu.base));
+    std::fs::write(&path, toml).unwrap();
+    let admin = "tga_batches_replicas_admin_key";
+    let ports = [common::llama::free_port(), common::llama::free_port()];
+    let mut children = Vec::new();
+    for (i, port) in ports.into_iter().enumerate() {
+        let path = path.clone();
+        children.push(
+            tokio::task::spawn_blocking(move || serve(&path, port, admin, &format!("replica-{i}"))).await.unwrap(),
+        );
     }
-    assert_eq!(per.len(), 40, "{per:?}");
-    assert!(per.values().all(|&n| n == 1), "exactly one ledger row per line: {per:?}");
+    let bases = ports.map(|p| format!("http://127.0.0.1:{p}"));
+    let key = common::post_json(
+        &format!("{}/v1/tollgate/keys", bases[0]),
+        Some(admin),
+        &serde_json::json!({"tenant": "acme"}),
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Created on the first replica, seen by the second: one store.
+    let id = submit(&bases[0], &key, lines("llama3-8b", 40, 40)).await;
+    let served_by = |base: String| async move {
+        let metrics = reqwest::Client::new().get(format!("{base}/metrics")).bearer_auth(admin).send();
+        let text = metrics.await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("tollgate_requests_total{") && l.contains("tenant=\"acme\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    // Both replicas run lines (each counts the lines it finished in its metrics)...
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while served_by(bases[0].clone()).await == 0.0 || served_by(bases[1].clone()).await == 0.0 {
+        assert!(Instant::now() < deadline, "a replica ran no line");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...then the first dies mid-batch, and the second finishes it.
+    let before = batch(&bases[1], &key, &id).await;
+    children[0].kill().unwrap();
+    children[0].wait().unwrap();
+    assert!(before["request_counts"]["completed"].as_i64().unwrap() < 40, "the kill came after the batch finished");
+    let b = wait_for(&bases[1], &key, &id, |b| b["status"] == "completed").await;
+    let res = results(&bases[1], &key, &b).await;
+    children[1].kill().unwrap();
+    children[1].wait().unwrap();
+    assert_eq!(res.len(), 40, "every custom id exactly once across the output and error files");
+    assert!(res.values().all(|v| v["response"]["status_code"] == 200), "{res:?}");
+    let store = tollgate::store::open(Some(&pg.url), &data).await.unwrap();
+    one_row_per_line(store.as_ref(), 40).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

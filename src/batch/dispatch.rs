@@ -188,7 +188,11 @@ impl Dispatcher {
         }
         let result = objects::answered(&b.id, l.line, &l.custom_id, status.as_u16(), &rid, answer);
         match store.finish_line(&b.id, l.line, Some(&self.owner), status.is_success(), &result, Some(&row)).await {
-            Ok(true) => self.gw.batch_wake.notify_one(),
+            Ok(true) => {
+                // Counted in the gateway's metrics once its row is kept (a line run again is not).
+                self.gw.sink.metrics().observe(&row);
+                self.gw.batch_wake.notify_one()
+            }
             Ok(false) => tracing::warn!(batch = %b.id, line = l.line, "another replica took this batch line over"),
             Err(e) => {
                 tracing::warn!(batch = %b.id, line = l.line, error = %e, "recording a batch line failed; it runs again");
@@ -220,7 +224,9 @@ impl Dispatcher {
             meter.service_tier(ServiceTier::Batch.as_str());
             let row = meter.into_row(status, outcome, Some(message.to_string()));
             let result = objects::not_run(&b.id, l.line, &l.custom_id, outcome.as_str(), message);
-            self.gw.store.finish_line(&b.id, l.line, None, false, &result, Some(&row)).await?;
+            if self.gw.store.finish_line(&b.id, l.line, None, false, &result, Some(&row)).await? {
+                self.gw.sink.metrics().observe(&row);
+            }
         }
         Ok(())
     }
