@@ -23,10 +23,14 @@ async fn dashboard_in_chromium_matches_metrics_and_ledger() {
     let emu = common::start_emulator(p, 1, 50.0).await;
     let cfg = format!(
         r#"{}
+{}
 [[models]]
 name = "m"
 backends = ["e"]
 capacity = {{ profile = "llama3-8b-h100-tp1", replicas = 2 }}
+[[models]]
+name = "down"
+backends = ["closed"]
 [[tiers]]
 name = "standard"
 input_price_per_1m = 1.0
@@ -36,6 +40,7 @@ name = "acme"
 tier = "standard"
 "#,
         common::backend("e", &emu.base, ""),
+        common::backend("closed", "http://127.0.0.1:9", ""),
     );
     let gw = common::start_gateway(&cfg).await;
     let key = gw.key("acme").await;

@@ -97,7 +97,8 @@ async fn login(
 }
 
 /// Everything the page draws, now: pools (price, utilisation, work in flight), usage by tenant
-/// and model (spend, value, cost, margin), recent decisions by class, cache hits, backends.
+/// and model (spend, value, cost, margin), recent decisions by class, cache hits, backends, open
+/// batches.
 async fn state(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     if !authorised(&gw, &headers) {
         return crate::api::ApiError::AdminOnly.into_response();
@@ -148,8 +149,21 @@ async fn state(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     Json(json!({
         "now_ms": crate::metering::unix_ms(), "pools": pools, "usage": usage,
         "decisions": decisions, "backends": backends, "ledger_queue": gw.sink.queued(), "cache": cache,
+        "batches": open_batches(&gw).await,
     }))
     .into_response()
+}
+
+/// Every tenant's open batches (in progress, finalizing or cancelling) with their lines' states.
+async fn open_batches(gw: &Gateway) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for b in gw.store.open_batches().await.unwrap_or_default() {
+        let c = gw.store.line_counts(&b.id).await.unwrap_or_default();
+        out.push(json!({"id": b.id, "tenant": b.tenant, "endpoint": b.endpoint, "status": b.status.as_str(),
+            "pending": c.pending, "running": c.running, "done": c.done,
+            "created_at_ms": b.created_at_ms, "expires_at_ms": b.expires_at_ms}));
+    }
+    out
 }
 
 /// The dashboard's routes (they check the admin key or session themselves).

@@ -1,6 +1,7 @@
 // Drives the dashboard in Debian's Chromium: the page is 401 without the admin key, a wrong key
 // is refused, the admin key logs in; load goes through the gateway; the page's figures must equal
-// /metrics and the ledger; any console error fails; a screenshot is saved.
+// /metrics and the ledger, and its open batch the Batch API's; any console error fails; a
+// screenshot is saved.
 // node dashboard.mjs BASE_URL ADMIN_KEY TENANT_KEY MODEL SCREENSHOT_PATH
 import { chromium } from "playwright-core";
 
@@ -44,6 +45,17 @@ try {
     if (r.status !== 200) fail("repeat " + i + ": " + r.status);
   }
   const total = sent + repeats;
+  // A batch for a model whose backend is down: its lines wait (pending), so it stays open.
+  const form = new FormData();
+  form.append("purpose", "batch");
+  const lines = [0, 1, 2].map((i) => JSON.stringify({ custom_id: "b" + i, method: "POST", url: "/v1/chat/completions",
+    body: { model: "down", messages: [{ role: "user", content: "later " + i }], max_tokens: 4 } })).join("\n") + "\n";
+  form.append("file", new Blob([lines]), "batch.jsonl");
+  const tenantAuth = { authorization: "Bearer " + tenantKey };
+  const file = await (await fetch(base + "/v1/files", { method: "POST", headers: tenantAuth, body: form })).json();
+  const created = await (await fetch(base + "/v1/batches", { method: "POST", headers: { ...tenantAuth, "content-type": "application/json" },
+    body: JSON.stringify({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" }) })).json();
+  if (!created.id) fail("batch not created: " + JSON.stringify(created));
 
   // Before login the only console errors allowed are the refusals asked for (401s); after it, none.
   const unexpected = errors.filter((e) => !e.includes("401"));
@@ -74,6 +86,15 @@ try {
       || series("exact") !== repeats - 1 || cacheRow[5] !== "75.0%")
     fail(`cache row ${cacheRow} vs /metrics lookups ${lookups}, exact ${series("exact")}`);
   if (Math.abs(Number(shown[4]) - u.revenue_usd) > 1e-6) fail(`revenue: page ${shown[4]}, ledger ${u.revenue_usd}`);
+  // The open batch is listed with its lines' states, as the Batch API reports it.
+  await page.waitForFunction((id) => [...document.querySelectorAll("#batches tbody tr")]
+    .some((tr) => tr.children[0].textContent === id), created.id, { timeout: 15000 });
+  const batchRow = (await page.$$eval("#batches tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent))))
+    .find((r) => r[0] === created.id);
+  const api = await (await fetch(base + "/v1/batches/" + created.id, { headers: tenantAuth })).json();
+  if (batchRow[1] !== shown[0] || batchRow[3] !== api.status || batchRow[4] !== `${api.request_counts.completed + api.request_counts.failed} / ${api.request_counts.total}`
+      || api.request_counts.total !== 3 || !batchRow[7].endsWith("%"))
+    fail(`batch row ${batchRow} vs the Batch API's ${JSON.stringify(api)}`);
   // Charts drew: price and room-in-use lines, decision bars.
   for (const id of ["prices", "util", "decisions", "margin"]) {
     if (!(await page.$(`#${id} svg`))) fail("no chart in #" + id);
