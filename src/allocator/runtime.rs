@@ -213,12 +213,14 @@ impl Allocator {
         let density = board.value_density.max(1e-6);
         for (i, load) in self.loads.iter().enumerate() {
             let g = load.utilisation() - TARGET_UTILISATION;
-            let base = self.opportunity(i, &board.pools[i]);
+            let p = &board.pools[i];
+            let base = self.opportunity(i, p);
             let cur = load_f64(&self.adjust[i]);
             // The corrected price never goes below zero.
             let next = (cur + self.step * density * g).max(-base);
             self.adjust[i].store(next.to_bits(), Ordering::Relaxed);
-            let price = self.price(i);
+            // As `price(i)`, without computing the scarcity price again.
+            let price = base + next + p.cost + p.power;
             self.history[i].lock().expect("history lock").push(price);
         }
     }
