@@ -95,6 +95,16 @@ fn serve(config: &std::path::Path, port: u16, admin: &str, what: &str) -> std::p
     child
 }
 
+/// Requests of `tenant` in the gateway's `tollgate_requests_total`.
+async fn counted(base: &str, admin: &str, tenant: &str) -> f64 {
+    let metrics = reqwest::Client::new().get(format!("{base}/metrics")).bearer_auth(admin).send();
+    let text = metrics.await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("tollgate_requests_total{") && l.contains(&format!("tenant=\"{tenant}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Exactly one batch-tier ledger row per line, by custom id.
 async fn one_row_per_line(store: &dyn tollgate::store::Store, lines: usize) {
     let rows = store.ledger(100_000).await.unwrap();
@@ -158,8 +168,11 @@ async fn batches_through_the_openai_client_and_cancelled() {
     assert_eq!(res.len(), 5);
     assert!(res.values().all(|v| v["error"]["code"] == "batch_cancelled"), "{res:?}");
 
+    // Every kept row, batch lines (served and cancelled) included, is counted once in /metrics.
+    let in_metrics = counted(&gw.base, &gw.admin, "acme").await;
     let rows = gw.stop_and_ledger().await;
     assert_eq!(rows.len(), metered + 5, "one ledger row per batch line and per request alone");
+    assert_eq!(in_metrics, rows.len() as f64, "/metrics counts each kept row once");
     let lines: Vec<_> = rows.iter().filter(|r| r.service_tier.as_deref() == Some("batch")).collect();
     // 120 chat lines and 3 Responses lines served, 5 cancelled.
     assert_eq!(lines.len(), 120 + 3 + 5);
@@ -256,14 +269,7 @@ async fn two_replicas_on_one_postgres_share_a_batch_and_one_finishes_it_when_the
         .to_string();
     // Created on the first replica, seen by the second: one store.
     let id = submit(&bases[0], &key, lines("llama3-8b", 40, 40)).await;
-    let served_by = |base: String| async move {
-        let metrics = reqwest::Client::new().get(format!("{base}/metrics")).bearer_auth(admin).send();
-        let text = metrics.await.unwrap().text().await.unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("tollgate_requests_total{") && l.contains("tenant=\"acme\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
+    let served_by = |base: String| async move { counted(&base, admin, "acme").await };
     // Both replicas run lines (each counts the lines it finished in its metrics)...
     let deadline = Instant::now() + Duration::from_secs(60);
     while served_by(bases[0].clone()).await == 0.0 || served_by(bases[1].clone()).await == 0.0 {
