@@ -10,7 +10,7 @@ secs=${1:-10}
 conc=${CONC:-64}
 out=${OUT:-target/profile}
 mkdir -p "$out"
-cargo build --release -q --bin tollgate
+CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_PROFILE_RELEASE_STRIP=none cargo build --release -q --bin tollgate
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 ./target/release/tollgate emulate --port 0 --time-scale 1000000 --model-name m > "$work/emu.out" 2>/dev/null &

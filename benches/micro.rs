@@ -218,11 +218,15 @@ fn cache_lookup(c: &mut Criterion) {
 fn router_estimate(c: &mut Criterion) {
     use tollgate::routing::model::{Example, RouterModel, TrainParams};
     let examples: Vec<Example> = (0..500)
-        .map(|i| Example { text: format!("question {i} about topic {}", i % 7), weak_as_good: i % 3 != 0 })
+        .map(|i| Example {
+            text: format!("question {i} about topic {}", i % 7),
+            weak_as_good: i % 3 != 0,
+            embedding: vec![],
+        })
         .collect();
     let m = RouterModel::train(&examples, TrainParams::default(), vec![]);
     let prompt = "Summarise the opportunity cost of serving this request in one sentence, please.";
-    c.bench_function("router estimate, short prompt", |b| b.iter(|| m.p_weak_as_good(black_box(prompt))));
+    c.bench_function("router estimate, short prompt", |b| b.iter(|| m.p_weak_as_good(black_box(prompt), None)));
 }
 
 fn admission(c: &mut Criterion) {

@@ -24,42 +24,25 @@ fn profile(model: &str) -> Profile {
     p
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_routers_estimate_is_the_downgrades_quality() {
-    // A router that trusts the cheaper model with sums and not with proofs.
-    let examples: Vec<Example> = (0..200)
-        .map(|i| match i % 2 {
-            0 => Example { text: format!("add {i} and {} please", i + 1), weak_as_good: true },
-            _ => Example { text: format!("prove theorem {i} rigorously"), weak_as_good: false },
-        })
-        .collect();
-    let model = RouterModel::train(&examples, TrainParams::default(), vec!["synthetic".into()]);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("router.json");
-    model.save(&path).unwrap();
-
-    let (big, small) = (
-        common::start_emulator(profile("big"), 1, 50.0).await,
-        common::start_emulator(profile("small"), 1, 50.0).await,
-    );
+/// The big model's config with `router` (and its embeddings model, if any), falling back to a
+/// small one; the big pool's capacity is so dear that every request is worth more on the small.
+fn config(big: &str, small: &str, router: &std::path::Path, model_dir: Option<&std::path::Path>) -> String {
+    let dir = model_dir.map(|d| format!("router_model_dir = {:?}\n", d.display().to_string())).unwrap_or_default();
     let models = format!(
-        "[[models]]\nname = \"big\"\nbackends = [\"b\"]\nrouter = {:?}\nfallbacks = [{{ model = \"small\", quality = 0.5 }}]\n\
+        "[[models]]\nname = \"big\"\nbackends = [\"b\"]\nrouter = {:?}\n{dir}fallbacks = [{{ model = \"small\", quality = 0.5 }}]\n\
          capacity = {{ profile = \"llama3-8b-h100-tp1\", replicas = 1, cost_per_engine_second = 1000.0 }}\n\
          [[models]]\nname = \"small\"\nbackends = [\"s\"]\ncapacity = {{ profile = \"llama3-8b-h100-tp1\", replicas = 1 }}\n",
-        path.display().to_string()
+        router.display().to_string()
     );
-    let cfg = format!(
-        "{}{}{models}{}",
-        common::backend("b", &big.base, ""),
-        common::backend("s", &small.base, ""),
-        common::TIERS_AND_TENANTS
-    );
-    let gw = common::start_gateway(&cfg).await;
+    format!("{}{}{models}{}", common::backend("b", big, ""), common::backend("s", small, ""), common::TIERS_AND_TENANTS)
+}
+
+/// Sends each prompt to the big model through a gateway on `cfg`; every one is downgraded, and
+/// the ledger's value of each, as a share of its full value, is returned in order.
+async fn kept_shares(cfg: &str, prompts: &[&str]) -> Vec<f64> {
+    let gw = common::start_gateway(cfg).await;
     let key = gw.key("acme").await;
-    let prompts = ["add 3 and 4 please", "prove theorem 5 rigorously"];
     for p in prompts {
-        // The big pool runs at 1,000 USD per engine-second: every request is worth more on the
-        // small one, at the router's estimate of its quality.
         let r = chat(
             &gw.base,
             &key,
@@ -71,15 +54,41 @@ async fn the_routers_estimate_is_the_downgrades_quality() {
         assert_eq!(r.headers()["x-tollgate-decision"], "downgrade");
     }
     let rows = gw.stop_and_ledger().await;
-    assert_eq!(rows.len(), 2);
-    for (p, row) in prompts.iter().zip(rows.iter().rev()) {
-        let full = (row.input_tokens as f64 * 1.0 + row.output_tokens as f64 * 2.0) / 1e6;
-        let kept = row.value_usd / full;
-        let expected = model.p_weak_as_good(p).clamp(0.01, 1.0);
+    assert_eq!(rows.len(), prompts.len());
+    rows.iter()
+        .rev()
+        .map(|row| row.value_usd / ((row.input_tokens as f64 * 1.0 + row.output_tokens as f64 * 2.0) / 1e6))
+        .collect()
+}
+
+async fn emulators() -> (common::RunningEmulator, common::RunningEmulator) {
+    (common::start_emulator(profile("big"), 1, 50.0).await, common::start_emulator(profile("small"), 1, 50.0).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routers_estimate_is_the_downgrades_quality() {
+    // A router that trusts the cheaper model with sums and not with proofs.
+    let examples: Vec<Example> = (0..200)
+        .map(|i| match i % 2 {
+            0 => Example { text: format!("add {i} and {} please", i + 1), weak_as_good: true, embedding: vec![] },
+            _ => Example { text: format!("prove theorem {i} rigorously"), weak_as_good: false, embedding: vec![] },
+        })
+        .collect();
+    let model = RouterModel::train(&examples, TrainParams::default(), vec!["synthetic".into()]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.json");
+    model.save(&path).unwrap();
+
+    let (big, small) = emulators().await;
+    let cfg = config(&big.base, &small.base, &path, None);
+    let prompts = ["add 3 and 4 please", "prove theorem 5 rigorously"];
+    let kept = kept_shares(&cfg, &prompts).await;
+    for (p, kept) in prompts.iter().zip(kept) {
+        let expected = model.p_weak_as_good(p, None).unwrap().clamp(0.01, 1.0);
         assert!((kept - expected).abs() < 1e-9, "{p}: kept {kept}, router says {expected}");
     }
-    let easy = model.p_weak_as_good(prompts[0]);
-    let hard = model.p_weak_as_good(prompts[1]);
+    let easy = model.p_weak_as_good(prompts[0], None).unwrap();
+    let hard = model.p_weak_as_good(prompts[1], None).unwrap();
     assert!(easy > 0.9 && hard < 0.1, "{easy} {hard}");
 
     // A router without fallbacks is a configuration error; a missing file stops the start.
@@ -92,6 +101,75 @@ async fn the_routers_estimate_is_the_downgrades_quality() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let e = tollgate::serve::spawn(c, None, listener, None).await.err().expect("start fails");
     assert!(format!("{e:#}").contains("router"), "{e:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_trained_on_embeddings_gets_them_from_the_same_model_at_the_gateway() {
+    // Labels by topic, not by any word the two sets share: cooking is easy, law is hard. The
+    // texts are varied, so only what the sentence embedding says about them separates the two.
+    let minilm = common::prepared("TOLLGATE_MINILM_DIR");
+    let easy = [
+        "How long should I boil an egg?",
+        "What goes well with roast potatoes?",
+        "How do I bake bread at home?",
+        "Which spices suit a lentil soup?",
+        "Can I freeze cooked rice?",
+        "How do I make pancakes fluffy?",
+    ];
+    let hard = [
+        "What is the statute of limitations for fraud?",
+        "Can a contract be void for mistake?",
+        "What does habeas corpus protect?",
+        "When is a search warrant required?",
+        "What is adverse possession?",
+        "How does a court interpret an ambiguous will?",
+    ];
+    let local = tollgate::cache::local::LocalModel::load(&minilm).unwrap();
+    let texts: Vec<&str> = easy.iter().chain(&hard).copied().collect();
+    let vectors = local.embed_head(&texts).unwrap();
+    let examples: Vec<Example> = texts
+        .iter()
+        .zip(&vectors)
+        .enumerate()
+        .cycle()
+        .take(240)
+        .map(|(i, (t, v))| Example { text: t.to_string(), weak_as_good: i < easy.len(), embedding: v.clone() })
+        .collect();
+    let params = TrainParams { buckets: 1, embedding: true, ..TrainParams::default() };
+    let model = RouterModel::train_with(&examples, params, vec![], "minilm");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.json");
+    model.save(&path).unwrap();
+
+    let prompts = ["What is the best way to fry an onion?", "Is a verbal agreement legally binding?"];
+    let expected: Vec<f64> = local
+        .embed_head(&prompts)
+        .unwrap()
+        .iter()
+        .zip(prompts)
+        .map(|(v, p)| model.p_weak_as_good(p, Some(v)).unwrap())
+        .collect();
+    assert!(expected[0] > 0.7 && expected[1] < 0.3, "new prompts by topic: {expected:?}");
+    assert_eq!(model.p_weak_as_good(prompts[0], None), None, "no estimate without the embedding");
+
+    let (big, small) = emulators().await;
+    let cfg = config(&big.base, &small.base, &path, Some(&minilm));
+    let kept = kept_shares(&cfg, &prompts).await;
+    for (k, e) in kept.iter().zip(&expected) {
+        assert!((k - e.clamp(0.01, 1.0)).abs() < 1e-4, "kept {kept:?}, router offline {expected:?}");
+    }
+
+    // Without its embeddings model the gateway does not start; a model folder without a router
+    // is a configuration error.
+    let data = format!("data_dir = {:?}\n", dir.path().join("d"));
+    let c = tollgate::config::Config::from_toml(&format!("{data}{}", config(&big.base, &small.base, &path, None)), "t")
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let e = tollgate::serve::spawn(c, None, listener, None).await.err().expect("start fails");
+    assert!(format!("{e:#}").contains("router_model_dir"), "{e:#}");
+    let stray = cfg.replace(&format!("router = {:?}\n", path.display().to_string()), "");
+    let err = tollgate::config::Config::from_toml(&format!("{data}{stray}"), "t").unwrap_err();
+    assert!(err.to_string().contains("router_model_dir"), "{err}");
 }
 
 async fn prefix_hits(base: &str) -> f64 {

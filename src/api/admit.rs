@@ -83,7 +83,7 @@ pub struct Admission<'a> {
     pub cfg: &'a crate::config::Config,
     pub allocator: Option<&'a Arc<crate::allocator::Allocator>>,
     pub state: &'a Arc<dyn crate::state::SharedState>,
-    pub routers: &'a std::collections::HashMap<String, Arc<crate::routing::RouterModel>>,
+    pub routers: &'a std::collections::HashMap<String, Arc<super::estimate::Router>>,
 }
 
 /// Admits a request that may bid up to `bid_per_1k` USD per 1,000 tokens (the client's
@@ -173,7 +173,10 @@ pub async fn admit(
     let ttft_slo_s = tier.map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
     let tokens = input as f64 + out_est;
     // The router's estimate for this prompt, computed once: the fallbacks' quality.
-    let p_weak = gw.routers.get(&c.model).and_then(|r| c.prompt.router_text().map(|t| r.p_weak_as_good(&t)));
+    let p_weak = match (gw.routers.get(&c.model), c.prompt.router_text()) {
+        (Some(r), Some(t)) => r.estimate(&t).await,
+        _ => None,
+    };
     let mut waiting: Option<Waiting> = None;
     loop {
         let wait = window.map(|w| (w, alloc.now()));
@@ -351,7 +354,7 @@ mod tests {
         cfg: crate::config::Config,
         alloc: Arc<crate::allocator::Allocator>,
         state: Arc<dyn SharedState>,
-        routers: HashMap<String, Arc<crate::routing::RouterModel>>,
+        routers: HashMap<String, Arc<crate::api::estimate::Router>>,
     }
 
     impl Deps {

@@ -23,7 +23,7 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     pub cache: Arc<crate::cache::ResponseCache>,
     /// Router models by the model name they route for (`models[].router`).
-    pub routers: std::collections::HashMap<String, Arc<crate::routing::RouterModel>>,
+    pub routers: std::collections::HashMap<String, Arc<super::estimate::Router>>,
     /// Where the Batch API's file bytes live.
     pub files: Arc<dyn crate::batch::files::FileStore>,
     /// Wakes the batch dispatcher (a batch was created or cancelled, or a line finished).

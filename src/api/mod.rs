@@ -9,6 +9,7 @@ pub mod batches;
 pub mod chat_stream;
 pub mod classify;
 pub mod error;
+pub mod estimate;
 pub mod files;
 pub mod gateway;
 pub mod metrics;

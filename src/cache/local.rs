@@ -29,6 +29,8 @@ pub const MAX_QUEUED: usize = 64;
 pub struct LocalModel {
     model: BertModel,
     tokenizer: tokenizers::Tokenizer,
+    /// The same tokenizer, cutting each text at [`MAX_TOKENS`] (for [`LocalModel::embed_head`]).
+    truncating: tokenizers::Tokenizer,
     device: Device,
 }
 
@@ -54,7 +56,10 @@ impl LocalModel {
         // longest text instead.
         tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(model_err)?;
-        Ok(Self { model, tokenizer, device })
+        let mut truncating = tokenizer.clone();
+        let cut = tokenizers::TruncationParams { max_length: MAX_TOKENS, ..Default::default() };
+        truncating.with_truncation(Some(cut)).map_err(model_err)?;
+        Ok(Self { model, tokenizer, truncating, device })
     }
 
     /// Unit vectors for `texts`, in order. Texts are embedded in batches of up to
@@ -64,6 +69,17 @@ impl LocalModel {
         if let Some(long) = encs.iter().find(|e| e.len() > MAX_TOKENS) {
             return Err(EmbedError::TooLong { tokens: long.len(), limit: MAX_TOKENS });
         }
+        self.embed_encodings(&encs)
+    }
+
+    /// Unit vectors of the first [`MAX_TOKENS`] tokens of each text, in order: what the router
+    /// weighs, where a long prompt's opening says enough about it.
+    pub fn embed_head(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let encs = self.truncating.encode_batch(texts.to_vec(), true).map_err(model_err)?;
+        self.embed_encodings(&encs)
+    }
+
+    fn embed_encodings(&self, encs: &[tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut order: Vec<usize> = (0..encs.len()).collect();
         order.sort_by_key(|&i| encs[i].len());
         let mut out = vec![Vec::new(); encs.len()];
@@ -102,6 +118,8 @@ impl LocalModel {
 
 struct Job {
     texts: Vec<String>,
+    /// Embed each text's head ([`LocalModel::embed_head`]) rather than refuse a long one.
+    head: bool,
     reply: oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>,
 }
 
@@ -124,9 +142,18 @@ impl LocalEmbedder {
 
     /// Unit vectors for `texts`, in order.
     pub async fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.ask(texts, false).await
+    }
+
+    /// Unit vectors of each text's first [`MAX_TOKENS`] tokens, in order (for the router).
+    pub async fn embed_head(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.ask(texts, true).await
+    }
+
+    async fn ask(&self, texts: &[&str], head: bool) -> Result<Vec<Vec<f32>>, EmbedError> {
         let (reply, rx) = oneshot::channel();
         let texts = texts.iter().map(|t| t.to_string()).collect();
-        self.tx.try_send(Job { texts, reply }).map_err(|e| match e {
+        self.tx.try_send(Job { texts, head, reply }).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => EmbedError::Busy { queued: MAX_QUEUED },
             mpsc::TrySendError::Disconnected(_) => model_err("the embeddings thread stopped"),
         })?;
@@ -146,23 +173,34 @@ fn serve(model: &LocalModel, rx: &mpsc::Receiver<Job>) {
             n += job.texts.len();
             jobs.push(job);
         }
-        let all: Vec<&str> = jobs.iter().flat_map(|j| j.texts.iter().map(String::as_str)).collect();
-        match model.embed(&all) {
-            Ok(mut vectors) => {
-                for job in jobs.into_iter().rev() {
-                    let own = vectors.split_off(vectors.len() - job.texts.len());
-                    let _ = job.reply.send(Ok(own));
-                }
+        let (heads, whole): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.head);
+        for (jobs, head) in [(heads, true), (whole, false)] {
+            if !jobs.is_empty() {
+                answer(model, jobs, head);
             }
-            Err(_) if jobs.len() > 1 => {
-                for job in jobs {
-                    let texts: Vec<&str> = job.texts.iter().map(String::as_str).collect();
-                    let _ = job.reply.send(model.embed(&texts));
-                }
+        }
+    }
+}
+
+/// Embeds the texts of `jobs` together and sends each its own vectors.
+fn answer(model: &LocalModel, mut jobs: Vec<Job>, head: bool) {
+    let run = |texts: &[&str]| if head { model.embed_head(texts) } else { model.embed(texts) };
+    let all: Vec<&str> = jobs.iter().flat_map(|j| j.texts.iter().map(String::as_str)).collect();
+    match run(&all) {
+        Ok(mut vectors) => {
+            for job in jobs.into_iter().rev() {
+                let own = vectors.split_off(vectors.len() - job.texts.len());
+                let _ = job.reply.send(Ok(own));
             }
-            Err(e) => {
-                let _ = jobs.pop().map(|j| j.reply.send(Err(e)));
+        }
+        Err(_) if jobs.len() > 1 => {
+            for job in jobs {
+                let texts: Vec<&str> = job.texts.iter().map(String::as_str).collect();
+                let _ = job.reply.send(run(&texts));
             }
+        }
+        Err(e) => {
+            let _ = jobs.pop().map(|j| j.reply.send(Err(e)));
         }
     }
 }

@@ -5,6 +5,7 @@ mod cache;
 mod engine;
 mod gateway;
 mod router;
+mod router_embed;
 mod simulate;
 mod suite;
 

@@ -2,7 +2,7 @@
 //! RouteLLM's public routing sets.
 
 use crate::routing::data::{self, Selection, Split};
-use crate::routing::eval::{choose_threshold, evaluate, operating_point, Report};
+use crate::routing::eval::{choose_threshold, estimates, evaluate, operating_point, Report};
 use crate::routing::model::{RouterModel, TrainParams};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +31,8 @@ pub enum RouterCommand {
         /// Folds of the cross-validation (by subject, or by prompt).
         #[arg(long, default_value_t = 5)]
         folds: usize,
+        #[command(flatten)]
+        embed: EmbedArgs,
     },
     /// Evaluate a router model: quality vs share of strong-model calls, savings at 95% quality.
     Eval {
@@ -42,7 +44,32 @@ pub enum RouterCommand {
         select: SelectArgs,
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Folds of the cross-validation whose held-out estimates choose the operating point.
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        #[command(flatten)]
+        embed: EmbedArgs,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EmbedArgs {
+    /// A sentence-embeddings model folder (`scripts/install-embeddings.sh`): the prompts'
+    /// embeddings become features (cross-validation decides whether they are used). Evaluating
+    /// a router trained with them needs the same model.
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// A file keeping the prompts' embeddings between runs (created if missing).
+    #[arg(long, requires = "model_dir")]
+    pub embed_cache: Option<PathBuf>,
+}
+
+impl EmbedArgs {
+    /// Embeds `rows` when a model is given; returns the model's name.
+    fn apply(&self, rows: &mut [data::Row]) -> anyhow::Result<Option<String>> {
+        let Some(dir) = &self.model_dir else { return Ok(None) };
+        super::router_embed::embed_rows(rows, dir, self.embed_cache.as_deref()).map(Some)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,30 +100,37 @@ impl SelectArgs {
 
 pub fn router(cmd: RouterCommand) -> anyhow::Result<()> {
     match cmd {
-        RouterCommand::Train { data: paths, out, select, l2, epochs, buckets, folds } => {
+        RouterCommand::Train { data: paths, out, select, l2, epochs, buckets, folds, embed } => {
             let files = data::csv_files(&paths)?;
-            let rows = data::load(&files, &select.weak, &select.strong, &select.selection(Split::Train))?;
+            let mut rows = data::load(&files, &select.weak, &select.strong, &select.selection(Split::Train))?;
+            let embeddings_model = embed.apply(&mut rows)?;
             anyhow::ensure!(!rows.is_empty(), "no training rows in {paths:?}");
             anyhow::ensure!(folds >= 2, "--folds must be at least 2");
             let params = match (l2, buckets) {
                 (Some(l2), Some(buckets)) => {
-                    TrainParams { l2, buckets: buckets.max(1), epochs, ..TrainParams::default() }
+                    let embedding = embeddings_model.is_some();
+                    TrainParams { l2, buckets: buckets.max(1), epochs, embedding, ..TrainParams::default() }
                 }
                 _ => {
                     let (best, scored) = crate::routing::select::choose(&rows, folds);
                     for (p, auc) in &scored {
-                        eprintln!("cross-validated AUC {auc:.3}: buckets {}, l2 {}", p.buckets, p.l2);
+                        eprintln!(
+                            "cross-validated AUC {auc:.3}: buckets {}, l2 {}, embedding {}",
+                            p.buckets, p.l2, p.embedding
+                        );
                     }
                     TrainParams {
                         l2: l2.unwrap_or(best.l2),
                         buckets: buckets.unwrap_or(best.buckets).max(1),
                         epochs,
+                        embedding: best.embedding,
                         ..TrainParams::default()
                     }
                 }
             };
             let examples: Vec<_> = rows.iter().map(data::Row::example).collect();
-            let model = RouterModel::train(&examples, params, data::names(&files));
+            let name = embeddings_model.unwrap_or_default();
+            let model = RouterModel::train_with(&examples, params, data::names(&files), &name);
             model.save(&out)?;
             eprintln!(
                 "trained on {} prompts from {} files ({:.1}% where the cheaper model is as good); wrote {}",
@@ -107,13 +141,27 @@ pub fn router(cmd: RouterCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        RouterCommand::Eval { model, data: paths, select, json } => {
+        RouterCommand::Eval { model, data: paths, select, json, folds, embed } => {
+            anyhow::ensure!(folds >= 2, "--folds must be at least 2");
             let m = RouterModel::load(&model)?;
+            if let Some(needed) = m.embeddings_model() {
+                anyhow::ensure!(
+                    embed.model_dir.is_some(),
+                    "this router weighs `{needed}` embeddings: give --model-dir"
+                );
+            }
             let files = data::csv_files(&paths)?;
-            let rows = data::load(&files, &select.weak, &select.strong, &select.selection(Split::Test))?;
-            // The operating point's cut-off is chosen per benchmark on the other split's prompts.
+            let mut rows = data::load(&files, &select.weak, &select.strong, &select.selection(Split::Test))?;
+            // The operating point's cut-off is chosen per benchmark on the other split's prompts,
+            // on the estimates of routers trained as this one was on the other folds of that split
+            // (cross-validation by unit): a router's estimates on its own training prompts are
+            // more confident than on new ones.
             let other = if select.split == Some(Split::Train) { Split::Test } else { Split::Train };
-            let choose_on = data::load(&files, &select.weak, &select.strong, &select.selection(other))?;
+            let mut choose_on = data::load(&files, &select.weak, &select.strong, &select.selection(other))?;
+            if m.embeddings_model().is_some() {
+                embed.apply(&mut rows)?;
+                embed.apply(&mut choose_on)?;
+            }
             let by_bench = |rows: Vec<data::Row>| {
                 let mut by: BTreeMap<String, Vec<data::Row>> = BTreeMap::new();
                 for r in rows {
@@ -121,16 +169,29 @@ pub fn router(cmd: RouterCommand) -> anyhow::Result<()> {
                 }
                 by
             };
-            let choose_on = by_bench(choose_on);
+            let params = TrainParams {
+                buckets: m.buckets,
+                epochs: m.trained_on.epochs,
+                l2: m.trained_on.l2 as f32,
+                embedding: m.embeddings_model().is_some(),
+                ..TrainParams::default()
+            };
+            let oof = crate::routing::select::out_of_fold(&choose_on, params, folds);
+            let mut choose_by: BTreeMap<String, (Vec<data::Row>, Vec<f64>)> = BTreeMap::new();
+            for (r, s) in choose_on.into_iter().zip(oof) {
+                let e = choose_by.entry(r.benchmark.clone()).or_default();
+                e.0.push(r);
+                e.1.push(s);
+            }
             let reports: Vec<Report> = by_bench(rows)
                 .iter()
                 .map(|(b, rows)| {
-                    let scores: Vec<f64> = rows.iter().map(|r| m.p_weak_as_good(&r.text)).collect();
+                    let scores = estimates(&m, rows);
                     let mut report = evaluate(b, rows, &scores);
-                    report.operating_point = choose_on.get(b).filter(|c| !c.is_empty()).map(|c| {
-                        let s: Vec<f64> = c.iter().map(|r| m.p_weak_as_good(&r.text)).collect();
-                        operating_point(rows, &scores, choose_threshold(c, &s))
-                    });
+                    report.operating_point = choose_by
+                        .get(b)
+                        .filter(|c| !c.0.is_empty())
+                        .map(|(c, s)| operating_point(rows, &scores, choose_threshold(c, s)));
                     report
                 })
                 .collect();

@@ -105,6 +105,10 @@ pub struct ModelConfig {
     /// answer is as good as this model's, used as that fallback's quality.
     #[serde(default)]
     pub router: Option<PathBuf>,
+    /// The sentence-embeddings model folder a router trained with `router train --model-dir`
+    /// weighs (the same model): each routed prompt is embedded in process before admission.
+    #[serde(default)]
+    pub router_model_dir: Option<PathBuf>,
     /// How requests pick one of the model's backends: `round_robin`, `least_loaded` or
     /// `prefix` (the backend most likely to hold the prompt's prefix in its KV cache). Without
     /// it: two random backends, the less busy wins.
@@ -149,6 +153,13 @@ impl ModelConfig {
             "router",
             "a router needs fallbacks to route to",
         )?;
+        if let Some(dir) = &self.router_model_dir {
+            ensure(self.router.is_some(), at, "router_model_dir", "names the embeddings of a router: set `router`")?;
+            for f in super::cache::LOCAL_MODEL_FILES {
+                let path = dir.join(f);
+                ensure(path.is_file(), at, "router_model_dir", format!("{} is missing", path.display()))?;
+            }
+        }
         for (j, fb) in self.fallbacks.iter().enumerate() {
             fb.validate(&format!("{at}.fallbacks[{j}]"))?;
         }

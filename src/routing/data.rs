@@ -19,11 +19,13 @@ pub struct Row {
     pub text: String,
     pub weak: bool,
     pub strong: bool,
+    /// The prompt's sentence embedding, when the caller embedded the rows (else empty).
+    pub embedding: Vec<f32>,
 }
 
 impl Row {
     pub fn example(&self) -> Example {
-        Example { text: self.text.clone(), weak_as_good: self.weak || !self.strong }
+        Example { text: self.text.clone(), weak_as_good: self.weak || !self.strong, embedding: self.embedding.clone() }
     }
 }
 
@@ -100,7 +102,14 @@ pub fn load(files: &[PathBuf], weak: &str, strong: &str, sel: &Selection) -> any
             };
             if keep {
                 let truth = |i: usize| rec.get(i).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-                rows.push(Row { benchmark: benchmark.clone(), unit, text, weak: truth(w), strong: truth(s) });
+                rows.push(Row {
+                    benchmark: benchmark.clone(),
+                    unit,
+                    text,
+                    weak: truth(w),
+                    strong: truth(s),
+                    embedding: vec![],
+                });
             }
         }
     }

@@ -126,6 +126,15 @@ fn share_needed(right: &[usize], target: f64) -> f64 {
     right.iter().position(|&r| r as f64 >= target).map(|k| k as f64 / n.max(1) as f64).unwrap_or(1.0)
 }
 
+/// The router's estimates for `rows`, with their embeddings when they have them; a row it has no
+/// estimate for (it needs an embedding the row lacks) scores 0, so it goes to the strong model,
+/// as in the gateway.
+pub fn estimates(m: &super::model::RouterModel, rows: &[Row]) -> Vec<f64> {
+    rows.iter()
+        .map(|r| m.p_weak_as_good(&r.text, (!r.embedding.is_empty()).then_some(&r.embedding[..])).unwrap_or(0.0))
+        .collect()
+}
+
 pub fn evaluate(benchmark: &str, rows: &[Row], scores: &[f64]) -> Report {
     let n = rows.len().max(1) as f64;
     let weak = rows.iter().filter(|r| r.weak).count() as f64;
@@ -186,7 +195,7 @@ mod tests {
     use super::*;
 
     fn row(weak: bool, strong: bool) -> Row {
-        Row { benchmark: "t".into(), unit: String::new(), text: String::new(), weak, strong }
+        Row { benchmark: "t".into(), unit: String::new(), text: String::new(), weak, strong, embedding: vec![] }
     }
 
     #[test]

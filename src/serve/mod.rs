@@ -82,14 +82,7 @@ pub async fn spawn(
     let cache =
         crate::cache::ResponseCache::new(&cfg.cache).context("loading the semantic cache's embeddings model")?;
     let cache = Arc::new(if state.shared() { cache.shared_through(state.clone()) } else { cache });
-    let mut routers = std::collections::HashMap::new();
-    for m in &cfg.models {
-        if let Some(path) = &m.router {
-            let model =
-                crate::routing::RouterModel::load(path).with_context(|| format!("models `{}`: router", m.name))?;
-            routers.insert(m.name.clone(), Arc::new(model));
-        }
-    }
+    let routers = load_routers(&cfg.models)?;
     let files: Arc<dyn crate::batch::files::FileStore> =
         Arc::new(crate::batch::files::LocalFiles::new(cfg.data_dir.join("files")));
     let batch_wake = Arc::new(tokio::sync::Notify::new());
@@ -233,4 +226,34 @@ pub async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Each model's router, with the in-process embeddings model it weighs (one per folder, shared).
+fn load_routers(
+    models: &[crate::config::ModelConfig],
+) -> anyhow::Result<std::collections::HashMap<String, Arc<crate::api::estimate::Router>>> {
+    let mut embedders = std::collections::HashMap::new();
+    let mut routers = std::collections::HashMap::new();
+    for m in models {
+        let Some(path) = &m.router else { continue };
+        let model = crate::routing::RouterModel::load(path).with_context(|| format!("models `{}`: router", m.name))?;
+        let embedder = match &m.router_model_dir {
+            None => None,
+            Some(dir) => Some(match embedders.get(dir) {
+                Some(e) => Arc::clone(e),
+                None => {
+                    let e = Arc::new(
+                        crate::cache::local::LocalEmbedder::start(dir)
+                            .with_context(|| format!("models `{}`: router_model_dir", m.name))?,
+                    );
+                    embedders.insert(dir.clone(), Arc::clone(&e));
+                    e
+                }
+            }),
+        };
+        let router = crate::api::estimate::Router::new(model, embedder)
+            .map_err(|e| anyhow::anyhow!("models `{}`: router {}: {e}", m.name, path.display()))?;
+        routers.insert(m.name.clone(), Arc::new(router));
+    }
+    Ok(routers)
 }
