@@ -91,11 +91,14 @@ async fn round_trip(store: Arc<dyn Store>) {
         Default::default(),
     );
     m.client_request_id(Some("c1".into()));
-    let row = m.into_row(200, Outcome::Ok, None);
+    let mut row = m.into_row(200, Outcome::Ok, None);
+    row.value_usd = 0.25;
     assert!(store.finish_line("batch_a", 1, Some("r1"), true, "{\"custom_id\":\"c1\"}", Some(&row)).await.unwrap());
     assert!(!store.finish_line("batch_a", 1, Some("r1"), true, "again", Some(&row)).await.unwrap(), "finished once");
     assert!(!store.finish_line("batch_a", 4, Some("r2"), true, "x", None).await.unwrap(), "r2's claim is gone");
     assert_eq!(store.ledger_count().await.unwrap(), 1, "the row came with the line, once");
+    let c = store.line_counts("batch_a").await.unwrap();
+    assert_eq!((c.done, c.value_usd), (1, 0.25), "the batch earned the line's value, once");
     store.unclaim_line("batch_a", 2, "r1").await.unwrap();
     let pending: Vec<i64> = store.pending_lines("batch_a").await.unwrap().into_iter().map(|l| l.line).collect();
     assert_eq!(pending, [2, 4, 5]);

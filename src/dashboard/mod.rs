@@ -154,16 +154,42 @@ async fn state(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
-/// Every tenant's open batches (in progress, finalizing or cancelling) with their lines' states.
+/// Every tenant's open batches (in progress, finalizing or cancelling) with their lines' states,
+/// the value their finished lines earned and when the rest should finish.
 async fn open_batches(gw: &Gateway) -> Vec<serde_json::Value> {
+    let now = crate::metering::unix_ms() as i64;
     let mut out = Vec::new();
     for b in gw.store.open_batches().await.unwrap_or_default() {
         let c = gw.store.line_counts(&b.id).await.unwrap_or_default();
         out.push(json!({"id": b.id, "tenant": b.tenant, "endpoint": b.endpoint, "status": b.status.as_str(),
-            "pending": c.pending, "running": c.running, "done": c.done,
+            "pending": c.pending, "running": c.running, "done": c.done, "value_usd": c.value_usd,
+            "expected_finish_ms": expected_finish(now, b.in_progress_at_ms, &c),
             "created_at_ms": b.created_at_ms, "expires_at_ms": b.expires_at_ms}));
     }
     out
+}
+
+/// When a batch's remaining lines should be done if they keep finishing at the rate its lines
+/// have since it started (which follows the prices they have met); unknown before one finishes.
+fn expected_finish(now_ms: i64, started_ms: Option<i64>, c: &crate::store::batches::LineCounts) -> Option<i64> {
+    let started = started_ms.filter(|s| *s < now_ms && c.done > 0)?;
+    let per_line = (now_ms - started) as f64 / c.done as f64;
+    Some(now_ms + (per_line * (c.pending + c.running) as f64).round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::batches::LineCounts;
+
+    #[test]
+    fn a_batch_finishes_at_the_rate_its_lines_have_finished() {
+        let c = |done, pending| LineCounts { pending, running: 0, done, value_usd: 0.0 };
+        // 10 lines in 20 s: the other 5 take 10 s more.
+        assert_eq!(super::expected_finish(120_000, Some(100_000), &c(10, 5)), Some(130_000));
+        assert_eq!(super::expected_finish(120_000, Some(100_000), &c(0, 5)), None, "no line done yet");
+        assert_eq!(super::expected_finish(120_000, None, &c(3, 5)), None, "not started");
+        assert_eq!(super::expected_finish(120_000, Some(100_000), &c(10, 0)), Some(120_000), "all done");
+    }
 }
 
 /// The dashboard's routes (they check the admin key or session themselves).

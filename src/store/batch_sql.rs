@@ -358,10 +358,14 @@ macro_rules! impl_batch_store {
                     Self::insert_rows(&mut tx, std::slice::from_ref(r)).await?;
                 }
                 let column = if ok { "completed" } else { "failed" };
-                sqlx::query(&format!("UPDATE batches SET {column} = {column} + 1 WHERE id = $1"))
-                    .bind(batch_id)
-                    .execute(&mut *tx)
-                    .await?;
+                let value = row.map_or(0.0, |r| r.value_usd);
+                sqlx::query(&format!(
+                    "UPDATE batches SET {column} = {column} + 1, value_usd = value_usd + $2 WHERE id = $1"
+                ))
+                .bind(batch_id)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -407,6 +411,11 @@ macro_rules! impl_batch_store {
                         _ => c.done += n,
                     }
                 }
+                let value = sqlx::query("SELECT value_usd FROM batches WHERE id = $1")
+                    .bind(batch_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                c.value_usd = value.map_or(0.0, |r| r.get::<f64, _>("value_usd"));
                 Ok(c)
             }
 

@@ -120,12 +120,14 @@ pub struct NewLine {
     pub body: String,
 }
 
-/// A line's state counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A batch's progress: its lines' state counts and the value its finished lines earned (the
+/// sum of their ledger rows' `value_usd`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LineCounts {
     pub pending: i64,
     pub running: i64,
     pub done: i64,
+    pub value_usd: f64,
 }
 
 /// A finished line: the output (`ok`) or error file's line for it.

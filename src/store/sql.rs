@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/0006_stored_responses.sql")),
     (7, include_str!("../../migrations/0007_cache_tokens_bids_service_tier.sql")),
     (8, include_str!("../../migrations/0008_batches.sql")),
+    (9, include_str!("../../migrations/0009_batch_value.sql")),
 ];
 
 pub const LEDGER_COLUMNS: &str = "id, tenant, key_id, endpoint, model_requested, model_served, backend, stream, \

@@ -93,7 +93,7 @@ try {
     .find((r) => r[0] === created.id);
   const api = await (await fetch(base + "/v1/batches/" + created.id, { headers: tenantAuth })).json();
   if (batchRow[1] !== shown[0] || batchRow[3] !== api.status || batchRow[4] !== `${api.request_counts.completed + api.request_counts.failed} / ${api.request_counts.total}`
-      || api.request_counts.total !== 3 || !batchRow[7].endsWith("%"))
+      || api.request_counts.total !== 3 || !batchRow[7].endsWith("%") || batchRow[8] !== "0.000000" || batchRow[9] !== "-")
     fail(`batch row ${batchRow} vs the Batch API's ${JSON.stringify(api)}`);
   // Charts drew: price and room-in-use lines, decision bars.
   for (const id of ["prices", "util", "decisions", "margin"]) {
