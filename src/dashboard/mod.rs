@@ -157,7 +157,7 @@ async fn state(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
 /// Every tenant's open batches (in progress, finalizing or cancelling) with their lines' states,
 /// the value their finished lines earned and when the rest should finish.
 async fn open_batches(gw: &Gateway) -> Vec<serde_json::Value> {
-    let now = crate::metering::unix_ms() as i64;
+    let now = crate::metering::unix_ms();
     let mut out = Vec::new();
     for b in gw.store.open_batches().await.unwrap_or_default() {
         let c = gw.store.line_counts(&b.id).await.unwrap_or_default();
@@ -177,6 +177,15 @@ fn expected_finish(now_ms: i64, started_ms: Option<i64>, c: &crate::store::batch
     Some(now_ms + (per_line * (c.pending + c.running) as f64).round() as i64)
 }
 
+/// The dashboard's routes (they check the admin key or session themselves).
+pub fn router() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/dashboard", get(page))
+        .route("/dashboard/login", post(login))
+        .route("/dashboard/state", get(state))
+        .route("/dashboard/charts.js", get(charts))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::store::batches::LineCounts;
@@ -190,13 +199,4 @@ mod tests {
         assert_eq!(super::expected_finish(120_000, None, &c(3, 5)), None, "not started");
         assert_eq!(super::expected_finish(120_000, Some(100_000), &c(10, 0)), Some(120_000), "all done");
     }
-}
-
-/// The dashboard's routes (they check the admin key or session themselves).
-pub fn router() -> Router<Arc<Gateway>> {
-    Router::new()
-        .route("/dashboard", get(page))
-        .route("/dashboard/login", post(login))
-        .route("/dashboard/state", get(state))
-        .route("/dashboard/charts.js", get(charts))
 }
