@@ -19,6 +19,8 @@ import time
 import urllib.error
 import urllib.request
 
+import semantic
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -153,7 +155,7 @@ http {{
     return Target("nginx", url, "unused", p)
 
 
-def start_tollgate(tollgate, upstream, work, name="tollgate", backend_extra=""):
+def start_tollgate(tollgate, upstream, work, name="tollgate", backend_extra="", tier_extra="", tail=""):
     port = free_port()
     work = f"{work}/{name}"
     os.makedirs(work, exist_ok=True)
@@ -174,9 +176,11 @@ capacity = {{ profile = "llama3-8b-h100-tp1", replicas = 4096 }}
 name = "standard"
 input_price_per_1m = 1.0
 output_price_per_1m = 2.0
+{tier_extra}
 [[tenants]]
 name = "bench"
 tier = "standard"
+{tail}
 """
     path = f"{work}/tollgate.toml"
     with open(path, "w") as f:
@@ -390,6 +394,8 @@ def main():
     ap.add_argument("--modes", default="whole,stream", help="whole, stream or both")
     ap.add_argument("--open-streams", help="path to the open_streams example: also hold many streams open")
     ap.add_argument("--streams", type=int, default=10000, help="streams held open at once (with --open-streams)")
+    ap.add_argument("--semantic-model-dir", help="an embeddings model folder (scripts/install-embeddings.sh): also "
+                    "measure the added latency of a semantic-cache lookup that misses, at concurrency 1")
     ap.add_argument("--translations", action="store_true",
                     help="also tollgate reached through Messages and Responses, and in front of Messages and "
                          "Responses upstreams (the emulator's): the cost of translation")
@@ -464,9 +470,17 @@ def main():
             finally:
                 for t in targets:
                     signal_tree(t, signal.SIGCONT)
+        sem = None
+        if a.semantic_model_dir:
+            tier_extra, tail = semantic.tier_and_cache(a.semantic_model_dir)
+            plain = start_tollgate(a.tollgate, up, work, "tollgate-plain")
+            cached = start_tollgate(a.tollgate, up, work, "tollgate-semantic", tier_extra=tier_extra, tail=tail)
+            targets.extend([plain, cached])
+            sem = semantic.measure(plain, cached)
+            print(f"[semantic cache] {sem}", file=sys.stderr, flush=True)
         # The proxies' RSS excludes the upstream; direct's is the upstream's own.
         with open(a.out, "w") as f:
-            json.dump({"seconds": seconds, "rounds": a.rounds, "runs": runs, "peak_rss_mib": peaks, "open_streams": held,
+            json.dump({"seconds": seconds, "rounds": a.rounds, "runs": runs, "peak_rss_mib": peaks, "open_streams": held, "semantic_cache": sem,
                        "deaths": deaths,
                        "date": time.strftime("%Y-%m-%d", time.gmtime())}, f, indent=1)
     finally:

@@ -44,6 +44,7 @@ log "HTTP benchmark: ${secs} s per run, ${rounds} rounds"
 python3 bench/harness.py --tollgate target/release/tollgate --oha "$oha" \
   --bare target/release/examples/bare_proxy "${litellm_args[@]}" \
   --open-streams target/release/examples/open_streams --streams "${STREAMS:-10000}" \
+  --semantic-model-dir "$(bash scripts/install-embeddings.sh)" \
   --seconds "$secs" --rounds "$rounds" --out "$out/results.json"
 
 log "criterion micro-benchmarks"
