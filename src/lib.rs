@@ -12,6 +12,7 @@ pub mod capacity;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod distill;
 pub mod emulator;
 pub mod fuzzing;
 pub mod metering;

@@ -160,8 +160,13 @@ async fn prepare(
     let admit_span = tracing::debug_span!(target: SPAN_TARGET, "admit");
     let mut admitted =
         admit::admit(gw.admission(), caller, &c, bid, ids.window_ms.as_ref(), meter).instrument(admit_span).await?;
-    // Only the asked-for model's own answer is stored: a downgraded answer is another model's.
+    // Only the asked-for model's own answer is cached: a downgraded answer is another model's.
     let capture = capture.filter(|_| admitted.model == c.model);
+    let capture = match (keeper(gw, tier, &caller.tenant, route, &c, &admitted.model), capture) {
+        (Some(keep), Some(cap)) => Some(cap.and_keep(keep)),
+        (Some(keep), None) => Some(Capture::keeping(Kind::Chat, keep)),
+        (None, cap) => cap,
+    };
     let pool: &Pool =
         gw.registry.pool(&admitted.model).ok_or_else(|| ApiError::ModelNotFound(admitted.model.clone()))?;
     let upstream_body = c.body_for(&pool.upstream_model, admitted.output_cap)?;
@@ -323,4 +328,33 @@ async fn fail(meter: Meter, lease: Lease, err: ApiError) -> Response {
     lease.report(Report::Failure);
     meter.finish(err.status().as_u16(), err.outcome(), Some(err.to_string())).wait().await;
     err.into_response()
+}
+
+/// For a tier that keeps distillation data, what keeps this chat completion's answer with its
+/// request's messages (the answering model recorded with it).
+fn keeper(
+    gw: &Gateway,
+    tier: Option<&crate::config::TierConfig>,
+    tenant: &str,
+    route: Route,
+    c: &Classified,
+    model: &str,
+) -> Option<crate::cache::Keep> {
+    let tier = tier.filter(|t| t.keep_for_distillation)?;
+    // Chat completions as clients sent them (Messages and Responses requests are not kept yet).
+    if !matches!(route, Route::Chat) {
+        return None;
+    }
+    let messages = c.json.get("messages")?.clone();
+    let keeper = crate::distill::keep::Keeper {
+        dir: crate::distill::tenant_dir(&gw.cfg.data_dir, tenant),
+        retention_days: tier.distillation_retention_days,
+    };
+    let model = model.to_string();
+    Some(Box::new(move |answer: &Cached| {
+        let at = crate::metering::unix_ms();
+        if let Some(r) = crate::distill::keep::record(&messages, answer.body(), &model, at) {
+            keeper.spawn_append(r, at);
+        }
+    }))
 }

@@ -29,6 +29,11 @@ impl Cached {
         self.kind
     }
 
+    /// The whole response as stored.
+    pub fn body(&self) -> &Value {
+        &self.body
+    }
+
     /// From a whole response; `None` unless it has choices and usage (what replay needs).
     pub fn from_whole(kind: Kind, bytes: &[u8]) -> Option<Self> {
         let body: Value = serde_json::from_slice(bytes).ok()?;

@@ -176,20 +176,41 @@ impl ResponseCache {
 
 /// A missed request's way back to the cache: where to store its answer once it is served.
 pub struct Capture {
-    cache: Arc<ResponseCache>,
-    probe: Probe,
+    kind: Kind,
+    cache: Option<(Arc<ResponseCache>, Probe)>,
+    /// Also handed the answer: opt-in distillation keeps it (`crate::distill`).
+    keep: Option<Keep>,
 }
+
+/// What else is done with a complete answer.
+pub type Keep = Box<dyn FnOnce(&Cached) + Send>;
 
 impl Capture {
     pub fn new(cache: Arc<ResponseCache>, probe: Probe) -> Self {
-        Self { cache, probe }
+        Self { kind: probe.kind, cache: Some((cache, probe)), keep: None }
+    }
+
+    /// A capture that only keeps the answer (no cache).
+    pub fn keeping(kind: Kind, keep: Keep) -> Self {
+        Self { kind, cache: None, keep: Some(keep) }
+    }
+
+    /// This capture, also keeping the answer.
+    pub fn and_keep(mut self, keep: Keep) -> Self {
+        self.keep = Some(keep);
+        self
     }
 
     pub fn kind(&self) -> Kind {
-        self.probe.kind
+        self.kind
     }
 
     pub fn store(self, answer: Cached) {
-        self.cache.store(self.probe, answer);
+        if let Some(keep) = self.keep {
+            keep(&answer);
+        }
+        if let Some((cache, probe)) = self.cache {
+            cache.store(probe, answer);
+        }
     }
 }

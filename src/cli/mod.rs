@@ -3,6 +3,7 @@
 mod admin;
 mod cache;
 mod engine;
+mod export;
 mod gateway;
 mod router;
 mod router_embed;
@@ -51,6 +52,8 @@ pub enum Command {
     /// Response caching: measure the semantic cache's precision and hit rate on labelled pairs.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Opt-in distillation data: write a tenant's kept prompt/response pairs as a fine-tuning file.
+    Export(export::ExportArgs),
     /// Engine profiles: list them, or refit the shipped ones from measured data.
     #[command(subcommand)]
     Profiles(ProfilesCommand),
@@ -266,6 +269,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(a) => admin::run(a),
         Command::Router(c) => router::router(c),
         Command::Cache(c) => cache::run(c),
+        Command::Export(a) => export::run(a),
         Command::Emulate(a) if a.list_profiles => engine::list_profiles(),
         Command::Emulate(a) => engine::emulate(a),
         Command::Calibrate(a) => engine::run_calibrate(a),

@@ -55,6 +55,17 @@ pub struct TierConfig {
     /// Whether a close enough earlier answer (the semantic cache) may be served.
     #[serde(default)]
     pub semantic_cache: bool,
+    /// Opt-in distillation data: keep each answered chat completion of this tier's tenants as a
+    /// prompt/response pair under the data directory, for `tollgate export` (off by default).
+    #[serde(default)]
+    pub keep_for_distillation: bool,
+    /// Days kept pairs are kept before they are deleted.
+    #[serde(default = "default_retention_days")]
+    pub distillation_retention_days: u32,
+}
+
+fn default_retention_days() -> u32 {
+    30
 }
 
 impl TierConfig {
