@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use tollgate::sim::hindsight::{bound, Basis};
+use tollgate::sim::policy::Policy;
 use tollgate::sim::run::{load_requests, Load};
 use tollgate::sim::scenario::Scenario;
 use tollgate::sim::suite::{evaluate, POLICIES};
@@ -103,4 +104,42 @@ fn batch_tiers_must_name_deferrable_tiers() {
         .unwrap();
     let err = Scenario::from_file(&bad).unwrap_err().to_string();
     assert!(err.contains("batch_tiers[0]") && err.contains("public-chat"), "{err}");
+}
+
+#[test]
+fn a_bidding_class_is_served_ahead_of_the_tier_it_would_otherwise_lose_to() {
+    // servegen-clients at 2x: bid prices refuse many of the heavy clients' bulk requests. The same
+    // clients bidding 10 USD per 1M tokens (above the pro tier's prices) are served ahead of it,
+    // and their bid is what their requests are worth.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/servegen-clients.toml");
+    let run = |bid: Option<f64>| {
+        let (mut sc, base) = Scenario::from_file(&path).unwrap();
+        sc.duration_s = Some(120.0);
+        sc.classes[0].max_price_per_1k = bid;
+        let reqs = load_requests(&sc, &base, &Load { overload: 2.0, ..Load::default() }).unwrap();
+        let r = evaluate(&sc, &reqs, 2.0, &[Policy::BidPrice], false, &mut |_, _| {}).unwrap();
+        let p = &r.policies[0];
+        let served = |name: &str| {
+            let c = p.classes.iter().find(|c| c.class == name).unwrap();
+            (c.admitted + c.downgraded + c.deferred) as f64
+                / (c.admitted + c.downgraded + c.deferred + c.refused + c.dropped) as f64
+        };
+        (served("heavy-clients"), served("light-clients"), p.value_usd)
+    };
+    let (heavy, light, value) = run(None);
+    let (heavy_bid, light_bid, value_bid) = run(Some(0.01));
+    println!("served: heavy {heavy:.3} -> {heavy_bid:.3}, light {light:.3} -> {light_bid:.3}; value {value:.2} -> {value_bid:.2}");
+    assert!(heavy < 0.9, "the heavy clients are refused without a bid: {heavy}");
+    assert!(heavy_bid > heavy + 0.05, "bidding: {heavy_bid} against {heavy}");
+    assert!(light_bid <= light, "{light_bid} {light}");
+    assert!(value_bid > value, "{value_bid} {value}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "pool = \"llama2-70b\"\ntrace = \"../data/traces/servegen/language-m-large-top.csv\"",
+        "pool = \"llama2-70b\"\ntrace = \"../data/traces/servegen/language-m-large-top.csv\"\nmax_price_per_1k = -1.0",
+    );
+    std::fs::write(&bad, text).unwrap();
+    let err = Scenario::from_file(&bad).unwrap_err().to_string();
+    assert!(err.contains("classes[0].max_price_per_1k"), "{err}");
 }

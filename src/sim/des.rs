@@ -6,12 +6,13 @@ pub use super::outcome::{Fate, PoolSample};
 use super::plan::Planned;
 use super::policy::{Policy, QuotaBuckets};
 pub use super::request::SimRequest;
+use super::run::class_value;
 use super::scenario::Scenario;
 use crate::admission::defer::{DeferQueue, Window};
 use crate::admission::reservation::Reservation;
 use crate::admission::round;
 use crate::allocator::forecast::ClassKey;
-use crate::allocator::{value_rates, Allocator};
+use crate::allocator::Allocator;
 use crate::config::Config;
 use crate::emulator::engine::{Emit, Engine, Event, Submission};
 use crate::routing::placement::Placer;
@@ -299,7 +300,7 @@ impl<'a> Sim<'a> {
         // What the gateway would see: the class's `max_tokens` if its clients send one, else
         // only the forecast (never the trace's true length).
         let out = self.alloc.expected_output(key, r.max_tokens);
-        let value = value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), out);
+        let value = class_value(self.sc, &self.cfg, r.class, f64::from(r.input), out);
         let ttft_slo_s = self.sc.tier(&c.tier).map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
         let wait = deferrable.then(|| (self.window(i), t));
         let req = round::Request {
@@ -474,7 +475,7 @@ impl<'a> Sim<'a> {
         let pool = self.pool_index[r.class];
         let out = self.alloc.expected_output(key, r.max_tokens);
         let w = self.alloc.fleet.pools[pool].work(f64::from(r.input), out).max(1e-12);
-        value_rates(&self.cfg, &key.tenant).charge_f(f64::from(r.input), out) / w
+        class_value(self.sc, &self.cfg, r.class, f64::from(r.input), out) / w
     }
 
     fn solve(&mut self, t: f64) {

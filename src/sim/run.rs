@@ -79,5 +79,13 @@ pub fn load_requests(sc: &Scenario, base: &Path, load: &Load) -> Result<Vec<SimR
 
 /// Value of a request served in full by its own model, USD.
 pub fn full_value(sc: &Scenario, cfg: &crate::config::Config, r: &SimRequest) -> f64 {
-    value_rates(cfg, &sc.classes[r.class].name).charge_f(f64::from(r.input), f64::from(r.output))
+    class_value(sc, cfg, r.class, f64::from(r.input), f64::from(r.output))
+}
+
+/// What `input` and `output` tokens of `class` are worth: its tier's value, or its bid when that
+/// is more (as the gateway values a request with `x-tollgate-max-price`).
+pub fn class_value(sc: &Scenario, cfg: &crate::config::Config, class: usize, input: f64, output: f64) -> f64 {
+    let c = &sc.classes[class];
+    let tier = value_rates(cfg, &c.name).charge_f(input, output);
+    tier.max(c.max_price_per_1k.map_or(0.0, |b| b * (input + output) / 1000.0))
 }

@@ -84,6 +84,11 @@ pub struct ClassSpec {
     /// output, as the gateway does for a client that sends none; never the trace's true length.
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// The most this class's clients will pay, USD per 1,000 tokens (what the gateway's
+    /// `x-tollgate-max-price` header says): a bidding tenant's requests are worth at least that
+    /// to it, in admission and in the value counted (default: no bid).
+    #[serde(default)]
+    pub max_price_per_1k: Option<f64>,
 }
 
 fn one() -> f64 {
@@ -128,6 +133,14 @@ impl Scenario {
                 path: p,
                 field: format!("outages[{i}].pool"),
                 message: format!("no pool named `{}`", o.pool),
+            });
+        }
+        let bad_bid = |c: &ClassSpec| c.max_price_per_1k.is_some_and(|b| !(b.is_finite() && b >= 0.0));
+        if let Some((i, _)) = s.classes.iter().enumerate().find(|(_, c)| bad_bid(c)) {
+            return Err(ScenarioError::Invalid {
+                path: p,
+                field: format!("classes[{i}].max_price_per_1k"),
+                message: "must be a non-negative number".into(),
             });
         }
         let held = |t: &String| !s.tiers.iter().any(|x| &x.name == t && x.deferrable);
