@@ -6,6 +6,25 @@
 //! oldest. Pure bookkeeping on the caller's clock (seconds); the gateway holds one per pool and
 //! each waiting request asks whether it is at the head; the simulator pops from it.
 
+/// Share of a tier's time-to-first-token objective that a request whose price has not cleared
+/// may spend waiting for it (the rest is left for the engine's queue and prefill). Chosen on the
+/// suite's development scenarios (docs/simulator.md, sixth session): 0.25 to 0.9 all beat
+/// refusing at once; 0.4 scored best there.
+pub const WAIT_SHARE_OF_TTFT: f64 = 0.4;
+
+/// How long a request may wait for its price to clear, seconds: a deferrable tier's
+/// `deadline_ms`; any other tier's request [`WAIT_SHARE_OF_TTFT`] of its TTFT objective, since
+/// a price raised by a burst often falls well within it; none without an objective.
+pub fn patience_s(deferrable: bool, deadline_ms: u64, ttft_slo_s: f64) -> f64 {
+    if deferrable {
+        deadline_ms as f64 / 1000.0
+    } else if ttft_slo_s.is_finite() {
+        WAIT_SHARE_OF_TTFT * ttft_slo_s.max(0.0)
+    } else {
+        0.0
+    }
+}
+
 /// One waiting request's window, on the caller's clock.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Window {
@@ -90,6 +109,14 @@ impl DeferQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patience_is_the_deadline_or_a_share_of_the_ttft_objective() {
+        assert_eq!(patience_s(true, 30_000, 2.0), 30.0, "deferrable: its tier's deadline");
+        assert!((patience_s(false, 30_000, 10.0) - WAIT_SHARE_OF_TTFT * 10.0).abs() < 1e-12);
+        assert_eq!(patience_s(false, 30_000, f64::INFINITY), 0.0, "no objective: refused at once");
+        assert_eq!(patience_s(false, 0, -1.0), 0.0);
+    }
 
     const OPEN: Window = Window { opened_s: 0.0, closes_s: 100.0 };
 

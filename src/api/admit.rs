@@ -167,8 +167,12 @@ pub async fn admit(
         tier.map(crate::config::TierConfig::value_rates).unwrap_or_default().charge_f(input as f64, out_est);
     let value = tier_value.max(bid_usd(input as f64 + out_est));
     let deferrable = tier.is_some_and(|t| t.deferrable);
-    let hold_ms = tier.map(|t| t.deadline_ms).unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_millis(hold_ms);
+    // How long it may wait for its price to clear (a deferrable tier's deadline, or a share of
+    // the tier's TTFT objective), as the simulator's requests do.
+    let patience_s =
+        tier.map_or(0.0, |t| crate::admission::defer::patience_s(t.deferrable, t.deadline_ms, t.ttft_slo_s()));
+    let arrived = Instant::now();
+    let deadline = arrived.checked_add(Duration::from_secs_f64(patience_s.min(1e9))).unwrap_or(arrived);
     let window = deferrable.then(|| waiting_window(alloc.now(), window_ms));
     let ttft_slo_s = tier.map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
     let tokens = input as f64 + out_est;
@@ -180,6 +184,8 @@ pub async fn admit(
     let mut waiting: Option<Waiting> = None;
     loop {
         let wait = window.map(|w| (w, alloc.now()));
+        // What is left of its TTFT objective after any wait so far.
+        let ttft_slo_s = ttft_slo_s - arrived.elapsed().as_secs_f64();
         let req =
             round::Request { class: &class, input: input as f64, output: out_est, value, ttft_slo_s, wait, p_weak };
         let r = round::round(alloc, cfg, &req).expect("managed model has a pool");
@@ -223,17 +229,20 @@ pub async fn admit(
             // Another request took the room meanwhile: price again (or wait, for batch).
             Outcome::Contended if !deferrable => continue,
             Outcome::Contended | Outcome::Defer => {}
+            // Not worth serving now: refused, unless it may still wait for its price.
             Outcome::Refuse { quote_per_1k, price } => {
-                return Err(refuse(alloc, &class, &r.asked, quote_per_1k, price, value, meter));
+                if Instant::now() >= deadline {
+                    return Err(refuse(alloc, &class, &r.asked, quote_per_1k, price, value, meter));
+                }
             }
         }
-        // Batch work waits for its price to clear, until its deadline.
+        // Work that may wait does, for its price to clear, until its deadline.
         if Instant::now() >= deadline {
             let asked = r.asked;
             return Err(refuse(alloc, &class, &asked, asked.quote_per_1k(tokens), asked.price, value, meter));
         }
         let w = waiting.get_or_insert_with(|| {
-            let window = window.expect("only work that may wait is held");
+            let window = window.unwrap_or_else(|| waiting_window(alloc.now(), None));
             let until = alloc.now() + deadline.saturating_duration_since(Instant::now()).as_secs_f64();
             Waiting::enqueue(alloc, r.asked.pool, value / r.asked.work.max(1e-12), window, until)
         });

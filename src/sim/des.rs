@@ -262,8 +262,10 @@ impl<'a> Sim<'a> {
                 let key = self.key(class);
                 self.alloc.observe_arrival_at(key, t, f64::from(r.input));
                 if !self.try_admit(i, t, false) {
-                    if self.deferrable(class) {
-                        let (density, window, deadline) = (self.density(i), self.window(i), self.deadline(i));
+                    // It waits for its price, as long as its tier lets it (see `patience_s`).
+                    let deadline = self.deadline(i);
+                    if deadline > t {
+                        let (density, window) = (self.density(i), self.window(i));
                         self.waiting_defer[pool].push(i as u64, density, window, deadline);
                     } else {
                         self.fates[i] = Some(Fate::Refused);
@@ -285,10 +287,14 @@ impl<'a> Sim<'a> {
         Window { opened_s: r.at, closes_s: if line { self.deadline(i) } else { r.at } }
     }
 
-    /// When request `i` stops waiting: its tier's deadline after its arrival.
+    /// When request `i` stops waiting for its price: its patience after its arrival.
     fn deadline(&self, i: usize) -> f64 {
         let r = &self.reqs[i];
-        r.at + self.sc.tier(&self.sc.classes[r.class].tier).map(|t| t.deadline_ms).unwrap_or(0) as f64 / 1000.0
+        let patience = self
+            .sc
+            .tier(&self.sc.classes[r.class].tier)
+            .map_or(0.0, |t| crate::admission::defer::patience_s(t.deferrable, t.deadline_ms, t.ttft_slo_s()));
+        r.at + patience
     }
 
     /// Bid-price admission for request `i` now; true if it was started.
@@ -301,7 +307,7 @@ impl<'a> Sim<'a> {
         // only the forecast (never the trace's true length).
         let out = self.alloc.expected_output(key, r.max_tokens);
         let value = class_value(self.sc, &self.cfg, r.class, f64::from(r.input), out);
-        let ttft_slo_s = self.sc.tier(&c.tier).map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY);
+        let ttft_slo_s = self.sc.tier(&c.tier).map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY) - (t - r.at);
         let wait = deferrable.then(|| (self.window(i), t));
         let req = round::Request {
             class: key,
