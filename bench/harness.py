@@ -470,14 +470,7 @@ def main():
             finally:
                 for t in targets:
                     signal_tree(t, signal.SIGCONT)
-        sem = None
-        if a.semantic_model_dir:
-            tier_extra, tail = semantic.tier_and_cache(a.semantic_model_dir)
-            plain = start_tollgate(a.tollgate, up, work, "tollgate-plain")
-            cached = start_tollgate(a.tollgate, up, work, "tollgate-semantic", tier_extra=tier_extra, tail=tail)
-            targets.extend([plain, cached])
-            sem = semantic.measure(plain, cached)
-            print(f"[semantic cache] {sem}", file=sys.stderr, flush=True)
+        sem = a.semantic_model_dir and semantic.run(start_tollgate, a.tollgate, up, work, a.semantic_model_dir, targets)
         # The proxies' RSS excludes the upstream; direct's is the upstream's own.
         with open(a.out, "w") as f:
             json.dump({"seconds": seconds, "rounds": a.rounds, "runs": runs, "peak_rss_mib": peaks, "open_streams": held, "semantic_cache": sem,

@@ -9,6 +9,7 @@ then goes upstream. A lookup that hits is counted and left out of the latencies.
 import http.client
 import json
 import random
+import sys
 import time
 
 WORDS = ("river market engine garden winter theory signal planet copper violin harbor castle "
@@ -63,6 +64,12 @@ def measure(plain, semantic, n=400):
     return out
 
 
-def tier_and_cache(model_dir):
-    """What the semantic gateway adds to the benchmark's tollgate config."""
-    return "semantic_cache = true\n", f'[cache.semantic]\nmodel_dir = "{model_dir}"\n'
+def run(start_tollgate, tollgate, up, work, model_dir, targets):
+    """Starts the two gateways (added to `targets`, which the harness stops) and measures."""
+    plain = start_tollgate(tollgate, up, work, "tollgate-plain")
+    cached = start_tollgate(tollgate, up, work, "tollgate-semantic", tier_extra="semantic_cache = true\n",
+                            tail=f'[cache.semantic]\nmodel_dir = "{model_dir}"\n')
+    targets.extend([plain, cached])
+    out = measure(plain, cached)
+    print(f"[semantic cache] {out}", file=sys.stderr, flush=True)
+    return out

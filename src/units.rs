@@ -74,18 +74,25 @@ pub fn unix_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Unix milliseconds of the first instant of the UTC month containing `now_ms`.
-pub fn month_start_ms(now_ms: i64) -> i64 {
-    // Howard Hinnant's civil-from-days and days-from-civil.
-    let days = now_ms.div_euclid(86_400_000);
+/// The UTC calendar date (year, month 1-12, day 1-31) of a Unix time in milliseconds (Howard
+/// Hinnant's civil-from-days).
+pub fn civil_date(ms: i64) -> (i64, u32, u32) {
+    let days = ms.div_euclid(86_400_000);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5; // days since the 1st of the month
-    (days - day) * 86_400_000
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m as u32, d as u32)
+}
+
+/// Unix milliseconds of the first instant of the UTC month containing `now_ms`.
+pub fn month_start_ms(now_ms: i64) -> i64 {
+    let (_, _, day) = civil_date(now_ms);
+    (now_ms.div_euclid(86_400_000) - i64::from(day) + 1) * 86_400_000
 }
 
 #[cfg(test)]
