@@ -236,19 +236,24 @@ pub async fn admit(
                 }
             }
         }
-        // Work that may wait does, for its price to clear, until its deadline.
-        if Instant::now() >= deadline {
-            let asked = r.asked;
+        // Work that may wait does, for its price to clear, until its deadline. Only the densest
+        // waiting request of the pool is priced again (every poll, or at once when the one ahead
+        // leaves the queue); the others keep waiting. Past its deadline a request is refused
+        // without being priced again, as in the simulator (where one not at the head gets no
+        // last try either).
+        let asked = r.asked;
+        let past = || Instant::now() >= deadline;
+        if !past() {
+            let w = waiting.get_or_insert_with(|| {
+                let window = window.unwrap_or_else(|| waiting_window(alloc.now(), None));
+                let until = alloc.now() + deadline.saturating_duration_since(Instant::now()).as_secs_f64();
+                Waiting::enqueue(alloc, asked.pool, value / asked.work.max(1e-12), window, until)
+            });
+            w.turn(DEFER_POLL, deadline).await;
+        }
+        if past() {
             return Err(refuse(alloc, &class, &asked, asked.quote_per_1k(tokens), asked.price, value, meter));
         }
-        let w = waiting.get_or_insert_with(|| {
-            let window = window.unwrap_or_else(|| waiting_window(alloc.now(), None));
-            let until = alloc.now() + deadline.saturating_duration_since(Instant::now()).as_secs_f64();
-            Waiting::enqueue(alloc, r.asked.pool, value / r.asked.work.max(1e-12), window, until)
-        });
-        // Only the densest waiting request of the pool is priced again (every poll, or at once
-        // when the one ahead leaves the queue); the others keep waiting.
-        w.turn(DEFER_POLL, deadline).await;
     }
 }
 
