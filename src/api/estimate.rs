@@ -21,10 +21,6 @@ impl Router {
         }
     }
 
-    pub fn model(&self) -> &RouterModel {
-        &self.model
-    }
-
     /// The router's estimate for `text`; `None` when the embeddings model is busy or fails (the
     /// request then keeps its model: nothing is routed down on a guess).
     pub async fn estimate(&self, text: &str) -> Option<f64> {

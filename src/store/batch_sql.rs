@@ -397,25 +397,24 @@ macro_rules! impl_batch_store {
                 batch_id: &str,
             ) -> Result<$crate::store::batches::LineCounts, $crate::store::records::StoreError> {
                 use sqlx::Row;
-                let rows =
-                    sqlx::query("SELECT state, COUNT(*) AS n FROM batch_lines WHERE batch_id = $1 GROUP BY state")
-                        .bind(batch_id)
-                        .fetch_all(&self.pool)
-                        .await?;
+                // One round trip: the batch's value rides on each state's row.
+                let rows = sqlx::query(
+                    "SELECT state, COUNT(*) AS n, (SELECT value_usd FROM batches WHERE id = $1) AS v \
+                     FROM batch_lines WHERE batch_id = $1 GROUP BY state",
+                )
+                .bind(batch_id)
+                .fetch_all(&self.pool)
+                .await?;
                 let mut c = $crate::store::batches::LineCounts::default();
                 for r in rows {
                     let (state, n): (String, i64) = (r.get("state"), r.get("n"));
+                    c.value_usd = r.get::<Option<f64>, _>("v").unwrap_or(0.0);
                     match state.as_str() {
                         "pending" => c.pending = n,
                         "running" => c.running = n,
                         _ => c.done += n,
                     }
                 }
-                let value = sqlx::query("SELECT value_usd FROM batches WHERE id = $1")
-                    .bind(batch_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                c.value_usd = value.map_or(0.0, |r| r.get::<f64, _>("value_usd"));
                 Ok(c)
             }
 
