@@ -7,7 +7,6 @@ Every process is on loopback; every load is bounded in time.
 """
 import argparse
 import json
-import resource
 import os
 import shutil
 import signal
@@ -20,6 +19,7 @@ import urllib.error
 import urllib.request
 
 import semantic
+import streams
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -126,7 +126,8 @@ def start_nginx(upstream, work):
 worker_processes auto;
 pid {work}/nginx/nginx.pid;
 error_log {work}/nginx/error.log warn;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile 65536;
+events {{ worker_connections 32768; }}
 http {{
   access_log off;
   client_body_temp_path {work}/nginx/body;
@@ -196,45 +197,14 @@ tier = "standard"
     return Target(name, url, key, p)
 
 
-def many_streams(tollgate, opener, work, streams, tokens, gap_ms):
-    """`streams` streams held open at once through tollgate (ledger, metrics and admission on)
-    against an upstream that sends one event every `gap_ms`: examples/open_streams.rs opens them
-    and reports memory per open stream, CPU while they are open, and every stream's fate."""
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (262144, 262144))
-    except (ValueError, OSError):
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    # A proxy holds two descriptors per open stream (the client's and the upstream's): a
-    # machine whose open-file limit cannot be raised far enough gets fewer streams, and says so.
-    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    asked, streams = streams, min(streams, (fd_limit - 200) // 2)
+def start_pingora(pingora, upstream, work):
+    """A plain reverse proxy on Cloudflare's Pingora (bench/pingora-floor), two threads like
+    nginx's two workers: the floor of a data plane built on Pingora."""
     port = free_port()
-    up_proc = start([tollgate, "emulate", "--port", str(port), "--time-scale", "1000000", "--model-name", "m",
-                     "--fault", f"slow={gap_ms}@1"], open(f"{work}/slow-upstream.log", "w"))
-    up = Target("slow upstream", f"http://127.0.0.1:{port}", "unused", up_proc)
-    gw = None
-    try:
-        wait_http(up.url + "/v1/models")
-        # Every stream is admitted and placed: no in-flight cap below the load, and the idle
-        # limit between chunks well above the upstream's gap.
-        gw = start_tollgate(tollgate, up, work, "tollgate-streams",
-                            f"max_in_flight = {streams * 2}\nidle_timeout_ms = {gap_ms * 10}")
-        timeout = streams / 100 + tokens * gap_ms / 1000 * 3 + 120
-        out = subprocess.run([opener, gw.url, gw.key, str(streams), str(tokens), str(gw.proc.pid)],
-                             check=True, capture_output=True, text=True, timeout=timeout).stdout
-        r = json.loads(out.strip().splitlines()[-1])
-        r.update(gap_ms=gap_ms, fd_limit=fd_limit, streams_asked=asked)
-        # What the gateway itself logged as going wrong (it logs at warn and above here).
-        with open(f"{work}/tollgate-streams/tollgate.log", errors="replace") as f:
-            bad = [l.strip() for l in f if " WARN " in l or " ERROR " in l]
-        r["gateway_warnings"] = len(bad)
-        r["gateway_warning_lines"] = bad[:5]
-        return r
-    finally:
-        for t in [x for x in (gw, up) if x]:
-            os.killpg(t.proc.pid, signal.SIGTERM)
-            t.proc.wait(timeout=30)
+    p = start([pingora, f"127.0.0.1:{port}", upstream.url, "2"], open(f"{work}/pingora.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/v1/models")
+    return Target("pingora", url, "unused", p)
 
 
 def start_bare(bare, upstream, work):
@@ -385,6 +355,8 @@ def main():
     ap.add_argument("--oha", required=True)
     ap.add_argument("--litellm", help="path to the litellm CLI (omit to leave LiteLLM out)")
     ap.add_argument("--bare", help="path to the bare_proxy example (the HTTP stack's floor; omit to leave out)")
+    ap.add_argument("--pingora", help="path to bench/pingora-floor's binary (a plain proxy on Pingora; omit to "
+                    "leave out)")
     ap.add_argument("--tollgate-before", help="another tollgate binary (e.g. built from an earlier commit), run "
                     "side by side as the target 'tollgate-before'")
     ap.add_argument("--seconds", type=float, default=5)
@@ -403,6 +375,7 @@ def main():
     seconds = int(a.seconds) if a.seconds >= 1 else 1
     work = tempfile.mkdtemp(prefix="tollgate-bench-")
     targets = []
+    runs = []
     try:
         up = start_upstream(a.tollgate, work)
         starters = [lambda: start_nginx(up, work), lambda: start_tollgate(a.tollgate, up, work)]
@@ -410,6 +383,8 @@ def main():
             starters.append(lambda: start_tollgate(a.tollgate_before, up, work, "tollgate-before"))
         if a.bare:
             starters.append(lambda: start_bare(a.bare, up, work))
+        if a.pingora:
+            starters.append(lambda: start_pingora(a.pingora, up, work))
         if a.litellm:
             starters.append(lambda: start_litellm(a.litellm, up, work))
         targets = [up]
@@ -465,8 +440,12 @@ def main():
             for t in targets:
                 signal_tree(t, signal.SIGSTOP)
             try:
-                held = many_streams(a.tollgate, a.open_streams, work, a.streams, 90, 1000)
-                print(f"[open streams] {held}", file=sys.stderr, flush=True)
+                extra = streams.TOLLGATE_EXTRA.format(max_in_flight=2 * a.streams)
+                proxies = {"tollgate": lambda u, w: start_tollgate(a.tollgate, u, w, "tollgate-streams", extra),
+                           "nginx": start_nginx}
+                if a.pingora:
+                    proxies["pingora"] = lambda u, w: start_pingora(a.pingora, u, w)
+                held = streams.run(sys.modules[__name__], a.tollgate, a.open_streams, work, a.streams, proxies)
             finally:
                 for t in targets:
                     signal_tree(t, signal.SIGCONT)
@@ -488,7 +467,11 @@ def main():
                 t.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(t.proc.pid, signal.SIGKILL)
-        shutil.rmtree(work, ignore_errors=True)
+        if any(r["errors"] for r in runs) or os.environ.get("KEEP_WORK"):
+            # The targets' logs and ledgers say what the errors were.
+            print(f"[errors seen: logs and ledgers kept in {work}]", file=sys.stderr, flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

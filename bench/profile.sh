@@ -3,7 +3,7 @@
 # auth, admission and metering on, oha at concurrency $CONC (default 64) (non-streaming, then streaming), and
 # `perf record` (software cpu-clock, so it works where hardware counters are not exposed) on the
 # gateway process. Writes perf reports to $OUT (default target/profile).
-# Usage: bench/profile.sh [SECONDS]
+# Usage: bench/profile.sh [SECONDS] (CARGO_TARGET_DIR keeps the line-table build apart from the usual one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -11,9 +11,10 @@ conc=${CONC:-64}
 out=${OUT:-target/profile}
 mkdir -p "$out"
 CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_PROFILE_RELEASE_STRIP=none cargo build --release -q --bin tollgate
+bin="${CARGO_TARGET_DIR:-target}/release/tollgate"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
-./target/release/tollgate emulate --port 0 --time-scale 1000000 --model-name m > "$work/emu.out" 2>/dev/null &
+"$bin" emulate --port 0 --time-scale 1000000 --model-name m > "$work/emu.out" 2>/dev/null &
 for _ in $(seq 100); do grep -q listening "$work/emu.out" 2>/dev/null && break; sleep 0.1; done
 emu=$(grep -o 'http://[0-9.:]*' "$work/emu.out")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -35,8 +36,8 @@ output_price_per_1m = 2.0
 name = "bench"
 tier = "standard"
 TOML
-key=$(./target/release/tollgate keys create --tenant bench --config "$work/tollgate.toml" 2>/dev/null)
-TOLLGATE_LOG=warn ./target/release/tollgate serve --config "$work/tollgate.toml" > /dev/null 2>&1 &
+key=$("$bin" keys create --tenant bench --config "$work/tollgate.toml" 2>/dev/null)
+TOLLGATE_LOG=warn "$bin" serve --config "$work/tollgate.toml" > /dev/null 2>&1 &
 gw=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/health" && break; sleep 0.1; done
 for mode in whole stream; do

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates docs/benchmarks.md: the side-by-side HTTP benchmark (direct, nginx, the bare
-# axum+reqwest floor, tollgate, LiteLLM's proxy; bench/harness.py with oha) and the criterion
+# Regenerates docs/benchmarks.md: the side-by-side HTTP benchmark (direct, nginx, a plain proxy
+# on Pingora, the bare axum+reqwest floor, tollgate, LiteLLM's proxy; bench/harness.py with oha;
+# many open streams through tollgate, nginx and Pingora, bench/streams.py) and the criterion
 # micro-benchmarks (benches/micro.rs), on this machine, everything on loopback.
 #
 #   bench/run.sh                 # about 15 minutes on 2 cores
@@ -8,7 +9,7 @@
 #   NO_LITELLM=1 bench/run.sh    # without LiteLLM (no PyPI download)
 #   STREAMS=2000 bench/run.sh    # fewer streams held open at once (default 10,000)
 #
-# Installs what is missing: oha (cargo install), nginx (apt, as root), LiteLLM's proxy (pip, in a
+# Installs what is missing: oha (cargo install), nginx and cmake (apt, as root), LiteLLM's proxy (pip, in a
 # venv under target/). Results: target/bench/results.json and docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,12 @@ if ! command -v nginx > /dev/null; then
   log "installing nginx (apt)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light > /dev/null
 fi
+if ! command -v cmake > /dev/null; then
+  log "installing cmake (apt; Pingora's zlib-ng needs it)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cmake > /dev/null
+fi
+# The Pingora floor is a crate of its own (bench/pingora-floor), never part of tollgate's build.
+CARGO_TARGET_DIR=target/pingora-floor cargo build --release -q --locked --manifest-path bench/pingora-floor/Cargo.toml
 litellm_args=()
 if [ -z "${NO_LITELLM:-}" ]; then
   venv=$out/litellm-venv
@@ -42,7 +49,7 @@ fi
 
 log "HTTP benchmark: ${secs} s per run, ${rounds} rounds"
 python3 bench/harness.py --tollgate target/release/tollgate --oha "$oha" \
-  --bare target/release/examples/bare_proxy "${litellm_args[@]}" \
+  --bare target/release/examples/bare_proxy --pingora target/pingora-floor/release/pingora-floor "${litellm_args[@]}" \
   --open-streams target/release/examples/open_streams --streams "${STREAMS:-10000}" \
   --semantic-model-dir "$(bash scripts/install-embeddings.sh)" \
   --seconds "$secs" --rounds "$rounds" --out "$out/results.json"

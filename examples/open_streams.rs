@@ -3,24 +3,33 @@
 //! to open, the gateway's resident memory and CPU while all were open, and how many ended
 //! whole (`[DONE]` after every token asked for) or in error. `bench/harness.py` runs it.
 //!
-//! cargo run --release --example open_streams -- URL KEY STREAMS TOKENS GATEWAY_PID [OPENED_PER_S]
-//! (raise the open-file limit first: `ulimit -n 65536`)
+//! cargo run --release --example open_streams -- URL KEY STREAMS TOKENS GATEWAY_PIDS [OPENED_PER_S]
+//! (GATEWAY_PIDS: the proxy's processes, comma-separated, summed: nginx's workers and master;
+//! raise the open-file limit first: `ulimit -n 65536`)
 
 use futures::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// CPU seconds (user + system) of process `pid`.
-fn cpu_seconds(pid: u32) -> f64 {
+/// CPU seconds (user + system) of processes `pids`.
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter().map(|&p| cpu_seconds_of(p)).sum()
+}
+
+/// Resident memory of processes `pids`, in KiB.
+fn rss_kib(pids: &[u32]) -> f64 {
+    pids.iter().map(|&p| rss_kib_of(p)).sum()
+}
+
+fn cpu_seconds_of(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let Some((_, rest)) = stat.rsplit_once(')') else { return f64::NAN };
     let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(f64::NAN)).collect();
     (f.get(11).copied().unwrap_or(f64::NAN) + f.get(12).copied().unwrap_or(f64::NAN)) / 100.0
 }
 
-/// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> f64 {
+fn rss_kib_of(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
@@ -35,10 +44,10 @@ async fn main() {
     let (url, key) = (a[1].clone(), a[2].clone());
     let streams: usize = a[3].parse().expect("STREAMS");
     let tokens: u32 = a[4].parse().expect("TOKENS");
-    let pid: u32 = a[5].parse().expect("GATEWAY_PID");
+    let pid: Vec<u32> = a[5].split(',').map(|p| p.parse().expect("GATEWAY_PIDS")).collect();
     // One connection per stream, as separate clients would hold.
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
-    let rss_before = rss_kib(pid);
+    let rss_before = rss_kib(&pid);
     // Streams that have had their first bytes, and those that failed before.
     let started = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
@@ -76,10 +85,10 @@ async fn main() {
     let open = started.load(Ordering::Relaxed) - ended.load(Ordering::Relaxed);
     // While they are open: memory, and CPU over a window.
     let window = 3.0;
-    let (c0, w0) = (cpu_seconds(pid), Instant::now());
+    let (c0, w0) = (cpu_seconds(&pid), Instant::now());
     tokio::time::sleep(Duration::from_secs_f64(window)).await;
-    let cpu_open = (cpu_seconds(pid) - c0) / w0.elapsed().as_secs_f64();
-    let rss_open = rss_kib(pid);
+    let cpu_open = (cpu_seconds(&pid) - c0) / w0.elapsed().as_secs_f64();
+    let rss_open = rss_kib(&pid);
     let (mut whole, mut errors, mut kinds) = (0usize, 0usize, std::collections::BTreeMap::<String, usize>::new());
     for t in tasks {
         match t.await.expect("task") {

@@ -57,6 +57,7 @@ impl Relay {
         }
         match err {
             None => {
+                lease.backend.saw_usage(self.tally.reported_usage());
                 lease.report(Report::Success);
                 self.durable = Some(meter.finish(200, Outcome::Ok, None));
                 if let (Some(cap), Some(events)) = (self.capture.take(), self.tally.captured()) {
@@ -199,6 +200,9 @@ pub struct StreamParts {
 pub fn relay_stream(opened: Opened, lease: Lease, meter: Meter, parts: StreamParts) -> Response {
     let StreamParts { client_wants_usage, service_tier, prompt, mut headers, admitted, capture, span } = parts;
     let mut tally = Tally::new(client_wants_usage);
+    if lease.backend.reports_usage() {
+        tally.trust_usage();
+    }
     if capture.is_some() {
         tally.capture();
     }

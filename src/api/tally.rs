@@ -89,6 +89,9 @@ struct Reading {
     usage: Option<Tokens>,
     text: String,
     content_events: i64,
+    /// The upstream is known to report usage: an event that does not mention it is checked
+    /// (a JSON object) and counted, not read; its text is not kept.
+    trusting: bool,
     saw_done: bool,
     /// An event whose data is not JSON arrived: the stream is broken (nothing after it is read).
     malformed: bool,
@@ -101,6 +104,18 @@ struct Reading {
 }
 
 impl Reading {
+    /// Keeps an event's payload for the cache, while the answer stays within its bound.
+    fn capture(&mut self, data: &Bytes) {
+        if let Some(kept) = self.captured.as_mut() {
+            self.captured_bytes += data.len();
+            if self.captured_bytes > MAX_CAPTURE_BYTES {
+                self.captured = None;
+            } else {
+                kept.push(data.clone());
+            }
+        }
+    }
+
     fn event(&mut self, ev: SseEvent) {
         if self.malformed {
             self.dropped = true;
@@ -115,13 +130,18 @@ impl Reading {
             self.saw_done = true;
             return self.forward.push(ev.raw);
         }
-        if let Some(kept) = self.captured.as_mut() {
-            self.captured_bytes += data.len();
-            if self.captured_bytes > MAX_CAPTURE_BYTES {
-                self.captured = None;
-            } else {
-                kept.push(data.clone());
+        self.capture(data);
+        if self.trusting && memchr::memmem::find(data, b"\"usage\"").is_none() {
+            // Not the usage event (a `"usage"` inside text is escaped, so it cannot match):
+            // checked for the shape of a JSON object, forwarded as it is, and counted as about a
+            // token for the running figure.
+            if data.first() != Some(&b'{') || data.last() != Some(&b'}') {
+                self.malformed = true;
+                self.dropped = true;
+                return;
             }
+            self.content_events += 1;
+            return self.forward.push(ev.raw);
         }
         let keep = self.text.len() < MAX_ESTIMATE_TEXT;
         let mut sink = TextSink { text: &mut self.text, keep, seen: 0 };
@@ -202,14 +222,30 @@ impl Tally {
         self.splitter.pending()
     }
 
+    /// Trusts the upstream to report usage (it did on its last stream): events that do not
+    /// mention usage are not read for text. Should it end without usage after all, its output
+    /// is estimated from the events' count (about a token each) instead of their text.
+    pub fn trust_usage(&mut self) {
+        self.reading.trusting = true;
+    }
+
+    /// Whether the upstream reported usage.
+    pub fn reported_usage(&self) -> bool {
+        self.reading.usage.is_some()
+    }
+
     /// A cheap running figure (an event is about a token) while the stream goes on.
     pub fn running(&self) -> Tokens {
         self.reading.usage.unwrap_or(Tokens::new(0, self.reading.content_events, true))
     }
 
-    /// The final figure: the upstream's usage, else counted from the prompt and the text.
+    /// The final figure: the upstream's usage, else counted from the prompt and the text (the
+    /// events, when the upstream was trusted to report usage and did not).
     pub fn tokens(&self, prompt: &PromptInput) -> Tokens {
-        counted(self.reading.usage, prompt, &self.reading.text)
+        match self.reading.usage {
+            None if self.reading.trusting => Tokens::new(prompt.count(), self.reading.content_events, true),
+            usage => counted(usage, prompt, &self.reading.text),
+        }
     }
 }
 
@@ -425,5 +461,30 @@ mod tests {
         assert!(whole_tokens(b"[1, \"a\", null]", &prompt()).is_some_and(|t| t.output == 0));
         assert!(whole_tokens(b"{\"choices\": \"x\", \"usage\": 3}", &prompt()).is_some());
         assert!(whole_tokens(b"{\"choices\": [", &prompt()).is_none());
+    }
+
+    #[test]
+    fn a_trusted_upstream_is_read_only_for_its_usage_and_estimated_by_events_without_it() {
+        let stream: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"the \\\"usage\\\" word\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"!\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n";
+        let mut read = Tally::new(false);
+        let mut trusted = Tally::new(false);
+        trusted.trust_usage();
+        // The same bytes go on, and the same usage is read; no text is kept.
+        assert_eq!(trusted.process(Bytes::from_static(stream)), read.process(Bytes::from_static(stream)));
+        assert_eq!(trusted.tokens(&prompt()), Tokens::new(7, 2, false));
+        assert!(trusted.reported_usage() && trusted.saw_done());
+        assert_eq!((trusted.reading.text.as_str(), trusted.reading.content_events), ("", 2));
+        // Without usage after all: the events are counted as tokens.
+        let mut t = Tally::new(false);
+        t.trust_usage();
+        feed(&mut t, b"data: {\"choices\":[{\"delta\":{\"content\":\"a b c\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"d\"}}]}\n\ndata: [DONE]\n\n");
+        let tok = t.tokens(&prompt());
+        assert!(tok.estimated && !t.reported_usage());
+        assert_eq!((tok.input, tok.output), (2, 2));
+        // An event that is not a JSON object still ends the reading.
+        let mut m = Tally::new(false);
+        m.trust_usage();
+        assert!(feed(&mut m, b"data: <html>bad gateway</html>\n\n").is_empty());
+        assert!(m.malformed());
     }
 }

@@ -43,6 +43,8 @@ pub struct Backend {
     pub http: super::client::HttpClient,
     pub(super) outstanding: AtomicUsize,
     pub(super) healthy: AtomicBool,
+    /// Its last stream that ended well reported usage (so the next is trusted to).
+    reports_usage: AtomicBool,
     pub(super) circuit: Mutex<Circuit>,
     /// Not picked before this instant: the backend answered 429 with a `Retry-After`.
     /// The concurrency limit (f64 bits): `max_in_flight`, halved by a 429, raised by one per
@@ -103,6 +105,7 @@ impl Backend {
             client,
             outstanding: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
+            reports_usage: AtomicBool::new(false),
             circuit: Mutex::new(Circuit::new(circuit.failure_threshold, Duration::from_millis(circuit.open_ms))),
             limit_bits: AtomicU64::new((cfg.max_in_flight.max(1) as f64).to_bits()),
             last_decrease_ms: AtomicU64::new(0),
@@ -144,6 +147,17 @@ impl Backend {
     pub fn cost_rates(&self) -> Rates {
         Rates::new(self.cfg.cost_per_1m_input, self.cfg.cost_per_1m_output)
             .with_cache(self.cfg.cost_per_1m_cached_input, self.cfg.cost_per_1m_cache_write)
+    }
+
+    /// Whether its last stream that ended well reported usage: a stream's events then need not
+    /// be read for their text ([`crate::api::tally::Tally::trust_usage`]).
+    pub fn reports_usage(&self) -> bool {
+        self.reports_usage.load(Ordering::Relaxed)
+    }
+
+    /// A stream from it ended well, with usage reported or not.
+    pub fn saw_usage(&self, reported: bool) {
+        self.reports_usage.store(reported, Ordering::Relaxed);
     }
 
     /// The upstream said 429: halve this backend's concurrency limit (at most once per

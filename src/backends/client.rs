@@ -28,6 +28,12 @@ use tokio::net::TcpStream;
 /// How long an idle connection is kept for reuse.
 const IDLE_KEEP: Duration = Duration::from_secs(60);
 
+/// Bytes read from an upstream at a time. hyper's adaptive buffer starts at 8 KiB and never
+/// goes below it; a stream's connection holds its buffer for the stream's whole life, and SSE
+/// events are a few hundred bytes. 4 KiB (nginx's `proxy_buffer_size` default) took 4 KiB off
+/// every open stream (`bench/streams.py`); a large whole answer is read in more pieces.
+const READ_BUFFER: usize = 4096;
+
 /// Most idle connections kept per backend.
 const MAX_IDLE: usize = 1024;
 
@@ -132,6 +138,7 @@ impl HttpClient {
         let _ = stream.set_nodelay(true);
         tracing::debug!(host, port, "connected to upstream");
         let (tx, conn) = hyper::client::conn::http1::Builder::new()
+            .read_buf_exact_size(Some(READ_BUFFER))
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;
