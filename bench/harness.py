@@ -103,6 +103,21 @@ class Target:
         self.path, self.body = path, body or chat_body
 
 
+def stop(proc):
+    """Stops a started process group (stopped ones woken first): asked, then killed after 10 s
+    (Pingora's SIGTERM is a graceful shutdown that waits for its grace period)."""
+    try:
+        os.killpg(proc.pid, signal.SIGCONT)
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 def start(cmd, log, env=None, **kw):
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, **kw)
 
@@ -404,7 +419,6 @@ def main():
         for t in targets:  # warm-up: connections, pools, caches
             measure(a.oha, targets, t, False, 2, 8, None)
             measure(a.oha, targets, t, True, 1, 8, None)
-        runs = []
         total = len(modes) * len(loads) * a.rounds * len(targets)
         done = 0
         for stream in modes:
@@ -457,16 +471,7 @@ def main():
                        "date": time.strftime("%Y-%m-%d", time.gmtime())}, f, indent=1)
     finally:
         for t in targets:
-            try:
-                os.killpg(t.proc.pid, signal.SIGCONT)
-                os.killpg(t.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for t in targets:
-            try:
-                t.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(t.proc.pid, signal.SIGKILL)
+            stop(t.proc)
         if any(r["errors"] for r in runs) or os.environ.get("KEEP_WORK"):
             # The targets' logs and ledgers say what the errors were.
             print(f"[errors seen: logs and ledgers kept in {work}]", file=sys.stderr, flush=True)

@@ -5,7 +5,6 @@ every stream's fate. bench/harness.py calls `run`."""
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 
@@ -25,17 +24,6 @@ def raise_fd_limit():
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def stop(proc):
-    """Stops a started process group: asked, then killed after 10 s (Pingora's SIGTERM is a
-    graceful shutdown that waits for its grace period)."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 def hold(h, opener, proxy, streams, log_path=None):
@@ -76,10 +64,10 @@ def run(h, tollgate, opener, work, asked, proxies):
                 log = f"{work}/tollgate-streams/tollgate.log" if name == "tollgate" else None
                 r = hold(h, opener, proxy, streams, log)
             finally:
-                stop(proxy.proc)
+                h.stop(proxy.proc)
             r.update(gap_ms=GAP_MS, fd_limit=fd_limit, streams_asked=asked)
             results[name] = r
             print(f"[open streams] {name}: {r}", file=sys.stderr, flush=True)
     finally:
-        stop(up.proc)
+        h.stop(up.proc)
     return results

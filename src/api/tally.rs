@@ -19,6 +19,10 @@ use std::fmt;
 /// Most text kept for estimating output tokens when an upstream reports no usage.
 const MAX_ESTIMATE_TEXT: usize = 4 * 1024 * 1024;
 
+/// The usage key, looked for in each event of a trusted upstream (the searcher built once).
+static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+
 /// Most bytes of events kept to store a stream's answer in the cache; a longer one is not stored.
 const MAX_CAPTURE_BYTES: usize = 1024 * 1024;
 
@@ -131,11 +135,12 @@ impl Reading {
             return self.forward.push(ev.raw);
         }
         self.capture(data);
-        if self.trusting && memchr::memmem::find(data, b"\"usage\"").is_none() {
+        if self.trusting && USAGE_KEY.find(data).is_none() {
             // Not the usage event (a `"usage"` inside text is escaped, so it cannot match):
             // checked for the shape of a JSON object, forwarded as it is, and counted as about a
             // token for the running figure.
-            if data.first() != Some(&b'{') || data.last() != Some(&b'}') {
+            let json = data.trim_ascii();
+            if json.first() != Some(&b'{') || json.last() != Some(&b'}') {
                 self.malformed = true;
                 self.dropped = true;
                 return;
@@ -481,7 +486,11 @@ mod tests {
         let tok = t.tokens(&prompt());
         assert!(tok.estimated && !t.reported_usage());
         assert_eq!((tok.input, tok.output), (2, 2));
-        // An event that is not a JSON object still ends the reading.
+        // Whitespace around the object is still JSON; what is not a JSON object ends the reading.
+        let mut w = Tally::new(false);
+        w.trust_usage();
+        feed(&mut w, b"data: {\"choices\":[]} \n\n");
+        assert!(!w.malformed());
         let mut m = Tally::new(false);
         m.trust_usage();
         assert!(feed(&mut m, b"data: <html>bad gateway</html>\n\n").is_empty());

@@ -157,7 +157,11 @@ impl Backend {
 
     /// A stream from it ended well, with usage reported or not.
     pub fn saw_usage(&self, reported: bool) {
-        self.reports_usage.store(reported, Ordering::Relaxed);
+        // Written only when it changes: every stream's end would otherwise write the line all
+        // requests to this backend read.
+        if self.reports_usage() != reported {
+            self.reports_usage.store(reported, Ordering::Relaxed);
+        }
     }
 
     /// The upstream said 429: halve this backend's concurrency limit (at most once per
