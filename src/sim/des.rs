@@ -6,11 +6,9 @@ pub use super::outcome::{Fate, PoolSample};
 use super::plan::Planned;
 use super::policy::{Policy, QuotaBuckets};
 pub use super::request::SimRequest;
-use super::run::class_value;
 use super::scenario::Scenario;
 use crate::admission::defer::{DeferQueue, Window};
 use crate::admission::reservation::Reservation;
-use crate::admission::round;
 use crate::allocator::forecast::ClassKey;
 use crate::allocator::Allocator;
 use crate::config::Config;
@@ -18,6 +16,8 @@ use crate::emulator::engine::{Emit, Engine, Event, Submission};
 use crate::routing::placement::Placer;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+
+mod admit;
 
 struct Replica {
     engine: Engine,
@@ -233,12 +233,15 @@ impl<'a> Sim<'a> {
         let r = &self.reqs[i];
         let class = r.class;
         let pool = self.pool_index[class];
+        // Every policy's gateway sees the arrival (the forecast of output lengths is what the
+        // baselines also go by: none of them may read the trace's true output).
+        self.alloc.observe_arrival_at(&self.keys[class], t, f64::from(r.input));
         match self.policy {
             Policy::Fifo => self.start(i, t, pool, 1.0, None, false),
             Policy::Priority => {
                 let tier = self.sc.tier(&self.sc.classes[class].tier).map(|t| t.priority).unwrap_or(0);
                 let top = self.sc.tiers.iter().map(|t| t.priority).max().unwrap_or(0);
-                let work = self.alloc.fleet.pools[pool].work(f64::from(r.input), f64::from(r.output));
+                let work = self.alloc.fleet.pools[pool].work(f64::from(r.input), self.expected_out(i));
                 match self.alloc.load(pool).try_reserve(work, 0.0) {
                     Some(res) => self.start(i, t, pool, 1.0, Some(res), false),
                     None if tier == top => self.start(i, t, pool, 1.0, None, false),
@@ -252,15 +255,13 @@ impl<'a> Sim<'a> {
                 None => self.fates[i] = Some(Fate::Refused),
             },
             Policy::Quota => {
-                if self.quotas.take(class, t, f64::from(r.input + r.output)) {
+                if self.quotas.take(i, class, t, f64::from(r.input) + self.expected_out(i)) {
                     self.start(i, t, pool, 1.0, None, false)
                 } else {
                     self.fates[i] = Some(Fate::Refused)
                 }
             }
             Policy::BidPrice => {
-                let key = self.key(class);
-                self.alloc.observe_arrival_at(key, t, f64::from(r.input));
                 if !self.try_admit(i, t, false) {
                     // It waits for its price, as long as its tier lets it (see `patience_s`).
                     let deadline = self.deadline(i);
@@ -272,58 +273,6 @@ impl<'a> Sim<'a> {
                     }
                 }
             }
-        }
-    }
-
-    fn deferrable(&self, class: usize) -> bool {
-        self.sc.tier(&self.sc.classes[class].tier).is_some_and(|t| t.deferrable)
-    }
-
-    /// The window request `i` holds out over: to its deadline for a Batch API line (a tier of
-    /// the scenario's `batch_tiers`), none for a request its client holds open.
-    fn window(&self, i: usize) -> Window {
-        let r = &self.reqs[i];
-        let line = self.sc.batch_tiers.contains(&self.sc.classes[r.class].tier);
-        Window { opened_s: r.at, closes_s: if line { self.deadline(i) } else { r.at } }
-    }
-
-    /// When request `i` stops waiting for its price: its patience after its arrival.
-    fn deadline(&self, i: usize) -> f64 {
-        let r = &self.reqs[i];
-        let patience = self
-            .sc
-            .tier(&self.sc.classes[r.class].tier)
-            .map_or(0.0, |t| crate::admission::defer::patience_s(t.deferrable, t.deadline_ms, t.ttft_slo_s()));
-        r.at + patience
-    }
-
-    /// Bid-price admission for request `i` now; true if it was started.
-    fn try_admit(&mut self, i: usize, t: f64, deferred: bool) -> bool {
-        let r = &self.reqs[i];
-        let c = &self.sc.classes[r.class];
-        let key = self.key(r.class);
-        let deferrable = self.deferrable(r.class);
-        // What the gateway would see: the class's `max_tokens` if its clients send one, else
-        // only the forecast (never the trace's true length).
-        let out = self.alloc.expected_output(key, r.max_tokens);
-        let value = class_value(self.sc, &self.cfg, r.class, f64::from(r.input), out);
-        let ttft_slo_s = self.sc.tier(&c.tier).map(|t| t.ttft_slo_s()).unwrap_or(f64::INFINITY) - (t - r.at);
-        let wait = deferrable.then(|| (self.window(i), t));
-        let req = round::Request {
-            class: key,
-            input: f64::from(r.input),
-            output: out,
-            value,
-            ttft_slo_s,
-            wait,
-            p_weak: None,
-        };
-        match round::round(&self.alloc, &self.cfg, &req) {
-            Some(round::Round { outcome: round::Outcome::Serve { cand, reservation, .. }, .. }) => {
-                self.start(i, t, cand.pool, cand.quality, Some(reservation), deferred);
-                true
-            }
-            _ => false,
         }
     }
 
@@ -392,6 +341,7 @@ impl<'a> Sim<'a> {
                 let at = self.reqs[l.req].at;
                 let key = self.key(self.reqs[l.req].class);
                 self.alloc.observe_finish(key, f64::from(self.reqs[l.req].output));
+                self.quotas.settle(l.req, f64::from(self.reqs[l.req].input + self.reqs[l.req].output));
                 self.alloc.observe_lifetime_at(l.pool, t, t - l.started);
                 self.fates[l.req] = Some(Fate::Served {
                     pool: l.pool,
@@ -472,16 +422,6 @@ impl<'a> Sim<'a> {
             }
             self.fates[l.req] = Some(Fate::Dropped);
         }
-    }
-
-    /// Value per engine-second of request `i` as admission sees it (the forecast output).
-    fn density(&self, i: usize) -> f64 {
-        let r = &self.reqs[i];
-        let key = self.key(r.class);
-        let pool = self.pool_index[r.class];
-        let out = self.alloc.expected_output(key, r.max_tokens);
-        let w = self.alloc.fleet.pools[pool].work(f64::from(r.input), out).max(1e-12);
-        class_value(self.sc, &self.cfg, r.class, f64::from(r.input), out) / w
     }
 
     fn solve(&mut self, t: f64) {

@@ -6,6 +6,7 @@
 use super::request::SimRequest;
 use super::scenario::Scenario;
 use crate::allocator::Allocator;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -40,16 +41,18 @@ impl Policy {
 }
 
 /// Token buckets per class, refilled continuously at the class's tokens-per-minute quota; the
-/// bucket holds at most one minute of quota.
+/// bucket holds at most one minute of quota. As a gateway's token quota works: a request is let in
+/// when its prompt and expected output fit, is charged that much, and the charge is corrected to
+/// the tokens it actually used when it ends (the bucket may then run into debt).
 pub struct QuotaBuckets {
     rate: Vec<f64>,
     level: Vec<f64>,
     last: Vec<f64>,
+    /// What each request still running was charged, by its class.
+    charged: HashMap<usize, (usize, f64)>,
 }
 
 impl QuotaBuckets {
-    /// Quotas from the scenario, or by default each class's equal share of its pool's SLA-safe
-    /// capacity, converted to tokens at the class's mean request shape.
     pub fn new(sc: &Scenario, alloc: &Allocator, reqs: &[SimRequest]) -> Self {
         let rate: Vec<f64> = sc
             .classes
@@ -72,18 +75,52 @@ impl QuotaBuckets {
             })
             .collect();
         let level = rate.iter().map(|r| r * 60.0).collect();
-        Self { last: vec![0.0; rate.len()], rate, level }
+        Self { last: vec![0.0; rate.len()], rate, level, charged: HashMap::new() }
     }
 
-    pub fn take(&mut self, class: usize, t: f64, tokens: f64) -> bool {
+    /// Lets request `req` of `class` in at `t` if `tokens` (its prompt and expected output) fit.
+    pub fn take(&mut self, req: usize, class: usize, t: f64, tokens: f64) -> bool {
         let cap = self.rate[class] * 60.0;
         self.level[class] = (self.level[class] + (t - self.last[class]) * self.rate[class]).min(cap);
         self.last[class] = t;
         if self.level[class] >= tokens {
             self.level[class] -= tokens;
+            self.charged.insert(req, (class, tokens));
             true
         } else {
             false
         }
+    }
+
+    /// Request `req` ended having used `tokens`: its charge is corrected (nothing for a request
+    /// the buckets did not let in).
+    pub fn settle(&mut self, req: usize, tokens: f64) {
+        if let Some((class, charged)) = self.charged.remove(&req) {
+            let cap = self.rate[class] * 60.0;
+            self.level[class] = (self.level[class] + charged - tokens).min(cap);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quota_charges_the_expected_tokens_then_what_was_used() {
+        // 10 tokens a second: a bucket of 600.
+        let mut q = QuotaBuckets { rate: vec![10.0], level: vec![600.0], last: vec![0.0], charged: HashMap::new() };
+        assert!(q.take(1, 0, 0.0, 500.0));
+        assert!(!q.take(2, 0, 0.0, 200.0), "100 left");
+        // The first used only 100 of the 500 it was charged: 400 come back.
+        q.settle(1, 100.0);
+        assert!(q.take(2, 0, 0.0, 200.0));
+        // One that used more than it was charged leaves the bucket in debt.
+        q.settle(2, 900.0);
+        assert!(!q.take(3, 0, 0.0, 1.0));
+        assert!(q.take(3, 0, 60.0, 1.0), "a minute refills it");
+        // A request the buckets never let in changes nothing.
+        q.settle(99, 1e9);
+        assert!(q.take(4, 0, 60.0, 1.0));
     }
 }
