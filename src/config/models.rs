@@ -70,7 +70,11 @@ pub struct CapacityConfig {
     pub watts: Option<f64>,
     #[serde(default)]
     pub site: Option<String>,
-    /// Work in flight may not exceed this many seconds of the pool's SLA-safe capacity.
+    /// Work in flight may not exceed the pool's SLA-safe capacity times the mean request lifetime,
+    /// nor less than this many seconds of it: the floor that lets a burst of short requests
+    /// queue (each is still checked against its tier's time-to-first-token objective). The
+    /// default, 20 s, is the value chosen on the simulator's development scenarios
+    /// (docs/simulator.md); until stop 38 they set it while the default stayed 2 s.
     #[serde(default = "default_window")]
     pub queue_window_s: f64,
 }
@@ -172,5 +176,5 @@ fn default_rho() -> f64 {
 }
 
 fn default_window() -> f64 {
-    2.0
+    20.0
 }
