@@ -53,6 +53,9 @@ pub struct QuotaBuckets {
 }
 
 impl QuotaBuckets {
+    /// Quotas from the scenario, or by default each class's equal share of its pool's SLA-safe
+    /// capacity, converted to tokens at the class's mean request shape (set up as an operator
+    /// would from the traffic's history, before the replay).
     pub fn new(sc: &Scenario, alloc: &Allocator, reqs: &[SimRequest]) -> Self {
         let rate: Vec<f64> = sc
             .classes
@@ -80,8 +83,7 @@ impl QuotaBuckets {
 
     /// Lets request `req` of `class` in at `t` if `tokens` (its prompt and expected output) fit.
     pub fn take(&mut self, req: usize, class: usize, t: f64, tokens: f64) -> bool {
-        let cap = self.rate[class] * 60.0;
-        self.level[class] = (self.level[class] + (t - self.last[class]) * self.rate[class]).min(cap);
+        self.level[class] = (self.level[class] + (t - self.last[class]) * self.rate[class]).min(self.cap(class));
         self.last[class] = t;
         if self.level[class] >= tokens {
             self.level[class] -= tokens;
@@ -96,9 +98,13 @@ impl QuotaBuckets {
     /// the buckets did not let in).
     pub fn settle(&mut self, req: usize, tokens: f64) {
         if let Some((class, charged)) = self.charged.remove(&req) {
-            let cap = self.rate[class] * 60.0;
-            self.level[class] = (self.level[class] + charged - tokens).min(cap);
+            self.level[class] = (self.level[class] + charged - tokens).min(self.cap(class));
         }
+    }
+
+    /// The most a class's bucket holds: a minute of its quota.
+    fn cap(&self, class: usize) -> f64 {
+        self.rate[class] * 60.0
     }
 }
 
