@@ -15,6 +15,7 @@ pub mod dashboard;
 pub mod distill;
 pub mod emulator;
 pub mod fuzzing;
+pub mod guard;
 pub mod metering;
 pub mod routing;
 pub mod serve;

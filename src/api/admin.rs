@@ -105,6 +105,23 @@ pub async fn ledger(
     Ok(Json(json!({"object": "list", "total": total, "data": rows})))
 }
 
+/// The extraction watch's standings: every tenant and key with requests in its window, highest
+/// score first, with the score's reasons and signals.
+pub async fn extraction(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    let Some(w) = &gw.guard else {
+        return Json(json!({"enabled": false, "tenants": [], "keys": []}));
+    };
+    let (tenants, keys) = w.standings();
+    let list = |v: Vec<(String, Arc<crate::guard::Snapshot>)>, field: &str| -> Vec<serde_json::Value> {
+        v.into_iter()
+            .map(|(name, s)| json!({field: name, "score": s.score, "reasons": s.reasons, "signals": s.features}))
+            .collect()
+    };
+    Json(
+        json!({"enabled": true, "dropped": w.dropped(), "tenants": list(tenants, "tenant"), "keys": list(keys, "key_id")}),
+    )
+}
+
 /// The price board: the last plan's shadow prices and per-class plan, with each pool's live
 /// price (after between-solve corrections) and load.
 pub async fn prices(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {

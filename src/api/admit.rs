@@ -91,12 +91,16 @@ pub struct Admission<'a> {
 /// the request is priced at; a request served only because of its bid is charged the price that
 /// cleared it, per token, never more than its bid; one its tier's value clears pays its tier.
 /// Work that may wait (a deferrable tier's, or a batch line with its `window_ms`) holds out for
-/// a lower price the more of its window is ahead.
+/// a lower price the more of its window is ahead. A risk premium (`premium_per_1k`, from the
+/// model's extraction policy) is taken off the value the request is priced at: it must clear the
+/// capacity's price and the premium.
+#[allow(clippy::too_many_arguments)]
 pub async fn admit(
     gw: Admission<'_>,
     caller: &Caller,
     c: &Classified,
     bid_per_1k: Option<f64>,
+    premium_per_1k: Option<f64>,
     window_ms: Option<&std::ops::Range<i64>>,
     meter: &mut Meter,
 ) -> Result<Admitted, ApiError> {
@@ -165,7 +169,8 @@ pub async fn admit(
     alloc.observe_arrival(&class, input as f64);
     let tier_value =
         tier.map(crate::config::TierConfig::value_rates).unwrap_or_default().charge_f(input as f64, out_est);
-    let value = tier_value.max(bid_usd(input as f64 + out_est));
+    let premium = premium_per_1k.map_or(0.0, |p| p * (input as f64 + out_est) / 1000.0);
+    let value = tier_value.max(bid_usd(input as f64 + out_est)) - premium;
     let deferrable = tier.is_some_and(|t| t.deferrable);
     // How long it may wait for its price to clear (a deferrable tier's deadline, or a share of
     // the tier's TTFT objective), as the simulator's requests do.
@@ -408,8 +413,9 @@ mod tests {
     #[tokio::test]
     async fn a_managed_request_is_admitted_on_its_pool_and_gives_its_capacity_back() {
         let d = Deps::new();
-        let admitted =
-            admit(d.admission(), &caller("a"), &chat("hello", Some(8)), None, None, &mut meter("a")).await.unwrap();
+        let admitted = admit(d.admission(), &caller("a"), &chat("hello", Some(8)), None, None, None, &mut meter("a"))
+            .await
+            .unwrap();
         assert_eq!((admitted.model.as_str(), admitted.decision), ("m", Verdict::Admit));
         assert!(admitted.price.is_some() && d.alloc.load(0).inflight() > 0.0);
         assert_eq!(admitted.output_cap, None, "the client's max_tokens stands");
@@ -422,17 +428,18 @@ mod tests {
         let d = Deps::new();
         // 100 micro-USD at 1 and 2 USD per 1M tokens: a long prompt alone does not fit.
         let long = "word ".repeat(200);
-        let err = admit(d.admission(), &caller("b"), &chat(&long, Some(1)), None, None, &mut meter("b")).await.err();
+        let err =
+            admit(d.admission(), &caller("b"), &chat(&long, Some(1)), None, None, None, &mut meter("b")).await.err();
         assert!(matches!(err, Some(ApiError::BudgetExceeded)), "{err:?}");
         // No max_tokens: the tier's default cap is held, and sent upstream.
-        let admitted = admit(d.admission(), &caller("b"), &chat("hi", None), None, None, &mut meter("b")).await;
+        let admitted = admit(d.admission(), &caller("b"), &chat("hi", None), None, None, None, &mut meter("b")).await;
         let err = admitted.err();
         assert!(
             matches!(err, Some(ApiError::BudgetExceeded)),
             "4,096 output tokens at 2 USD/1M exceed 100 micro-USD: {err:?}"
         );
         let admitted =
-            admit(d.admission(), &caller("b"), &chat("hi", Some(20)), None, None, &mut meter("b")).await.unwrap();
+            admit(d.admission(), &caller("b"), &chat("hi", Some(20)), None, None, None, &mut meter("b")).await.unwrap();
         let (spent, held) = d.state.tenant_usage("b").await.unwrap().unwrap();
         assert_eq!(spent, 0.0);
         assert!(held >= 40e-6, "the hold covers the output cap: {held}");

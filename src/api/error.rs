@@ -35,6 +35,12 @@ pub enum ApiError {
     Priced { model: String, quote_per_1k: f64, price: f64, retry_after_s: u64 },
     #[error("Your tenant's monthly budget would be exceeded by this request.")]
     BudgetExceeded,
+    /// The model's extraction policy refuses a tenant scored as harvesting it.
+    #[error("Requests to `{0}` from your organisation are refused: its recent traffic is scored as systematic extraction of this model's outputs. Contact the operator if this is wrong.")]
+    ExtractionRisk(String),
+    /// The model's extraction policy throttles a tenant scored as harvesting it.
+    #[error("Requests to `{model}` from your organisation are limited to {per_minute} a minute: its recent traffic is scored as systematic extraction of this model's outputs. Retry after {retry_after_s} s.")]
+    ExtractionThrottled { model: String, per_minute: u32, retry_after_s: u64 },
     /// A tenant's tokens or requests per minute. `retry_after_s` is `None` when the request
     /// alone is over the limit.
     #[error("{}", rate_limited_message(.what, *.limit, *.retry_after_s))]
@@ -81,11 +87,13 @@ impl ApiError {
             }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized(_) | Self::AdminOnly => StatusCode::UNAUTHORIZED,
-            Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::ModelNotAllowed(_) | Self::ExtractionRisk(_) => StatusCode::FORBIDDEN,
             Self::NoBackend(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Priced { .. } | Self::BudgetExceeded | Self::AuthRateLimited { .. } | Self::RateLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::Priced { .. }
+            | Self::BudgetExceeded
+            | Self::AuthRateLimited { .. }
+            | Self::RateLimited { .. }
+            | Self::ExtractionThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::StateUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::PromptTooLong { .. } => StatusCode::BAD_REQUEST,
             Self::UpstreamStatus { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
@@ -128,6 +136,8 @@ impl ApiError {
             Self::ModelNotAllowed(_) => Some("model_not_allowed"),
             Self::Priced { .. } => Some("capacity_priced"),
             Self::BudgetExceeded => Some("insufficient_quota"),
+            Self::ExtractionRisk(_) => Some("extraction_risk"),
+            Self::ExtractionThrottled { .. } => Some("extraction_throttled"),
             Self::RateLimited { what: "tokens", .. } => Some("tokens_per_minute_exceeded"),
             Self::RateLimited { .. } => Some("requests_per_minute_exceeded"),
             Self::StateUnavailable => Some("state_unavailable"),
@@ -190,7 +200,8 @@ impl IntoResponse for ApiError {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Self::AuthRateLimited { retry_after_s }
         | Self::UpstreamStatus { retry_after_s: Some(retry_after_s), .. }
-        | Self::RateLimited { retry_after_s: Some(retry_after_s), .. } = &self
+        | Self::RateLimited { retry_after_s: Some(retry_after_s), .. }
+        | Self::ExtractionThrottled { retry_after_s, .. } = &self
         {
             h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
         }

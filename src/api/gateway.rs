@@ -28,6 +28,8 @@ pub struct Gateway {
     pub files: Arc<dyn crate::batch::files::FileStore>,
     /// Wakes the batch dispatcher (a batch was created or cancelled, or a line finished).
     pub batch_wake: Arc<tokio::sync::Notify>,
+    /// The extraction watch (`[guard]`), unless turned off.
+    pub guard: Option<Arc<crate::guard::Watch>>,
 }
 
 impl Gateway {

@@ -44,5 +44,12 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     m.state_seeded.set(h.seeded_tenants.load(std::sync::atomic::Ordering::Relaxed) as f64);
     m.state_errors.set(h.errors.load(std::sync::atomic::Ordering::Relaxed) as f64);
     m.lp_leader.set(flag(&h.leader));
+    if let Some(w) = &gw.guard {
+        m.extraction_score.reset();
+        for (tenant, snap) in w.standings().0 {
+            m.extraction_score.with_label_values(&[tenant.as_str()]).set(snap.score);
+        }
+        m.extraction_dropped.set(w.dropped() as f64);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()).into_response()
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod estimate;
 pub mod files;
 pub mod gateway;
+pub mod guard;
 pub mod metrics;
 pub mod openai;
 pub mod proxy;

@@ -146,6 +146,10 @@ async fn prepare(
     let tier = gw.cfg.request_tier(&caller.tenant, c.service());
     let rates = tier.map(|t| (t.price_rates(), t.value_rates())).unwrap_or_default();
     meter.rates(rates.0, rates.1);
+    let premium = {
+        let _stage = tracing::debug_span!(target: SPAN_TARGET, "guard").entered();
+        super::guard::guard(gw, caller, &c, request_id, meter)?
+    };
     let mut capture = None;
     if let Some(kind) = route.cache_kind() {
         let lookup = gw.cache.lookup(tier, &caller.tenant, &c.model, route.path(), kind, &c.json);
@@ -158,8 +162,9 @@ async fn prepare(
         }
     }
     let admit_span = tracing::debug_span!(target: SPAN_TARGET, "admit");
-    let mut admitted =
-        admit::admit(gw.admission(), caller, &c, bid, ids.window_ms.as_ref(), meter).instrument(admit_span).await?;
+    let mut admitted = admit::admit(gw.admission(), caller, &c, bid, premium, ids.window_ms.as_ref(), meter)
+        .instrument(admit_span)
+        .await?;
     // Only the asked-for model's own answer is cached: a downgraded answer is another model's.
     let capture = capture.filter(|_| admitted.model == c.model);
     let capture = match (keeper(gw, tier, &caller.tenant, route, &c, &admitted.model), capture) {

@@ -64,6 +64,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/tollgate/usage", get(admin::usage))
         .route("/v1/tollgate/ledger", get(admin::ledger))
         .route("/v1/tollgate/prices", get(admin::prices))
+        .route("/v1/tollgate/extraction", get(admin::extraction))
         .route("/v1/tollgate/tenants", get(admin::tenants))
         .route("/v1/tollgate/tiers", get(admin::tiers))
         .route("/v1/tollgate/decisions", get(admin::decisions))

@@ -5,6 +5,7 @@ mod cache;
 mod engine;
 mod export;
 mod gateway;
+mod guard;
 mod router;
 mod router_embed;
 mod simulate;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Response caching: measure the semantic cache's precision and hit rate on labelled pairs.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// The extraction watch: evaluate its signals on generated normal tenants and campaigns.
+    #[command(subcommand)]
+    Guard(guard::GuardCommand),
     /// Opt-in distillation data: write a tenant's kept prompt/response pairs as a fine-tuning file.
     Export(export::ExportArgs),
     /// Engine profiles: list them, or refit the shipped ones from measured data.
@@ -270,6 +274,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Router(c) => router::router(c),
         Command::Cache(c) => cache::run(c),
         Command::Export(a) => export::run(a),
+        Command::Guard(c) => guard::run(c),
         Command::Emulate(a) if a.list_profiles => engine::list_profiles(),
         Command::Emulate(a) => engine::emulate(a),
         Command::Calibrate(a) => engine::run_calibrate(a),

@@ -6,6 +6,7 @@ mod backends;
 mod batches;
 mod cache;
 mod check;
+mod guard;
 mod models;
 mod responses;
 mod service_tiers;
@@ -17,6 +18,7 @@ pub use backends::{BackendConfig, BackendKind, CircuitConfig, HealthConfig};
 pub use batches::BatchesConfig;
 pub use cache::{CacheConfig, CacheMode, SemanticCacheConfig, LOCAL_MODEL_FILES};
 pub use check::Invalid;
+pub use guard::{ExtractionPolicy, GuardConfig};
 pub use models::{AdmissionConfig, CapacityConfig, FallbackConfig, ModelConfig, SiteConfig};
 pub use responses::ResponsesConfig;
 pub use service_tiers::{ServiceTier, ServiceTiers};
@@ -70,6 +72,9 @@ pub struct Config {
     pub responses: ResponsesConfig,
     #[serde(default)]
     pub batches: BatchesConfig,
+    /// The extraction watch (`models[].extraction` says what each model does with its scores).
+    #[serde(default)]
+    pub guard: GuardConfig,
     /// The tiers OpenAI's `service_tier` values name (`flex`, `priority`).
     #[serde(default)]
     pub service_tiers: ServiceTiers,

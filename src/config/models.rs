@@ -121,6 +121,9 @@ pub struct ModelConfig {
     /// If set, only these tenants may use (or see) the model.
     #[serde(default)]
     pub allowed_tenants: Option<Vec<String>>,
+    /// What the model does for a tenant the extraction watch scores as harvesting it.
+    #[serde(default)]
+    pub extraction: Option<super::ExtractionPolicy>,
 }
 
 impl CapacityConfig {

@@ -28,6 +28,7 @@ impl Config {
         self.responses.validate("responses")?;
         self.batches.validate("batches")?;
         self.admission.validate("admission")?;
+        self.guard.validate("guard")?;
         let backends = unique(self.backends.iter().map(|b| b.name.as_str()), "backends", "backend")?;
         for (i, b) in self.backends.iter().enumerate() {
             b.validate(&format!("backends[{i}]"))?;
@@ -41,6 +42,9 @@ impl Config {
         for (i, m) in self.models.iter().enumerate() {
             let at = format!("models[{i}]");
             m.validate(&at)?;
+            if let Some(p) = &m.extraction {
+                p.validate(&format!("{at}.extraction"), m.capacity.is_some())?;
+            }
             for (j, b) in m.backends.iter().enumerate() {
                 ensure(
                     backends.contains(b.as_str()),

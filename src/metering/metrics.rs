@@ -37,6 +37,10 @@ pub struct GatewayMetrics {
     pub state_seeded: Gauge,
     pub state_errors: Gauge,
     pub lp_leader: Gauge,
+    /// Per tenant, set at scrape time: the extraction watch's score.
+    pub extraction_score: GaugeVec,
+    pub extraction_dropped: Gauge,
+    extraction_actions: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -202,6 +206,30 @@ impl GatewayMetrics {
                 Gauge::new("tollgate_lp_leader", "1 if this replica solves the LP and publishes prices")
                     .expect("valid gauge"),
             ),
+            extraction_score: gauge(
+                "tollgate_extraction_score",
+                "The extraction watch's score of a tenant (0-1; its reasons in the admin API's /v1/tollgate/extraction)",
+                &["tenant"],
+            ),
+            extraction_dropped: reg(
+                &r,
+                Gauge::new(
+                    "tollgate_extraction_dropped_total",
+                    "Observations the extraction watch dropped because its queue was full",
+                )
+                .expect("valid gauge"),
+            ),
+            extraction_actions: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tollgate_extraction_actions_total",
+                        "Requests a model's extraction policy acted on, by tenant, model and action",
+                    ),
+                    &["tenant", "model", "action"],
+                )
+                .expect("valid counter"),
+            ),
             registry: r,
         }
     }
@@ -211,6 +239,9 @@ impl GatewayMetrics {
         let model = row.model_served.as_deref().unwrap_or(&row.model_requested);
         let status = row.status.to_string();
         self.requests.with_label_values(&[&row.tenant, model, &row.decision, &status]).inc();
+        if let Some(action) = row.guard.as_deref().and_then(|g| g.split(' ').next()) {
+            self.extraction_actions.with_label_values(&[&row.tenant, &row.model_requested, action]).inc();
+        }
         let tok =
             |kind: &str, n: i64| self.tokens.with_label_values(&[&row.tenant, model, kind]).inc_by(n.max(0) as u64);
         tok("input", row.input_tokens);

@@ -30,6 +30,8 @@ pub struct Meter {
     /// The request's trace span (disabled unless traces are exported): what the row says is
     /// recorded into it too.
     span: tracing::Span,
+    /// The extraction watch, told the request's tokens when its row is written.
+    watch: Option<(std::sync::Arc<crate::guard::Watch>, u64)>,
 }
 
 impl Meter {
@@ -77,6 +79,7 @@ impl Meter {
                 service_tier: None,
                 bid_per_1k: None,
                 cache: None,
+                guard: None,
             },
             sink,
             started: Instant::now(),
@@ -87,6 +90,7 @@ impl Meter {
             tokens: Tokens::default(),
             written: false,
             span: tracing::Span::none(),
+            watch: None,
         }
     }
 
@@ -175,6 +179,16 @@ impl Meter {
         self.span = span;
     }
 
+    /// What the extraction watch did about this request.
+    pub fn guard(&mut self, what: String) {
+        self.row.guard = Some(what);
+    }
+
+    /// Tells `watch` this request's tokens (under `request_hash`) when it ends.
+    pub fn watched(&mut self, watch: std::sync::Arc<crate::guard::Watch>, request_hash: u64) {
+        self.watch = Some((watch, request_hash));
+    }
+
     pub fn finish(mut self, status: u16, outcome: Outcome, error: Option<String>) -> Durable {
         self.write(status, outcome, error)
     }
@@ -197,6 +211,12 @@ impl Meter {
     }
 
     fn fill(&mut self, status: u16, outcome: Outcome, error: Option<String>) {
+        if let Some((w, id)) = self.watch.take() {
+            // Only an answer counts as one: a refused or failed request is an arrival alone.
+            let t = self.tokens;
+            let tokens = |n: i64| n.clamp(0, i64::from(u32::MAX)) as u32;
+            w.done(id, (outcome == Outcome::Ok).then(|| (tokens(t.input), tokens(t.output))));
+        }
         let r = &mut self.row;
         r.status = status;
         r.outcome = outcome.as_str().into();

@@ -53,6 +53,9 @@ pub struct LedgerRow {
     /// The cache that answered (`exact`, `semantic`), `miss` if one was looked up and missed,
     /// `None` if no cache applied.
     pub cache: Option<String>,
+    /// What the extraction watch did (`models[].extraction`): the action, the tenant's score
+    /// and its reasons; `None` when no policy acted.
+    pub guard: Option<String>,
 }
 
 /// How a request ended.

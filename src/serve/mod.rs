@@ -86,6 +86,13 @@ pub async fn spawn(
     let files: Arc<dyn crate::batch::files::FileStore> =
         Arc::new(crate::batch::files::LocalFiles::new(cfg.data_dir.join("files")));
     let batch_wake = Arc::new(tokio::sync::Notify::new());
+    let guard = cfg.guard.enabled.then(|| {
+        crate::guard::Watch::start(crate::guard::Settings {
+            horizon_ms: (cfg.guard.horizon_s as i64).saturating_mul(1000),
+            min_requests: cfg.guard.min_requests,
+            weights: crate::guard::Weights::default(),
+        })
+    });
     let gateway = Arc::new(Gateway {
         cfg,
         allocator,
@@ -99,6 +106,7 @@ pub async fn spawn(
         routers,
         files,
         batch_wake,
+        guard,
     });
     let mut background = health;
     if let Some(a) = &gateway.allocator {

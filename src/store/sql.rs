@@ -14,19 +14,20 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/0007_cache_tokens_bids_service_tier.sql")),
     (8, include_str!("../../migrations/0008_batches.sql")),
     (9, include_str!("../../migrations/0009_batch_value.sql")),
+    (10, include_str!("../../migrations/0010_guard.sql")),
 ];
 
 pub const LEDGER_COLUMNS: &str = "id, tenant, key_id, endpoint, model_requested, model_served, backend, stream, \
      status, outcome, error, input_tokens, output_tokens, tokens_estimated, attempts, ttft_ms, latency_ms, cost_usd, \
      value_usd, started_at_ms, finished_at_ms, decision, price, net_value, revenue_usd, client_request_id, cache, \
-     cached_input_tokens, cache_write_tokens, bid_per_1k, service_tier";
+     cached_input_tokens, cache_write_tokens, bid_per_1k, service_tier, guard";
 
 /// The ledger's columns as read back (the two INTEGER columns widened).
 pub const LEDGER_SELECT: &str = "SELECT id, tenant, key_id, endpoint, model_requested, model_served, backend, \
      stream, CAST(status AS BIGINT) AS status, outcome, error, input_tokens, output_tokens, tokens_estimated, \
      CAST(attempts AS BIGINT) AS attempts, ttft_ms, latency_ms, cost_usd, value_usd, started_at_ms, finished_at_ms, \
      decision, price, net_value, revenue_usd, client_request_id, cache, cached_input_tokens, cache_write_tokens, \
-     bid_per_1k, service_tier FROM ledger \
+     bid_per_1k, service_tier, guard FROM ledger \
      ORDER BY started_at_ms DESC, id LIMIT $1";
 
 pub const USAGE: &str = "SELECT tenant, model_requested AS model, COUNT(*) AS requests, \
@@ -110,7 +111,8 @@ macro_rules! impl_sql_store {
                             .push_bind(r.cached_input_tokens)
                             .push_bind(r.cache_write_tokens)
                             .push_bind(r.bid_per_1k)
-                            .push_bind(&r.service_tier);
+                            .push_bind(&r.service_tier)
+                            .push_bind(&r.guard);
                     });
                     q.build().execute(&mut **tx).await?;
                 }
@@ -299,6 +301,7 @@ macro_rules! impl_sql_store {
                         cache_write_tokens: r.get("cache_write_tokens"),
                         bid_per_1k: r.get("bid_per_1k"),
                         service_tier: r.get("service_tier"),
+                        guard: r.get("guard"),
                     })
                     .collect())
             }

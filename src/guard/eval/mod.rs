@@ -1,0 +1,200 @@
+//! `tollgate guard eval`: the extraction watch on generated traffic. Two halves, built from
+//! disjoint halves of the prompts and of the traces' time: the watch's weights and the flagging
+//! threshold are chosen on the first (the least threshold that flags at most 0.5% of its normal
+//! tenants), and recall, false flags and time to detection are reported on the second. A
+//! leave-one-kind-out run checks each campaign kind with weights fitted without it.
+
+pub mod data;
+pub mod population;
+
+use super::score::Weights;
+use super::signals::Features;
+use super::sketch::sign;
+use super::tracker::{Arrival, Settings, Tracker};
+use population::{Kind, Population, Tenant};
+use serde::Serialize;
+
+/// Detection must come within this long of a campaign's first request.
+pub const DETECT_WITHIN_MS: i64 = 600_000;
+
+/// The largest share of normal tenants the watch may flag (the target).
+pub const FALSE_FLAG_TARGET: f64 = 0.01;
+
+/// The share of the tuning half's normal tenants the chosen threshold may flag: half the target,
+/// since a share estimated on a thousand tenants moves by about that much between halves (with
+/// the full target and 400 tenants a half, the held-out half's rate was 1.25-2% on two seeds of
+/// the development runs).
+pub const TUNING_FALSE_FLAGS: f64 = FALSE_FLAG_TARGET / 2.0;
+
+/// One tenant's signals after each of its requests (time, signals).
+pub struct Replay {
+    pub tenants: Vec<Tenant>,
+    pub first_ms: Vec<i64>,
+    pub trail: Vec<Vec<(i64, Features)>>,
+}
+
+/// Runs a half's requests through the watch's tracker (each request's end recorded as it
+/// arrives) and keeps every tenant's signals after each request.
+pub fn replay(pop: Population, settings: Settings) -> Replay {
+    let mut t = Tracker::new(settings);
+    let n = pop.tenants.len();
+    let (mut first_ms, mut trail) = (vec![i64::MAX; n], vec![Vec::new(); n]);
+    for (i, r) in pop.requests.into_iter().enumerate() {
+        let a = Arrival {
+            id: i as u64,
+            tenant: pop.tenants[r.tenant].name.clone(),
+            key: r.key,
+            t_ms: r.t_ms,
+            sign: sign(&r.text),
+            logprobs: r.logprobs,
+            max_tokens: r.max_tokens,
+        };
+        t.arrive(a);
+        let Some((_, _, snap, _)) = t.complete(i as u64, r.input_tokens, r.output_tokens) else { continue };
+        first_ms[r.tenant] = first_ms[r.tenant].min(r.t_ms);
+        trail[r.tenant].push((r.t_ms, snap.features));
+    }
+    Replay { tenants: pop.tenants, first_ms, trail }
+}
+
+/// Per tenant: its highest score and when it first reached `threshold` (ms after its first
+/// request), if it did.
+fn outcomes(r: &Replay, w: &Weights, min: usize, threshold: f64) -> Vec<(f64, Option<i64>)> {
+    r.trail
+        .iter()
+        .zip(&r.first_ms)
+        .map(|(tr, first)| {
+            let (mut high, mut at) = (0.0f64, None);
+            for (t, f) in tr {
+                let s = w.snapshot(*f, min).score;
+                high = high.max(s);
+                if at.is_none() && s >= threshold {
+                    at = Some(t - first);
+                }
+            }
+            (high, at)
+        })
+        .collect()
+}
+
+/// Fits weights on a replay's tenants (every fourth of a tenant's requests from the minimum on;
+/// each tenant weighing the same within its class, campaigns as much in all as normal tenants),
+/// leaving out campaigns of `without`.
+pub fn fit(r: &Replay, min: usize, without: Option<Kind>) -> Weights {
+    let mut samples = Vec::new();
+    let kept = |c: bool| r.tenants.iter().filter(|t| t.kind.is_campaign() == c && Some(t.kind) != without).count();
+    let class = [kept(false).max(1) as f64, kept(true).max(1) as f64];
+    for (t, tr) in r.tenants.iter().zip(&r.trail) {
+        if Some(t.kind) == without {
+            continue;
+        }
+        let picked: Vec<&Features> = tr.iter().map(|x| &x.1).filter(|f| f.requests >= min).step_by(4).collect();
+        let w = 1.0 / picked.len().max(1) as f64 / class[usize::from(t.kind.is_campaign())];
+        samples.extend(picked.into_iter().map(|f| (*f, t.kind.is_campaign(), w)));
+    }
+    Weights::fit(&samples, 1e-3)
+}
+
+/// The least threshold flagging at most [`TUNING_FALSE_FLAGS`] of a replay's normal tenants.
+pub fn choose_threshold(r: &Replay, w: &Weights, min: usize) -> f64 {
+    let mut highs: Vec<f64> = outcomes(r, w, min, 2.0)
+        .into_iter()
+        .zip(&r.tenants)
+        .filter(|(_, t)| !t.kind.is_campaign())
+        .map(|(o, _)| o.0)
+        .collect();
+    highs.sort_by(|a, b| b.total_cmp(a));
+    let allowed = (highs.len() as f64 * TUNING_FALSE_FLAGS).floor() as usize;
+    // Just above the highest normal score that must not be flagged.
+    highs.get(allowed).map_or(0.5, |h| (h + 1e-6).min(1.0))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub name: String,
+    pub tenants: usize,
+    pub flagged: usize,
+    pub within_10_min: usize,
+    /// Median and largest time to detection of those flagged, seconds.
+    pub median_s: Option<f64>,
+    pub max_s: Option<f64>,
+}
+
+fn group(name: String, of: &[(&Tenant, (f64, Option<i64>))]) -> Group {
+    let mut at: Vec<f64> = of.iter().filter_map(|(_, o)| o.1).map(|ms| ms as f64 / 1e3).collect();
+    at.sort_by(f64::total_cmp);
+    Group {
+        name,
+        tenants: of.len(),
+        flagged: at.len(),
+        within_10_min: at.iter().filter(|&&s| s * 1e3 <= DETECT_WITHIN_MS as f64).count(),
+        median_s: at.get(at.len() / 2).copied(),
+        max_s: at.last().copied(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub weights: Weights,
+    pub threshold: f64,
+    pub min_requests: usize,
+    /// Normal tenants flagged on the tuning half (at most 1% by construction).
+    pub tuning_false_flags: Group,
+    /// Reported on the held-out half.
+    pub normal: Group,
+    pub campaigns: Group,
+    pub by_kind: Vec<Group>,
+    pub by_rate: Vec<Group>,
+    pub by_stealth: Vec<Group>,
+    /// Normal tenants flagged on the held-out half, by kind.
+    pub false_flags_by_kind: Vec<Group>,
+    /// Each campaign kind on the held-out half, with weights and threshold chosen on the tuning
+    /// half without that kind.
+    pub leave_one_kind_out: Vec<Group>,
+}
+
+/// Chooses on `tune`, reports on `test`.
+pub fn evaluate(tune: &Replay, test: &Replay, min: usize) -> Report {
+    let weights = fit(tune, min, None);
+    let threshold = choose_threshold(tune, &weights, min);
+    let o = outcomes(test, &weights, min, threshold);
+    let rows: Vec<(&Tenant, (f64, Option<i64>))> = test.tenants.iter().zip(o).collect();
+    let sel = |f: &dyn Fn(&Tenant) -> bool| rows.iter().filter(|(t, _)| f(t)).cloned().collect::<Vec<_>>();
+    let tuned = outcomes(tune, &weights, min, threshold);
+    let tuned: Vec<_> = tune.tenants.iter().zip(tuned).filter(|(t, _)| !t.kind.is_campaign()).collect();
+    let leave = Kind::CAMPAIGNS
+        .iter()
+        .map(|&k| {
+            let w = fit(tune, min, Some(k));
+            let th = choose_threshold(tune, &w, min);
+            let o = outcomes(test, &w, min, th);
+            let of: Vec<_> = test.tenants.iter().zip(o).filter(|(t, _)| t.kind == k).collect();
+            group(format!("{k:?} (threshold {th:.3})"), &of)
+        })
+        .collect();
+    Report {
+        weights,
+        threshold,
+        min_requests: min,
+        tuning_false_flags: group("normal (tuning half)".into(), &tuned),
+        normal: group("normal".into(), &sel(&|t| !t.kind.is_campaign())),
+        campaigns: group("campaigns".into(), &sel(&|t| t.kind.is_campaign())),
+        by_kind: Kind::CAMPAIGNS.iter().map(|&k| group(format!("{k:?}"), &sel(&|t| t.kind == k))).collect(),
+        by_rate: population::RATES
+            .iter()
+            .map(|&r| group(format!("{r} req/s"), &sel(&|t| t.kind.is_campaign() && t.rate_per_s == r)))
+            .collect(),
+        by_stealth: [false, true]
+            .iter()
+            .map(|&s| {
+                let name = if s { "stealthy" } else { "open" };
+                group(name.into(), &sel(&|t| t.kind.is_campaign() && t.stealth == s))
+            })
+            .collect(),
+        false_flags_by_kind: Kind::NORMAL
+            .iter()
+            .map(|&(k, _)| group(format!("{k:?}"), &sel(&|t| t.kind == k)))
+            .collect(),
+        leave_one_kind_out: leave,
+    }
+}

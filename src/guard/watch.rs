@@ -1,0 +1,198 @@
+//! The extraction watch at the gateway: a [`Tracker`] on a thread of its own, fed through a
+//! bounded channel (a full channel drops the observation and counts it, never blocks a request),
+//! publishing each tenant's and key's [`Snapshot`] on a board the request path reads lock-free
+//! per tenant. Computing a prompt's sign (hashing its words) happens on that thread too.
+
+use super::score::Snapshot;
+use super::sketch::sign;
+use super::tracker::{Arrival, Settings, Tracker};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// The text of a request's prompt, read on the watch's thread.
+pub type Text = Box<dyn FnOnce() -> Option<String> + Send>;
+
+/// What the request path tells the watch of one arrival.
+pub struct Seen {
+    pub request_id: u64,
+    pub tenant: String,
+    pub key: String,
+    pub t_ms: i64,
+    pub text: Text,
+    pub logprobs: f64,
+    pub max_tokens: Option<u32>,
+}
+
+enum Msg {
+    Arrive(Seen),
+    /// A request's end: its input and output tokens if it was answered.
+    Done {
+        request_id: u64,
+        tokens: Option<(u32, u32)>,
+    },
+}
+
+/// One subject's published standing, and its throttle's minute.
+#[derive(Default)]
+pub struct Standing {
+    snap: ArcSwap<Snapshot>,
+    /// The minute (Unix ms / 60,000) and the requests let through in it, for a throttle.
+    minute: Mutex<(i64, u32)>,
+}
+
+impl Standing {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snap.load_full()
+    }
+
+    pub fn score(&self) -> f64 {
+        self.snap.load().score
+    }
+
+    /// Takes one of `per_minute` requests in the current minute; false when none is left.
+    pub fn take(&self, per_minute: u32, now_ms: i64) -> bool {
+        let mut m = self.minute.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = now_ms.div_euclid(60_000);
+        if m.0 != now {
+            *m = (now, 0);
+        }
+        if m.1 >= per_minute {
+            return false;
+        }
+        m.1 += 1;
+        true
+    }
+}
+
+type Subjects = RwLock<HashMap<String, Arc<Standing>>>;
+
+/// What the watch publishes.
+#[derive(Default)]
+pub struct Board {
+    tenants: Subjects,
+    keys: Subjects,
+}
+
+fn publish(subjects: &Subjects, name: &str, snap: Snapshot) {
+    let found = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned();
+    let s = match found {
+        Some(s) => s,
+        None => {
+            let mut w = subjects.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            w.entry(name.to_string()).or_default().clone()
+        }
+    };
+    s.snap.store(Arc::new(snap));
+}
+
+fn list(subjects: &Subjects) -> Vec<(String, Arc<Snapshot>)> {
+    let r = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut v: Vec<_> = r.iter().map(|(k, s)| (k.clone(), s.snapshot())).collect();
+    v.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
+    v
+}
+
+/// The watch: the sender side and the board.
+pub struct Watch {
+    tx: SyncSender<Msg>,
+    board: Arc<Board>,
+    dropped: AtomicU64,
+}
+
+/// Messages waiting for the watch's thread at most (a flood past it is dropped, counted).
+const QUEUE: usize = 65_536;
+
+impl Watch {
+    /// Starts the watch's thread; it ends when the watch is dropped.
+    pub fn start(settings: Settings) -> Arc<Self> {
+        let (tx, rx) = sync_channel(QUEUE);
+        let board = Arc::new(Board::default());
+        let b = board.clone();
+        std::thread::Builder::new()
+            .name("tollgate-watch".into())
+            .spawn(move || run(Tracker::new(settings), rx, &b))
+            .expect("spawning the extraction watch's thread");
+        Arc::new(Self { tx, board, dropped: AtomicU64::new(0) })
+    }
+
+    fn send(&self, m: Msg) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(m) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn arrive(&self, seen: Seen) {
+        self.send(Msg::Arrive(seen));
+    }
+
+    /// A request ended: with its input and output tokens if it was answered.
+    pub fn done(&self, request_id: u64, tokens: Option<(u32, u32)>) {
+        self.send(Msg::Done { request_id, tokens });
+    }
+
+    /// A tenant's standing, once it has one.
+    pub fn tenant(&self, tenant: &str) -> Option<Arc<Standing>> {
+        self.board.tenants.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(tenant).cloned()
+    }
+
+    /// Every tenant's and key's standing, highest score first.
+    pub fn standings(&self) -> (Vec<(String, Arc<Snapshot>)>, Vec<(String, Arc<Snapshot>)>) {
+        (list(&self.board.tenants), list(&self.board.keys))
+    }
+
+    /// Observations dropped because the watch's queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The hash a request id is known by in the watch.
+pub fn request_hash(id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(11).hash_one(id)
+}
+
+fn run(mut t: Tracker, rx: Receiver<Msg>, board: &Board) {
+    let mut since_prune = 0u32;
+    while let Ok(m) = rx.recv() {
+        match m {
+            Msg::Arrive(s) => {
+                let sign = (s.text)().map(|t| sign(&t)).unwrap_or_default();
+                let (tenant, key) = (s.tenant.clone(), s.key.clone());
+                let a = Arrival {
+                    id: s.request_id,
+                    tenant: s.tenant,
+                    key: s.key,
+                    t_ms: s.t_ms,
+                    sign,
+                    logprobs: s.logprobs,
+                    max_tokens: s.max_tokens,
+                };
+                let (ts, ks) = t.arrive(a);
+                publish(&board.tenants, &tenant, ts);
+                publish(&board.keys, &key, ks);
+                since_prune += 1;
+                if since_prune >= 4096 {
+                    since_prune = 0;
+                    let (tenants, keys) = t.prune(crate::units::unix_ms());
+                    for (subjects, gone) in [(&board.tenants, tenants), (&board.keys, keys)] {
+                        let mut w = subjects.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        for g in gone {
+                            w.remove(&g);
+                        }
+                    }
+                }
+            }
+            Msg::Done { request_id, tokens: None } => t.forget(request_id),
+            Msg::Done { request_id, tokens: Some((input_tokens, output_tokens)) } => {
+                if let Some((tenant, key, ts, ks)) = t.complete(request_id, input_tokens, output_tokens) {
+                    publish(&board.tenants, &tenant, ts);
+                    publish(&board.keys, &key, ks);
+                }
+            }
+        }
+    }
+}

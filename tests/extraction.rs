@@ -1,0 +1,95 @@
+//! The extraction watch, live (issue 26): through the official `openai` client, a harvesting
+//! campaign against a model whose policy refuses extraction is stopped, while a normal
+//! application's tenant on the same model, at the same time, is served throughout; the ledger
+//! records each refusal with its score and reasons, and the admin API and `/metrics` show the
+//! campaign's score.
+
+mod common;
+
+use serde_json::Value;
+use tollgate::capacity::Profile;
+
+const TENANTS: &str = r#"
+[[tiers]]
+name = "standard"
+input_price_per_1m = 1.0
+output_price_per_1m = 2.0
+[[tenants]]
+name = "harvester"
+tier = "standard"
+models = ["*"]
+[[tenants]]
+name = "bookshop"
+tier = "standard"
+models = ["*"]
+"#;
+
+/// Runs tests/python/extraction_client.py; one (status, code) per request.
+async fn client(base: &str, key: &str, mode: &str, n: usize) -> Vec<(u64, Option<String>)> {
+    let out = tokio::process::Command::new(common::python())
+        .arg(common::script("tests/python/extraction_client.py"))
+        .args([base, key, mode, &n.to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "extraction_client.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["status"].as_u64().unwrap(), v["code"].as_str().map(str::to_string))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_on_a_gated_model_is_refused_and_a_normal_tenant_is_not() {
+    let mut p = Profile::builtin("llama3-8b-h100-tp1").unwrap();
+    p.model = "gated".into();
+    let emu = common::start_emulator(p, 1, 1000.0).await;
+    let body = format!(
+        "{}[[models]]\nname = \"gated\"\nbackends = [\"e\"]\n[models.extraction]\naction = \"refuse\"\n{TENANTS}",
+        common::backend("e", &emu.base, "")
+    );
+    let gw = common::start_gateway(&body).await;
+    let (harvester, bookshop) = (gw.key("harvester").await, gw.key("bookshop").await);
+    let (campaign, normal) =
+        tokio::join!(client(&gw.base, &harvester, "campaign", 120), client(&gw.base, &bookshop, "normal", 40));
+
+    let first_refused = campaign.iter().position(|r| r.0 == 403).expect("the campaign is refused");
+    assert!(first_refused >= 19, "nothing is scored before its 20th request: refused at {first_refused}");
+    assert!(first_refused <= 60, "the campaign is stopped within 60 requests: at {first_refused}");
+    assert!(
+        campaign[first_refused..].iter().all(|r| r.0 == 403 && r.1.as_deref() == Some("extraction_risk")),
+        "once refused, the campaign stays refused: {:?}",
+        &campaign[first_refused..]
+    );
+    assert!(normal.iter().all(|r| r.0 == 200), "the normal tenant is served throughout: {normal:?}");
+
+    let standings = common::get_json(&format!("{}/v1/tollgate/extraction", gw.base), Some(&gw.admin)).await;
+    let score = |tenant: &str| {
+        standings["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == tenant).map(|t| t.clone()).unwrap()
+    };
+    let h = score("harvester");
+    assert!(h["score"].as_f64().unwrap() >= 0.75, "{h}");
+    assert!(!h["reasons"].as_array().unwrap().is_empty(), "{h}");
+    assert!(score("bookshop")["score"].as_f64().unwrap() < 0.75, "{standings}");
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", gw.base))
+        .bearer_auth(&gw.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("tollgate_extraction_score{tenant=\"harvester\"}"), "{metrics}");
+    assert!(metrics.contains("tollgate_extraction_actions_total{action=\"refuse\""), "refusals are counted");
+
+    let rows = gw.stop_and_ledger().await;
+    assert_eq!(rows.len(), 160, "one ledger row per request");
+    let refused: Vec<_> = rows.iter().filter(|r| r.tenant == "harvester" && r.status == 403).collect();
+    assert_eq!(refused.len(), 120 - first_refused);
+    assert!(refused.iter().all(|r| r.guard.as_deref().is_some_and(|g| g.starts_with("refuse 0."))), "{refused:?}");
+    assert!(rows.iter().filter(|r| r.tenant == "bookshop").all(|r| r.status == 200 && r.guard.is_none()));
+}
