@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Policy modules, and the infrastructure they must not import.
-const POLICY: &[&str] = &["capacity", "admission", "allocator", "routing"];
+const POLICY: &[&str] = &["capacity", "admission", "allocator", "routing", "guard"];
 const INFRASTRUCTURE: &[&str] = &["api", "serve", "state", "store", "metering", "cli"];
 const MAX_LINES: usize = 500;
 

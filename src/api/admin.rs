@@ -112,7 +112,7 @@ pub async fn extraction(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Valu
         return Json(json!({"enabled": false, "tenants": [], "keys": []}));
     };
     let (tenants, keys) = w.standings();
-    let list = |v: Vec<(String, Arc<crate::guard::Snapshot>)>, field: &str| -> Vec<serde_json::Value> {
+    let list = |v: crate::guard::watch::Ranked, field: &str| -> Vec<serde_json::Value> {
         v.into_iter()
             .map(|(name, s)| json!({field: name, "score": s.score, "reasons": s.reasons, "signals": s.features}))
             .collect()

@@ -62,7 +62,7 @@ pub fn run(c: GuardCommand) -> anyhow::Result<()> {
     println!("threshold (least flagging at most 0.5% of the tuning half's normal tenants): {:.4}", r.threshold);
     println!();
     println!("held-out half                      tenants flagged  in 10 min  median s    max s");
-    for g in [&r.tuning_false_flags, &r.normal, &r.campaigns] {
+    for g in [&r.tuning_false_flags, &r.normal, &r.campaigns, &r.shipped[0], &r.shipped[1]] {
         println!("{}", line(g));
     }
     for (title, gs) in [

@@ -29,12 +29,8 @@ impl GuardConfig {
     }
 }
 
-/// The score at and above which a model acts: the threshold `tollgate guard eval` chose on its
-/// tuning half (docs/extraction.md).
-pub const DEFAULT_THRESHOLD: f64 = 0.75;
-
 fn default_threshold() -> f64 {
-    DEFAULT_THRESHOLD
+    crate::guard::score::DEFAULT_THRESHOLD
 }
 
 /// `models[].extraction`: what the model does for a tenant whose extraction score reaches

@@ -123,7 +123,7 @@ pub struct ModelConfig {
     pub allowed_tenants: Option<Vec<String>>,
     /// What the model does for a tenant the extraction watch scores as harvesting it.
     #[serde(default)]
-    pub extraction: Option<super::ExtractionPolicy>,
+    pub extraction: Option<super::guard::ExtractionPolicy>,
 }
 
 impl CapacityConfig {

@@ -12,11 +12,17 @@ pub struct Weights {
 }
 
 impl Default for Weights {
-    /// The weights `tollgate guard eval` fitted on its tuning half (seed 1; docs/extraction.md).
+    /// The weights `tollgate guard eval` fitted on its tuning half (seed 1; docs/extraction.md),
+    /// rounded to three places.
     fn default() -> Self {
-        Self { bias: -9.0, w: [3.0, 4.0, 2.0, 4.0, 2.0, 1.0, 2.0] }
+        Self { bias: -2.021, w: [2.562, 6.765, -1.723, 5.251, -6.138, -0.144, 0.970] }
     }
 }
+
+/// The score at and above which a model's extraction policy acts unless it sets its own: the
+/// threshold `tollgate guard eval` chose with these weights on its tuning half (0.7546, seed 1),
+/// rounded down.
+pub const DEFAULT_THRESHOLD: f64 = 0.75;
 
 /// A subject's standing: its score, why, and the signals it came from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

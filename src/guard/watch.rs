@@ -69,6 +69,9 @@ impl Standing {
 
 type Subjects = RwLock<HashMap<String, Arc<Standing>>>;
 
+/// Subjects (tenants or keys) by name with their standing, highest score first.
+pub type Ranked = Vec<(String, Arc<Snapshot>)>;
+
 /// What the watch publishes.
 #[derive(Default)]
 pub struct Board {
@@ -88,7 +91,7 @@ fn publish(subjects: &Subjects, name: &str, snap: Snapshot) {
     s.snap.store(Arc::new(snap));
 }
 
-fn list(subjects: &Subjects) -> Vec<(String, Arc<Snapshot>)> {
+fn list(subjects: &Subjects) -> Ranked {
     let r = subjects.read().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut v: Vec<_> = r.iter().map(|(k, s)| (k.clone(), s.snapshot())).collect();
     v.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
@@ -139,7 +142,7 @@ impl Watch {
     }
 
     /// Every tenant's and key's standing, highest score first.
-    pub fn standings(&self) -> (Vec<(String, Arc<Snapshot>)>, Vec<(String, Arc<Snapshot>)>) {
+    pub fn standings(&self) -> (Ranked, Ranked) {
         (list(&self.board.tenants), list(&self.board.keys))
     }
 

@@ -151,6 +151,9 @@ pub struct Report {
     /// Each campaign kind on the held-out half, with weights and threshold chosen on the tuning
     /// half without that kind.
     pub leave_one_kind_out: Vec<Group>,
+    /// The gateway's shipped weights and default threshold on the held-out half: normal tenants,
+    /// campaigns.
+    pub shipped: [Group; 2],
 }
 
 /// Chooses on `tune`, reports on `test`.
@@ -196,5 +199,14 @@ pub fn evaluate(tune: &Replay, test: &Replay, min: usize) -> Report {
             .map(|&(k, _)| group(format!("{k:?}"), &sel(&|t| t.kind == k)))
             .collect(),
         leave_one_kind_out: leave,
+        shipped: {
+            let o = outcomes(test, &Weights::default(), min, super::score::DEFAULT_THRESHOLD);
+            let of: Vec<_> = test.tenants.iter().zip(o).collect();
+            let part = |c: bool| of.iter().filter(|(t, _)| t.kind.is_campaign() == c).cloned().collect::<Vec<_>>();
+            [
+                group("normal (shipped defaults)".into(), &part(false)),
+                group("campaigns (shipped defaults)".into(), &part(true)),
+            ]
+        },
     }
 }
