@@ -42,19 +42,58 @@ async fn client(base: &str, key: &str, mode: &str, n: usize) -> Vec<(u64, Option
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_campaign_on_a_gated_model_is_refused_and_a_normal_tenant_is_not() {
+/// A gateway in front of one emulated engine serving `gated` with `model_extra` (its extraction
+/// policy) and the campaign's and the bookshop's requests run through it at the same time.
+async fn run(
+    model_extra: &str,
+    n: usize,
+) -> (common::TestGateway, Vec<(u64, Option<String>)>, Vec<(u64, Option<String>)>) {
     let mut p = Profile::builtin("llama3-8b-h100-tp1").unwrap();
     p.model = "gated".into();
     let emu = common::start_emulator(p, 1, 1000.0).await;
     let body = format!(
-        "{}[[models]]\nname = \"gated\"\nbackends = [\"e\"]\n[models.extraction]\naction = \"refuse\"\n{TENANTS}",
+        "{}[[models]]\nname = \"gated\"\nbackends = [\"e\"]\n{model_extra}\n{TENANTS}",
         common::backend("e", &emu.base, "")
     );
     let gw = common::start_gateway(&body).await;
     let (harvester, bookshop) = (gw.key("harvester").await, gw.key("bookshop").await);
     let (campaign, normal) =
-        tokio::join!(client(&gw.base, &harvester, "campaign", 120), client(&gw.base, &bookshop, "normal", 40));
+        tokio::join!(client(&gw.base, &harvester, "campaign", n), client(&gw.base, &bookshop, "normal", 40));
+    (gw, campaign, normal)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_past_its_threshold_is_throttled_or_priced_out_and_a_normal_tenant_is_not() {
+    // Throttled: once scored, at most 5 of its requests a minute pass (the run lasts seconds).
+    let (gw, campaign, normal) = run("[models.extraction]\naction = \"throttle\"\nper_minute = 5", 60).await;
+    let limited = campaign.iter().position(|r| r.0 == 429).expect("the campaign is throttled");
+    assert!((19..=25).contains(&limited), "scored from its 20th request, then 5 pass: throttled at {limited}");
+    assert!(campaign[limited..].iter().all(|r| r.0 == 429 && r.1.as_deref() == Some("extraction_throttled")));
+    assert!(normal.iter().all(|r| r.0 == 200), "{normal:?}");
+    let rows = gw.stop_and_ledger().await;
+    let passed =
+        rows.iter().filter(|r| r.guard.as_deref().is_some_and(|g| g.starts_with("throttle ")) && r.status == 200);
+    assert!(passed.count() <= 5, "at most 5 let through in the minute");
+
+    // Priced: a premium of 1,000 USD per 1,000 tokens is more than the tier values any request
+    // at, so admission refuses the campaign with a quote once it is scored, however idle the pool.
+    let premium = "capacity = { profile = \"llama3-8b-h100-tp1\", replicas = 1 }\n\
+                   [models.extraction]\naction = \"premium\"\nper_1k_usd = 1000.0";
+    let (gw, campaign, normal) = run(premium, 40).await;
+    let priced = campaign.iter().position(|r| r.0 != 200).expect("the campaign is priced out");
+    assert!((19..=21).contains(&priced), "priced out from its 20th request: at {priced}");
+    assert!(campaign[priced..].iter().all(|r| r.0 == 429 && r.1.as_deref() == Some("capacity_priced")), "{campaign:?}");
+    assert!(normal.iter().all(|r| r.0 == 200), "{normal:?}");
+    let rows = gw.stop_and_ledger().await;
+    let refused: Vec<_> = rows.iter().filter(|r| r.tenant == "harvester" && r.status == 429).collect();
+    assert!(refused
+        .iter()
+        .all(|r| r.decision == "refuse" && r.guard.as_deref().is_some_and(|g| g.starts_with("premium "))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_on_a_gated_model_is_refused_and_a_normal_tenant_is_not() {
+    let (gw, campaign, normal) = run("[models.extraction]\naction = \"refuse\"", 120).await;
 
     let first_refused = campaign.iter().position(|r| r.0 == 403).expect("the campaign is refused");
     assert!(first_refused >= 19, "nothing is scored before its 20th request: refused at {first_refused}");
