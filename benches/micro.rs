@@ -229,6 +229,51 @@ fn router_estimate(c: &mut Criterion) {
     c.bench_function("router estimate, short prompt", |b| b.iter(|| m.p_weak_as_good(black_box(prompt), None)));
 }
 
+/// The extraction watch: what a request's guard stage reads (its tenant's standing), and what the
+/// watch's own thread does per arrival (the prompt's sign, the windows, two scores).
+fn extraction_watch(c: &mut Criterion) {
+    use tollgate::guard::sketch::sign;
+    use tollgate::guard::tracker::{Arrival, Tracker};
+    let watch = tollgate::guard::Watch::start(tollgate::guard::Settings::default());
+    for i in 0..100u64 {
+        watch.arrive(tollgate::guard::Seen {
+            request_id: i,
+            tenant: "acme".into(),
+            key: "k".into(),
+            t_ms: i as i64,
+            text: Box::new(|| Some("Why is the sky blue?".into())),
+            logprobs: 0.0,
+            max_tokens: None,
+        });
+    }
+    while watch.tenant("acme").is_none() {
+        std::thread::yield_now();
+    }
+    c.bench_function("extraction watch, request path: the tenant's standing", |b| {
+        b.iter(|| watch.tenant(black_box("acme")).map(|s| s.score()))
+    });
+    let mut t = Tracker::new(tollgate::guard::Settings::default());
+    let prompt = "Answer the following question. Think step by step and explain your reasoning in full detail, \
+                  then state the final answer. Why do leaves change colour in autumn, and what pigments are involved?";
+    let mut i = 0u64;
+    c.bench_function("extraction watch, its thread per arrival (sign, windows, scores; 256 in the window)", |b| {
+        b.iter(|| {
+            i += 1;
+            let a = Arrival {
+                id: i,
+                tenant: "acme".into(),
+                key: "k".into(),
+                t_ms: i as i64 * 100,
+                sign: sign(black_box(prompt)),
+                logprobs: 1.0,
+                max_tokens: Some(512),
+            };
+            t.arrive(a);
+            t.complete(i, 40, 512)
+        })
+    });
+}
+
 fn admission(c: &mut Criterion) {
     let cands = [
         Candidate {
@@ -356,6 +401,7 @@ criterion_group!(
     token_count,
     cache_lookup,
     router_estimate,
+    extraction_watch,
     lp
 );
 criterion_main!(benches);
