@@ -146,10 +146,17 @@ async fn state(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
             json!({"tenant": t, "model": m, "lookups": exact + semantic + miss, "exact_hits": exact, "semantic_hits": semantic})
         })
         .collect();
+    // The extraction watch's 20 highest-scored tenants, with the score's reasons.
+    let extraction: Vec<_> =
+        gw.guard.as_ref().map_or_else(Vec::new, |w| {
+            w.standings().0.into_iter().take(20).map(|(t, s)| {
+            json!({"tenant": t, "score": s.score, "reasons": s.reasons, "requests": s.features.requests})
+        }).collect()
+        });
     Json(json!({
         "now_ms": crate::metering::unix_ms(), "pools": pools, "usage": usage,
         "decisions": decisions, "backends": backends, "ledger_queue": gw.sink.queued(), "cache": cache,
-        "batches": open_batches(&gw).await,
+        "batches": open_batches(&gw).await, "extraction": extraction,
     }))
     .into_response()
 }

@@ -1,6 +1,6 @@
 // Drives the dashboard in Debian's Chromium: the page is 401 without the admin key, a wrong key
 // is refused, the admin key logs in; load goes through the gateway; the page's figures must equal
-// /metrics and the ledger, and its open batch the Batch API's; any console error fails; a
+// /metrics and the ledger, its open batch the Batch API's, its extraction watch the admin API's; any console error fails; a
 // screenshot is saved.
 // node dashboard.mjs BASE_URL ADMIN_KEY TENANT_KEY MODEL SCREENSHOT_PATH
 import { chromium } from "playwright-core";
@@ -95,6 +95,16 @@ try {
   if (batchRow[1] !== shown[0] || batchRow[3] !== api.status || batchRow[4] !== `${api.request_counts.completed + api.request_counts.failed} / ${api.request_counts.total}`
       || api.request_counts.total !== 3 || !batchRow[7].endsWith("%") || batchRow[8] !== "0.000000" || batchRow[9] !== "-")
     fail(`batch row ${batchRow} vs the Batch API's ${JSON.stringify(api)}`);
+  // The extraction watch lists the tenant with at least the requests it sent, as the admin API
+  // scores it.
+  await page.waitForFunction((t) => [...document.querySelectorAll("#extraction tbody tr")]
+    .some((tr) => tr.children[0].textContent === t), shown[0], { timeout: 15000 });
+  const watchRow = (await page.$$eval("#extraction tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent))))
+    .find((r) => r[0] === shown[0]);
+  const watched = (await (await fetch(base + "/v1/tollgate/extraction", { headers: { authorization: "Bearer " + admin } })).json())
+    .tenants.find((t) => t.tenant === shown[0]);
+  if (!watched || Number(watchRow[2]) < total || watched.signals.requests < total || !(Number(watchRow[1]) >= 0 && Number(watchRow[1]) <= 1))
+    fail(`extraction row ${watchRow} vs the admin API's ${JSON.stringify(watched)}`);
   // Charts drew: price and room-in-use lines, decision bars.
   for (const id of ["prices", "util", "decisions", "margin"]) {
     if (!(await page.$(`#${id} svg`))) fail("no chart in #" + id);
