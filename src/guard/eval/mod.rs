@@ -210,3 +210,58 @@ pub fn evaluate(tune: &Replay, test: &Replay, min: usize) -> Report {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::data::{Prompts, Timing};
+    use super::*;
+    use crate::sim::trace::TraceRequest;
+
+    /// Small made-up prompts and a bursty made-up trace: enough for every kind to run.
+    fn inputs(salt: &str) -> (Prompts, Vec<Timing>) {
+        let q = |n: usize, what: &str| -> Vec<String> {
+            (0..n)
+                .map(|i| format!("{what} {salt} question number {i} about topic{} and matter{}", i % 13, i % 7))
+                .collect()
+        };
+        let prompts = Prompts {
+            mmlu: (0..6).map(|s| (format!("subject{s}"), q(40, &format!("subject{s}")))).collect(),
+            gsm8k: q(60, "arithmetic"),
+            quora: q(200, "curious"),
+        };
+        let mut at = 0.0;
+        let requests = (0..2000)
+            .map(|i| {
+                at += if i % 8 == 0 { 20.0 } else { 0.2 };
+                TraceRequest {
+                    at_s: at,
+                    input_tokens: 500,
+                    output_tokens: 100 + (i % 200) as u32,
+                    block_hashes: vec![],
+                }
+            })
+            .collect();
+        (prompts, vec![Timing { name: "bursty".into(), requests }])
+    }
+
+    #[test]
+    fn weights_and_threshold_chosen_on_one_half_flag_campaigns_of_the_other() {
+        let settings = Settings::default();
+        let (p0, t0) = inputs("a");
+        let (p1, t1) = inputs("b");
+        let tune = replay(population::generate(&p0, &t0, 1, 200, 1800.0), settings);
+        let test = replay(population::generate(&p1, &t1, 2, 200, 1800.0), settings);
+        let r = evaluate(&tune, &test, settings.min_requests);
+        assert_eq!(r.campaigns.tenants, 48);
+        assert_eq!(r.normal.tenants, 200);
+        assert!(
+            r.tuning_false_flags.flagged <= 1,
+            "at most 0.5% of 200 on the tuning half: {:?}",
+            r.tuning_false_flags
+        );
+        assert!(r.campaigns.flagged >= 36, "most campaigns are flagged: {:?}", r.campaigns);
+        assert!(r.normal.flagged <= 10, "{:?}", r.normal);
+        assert!(r.by_rate.iter().all(|g| g.tenants == 16));
+        assert_eq!(r.leave_one_kind_out.len(), 4);
+    }
+}
