@@ -113,15 +113,7 @@ async fn a_campaign_on_a_gated_model_is_refused_and_a_normal_tenant_is_not() {
     assert!(h["score"].as_f64().unwrap() >= 0.75, "{h}");
     assert!(!h["reasons"].as_array().unwrap().is_empty(), "{h}");
     assert!(score("bookshop")["score"].as_f64().unwrap() < 0.75, "{standings}");
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", gw.base))
-        .bearer_auth(&gw.admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(metrics.contains("tollgate_extraction_score{tenant=\"harvester\"}"), "{metrics}");
     assert!(metrics.contains("tollgate_extraction_actions_total{action=\"refuse\""), "refusals are counted");
 

@@ -36,15 +36,7 @@ async fn cache_through_the_openai_client() {
     let counts: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let n = |k: &str| counts[k].as_i64().unwrap();
 
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", gw.base))
-        .bearer_auth(&gw.admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     let series = |result: &str| -> i64 {
         metrics
             .lines()

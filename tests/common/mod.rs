@@ -133,6 +133,12 @@ impl TestGateway {
         }
     }
 
+    /// The gateway's `/metrics` text (with the admin key).
+    pub async fn metrics(&self) -> String {
+        let r = reqwest::Client::new().get(format!("{}/metrics", self.base)).bearer_auth(&self.admin).send();
+        r.await.unwrap().text().await.unwrap()
+    }
+
     /// Stops the gateway (draining requests and the ledger) and returns every ledger row.
     pub async fn stop_and_ledger(self) -> Vec<tollgate::metering::LedgerRow> {
         let store = self.handle.gateway.store.clone();
