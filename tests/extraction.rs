@@ -64,7 +64,12 @@ async fn run(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_past_its_threshold_is_throttled_or_priced_out_and_a_normal_tenant_is_not() {
-    // Throttled: once scored, at most 5 of its requests a minute pass (the run lasts seconds).
+    // Throttled: once scored, at most 5 of its requests a minute pass. The run lasts a few
+    // seconds: it starts in a minute's first 50 s so that it ends in the same minute.
+    let into_minute = tollgate::metering::unix_ms().rem_euclid(60_000);
+    if into_minute > 50_000 {
+        tokio::time::sleep(std::time::Duration::from_millis((60_000 - into_minute) as u64 + 100)).await;
+    }
     let (gw, campaign, normal) = run("[models.extraction]\naction = \"throttle\"\nper_minute = 5", 60).await;
     let limited = campaign.iter().position(|r| r.0 == 429).expect("the campaign is throttled");
     assert!((19..=25).contains(&limited), "scored from its 20th request, then 5 pass: throttled at {limited}");
@@ -93,7 +98,8 @@ async fn a_campaign_past_its_threshold_is_throttled_or_priced_out_and_a_normal_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_on_a_gated_model_is_refused_and_a_normal_tenant_is_not() {
-    let (gw, campaign, normal) = run("[models.extraction]\naction = \"refuse\"", 120).await;
+    // More refused requests than a window holds (256): the refusal must hold past them.
+    let (gw, campaign, normal) = run("[models.extraction]\naction = \"refuse\"", 300).await;
 
     let first_refused = campaign.iter().position(|r| r.0 == 403).expect("the campaign is refused");
     assert!(first_refused >= 19, "nothing is scored before its 20th request: refused at {first_refused}");
@@ -118,9 +124,9 @@ async fn a_campaign_on_a_gated_model_is_refused_and_a_normal_tenant_is_not() {
     assert!(metrics.contains("tollgate_extraction_actions_total{action=\"refuse\""), "refusals are counted");
 
     let rows = gw.stop_and_ledger().await;
-    assert_eq!(rows.len(), 160, "one ledger row per request");
+    assert_eq!(rows.len(), 340, "one ledger row per request");
     let refused: Vec<_> = rows.iter().filter(|r| r.tenant == "harvester" && r.status == 403).collect();
-    assert_eq!(refused.len(), 120 - first_refused);
+    assert_eq!(refused.len(), 300 - first_refused);
     let scored = |g: &str| {
         let (action, rest) = g.split_once(' ').unwrap();
         let (score, reasons) = rest.split_once(": ").unwrap();

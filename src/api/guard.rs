@@ -9,7 +9,7 @@ use super::gateway::Gateway;
 use crate::auth::Caller;
 use crate::config::ExtractionPolicy;
 use crate::guard::watch::request_hash;
-use crate::guard::Seen;
+use crate::guard::{Seen, Watch};
 use crate::metering::{unix_ms, Meter};
 use serde_json::Value;
 
@@ -28,8 +28,11 @@ pub fn logprob_level(body: &Value) -> f64 {
     (top.unwrap_or(0) as f64 / 20.0).clamp(0.25, 1.0)
 }
 
-/// Observes the request; returns the risk premium (USD per 1,000 tokens) admission must add, or
-/// the refusal or throttle the model's policy calls for.
+/// Applies the model's policy to the tenant's last standing and observes the request unless the
+/// policy stopped it (a refused or throttled request reaches no model, so it does not push the
+/// answers it is judged on out of the tenant's window: a refusal holds while they are in it).
+/// Returns the risk premium (USD per 1,000 tokens) admission must add, or the refusal or
+/// throttle.
 pub fn guard(
     gw: &Gateway,
     caller: &Caller,
@@ -38,18 +41,31 @@ pub fn guard(
     meter: &mut Meter,
 ) -> Result<Option<f64>, ApiError> {
     let Some(watch) = &gw.guard else { return Ok(None) };
-    let hash = request_hash(request_id);
-    let prompt = c.prompt.clone();
-    watch.arrive(Seen {
-        request_id: hash,
-        tenant: caller.tenant.clone(),
-        key: caller.key_id.clone(),
-        t_ms: unix_ms(),
-        text: Box::new(move || prompt.router_text()),
-        logprobs: logprob_level(&c.json),
-        max_tokens: c.max_tokens,
-    });
-    meter.watched(watch.clone(), hash);
+    let verdict = apply(gw, watch, caller, c, meter);
+    if verdict.is_ok() {
+        let hash = request_hash(request_id);
+        let prompt = c.prompt.clone();
+        watch.arrive(Seen {
+            request_id: hash,
+            tenant: caller.tenant.clone(),
+            key: caller.key_id.clone(),
+            t_ms: unix_ms(),
+            text: Box::new(move || prompt.router_text()),
+            logprobs: logprob_level(&c.json),
+            max_tokens: c.max_tokens,
+        });
+        meter.watched(watch.clone(), hash);
+    }
+    verdict
+}
+
+fn apply(
+    gw: &Gateway,
+    watch: &Watch,
+    caller: &Caller,
+    c: &Classified,
+    meter: &mut Meter,
+) -> Result<Option<f64>, ApiError> {
     let Some(policy) = gw.cfg.model(&c.model).and_then(|m| m.extraction) else { return Ok(None) };
     let Some(standing) = watch.tenant(&caller.tenant) else { return Ok(None) };
     let snap = standing.snapshot();
@@ -63,7 +79,7 @@ pub fn guard(
         ExtractionPolicy::Premium { per_1k_usd, .. } => Ok(Some(per_1k_usd)),
         ExtractionPolicy::Throttle { per_minute, .. } => {
             let now = unix_ms();
-            if standing.take(per_minute, now) {
+            if standing.take(&c.model, per_minute, now) {
                 return Ok(None);
             }
             let retry_after_s = ((60_000 - now.rem_euclid(60_000)) as u64).div_ceil(1000);

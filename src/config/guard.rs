@@ -24,8 +24,10 @@ impl Default for GuardConfig {
 
 impl GuardConfig {
     pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
-        ensure(self.horizon_s > 0, at, "horizon_s", "must be positive")?;
-        ensure(self.min_requests > 0, at, "min_requests", "must be at least 1")
+        ensure(self.horizon_s > 0 && self.horizon_s <= 7 * 86_400, at, "horizon_s", "must be 1 s to 7 days")?;
+        let cap = crate::guard::signals::Window::CAP;
+        let ok = self.min_requests > 0 && self.min_requests <= cap;
+        ensure(ok, at, "min_requests", format!("must be 1 to {cap} (the most a window holds)"))
     }
 }
 
@@ -122,5 +124,9 @@ mod tests {
         assert!(p.validate("m", false).is_err(), "a premium needs admission");
         assert!(p.validate("m", true).is_ok());
         assert!(parse("[extraction]\naction = \"flag\"\nthreshold = 1.5").unwrap().validate("m", true).is_err());
+        let watch = |min_requests, horizon_s| GuardConfig { enabled: true, horizon_s, min_requests }.validate("guard");
+        assert!(watch(20, 3600).is_ok());
+        assert!(watch(300, 3600).is_err(), "no window holds 300 requests: nothing would ever be scored");
+        assert!(watch(20, u64::MAX).is_err());
     }
 }

@@ -169,7 +169,7 @@ impl Window {
                 inp += f64::from(e.input_tokens.max(1));
                 if let Some(m) = e.max_tokens {
                     with_max += 1;
-                    at_max += usize::from(o + 1 >= m);
+                    at_max += usize::from(o.saturating_add(1) >= m);
                 }
             }
         }

@@ -1,7 +1,9 @@
 //! The extraction watch at the gateway: a [`Tracker`] on a thread of its own, fed through a
 //! bounded channel (a full channel drops the observation and counts it, never blocks a request),
-//! publishing each tenant's and key's [`Snapshot`] on a board the request path reads lock-free
-//! per tenant. Computing a prompt's sign (hashing its words) happens on that thread too.
+//! publishing each tenant's and key's [`Snapshot`] on a board the request path reads (a read lock
+//! to find the tenant, then an atomic load). Computing a prompt's sign (hashing its words)
+//! happens on that thread too. Idle subjects are forgotten every minute, so a standing never
+//! outlives the requests it was computed from by more than that.
 
 use super::score::Snapshot;
 use super::sketch::sign;
@@ -35,12 +37,12 @@ enum Msg {
     },
 }
 
-/// One subject's published standing, and its throttle's minute.
+/// One subject's published standing, and its throttles' minutes.
 #[derive(Default)]
 pub struct Standing {
     snap: ArcSwap<Snapshot>,
-    /// The minute (Unix ms / 60,000) and the requests let through in it, for a throttle.
-    minute: Mutex<(i64, u32)>,
+    /// Per throttled model: the minute (Unix ms / 60,000) and the requests let through in it.
+    minutes: Mutex<HashMap<String, (i64, u32)>>,
 }
 
 impl Standing {
@@ -52,10 +54,12 @@ impl Standing {
         self.snap.load().score
     }
 
-    /// Takes one of `per_minute` requests in the current minute; false when none is left.
-    pub fn take(&self, per_minute: u32, now_ms: i64) -> bool {
-        let mut m = self.minute.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// Takes one of `per_minute` requests to `model` in the current minute; false when none is
+    /// left.
+    pub fn take(&self, model: &str, per_minute: u32, now_ms: i64) -> bool {
+        let mut minutes = self.minutes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = now_ms.div_euclid(60_000);
+        let m = minutes.entry(model.to_string()).or_insert((now, 0));
         if m.0 != now {
             *m = (now, 0);
         }
@@ -105,8 +109,10 @@ pub struct Watch {
     dropped: AtomicU64,
 }
 
-/// Messages waiting for the watch's thread at most (a flood past it is dropped, counted).
-const QUEUE: usize = 65_536;
+/// Messages waiting for the watch's thread at most (a flood past it is dropped, counted). Each
+/// keeps its request's prompt alive until the thread reads it; at about 5 us an arrival the
+/// thread drains a full queue in some 40 ms.
+const QUEUE: usize = 8_192;
 
 impl Watch {
     /// Starts the watch's thread; it ends when the watch is dropped.
@@ -122,8 +128,17 @@ impl Watch {
     }
 
     fn send(&self, m: Msg) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(m) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(m) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                // The watch's thread is gone: standings stay as they were; say so once a while.
+                if self.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(10_000) {
+                    tracing::error!("the extraction watch's thread has stopped; its standings are no longer updated");
+                }
+            }
         }
     }
 
@@ -158,11 +173,32 @@ pub fn request_hash(id: &str) -> u64 {
     foldhash::fast::FixedState::with_seed(11).hash_one(id)
 }
 
+fn prune(t: &mut Tracker, board: &Board) {
+    let (tenants, keys) = t.prune(crate::units::unix_ms());
+    for (subjects, gone) in [(&board.tenants, tenants), (&board.keys, keys)] {
+        let mut w = subjects.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for g in gone {
+            w.remove(&g);
+        }
+    }
+}
+
 fn run(mut t: Tracker, rx: Receiver<Msg>, board: &Board) {
-    let mut since_prune = 0u32;
-    while let Ok(m) = rx.recv() {
+    let every = std::time::Duration::from_secs(60);
+    let mut last_prune = std::time::Instant::now();
+    loop {
+        let m = match rx.recv_timeout(every) {
+            Ok(m) => Some(m),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        if last_prune.elapsed() >= every {
+            last_prune = std::time::Instant::now();
+            prune(&mut t, board);
+        }
         match m {
-            Msg::Arrive(s) => {
+            None => {}
+            Some(Msg::Arrive(s)) => {
                 let sign = (s.text)().map(|t| sign(&t)).unwrap_or_default();
                 let (tenant, key) = (s.tenant.clone(), s.key.clone());
                 let a = Arrival {
@@ -177,25 +213,28 @@ fn run(mut t: Tracker, rx: Receiver<Msg>, board: &Board) {
                 let (ts, ks) = t.arrive(a);
                 publish(&board.tenants, &tenant, ts);
                 publish(&board.keys, &key, ks);
-                since_prune += 1;
-                if since_prune >= 4096 {
-                    since_prune = 0;
-                    let (tenants, keys) = t.prune(crate::units::unix_ms());
-                    for (subjects, gone) in [(&board.tenants, tenants), (&board.keys, keys)] {
-                        let mut w = subjects.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        for g in gone {
-                            w.remove(&g);
-                        }
-                    }
-                }
             }
-            Msg::Done { request_id, tokens: None } => t.forget(request_id),
-            Msg::Done { request_id, tokens: Some((input_tokens, output_tokens)) } => {
+            Some(Msg::Done { request_id, tokens: None }) => t.forget(request_id),
+            Some(Msg::Done { request_id, tokens: Some((input_tokens, output_tokens)) }) => {
                 if let Some((tenant, key, ts, ks)) = t.complete(request_id, input_tokens, output_tokens) {
                     publish(&board.tenants, &tenant, ts);
                     publish(&board.keys, &key, ks);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Standing;
+
+    #[test]
+    fn a_throttle_counts_each_model_and_minute_apart() {
+        let s = Standing::default();
+        assert!(s.take("small", 1, 1_000));
+        assert!(!s.take("small", 1, 59_999), "one a minute");
+        assert!(s.take("big", 1, 2_000), "another model's allowance is its own");
+        assert!(s.take("small", 1, 60_000), "a new minute");
     }
 }

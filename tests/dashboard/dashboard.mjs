@@ -105,6 +105,10 @@ try {
     .tenants.find((t) => t.tenant === shown[0]);
   if (!watched || Number(watchRow[2]) < total || watched.signals.requests < total || !(Number(watchRow[1]) >= 0 && Number(watchRow[1]) <= 1))
     fail(`extraction row ${watchRow} vs the admin API's ${JSON.stringify(watched)}`);
+  // Read at the same count of requests, the page shows the admin API's score and reasons.
+  if (Number(watchRow[2]) === watched.signals.requests
+      && (watchRow[1] !== watched.score.toFixed(2) || watchRow[3] !== (watched.reasons.join(", ") || "-")))
+    fail(`extraction row ${watchRow} vs the admin API's ${JSON.stringify(watched)}`);
   // Charts drew: price and room-in-use lines, decision bars.
   for (const id of ["prices", "util", "decisions", "margin"]) {
     if (!(await page.$(`#${id} svg`))) fail("no chart in #" + id);
