@@ -193,13 +193,14 @@ impl Window {
         if self.events.len() < 9 {
             return 0.0;
         }
-        let gaps: Vec<f64> =
-            self.events.iter().zip(self.events.iter().skip(1)).map(|(a, b)| (b.t_ms - a.t_ms).max(0) as f64).collect();
-        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        // The gaps are read twice (mean, then spread) rather than collected.
+        let gaps = || self.events.iter().zip(self.events.iter().skip(1)).map(|(a, b)| (b.t_ms - a.t_ms).max(0) as f64);
+        let n = (self.events.len() - 1) as f64;
+        let mean = gaps().sum::<f64>() / n;
         if mean < 1.0 {
             return 0.0;
         }
-        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+        let var = gaps().map(|g| (g - mean).powi(2)).sum::<f64>() / n;
         (1.0 - var.sqrt() / mean / 1.5).clamp(0.0, 1.0)
     }
 }

@@ -59,7 +59,11 @@ impl Standing {
     pub fn take(&self, model: &str, per_minute: u32, now_ms: i64) -> bool {
         let mut minutes = self.minutes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = now_ms.div_euclid(60_000);
-        let m = minutes.entry(model.to_string()).or_insert((now, 0));
+        // The model's name is copied only the first time it is throttled.
+        if !minutes.contains_key(model) {
+            minutes.insert(model.to_string(), (now, 0));
+        }
+        let Some(m) = minutes.get_mut(model) else { return false };
         if m.0 != now {
             *m = (now, 0);
         }

@@ -42,45 +42,26 @@ fn half_of(text: &str) -> usize {
     (foldhash::fast::FixedState::with_seed(26).hash_one(text) % 2) as usize
 }
 
-fn csv_prompts(path: &Path) -> Result<Vec<String>, DataError> {
-    let bad = |e: &dyn std::fmt::Display| DataError::Read { path: path.display().to_string(), problem: e.to_string() };
-    let mut r = csv::Reader::from_path(path).map_err(|e| bad(&e))?;
-    let col = r
-        .headers()
-        .map_err(|e| bad(&e))?
-        .iter()
-        .position(|h| h == "prompt")
-        .ok_or_else(|| bad(&"no `prompt` column"))?;
-    let mut out = Vec::new();
-    for rec in r.records() {
-        let rec = rec.map_err(|e| bad(&e))?;
-        out.push(rec.get(col).unwrap_or_default().to_string());
-    }
-    Ok(out)
-}
-
-/// Both halves of the shared prompts under `data` (the shared data folder).
+/// Both halves of the shared prompts under `data` (the shared data folder). The MMLU and GSM8K
+/// prompts are read as the router's evaluation reads them (`routing::data`).
 pub fn prompts(data: &Path) -> Result<[Prompts; 2], DataError> {
+    use crate::routing::data::{csv_files, load, Selection, Split, DEFAULT_STRONG, DEFAULT_WEAK};
     let mut halves = [Prompts::default(), Prompts::default()];
-    let dir = data.join("routing/mmlu");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(|e| DataError::Read { path: dir.display().to_string(), problem: e.to_string() })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-        .collect();
-    files.sort();
-    for f in files {
-        let subject = f.file_stem().and_then(|s| s.to_str()).unwrap_or("mmlu").trim_start_matches("mmlu_").to_string();
-        let mut split = [Vec::new(), Vec::new()];
-        for p in csv_prompts(&f)? {
-            split[half_of(&p)].push(p);
+    let dir = data.join("routing");
+    let files = csv_files(std::slice::from_ref(&dir))
+        .map_err(|e| DataError::Read { path: dir.display().to_string(), problem: e.to_string() })?;
+    let all = Selection { split: Split::All, holdout: 0.0, seed: 0 };
+    let rows = load(&files, DEFAULT_WEAK, DEFAULT_STRONG, &all)
+        .map_err(|e| DataError::Read { path: dir.display().to_string(), problem: e.to_string() })?;
+    for r in rows {
+        let h = &mut halves[half_of(&r.text)];
+        match r.unit.strip_prefix("mmlu/") {
+            Some(subject) => match h.mmlu.iter_mut().find(|(s, _)| s == subject) {
+                Some((_, qs)) => qs.push(r.text),
+                None => h.mmlu.push((subject.to_string(), vec![r.text])),
+            },
+            None => h.gsm8k.push(r.text),
         }
-        for (h, ps) in halves.iter_mut().zip(split) {
-            h.mmlu.push((subject.clone(), ps));
-        }
-    }
-    for p in csv_prompts(&data.join("routing/gsm8k_responses.csv"))? {
-        halves[half_of(&p)].gsm8k.push(p);
     }
     let qqp = data.join("semcache/qqp_pairs.jsonl");
     let text = std::fs::read_to_string(&qqp)
