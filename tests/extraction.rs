@@ -8,6 +8,7 @@ mod common;
 
 use serde_json::Value;
 use tollgate::capacity::Profile;
+use tollgate::guard::score::DEFAULT_THRESHOLD;
 
 const TENANTS: &str = r#"
 [[tiers]]
@@ -116,9 +117,9 @@ async fn a_campaign_on_a_gated_model_is_refused_and_a_normal_tenant_is_not() {
         standings["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == tenant).cloned().unwrap()
     };
     let h = score("harvester");
-    assert!(h["score"].as_f64().unwrap() >= 0.75, "{h}");
+    assert!(h["score"].as_f64().unwrap() >= DEFAULT_THRESHOLD, "{h}");
     assert!(!h["reasons"].as_array().unwrap().is_empty(), "{h}");
-    assert!(score("bookshop")["score"].as_f64().unwrap() < 0.75, "{standings}");
+    assert!(score("bookshop")["score"].as_f64().unwrap() < DEFAULT_THRESHOLD, "{standings}");
     let metrics = gw.metrics().await;
     assert!(metrics.contains("tollgate_extraction_score{tenant=\"harvester\"}"), "{metrics}");
     assert!(metrics.contains("tollgate_extraction_actions_total{action=\"refuse\""), "refusals are counted");
@@ -130,7 +131,7 @@ async fn a_campaign_on_a_gated_model_is_refused_and_a_normal_tenant_is_not() {
     let scored = |g: &str| {
         let (action, rest) = g.split_once(' ').unwrap();
         let (score, reasons) = rest.split_once(": ").unwrap();
-        action == "refuse" && score.parse::<f64>().unwrap() >= 0.75 && !reasons.is_empty()
+        action == "refuse" && score.parse::<f64>().unwrap() >= DEFAULT_THRESHOLD && !reasons.is_empty()
     };
     assert!(refused.iter().all(|r| r.guard.as_deref().is_some_and(scored)), "{refused:?}");
     assert!(rows.iter().filter(|r| r.tenant == "bookshop").all(|r| r.status == 200 && r.guard.is_none()));

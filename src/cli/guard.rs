@@ -77,6 +77,11 @@ pub fn run(c: GuardCommand) -> anyhow::Result<()> {
             println!("{}", line(g));
         }
     }
+    println!("\ncampaigns not flagged within 10 minutes: requests and highest score by then, flagged at");
+    for l in &r.late {
+        let at = l.flagged_s.map_or("never".to_string(), |s| format!("{s:.0} s"));
+        println!("{:<34} {:>7} {:>7.3} {:>9}", l.name, l.requests, l.score, at);
+    }
     if let Some(p) = json {
         std::fs::write(&p, serde_json::to_vec_pretty(&r)?)?;
     }

@@ -114,7 +114,10 @@ mod tests {
 
     #[test]
     fn each_action_carries_what_it_needs_and_nothing_else() {
-        assert_eq!(parse("[extraction]\naction = \"refuse\"").unwrap(), ExtractionPolicy::Refuse { threshold: 0.75 });
+        assert_eq!(
+            parse("[extraction]\naction = \"refuse\"").unwrap(),
+            ExtractionPolicy::Refuse { threshold: crate::guard::score::DEFAULT_THRESHOLD }
+        );
         let t = parse("[extraction]\naction = \"throttle\"\nper_minute = 5\nthreshold = 0.5").unwrap();
         assert_eq!(t, ExtractionPolicy::Throttle { threshold: 0.5, per_minute: 5 });
         assert!(parse("[extraction]\naction = \"throttle\"").is_err(), "a throttle needs its rate");

@@ -37,10 +37,12 @@ pub struct Features {
     /// Share of completed requests with a `max_tokens` whose answer reached it.
     pub at_max: f64,
     /// Token distributions harvested: r / (1 + r) for r = the mean over completed requests of
-    /// output tokens x logprob level (see [`Event::logprobs`]) / 100. A classifier reading the
+    /// output tokens x logprob level (see [`Event::logprobs`]) / 25. A classifier reading the
     /// top 5 of one or two tokens stays near 0; top-20 logprobs over long answers near 1.
     pub logprobs: f64,
-    /// Topic breadth: distinct content words over all content words in the window.
+    /// Topic breadth: distinct content words over all content words in the last
+    /// [`Window::BREADTH_SPAN`] requests (a fixed span, so the level does not fall as the window
+    /// fills: distinct words grow slower than words).
     pub breadth: f64,
     /// Share of requests sharing the window's commonest opening or closing words.
     pub template: f64,
@@ -62,8 +64,9 @@ impl Features {
 pub struct Window {
     events: VecDeque<Event>,
     horizon_ms: i64,
-    words: HashMap<u32, u32, foldhash::fast::FixedState>,
-    word_total: u64,
+    /// Content words of the last [`Window::BREADTH_SPAN`] requests, counted, and their total.
+    recent_words: HashMap<u32, u32, foldhash::fast::FixedState>,
+    recent_total: usize,
     heads: HashMap<u64, u32, foldhash::fast::FixedState>,
     tails: HashMap<u64, u32, foldhash::fast::FixedState>,
     keys: HashMap<u64, u32, foldhash::fast::FixedState>,
@@ -84,13 +87,15 @@ fn sub<K: std::hash::Hash + Eq>(m: &mut HashMap<K, u32, foldhash::fast::FixedSta
 
 impl Window {
     pub const CAP: usize = 256;
+    /// Requests breadth is read over: the gateway's default minimum before a subject is scored.
+    pub const BREADTH_SPAN: usize = 20;
 
     pub fn new(horizon_ms: i64) -> Self {
         Self {
             events: VecDeque::new(),
             horizon_ms,
-            words: HashMap::default(),
-            word_total: 0,
+            recent_words: HashMap::default(),
+            recent_total: 0,
             heads: HashMap::default(),
             tails: HashMap::default(),
             keys: HashMap::default(),
@@ -115,14 +120,21 @@ impl Window {
         if self.events.len() == Self::CAP {
             self.pop();
         }
-        for w in &e.sign.words {
-            add(&mut self.words, *w);
-        }
-        self.word_total += e.sign.words.len() as u64;
         add(&mut self.heads, e.sign.head);
         add(&mut self.tails, e.sign.tail);
         add(&mut self.keys, e.key);
+        for w in &e.sign.words {
+            add(&mut self.recent_words, *w);
+        }
+        self.recent_total += e.sign.words.len();
         self.events.push_back(e);
+        // The request that just left the breadth span.
+        if let Some(old) = self.events.len().checked_sub(Self::BREADTH_SPAN + 1).and_then(|i| self.events.get(i)) {
+            for w in &old.sign.words {
+                sub(&mut self.recent_words, *w);
+            }
+            self.recent_total -= old.sign.words.len();
+        }
     }
 
     /// Drops what is older than the horizon before `now_ms`.
@@ -133,11 +145,14 @@ impl Window {
     }
 
     fn pop(&mut self) {
+        let in_span = self.events.len() <= Self::BREADTH_SPAN;
         let Some(e) = self.events.pop_front() else { return };
-        for w in &e.sign.words {
-            sub(&mut self.words, *w);
+        if in_span {
+            for w in &e.sign.words {
+                sub(&mut self.recent_words, *w);
+            }
+            self.recent_total -= e.sign.words.len();
         }
-        self.word_total -= e.sign.words.len() as u64;
         sub(&mut self.heads, e.sign.head);
         sub(&mut self.tails, e.sign.tail);
         sub(&mut self.keys, e.key);
@@ -163,7 +178,7 @@ impl Window {
         let (mut out, mut inp, mut done, mut with_max, mut at_max, mut lp) = (0f64, 0f64, 0usize, 0usize, 0usize, 0f64);
         for e in &self.events {
             if let Some(o) = e.output_tokens {
-                lp += e.logprobs * f64::from(o) / 100.0;
+                lp += e.logprobs * f64::from(o) / 25.0;
                 done += 1;
                 out += f64::from(o);
                 inp += f64::from(e.input_tokens.max(1));
@@ -182,9 +197,18 @@ impl Window {
             long_outputs: ratio / (1.0 + ratio),
             at_max: if with_max > 0 { at_max as f64 / with_max as f64 } else { 0.0 },
             logprobs: if done > 0 { (lp / done as f64) / (1.0 + lp / done as f64) } else { 0.0 },
-            breadth: if self.word_total > 0 { self.words.len() as f64 / self.word_total as f64 } else { 0.0 },
+            breadth: self.breadth(),
             template: f64::from(commonest(&self.heads).max(commonest(&self.tails))) / n as f64,
             keys: 1.0 - 1.0 / busy_keys as f64,
+        }
+    }
+
+    /// Distinct content words over content words in the last [`Self::BREADTH_SPAN`] requests.
+    fn breadth(&self) -> f64 {
+        if self.recent_total > 0 {
+            self.recent_words.len() as f64 / self.recent_total as f64
+        } else {
+            0.0
         }
     }
 
@@ -250,8 +274,35 @@ mod tests {
         assert!(w.features().steady < 0.01, "{:?}", w.features());
         w.expire(t + 61_000);
         assert!(w.is_empty());
-        assert_eq!(w.word_total, 0);
-        assert!(w.heads.is_empty() && w.words.is_empty() && w.keys.is_empty());
+        assert!(w.heads.is_empty() && w.keys.is_empty() && w.recent_words.is_empty());
+        assert_eq!(w.recent_total, 0);
+    }
+
+    #[test]
+    fn breadth_kept_as_the_window_slides_equals_breadth_read_afresh() {
+        let afresh = |w: &Window| {
+            let mut words: Vec<u32> =
+                w.events.iter().rev().take(Window::BREADTH_SPAN).flat_map(|e| e.sign.words.clone()).collect();
+            let total = words.len();
+            words.sort_unstable();
+            words.dedup();
+            if total > 0 {
+                words.len() as f64 / total as f64
+            } else {
+                0.0
+            }
+        };
+        let mut w = Window::new(500_000);
+        let mut t = 0;
+        for i in 0..700u64 {
+            // The window fills to its cap; a pause longer than the horizon empties it, and a
+            // request older than the horizon leaves it now and then.
+            t += if i % 300 == 0 { 600_000 } else { 300 + (i as i64 * 37) % 900 };
+            w.push(ev(i, t, &format!("Explain photosynthesis{} chlorophyll{} membranes", i % 7, i % 23)));
+            assert!((w.features().breadth - afresh(&w)).abs() < 1e-12, "after request {i}");
+        }
+        w.expire(t + 600_000);
+        assert_eq!((w.recent_total, w.recent_words.len()), (0, 0));
     }
 
     #[test]
@@ -263,7 +314,7 @@ mod tests {
             w.push(e);
         }
         assert_eq!(w.len(), Window::CAP);
-        assert_eq!(w.word_total, 2 * Window::CAP as u64);
+        assert_eq!(w.features().breadth, 2.0 / (2 * Window::BREADTH_SPAN) as f64, "two words, repeated");
         assert!((w.features().keys - 0.75).abs() < 1e-9);
         assert!(!w.complete(0, 5, 5), "the first request left the window");
     }

@@ -154,6 +154,35 @@ pub struct Report {
     /// The gateway's shipped weights and default threshold on the held-out half: normal tenants,
     /// campaigns.
     pub shipped: [Group; 2],
+    /// The held-out half's campaigns not flagged within [`DETECT_WITHIN_MS`].
+    pub late: Vec<Late>,
+}
+
+/// A campaign the watch did not flag within [`DETECT_WITHIN_MS`] of its first request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Late {
+    pub name: String,
+    /// Its requests in that time.
+    pub requests: usize,
+    /// Its highest score in that time.
+    pub score: f64,
+    /// When it was flagged, seconds after its first request, if it was.
+    pub flagged_s: Option<f64>,
+}
+
+fn late(r: &Replay, w: &Weights, min: usize, o: &[(f64, Option<i64>)]) -> Vec<Late> {
+    let rows = r.tenants.iter().zip(&r.trail).zip(&r.first_ms).zip(o);
+    rows.filter(|(((t, _), _), o)| t.kind.is_campaign() && o.1.is_none_or(|ms| ms > DETECT_WITHIN_MS))
+        .map(|(((t, tr), first), o)| {
+            let early: Vec<&Features> = tr.iter().filter(|x| x.0 - first <= DETECT_WITHIN_MS).map(|x| &x.1).collect();
+            Late {
+                name: t.name.clone(),
+                requests: early.len(),
+                score: early.iter().map(|f| w.snapshot(**f, min).score).fold(0.0, f64::max),
+                flagged_s: o.1.map(|ms| ms as f64 / 1e3),
+            }
+        })
+        .collect()
 }
 
 /// Chooses on `tune`, reports on `test`.
@@ -161,6 +190,7 @@ pub fn evaluate(tune: &Replay, test: &Replay, min: usize) -> Report {
     let weights = fit(tune, min, None);
     let threshold = choose_threshold(tune, &weights, min);
     let o = outcomes(test, &weights, min, threshold);
+    let late = late(test, &weights, min, &o);
     let rows: Vec<(&Tenant, (f64, Option<i64>))> = test.tenants.iter().zip(o).collect();
     let sel = |f: &dyn Fn(&Tenant) -> bool| rows.iter().filter(|(t, _)| f(t)).cloned().collect::<Vec<_>>();
     let tuned = outcomes(tune, &weights, min, threshold);
@@ -208,6 +238,7 @@ pub fn evaluate(tune: &Replay, test: &Replay, min: usize) -> Report {
                 group("campaigns (shipped defaults)".into(), &part(true)),
             ]
         },
+        late,
     }
 }
 
