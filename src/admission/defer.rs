@@ -6,6 +6,9 @@
 //! oldest. Pure bookkeeping on the caller's clock (seconds); the gateway holds one per pool and
 //! each waiting request asks whether it is at the head; the simulator pops from it.
 
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+
 /// Share of a tier's time-to-first-token objective that a request whose price has not cleared
 /// may spend waiting for it (the rest is left for the engine's queue and prefill). Chosen on the
 /// suite's development scenarios (docs/simulator.md, sixth session): 0.25 to 0.9 all beat
@@ -54,55 +57,106 @@ struct Entry {
     arrival: u64,
 }
 
+/// An `f64` ordered by `total_cmp`, for keys.
+#[derive(Debug, Clone, Copy)]
+struct Total(f64);
+
+impl PartialEq for Total {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.total_cmp(&o.0).is_eq()
+    }
+}
+impl Eq for Total {}
+impl PartialOrd for Total {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Total {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+/// The waiting requests, densest first (then oldest), with indexes by id and by deadline, so
+/// finding the head stops at the first request too sparse to beat the best found, and removing
+/// one or the expired costs a logarithm of the queue, not a pass over it (thousands of batch lines
+/// wait at once in the simulator's long replays).
 #[derive(Debug, Default, Clone)]
 pub struct DeferQueue {
-    entries: Vec<Entry>,
+    by_density: BTreeMap<(Reverse<Total>, u64), Entry>,
+    by_id: HashMap<u64, (Reverse<Total>, u64), foldhash::fast::FixedState>,
+    by_deadline: BTreeMap<(Total, u64), u64>,
     arrivals: u64,
 }
 
 impl DeferQueue {
     /// Adds request `id` of `density` (value per engine-second), holding out over `window`,
-    /// waiting until `deadline_s`.
+    /// waiting until `deadline_s`. A request already waiting under `id` is replaced.
     pub fn push(&mut self, id: u64, density: f64, window: Window, deadline_s: f64) {
+        self.remove(id);
         self.arrivals += 1;
-        self.entries.push(Entry { id, density, window, deadline_s, arrival: self.arrivals });
+        let arrival = self.arrivals;
+        let key = (Reverse(Total(density)), arrival);
+        self.by_density.insert(key, Entry { id, density, window, deadline_s, arrival });
+        self.by_id.insert(id, key);
+        self.by_deadline.insert((Total(deadline_s), arrival), id);
     }
 
     pub fn remove(&mut self, id: u64) {
-        self.entries.retain(|e| e.id != id);
+        if let Some(key) = self.by_id.remove(&id) {
+            if let Some(e) = self.by_density.remove(&key) {
+                self.by_deadline.remove(&(Total(e.deadline_s), e.arrival));
+            }
+        }
     }
 
     /// The request to price next at `now`, on a pool whose recent low price is `low` (USD per
-    /// engine-second): the one whose reservation price is highest.
+    /// engine-second): the one whose reservation price is highest (then the densest, then the
+    /// oldest). A request's price is at most its density above the low, so the scan, densest
+    /// first, ends where that bound no longer beats the best found.
     pub fn head(&self, now: f64, low: f64) -> Option<u64> {
         let bid = |e: &Entry| (1.0 - e.window.left(now)) * (e.density - low).max(0.0);
-        self.entries
-            .iter()
-            .max_by(|a, b| {
-                bid(a).total_cmp(&bid(b)).then(a.density.total_cmp(&b.density)).then(b.arrival.cmp(&a.arrival))
-            })
-            .map(|e| e.id)
+        let mut best: Option<(f64, &Entry)> = None;
+        for e in self.by_density.values() {
+            if let Some((b, _)) = best {
+                // Denser ones came first and an earlier one wins a tie, so this one cannot win
+                // unless its bound beats the best's price.
+                if (e.density - low).max(0.0) <= b {
+                    break;
+                }
+            }
+            let b = bid(e);
+            if best.is_none_or(|(bb, _)| b > bb) {
+                best = Some((b, e));
+            }
+        }
+        best.map(|(_, e)| e.id)
     }
 
     /// Removes and returns the requests whose deadline passed by `now`.
     pub fn take_expired(&mut self, now: f64) -> Vec<u64> {
         let mut out = Vec::new();
-        self.entries.retain(|e| {
-            let keep = e.deadline_s > now;
-            if !keep {
-                out.push(e.id);
+        while let Some(entry) = self.by_deadline.first_entry() {
+            if entry.key().0 .0 > now {
+                break;
             }
-            keep
-        });
+            out.push(entry.remove());
+        }
+        for id in &out {
+            if let Some(key) = self.by_id.remove(id) {
+                self.by_density.remove(&key);
+            }
+        }
         out
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.by_density.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.by_density.is_empty()
     }
 }
 
@@ -119,6 +173,58 @@ mod tests {
     }
 
     const OPEN: Window = Window { opened_s: 0.0, closes_s: 100.0 };
+
+    /// The queue as a plain list, each head found by a pass over all of it.
+    #[derive(Default)]
+    struct Naive(Vec<(u64, f64, Window, f64, u64)>, u64);
+
+    impl Naive {
+        fn head(&self, now: f64, low: f64) -> Option<u64> {
+            let bid = |e: &(u64, f64, Window, f64, u64)| (1.0 - e.2.left(now)) * (e.1 - low).max(0.0);
+            let cmp = |a: &&(u64, f64, Window, f64, u64), b: &&(u64, f64, Window, f64, u64)| {
+                bid(a).total_cmp(&bid(b)).then(a.1.total_cmp(&b.1)).then(b.4.cmp(&a.4))
+            };
+            self.0.iter().max_by(cmp).map(|e| e.0)
+        }
+    }
+
+    #[test]
+    fn the_indexed_queue_picks_and_expires_as_a_pass_over_a_list_would() {
+        let (mut q, mut naive) = (DeferQueue::default(), Naive::default());
+        let mut x = 11u64;
+        let mut next = |m: u64| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        for step in 0..3_000u64 {
+            let now = step as f64 * 0.5;
+            // Densities with ties; batch-like windows and empty ones.
+            let density = next(12) as f64 * 0.1;
+            let window = if next(2) == 0 {
+                Window { opened_s: now - next(20) as f64, closes_s: now + next(200) as f64 }
+            } else {
+                Window { opened_s: now, closes_s: now }
+            };
+            let deadline = window.closes_s.max(now + next(30) as f64);
+            q.push(step, density, window, deadline);
+            naive.1 += 1;
+            naive.0.push((step, density, window, deadline, naive.1));
+            let low = next(8) as f64 * 0.1;
+            let mut expired = q.take_expired(now);
+            expired.sort_unstable();
+            let mut want: Vec<u64> = naive.0.iter().filter(|e| e.3 <= now).map(|e| e.0).collect();
+            naive.0.retain(|e| e.3 > now);
+            want.sort_unstable();
+            assert_eq!(expired, want, "expired at {now}");
+            let head = q.head(now, low);
+            assert_eq!(head, naive.head(now, low), "head at {now}, low {low}");
+            if let (Some(h), 0) = (head, next(3)) {
+                q.remove(h);
+                naive.0.retain(|e| e.0 != h);
+            }
+            assert_eq!(q.len(), naive.0.len());
+        }
+    }
 
     #[test]
     fn at_the_same_point_of_their_windows_the_densest_then_the_oldest_goes_first() {
