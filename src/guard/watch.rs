@@ -121,7 +121,11 @@ const QUEUE: usize = 8_192;
 impl Watch {
     /// Starts the watch's thread; it ends when the watch is dropped.
     pub fn start(settings: Settings) -> Arc<Self> {
-        let (tx, rx) = sync_channel(QUEUE);
+        Self::with_queue(settings, QUEUE)
+    }
+
+    fn with_queue(settings: Settings, queue: usize) -> Arc<Self> {
+        let (tx, rx) = sync_channel(queue);
         let board = Arc::new(Board::default());
         let b = board.clone();
         std::thread::Builder::new()
@@ -231,7 +235,53 @@ fn run(mut t: Tracker, rx: Receiver<Msg>, board: &Board) {
 
 #[cfg(test)]
 mod tests {
-    use super::Standing;
+    use super::*;
+    use std::sync::mpsc::channel;
+
+    fn seen(i: u64, text: Text) -> Seen {
+        Seen {
+            request_id: i,
+            tenant: "flood".into(),
+            key: "k".into(),
+            t_ms: i as i64 * 1000,
+            text,
+            logprobs: 0.0,
+            max_tokens: None,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_blocking_and_the_rest_is_watched() {
+        let w = Watch::with_queue(Settings::default(), 8);
+        // The first arrival holds the watch's thread (its prompt is read there) until released.
+        let (started_tx, started) = channel();
+        let (release, held) = channel::<()>();
+        w.arrive(seen(
+            0,
+            Box::new(move || {
+                started_tx.send(()).unwrap();
+                held.recv().ok();
+                Some("Explain the Krebs cycle".into())
+            }),
+        ));
+        started.recv().unwrap();
+        // Eight fit in the queue behind it; the five after them are dropped, and no call waits.
+        for i in 1..=13 {
+            w.arrive(seen(i, Box::new(|| Some("Explain the Krebs cycle".into()))));
+        }
+        assert_eq!(w.dropped(), 5);
+        release.send(()).unwrap();
+        let mut requests = 0;
+        for _ in 0..200 {
+            requests = w.tenant("flood").map_or(0, |s| s.snapshot().features.requests);
+            if requests == 9 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(requests, 9, "the first and the eight queued are watched");
+        assert_eq!(w.dropped(), 5);
+    }
 
     #[test]
     fn a_throttle_counts_each_model_and_minute_apart() {
