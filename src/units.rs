@@ -95,6 +95,27 @@ pub fn month_start_ms(now_ms: i64) -> i64 {
     (now_ms.div_euclid(86_400_000) - i64::from(day) + 1) * 86_400_000
 }
 
+/// An `f64` ordered by `total_cmp` (equal only when that says so), for ordered keys and heaps.
+#[derive(Debug, Clone, Copy)]
+pub struct Total(pub f64);
+
+impl PartialEq for Total {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.total_cmp(&o.0).is_eq()
+    }
+}
+impl Eq for Total {}
+impl PartialOrd for Total {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Total {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

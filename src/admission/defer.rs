@@ -9,6 +9,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
+use crate::units::Total;
+
 /// Share of a tier's time-to-first-token objective that a request whose price has not cleared
 /// may spend waiting for it (the rest is left for the engine's queue and prefill). Chosen on the
 /// suite's development scenarios (docs/simulator.md, sixth session): 0.25 to 0.9 all beat
@@ -55,27 +57,6 @@ struct Entry {
     /// When it stops waiting (refused), on the same clock.
     deadline_s: f64,
     arrival: u64,
-}
-
-/// An `f64` ordered by `total_cmp`, for keys.
-#[derive(Debug, Clone, Copy)]
-struct Total(f64);
-
-impl PartialEq for Total {
-    fn eq(&self, o: &Self) -> bool {
-        self.0.total_cmp(&o.0).is_eq()
-    }
-}
-impl Eq for Total {}
-impl PartialOrd for Total {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Total {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&o.0)
-    }
 }
 
 /// The waiting requests, densest first (then oldest), with indexes by id and by deadline, so

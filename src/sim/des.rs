@@ -14,6 +14,7 @@ use crate::allocator::Allocator;
 use crate::config::Config;
 use crate::emulator::engine::{Emit, Engine, Event, Submission};
 use crate::routing::placement::Placer;
+use crate::units::Total;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -36,21 +37,6 @@ struct Live {
     first: Option<f64>,
     deferred: bool,
     reservation: Option<Reservation>,
-}
-
-/// Event time, totally ordered.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct T(f64);
-impl Eq for T {}
-impl PartialOrd for T {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for T {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&o.0)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,7 +63,7 @@ pub struct Sim<'a> {
     live: HashMap<u64, Live, foldhash::fast::FixedState>,
     /// Each pool's deferred requests, the gateway's queue (by request index).
     waiting_defer: Vec<DeferQueue>,
-    heap: BinaryHeap<Reverse<(T, Ev)>>,
+    heap: BinaryHeap<Reverse<(Total, Ev)>>,
     quotas: QuotaBuckets,
     pub fates: Vec<Option<Fate>>,
     /// (time, pool, price, utilisation) samples, one a second.
@@ -156,7 +142,7 @@ impl<'a> Sim<'a> {
     }
 
     fn push(&mut self, t: f64, e: Ev) {
-        self.heap.push(Reverse((T(t), e)));
+        self.heap.push(Reverse((Total(t), e)));
     }
 
     /// Runs every request to its end; `progress` hears the number of arrivals now and then.
@@ -201,7 +187,7 @@ impl<'a> Sim<'a> {
                 }
                 continue;
             }
-            let Reverse((T(t), ev)) = self.heap.pop().expect("an event is due");
+            let Reverse((Total(t), ev)) = self.heap.pop().expect("an event is due");
             let idle_after_end = t > end && self.live.is_empty() && self.waiting_defer.iter().all(DeferQueue::is_empty);
             match ev {
                 Ev::Step(p, r) => self.step_done(t, p, r),
