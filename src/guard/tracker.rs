@@ -63,6 +63,14 @@ impl Tracker {
 
     /// Takes in an arrival; returns the tenant's and the key's standing after it.
     pub fn arrive(&mut self, a: Arrival) -> (Snapshot, Snapshot) {
+        let (tenant, key) = (a.tenant.clone(), a.key.clone());
+        self.observe(a);
+        (self.tenant_standing(&tenant), self.key_standing(&tenant, &key))
+    }
+
+    /// Takes in an arrival without scoring anything (the watch's thread scores each subject once
+    /// per batch of messages).
+    pub fn observe(&mut self, a: Arrival) {
         let horizon = self.settings.horizon_ms;
         let e = Event {
             id: a.id,
@@ -80,16 +88,23 @@ impl Tracker {
         self.pending.insert(a.id, (a.tenant.clone(), a.key.clone()));
         let s =
             self.tenants.entry(a.tenant).or_insert_with(|| Subject { all: Window::new(horizon), keys: HashMap::new() });
-        let kw = s.keys.entry(a.key).or_insert_with(|| Window::new(horizon));
-        kw.push(e.clone());
-        let key = kw.features();
+        s.keys.entry(a.key).or_insert_with(|| Window::new(horizon)).push(e.clone());
         s.all.push(e);
-        let all = s.all.features();
-        (self.score(all), self.score(key))
     }
 
     fn score(&self, f: super::signals::Features) -> Snapshot {
         self.settings.weights.snapshot(f, self.settings.min_requests)
+    }
+
+    /// A tenant's standing over all its keys (the default one if it is unknown).
+    pub fn tenant_standing(&self, tenant: &str) -> Snapshot {
+        self.score(self.tenants.get(tenant).map(|s| s.all.features()).unwrap_or_default())
+    }
+
+    /// One of a tenant's keys' standing.
+    pub fn key_standing(&self, tenant: &str, key: &str) -> Snapshot {
+        let w = self.tenants.get(tenant).and_then(|s| s.keys.get(key));
+        self.score(w.map(Window::features).unwrap_or_default())
     }
 
     /// Takes in a request's end; returns its tenant and key and their standings, if its arrival
@@ -100,14 +115,20 @@ impl Tracker {
         input_tokens: u32,
         output_tokens: u32,
     ) -> Option<(String, String, Snapshot, Snapshot)> {
+        let (tenant, key) = self.finish(id, input_tokens, output_tokens)?;
+        let (t, k) = (self.tenant_standing(&tenant), self.key_standing(&tenant, &key));
+        Some((tenant, key, t, k))
+    }
+
+    /// Takes in a request's end without scoring; returns its tenant and key, if its arrival is
+    /// still known.
+    pub fn finish(&mut self, id: u64, input_tokens: u32, output_tokens: u32) -> Option<(String, String)> {
         let (tenant, key) = self.pending.remove(&id)?;
         let s = self.tenants.get_mut(&tenant)?;
         for w in std::iter::once(&mut s.all).chain(s.keys.get_mut(&key)) {
             w.complete(id, input_tokens, output_tokens);
         }
-        let t = s.all.features();
-        let k = s.keys.get(&key).map(Window::features).unwrap_or_default();
-        Some((tenant, key, self.score(t), self.score(k)))
+        Some((tenant, key))
     }
 
     /// Forgets a request that ended without an answer (refused, failed): it stays an arrival.

@@ -49,7 +49,7 @@ pub fn replay(pop: Population, settings: Settings) -> Replay {
             logprobs: r.logprobs,
             max_tokens: r.max_tokens,
         };
-        t.arrive(a);
+        t.observe(a);
         let Some((_, _, snap, _)) = t.complete(i as u64, r.input_tokens, r.output_tokens) else { continue };
         first_ms[r.tenant] = first_ms[r.tenant].min(r.t_ms);
         trail[r.tenant].push((r.t_ms, snap.features));
