@@ -50,9 +50,10 @@ pub fn replay(pop: Population, settings: Settings) -> Replay {
             max_tokens: r.max_tokens,
         };
         t.observe(a);
-        let Some((_, _, snap, _)) = t.complete(i as u64, r.input_tokens, r.output_tokens) else { continue };
+        // Only the tenant's signals are kept (a campaign is one tenant), so its keys are not scored.
+        let Some((tenant, _)) = t.finish(i as u64, r.input_tokens, r.output_tokens) else { continue };
         first_ms[r.tenant] = first_ms[r.tenant].min(r.t_ms);
-        trail[r.tenant].push((r.t_ms, snap.features));
+        trail[r.tenant].push((r.t_ms, t.tenant_standing(&tenant).features));
     }
     Replay { tenants: pop.tenants, first_ms, trail }
 }
