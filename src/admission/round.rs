@@ -63,7 +63,11 @@ pub fn round(alloc: &Allocator, cfg: &Config, req: &Request) -> Option<Round> {
     let outcome = match decide(&ask, &cands) {
         Decision::Serve { index, downgraded, net, price } => {
             let cand = cands[index];
-            match alloc.load(cand.pool).try_reserve(cand.work, cand.prefill) {
+            match alloc.load(cand.pool).try_reserve(
+                cand.work,
+                cand.prefill,
+                cand.quality * req.value / cand.work.max(1e-12),
+            ) {
                 Some(reservation) => Outcome::Serve { cand, reservation, downgraded, net, price },
                 None => Outcome::Contended,
             }

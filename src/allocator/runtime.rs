@@ -119,10 +119,14 @@ impl Allocator {
     }
 
     /// The uncorrected opportunity cost of an engine-second of `pool` under board entry `p`: the
-    /// LP's shadow price, or the scarcity price of the room left now if that is higher.
+    /// LP's shadow price, or the scarcity price of the room left now or of the room less dense work
+    /// holds, whichever is highest.
     fn opportunity(&self, pool: usize, p: &PoolPrice) -> f64 {
         let load = &self.loads[pool];
-        p.lambda.max(scarcity::price(&p.wants, load.room() - load.total_inflight(), self.plannable(pool)))
+        let free = scarcity::price(&p.wants, load.room() - load.total_inflight(), self.plannable(pool));
+        let booked =
+            scarcity::booking_price(&p.bookings, load.room(), load.total_inflight(), |d| load.inflight_below(d));
+        p.lambda.max(free).max(booked)
     }
 
     /// `pool`'s lowest price over the last planning horizon, never below what it falls to when
@@ -331,6 +335,7 @@ impl Allocator {
                     power: p.site.map(|s| plan.pi[s] * p.watts).unwrap_or(0.0),
                     planned: planned[i],
                     capacity: pools[i].capacity,
+                    bookings: scarcity::booking_limits(&wants[i], self.observed(i, demand).lifetime_s.max(p.window_s)),
                     wants: std::mem::take(&mut wants[i]),
                     room: self.planned_room(i, demand),
                 })
