@@ -30,19 +30,6 @@ pub type SharedRelease = Box<dyn Fn(i64, i64) + Send + Sync>;
 /// Engine-seconds are counted in micro-engine-seconds to use integer atomics.
 const MICRO: f64 = 1e6;
 
-/// Work in flight is also kept by its value density (USD per engine-second), in buckets a factor
-/// of sqrt(2) apart from [`LOWEST_DENSITY`] up (below it, the first; above the last, the last),
-/// so admission can tell how much of the room work less dense than a threshold holds.
-const BUCKETS: usize = 96;
-const LOWEST_DENSITY: f64 = 1e-9;
-
-fn bucket(density: f64) -> usize {
-    if density.is_nan() || density <= LOWEST_DENSITY {
-        return 0;
-    }
-    ((2.0 * (density / LOWEST_DENSITY).log2()) as usize).min(BUCKETS - 1)
-}
-
 #[derive(Debug)]
 pub struct PoolLoad {
     inflight: AtomicU64,
@@ -52,8 +39,6 @@ pub struct PoolLoad {
     /// The other replicas' engine-seconds in flight and prefill backlog, as last seen.
     others: AtomicU64,
     others_backlog: AtomicU64,
-    /// This replica's in-flight micro-engine-seconds by value density ([`bucket`]).
-    by_density: Box<[AtomicU64]>,
 }
 
 impl PoolLoad {
@@ -65,7 +50,6 @@ impl PoolLoad {
             backlog: AtomicU64::new(0),
             others: AtomicU64::new(0),
             others_backlog: AtomicU64::new(0),
-            by_density: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         })
     }
 
@@ -104,20 +88,6 @@ impl PoolLoad {
         self.others_backlog.store(0, Ordering::Release);
     }
 
-    /// Engine-seconds in flight of work less dense than `density` (USD per engine-second) across
-    /// replicas: this replica's, scaled to the total in flight when others hold work too (their
-    /// mix is not exchanged, so it is taken to be this one's).
-    pub fn inflight_below(&self, density: f64) -> f64 {
-        let own = self.inflight.load(Ordering::Acquire);
-        let end = if density == f64::INFINITY { BUCKETS } else { bucket(density) };
-        let below: u64 = self.by_density[..end].iter().map(|b| b.load(Ordering::Acquire)).sum();
-        let others = self.others.load(Ordering::Acquire);
-        if others == 0 || own == 0 {
-            return below as f64 / MICRO;
-        }
-        below as f64 / MICRO * (own + others) as f64 / own as f64
-    }
-
     pub fn room(&self) -> f64 {
         self.room.load(Ordering::Acquire) as f64 / MICRO
     }
@@ -131,9 +101,9 @@ impl PoolLoad {
         (self.inflight.load(Ordering::Acquire) + self.others.load(Ordering::Acquire)) as f64 / room as f64
     }
 
-    /// Takes `work` engine-seconds of value `density` USD per engine-second, of which `prefill`
-    /// join the prefill backlog, if they fit; never lets the total exceed the room.
-    pub fn try_reserve(self: &Arc<Self>, work: f64, prefill: f64, density: f64) -> Option<Reservation> {
+    /// Takes `work` engine-seconds, of which `prefill` join the prefill backlog, if they fit;
+    /// never lets the total exceed the room.
+    pub fn try_reserve(self: &Arc<Self>, work: f64, prefill: f64) -> Option<Reservation> {
         let w = ((work.max(0.0) * MICRO).ceil() as u64).max(1);
         let mut cur = self.inflight.load(Ordering::Acquire);
         loop {
@@ -146,16 +116,7 @@ impl PoolLoad {
                     let p = ((prefill.clamp(0.0, work) * MICRO) as u64).min(w);
                     let ahead =
                         self.backlog.fetch_add(p, Ordering::AcqRel) + self.others_backlog.load(Ordering::Acquire);
-                    let bucket = bucket(density);
-                    self.by_density[bucket].fetch_add(w, Ordering::AcqRel);
-                    return Some(Reservation {
-                        load: self.clone(),
-                        amount: w,
-                        prefill: p,
-                        ahead,
-                        bucket,
-                        shared: None,
-                    });
+                    return Some(Reservation { load: self.clone(), amount: w, prefill: p, ahead, shared: None });
                 }
                 Err(actual) => cur = actual,
             }
@@ -179,8 +140,6 @@ pub struct Reservation {
     prefill: u64,
     /// The pool's prefill backlog when it was granted: the queue its prefill waited behind.
     ahead: u64,
-    /// Its value density's bucket in the pool's in-flight work by density.
-    bucket: usize,
     /// How to give it back where it is also held across replicas.
     shared: Option<SharedRelease>,
 }
@@ -231,7 +190,6 @@ impl Drop for Reservation {
         let p = std::mem::take(&mut self.prefill);
         self.load.backlog.fetch_sub(p, Ordering::AcqRel);
         self.load.inflight.fetch_sub(self.amount, Ordering::AcqRel);
-        self.load.by_density[self.bucket].fetch_sub(self.amount, Ordering::AcqRel);
         if let Some(release) = self.shared.take() {
             release(self.amount as i64, p as i64);
         }
@@ -252,28 +210,23 @@ mod tests {
             ops in proptest::collection::vec((0.0f64..30.0, 0.0f64..1.0, 0u8..3), 0..200),
         ) {
             let load = PoolLoad::new(room);
-            // Each reservation with the density it was taken at (here its work).
-            let mut held: Vec<(Reservation, f64)> = Vec::new();
+            let mut held: Vec<Reservation> = Vec::new();
             for (work, share, op) in ops {
                 match op {
                     0 if !held.is_empty() => drop(held.swap_remove(0)),
                     1 if !held.is_empty() => {
-                        held[0].0.first_token();
+                        held[0].first_token();
                     }
                     _ => {
-                        if let Some(r) = load.try_reserve(work, work * share, work) {
-                            held.push((r, work));
+                        if let Some(r) = load.try_reserve(work, work * share) {
+                            held.push(r);
                         }
                     }
                 }
                 prop_assert!(load.inflight() <= load.room() + 1e-9);
                 prop_assert!(load.backlog() <= load.inflight() + 1e-9);
-                let sum: f64 = held.iter().map(|h| h.0.work()).sum();
+                let sum: f64 = held.iter().map(Reservation::work).sum();
                 prop_assert!((sum - load.inflight()).abs() < 1e-6);
-                prop_assert!((load.inflight_below(f64::INFINITY) - load.inflight()).abs() < 1e-6);
-                // What is held below a density is the work taken at densities in lower buckets.
-                let light: f64 = held.iter().filter(|h| bucket(h.1) < bucket(10.0)).map(|h| h.0.work()).sum();
-                prop_assert!((load.inflight_below(10.0) - light).abs() < 1e-6);
             }
             drop(held);
             prop_assert_eq!(load.inflight(), 0.0);
@@ -290,7 +243,7 @@ mod tests {
                 s.spawn(|| {
                     let mut held = Vec::new();
                     for _ in 0..1000 {
-                        if let Some(r) = load.try_reserve(0.5, 0.1, 1.0) {
+                        if let Some(r) = load.try_reserve(0.5, 0.1) {
                             granted.fetch_add(1, Ordering::Relaxed);
                             assert!(load.inflight() <= 10.0 + 1e-9);
                             held.push(r);

@@ -63,11 +63,7 @@ pub fn round(alloc: &Allocator, cfg: &Config, req: &Request) -> Option<Round> {
     let outcome = match decide(&ask, &cands) {
         Decision::Serve { index, downgraded, net, price } => {
             let cand = cands[index];
-            match alloc.load(cand.pool).try_reserve(
-                cand.work,
-                cand.prefill,
-                cand.quality * req.value / cand.work.max(1e-12),
-            ) {
+            match alloc.load(cand.pool).try_reserve(cand.work, cand.prefill) {
                 Some(reservation) => Outcome::Serve { cand, reservation, downgraded, net, price },
                 None => Outcome::Contended,
             }

@@ -24,9 +24,6 @@ pub struct PoolPrice {
     /// publisher measured): every replica that installs the board uses this one room.
     #[serde(default)]
     pub room: f64,
-    /// How much of the room work below each density may hold ([`super::scarcity::booking_limits`]).
-    #[serde(default)]
-    pub bookings: Vec<super::scarcity::Booking>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -119,14 +119,10 @@ impl Allocator {
     }
 
     /// The uncorrected opportunity cost of an engine-second of `pool` under board entry `p`: the
-    /// LP's shadow price, or the scarcity price of the room left now or of the room less dense work
-    /// holds, whichever is highest.
+    /// LP's shadow price, or the scarcity price of the room left now if that is higher.
     fn opportunity(&self, pool: usize, p: &PoolPrice) -> f64 {
         let load = &self.loads[pool];
-        let free = scarcity::price(&p.wants, load.room() - load.total_inflight(), self.plannable(pool));
-        let booked =
-            scarcity::booking_price(&p.bookings, load.room(), load.total_inflight(), |d| load.inflight_below(d));
-        p.lambda.max(free).max(booked)
+        p.lambda.max(scarcity::price(&p.wants, load.room() - load.total_inflight(), self.plannable(pool)))
     }
 
     /// `pool`'s lowest price over the last planning horizon, never below what it falls to when
@@ -335,7 +331,6 @@ impl Allocator {
                     power: p.site.map(|s| plan.pi[s] * p.watts).unwrap_or(0.0),
                     planned: planned[i],
                     capacity: pools[i].capacity,
-                    bookings: scarcity::booking_limits(&wants[i], self.observed(i, demand).lifetime_s.max(p.window_s)),
                     wants: std::mem::take(&mut wants[i]),
                     room: self.planned_room(i, demand),
                 })

@@ -228,8 +228,7 @@ impl<'a> Sim<'a> {
                 let tier = self.sc.tier(&self.sc.classes[class].tier).map(|t| t.priority).unwrap_or(0);
                 let top = self.sc.tiers.iter().map(|t| t.priority).max().unwrap_or(0);
                 let work = self.alloc.fleet.pools[pool].work(f64::from(r.input), self.expected_out(i));
-                // The baseline reads no price: the density it holds the room at is not used.
-                match self.alloc.load(pool).try_reserve(work, 0.0, 0.0) {
+                match self.alloc.load(pool).try_reserve(work, 0.0) {
                     Some(res) => self.start(i, t, pool, 1.0, Some(res), false),
                     None if tier == top => self.start(i, t, pool, 1.0, None, false),
                     None => self.fates[i] = Some(Fate::Refused),
