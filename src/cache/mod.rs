@@ -12,6 +12,7 @@ pub mod entry;
 pub mod error;
 pub mod key;
 pub mod local;
+pub mod onnx;
 pub mod semantic;
 
 use crate::config::{CacheConfig, CacheMode, TierConfig};
