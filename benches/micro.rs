@@ -370,8 +370,9 @@ fn lp(c: &mut Criterion) {
 
 /// The semantic cache's in-process embeddings (all-MiniLM-L6-v2 on the CPU): one short prompt,
 /// and a batch of 16 (per batch), through onnxruntime where it is installed in the folder (and
-/// then one prompt through candle too, for the ratio), else through candle. Needs `TOLLGATE_MINILM_DIR` (`scripts/install-embeddings.sh`);
-/// skipped without it. Run under `taskset -c 0` for the one-core figure.
+/// then one prompt through candle too, for the ratio), else through candle. Needs
+/// `TOLLGATE_MINILM_DIR` (`scripts/install-embeddings.sh`); skipped without it. Run under
+/// `taskset -c 0` for the one-core figure.
 fn embed(c: &mut Criterion) {
     let Some(dir) = std::env::var_os("TOLLGATE_MINILM_DIR") else {
         eprintln!("embed: TOLLGATE_MINILM_DIR not set, skipped");
@@ -379,12 +380,13 @@ fn embed(c: &mut Criterion) {
     };
     let dir = std::path::Path::new(&dir);
     let model = tollgate::cache::local::LocalModel::load(dir).unwrap();
-    let candle = tollgate::cache::local::LocalModel::load_candle(dir).unwrap();
     let engine = if model.is_onnx() { "onnxruntime" } else { "candle" };
     let short = "What is the fastest way to lose weight?";
     let mut g = c.benchmark_group("embed");
     g.bench_function(format!("one_short_prompt_{engine}"), |b| b.iter(|| model.embed(black_box(&[short])).unwrap()));
     if model.is_onnx() {
+        // The same prompt through candle, loaded only here (the model above already is candle otherwise).
+        let candle = tollgate::cache::local::LocalModel::load_candle(dir).unwrap();
         g.bench_function("one_short_prompt_candle", |b| b.iter(|| candle.embed(black_box(&[short])).unwrap()));
     }
     let batch: Vec<&str> =
