@@ -1,23 +1,40 @@
-//! The live gateway in front of emulators and the simulator, on the same four-minute slice of
-//! the shipped scenario: they must agree within 10% on what was served, the value captured and the
-//! TTFT and end-to-end percentiles (`tollgate validate` at a small size).
+//! The live gateway in front of emulators and the simulator, on short slices of two shipped
+//! scenarios at 2x: they must agree within 10% on what was served, the value captured and the
+//! TTFT and end-to-end percentiles (`tollgate validate` at a small size). The two replays run one
+//! after the other (each is timed in real time on the machine's cores).
 
 use std::path::Path;
 use tollgate::sim::run::{load_requests, Load};
 use tollgate::sim::scenario::Scenario;
 use tollgate::sim::validate::validate;
 
+/// Held by each replay, so the two never share the machine.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_gateway_and_simulator_agree_on_a_short_slice() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/azure-conv-code.toml");
+    // The development scenario, four minutes (over 4,000 requests).
+    agree_on("scenarios/azure-conv-code.toml", 240.0, 4000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn they_agree_on_a_held_out_scenario_too() {
+    // Two pools with a fallback, internal products with reserved capacity and a batch tier: three
+    // minutes (over 10,000 requests).
+    agree_on("scenarios/mixed-fleet.toml", 180.0, 10_000).await;
+}
+
+async fn agree_on(scenario: &str, seconds: f64, at_least: usize) {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(scenario);
     let (mut sc, base) = Scenario::from_file(&path).unwrap();
-    sc.duration_s = Some(240.0);
+    sc.duration_s = Some(seconds);
     // Batch work may wait up to its deadline on both sides; keep the run short.
     for t in &mut sc.tiers {
         t.deadline_ms = t.deadline_ms.min(30_000);
     }
     let reqs = load_requests(&sc, &base, &Load { overload: 2.0, ..Load::default() }).unwrap();
-    assert!(reqs.len() > 4000, "{}", reqs.len());
+    assert!(reqs.len() > at_least, "{}", reqs.len());
     let table = |cmp: &tollgate::sim::validate::Comparison| -> Vec<String> {
         cmp.checks
             .iter()
@@ -42,10 +59,10 @@ async fn live_gateway_and_simulator_agree_on_a_short_slice() {
     // with it the e2e p95 (over 20 timer phases the simulator's ranges 17.7-21.4 s here).
     let dir = tempfile::tempdir().unwrap();
     let cmp = validate(&sc, &reqs, dir.path()).await.unwrap();
-    eprintln!("replay (timers {:.0} ms ahead):\n{}", 1000.0 * cmp.timer_offset_s, table(&cmp).join("\n"));
+    eprintln!("{scenario} (timers {:.0} ms ahead):\n{}", 1000.0 * cmp.timer_offset_s, table(&cmp).join("\n"));
     let table = table(&cmp);
     assert!(cmp.live.served > 200, "{:?}", cmp.live);
     // Admission did something: not everything was simply admitted.
     assert!(cmp.simulated.downgraded + cmp.simulated.deferred + cmp.simulated.not_served > 0, "{:?}", cmp.simulated);
-    assert!(cmp.agrees(), "live and simulated differ:\n{}", table.join("\n"));
+    assert!(cmp.agrees(), "{scenario}: live and simulated differ:\n{}", table.join("\n"));
 }
