@@ -31,7 +31,10 @@ pub struct Allocator {
     pub(super) loads: Vec<Arc<PoolLoad>>,
     /// Each pool's deferred batch work, densest first.
     pub(super) deferred: Vec<Mutex<DeferQueue>>,
-    /// Woken when a pool's deferral queue loses a request, so the next one is priced at once.
+    /// Woken after every price correction and when a pool's deferral queue loses its head, so
+    /// waiting work is priced again when the simulator's tick prices it (see [`Waiting::turn`]).
+    ///
+    /// [`Waiting::turn`]: super::waiting::Waiting::turn
     pub(super) deferred_moved: Vec<tokio::sync::Notify>,
     /// Price correction of each pool since the last solve (f64 bits), USD per engine-second.
     adjust: Vec<AtomicU64>,
@@ -207,7 +210,8 @@ impl Allocator {
     }
 
     /// One subgradient step on every pool's price from its measured load against the target;
-    /// called every [`CORRECTION_INTERVAL_S`].
+    /// called every [`CORRECTION_INTERVAL_S`]. Then every pool's waiting work is woken to be
+    /// priced again at the new prices, as the simulator prices its queues right after its own.
     pub fn correct_prices(&self) {
         let board = self.board.load();
         let density = board.value_density.max(1e-6);
@@ -223,6 +227,7 @@ impl Allocator {
             let price = base + next + p.cost + p.power;
             self.history[i].lock().expect("history lock").push(price);
         }
+        self.deferred_moved.iter().for_each(tokio::sync::Notify::notify_waiters);
     }
 
     /// What work that may wait pays on `pool`: the highest price over the last request lifetime

@@ -1,7 +1,7 @@
 //! A place in a pool's deferral queue: work that may wait, waiting for its price to clear. The allocator
 //! owns the queues; a driver holds a [`Waiting`] guard, asks whether it is at the head, waits to
-//! be woken when the queue moves, and gives its place up on drop (served, refused, or the
-//! client left).
+//! be woken (after each price correction, or when the head leaves), and gives its place up on
+//! drop (served, refused, or the client left).
 
 use super::Allocator;
 use crate::admission::defer::Window;
@@ -33,18 +33,26 @@ impl Waiting {
         self.alloc.deferred[self.pool].lock().expect("defer lock").head(now, low) == Some(self.id)
     }
 
-    /// Resolves when someone leaves the queue (register before checking `at_head`).
+    /// Resolves at the next price correction or when the head leaves the queue.
     fn moved(&self) -> tokio::sync::futures::Notified<'_> {
         self.alloc.deferred_moved[self.pool].notified()
     }
 
-    /// Waits until this request is the one to price again: at the head of its pool's queue
-    /// (checked every `poll`, or at once when the queue moves), or past its `deadline`.
-    pub async fn turn(&self, poll: Duration, deadline: Instant) {
+    /// Waits until this request is the one to price again, or past its `deadline`. It is woken
+    /// when the simulator's tick would price its queue: after each price correction (every
+    /// [`super::CORRECTION_INTERVAL_S`]), and when the head leaves (served, so the next is priced
+    /// at once; or refused); it then goes on if it is at the head or past its deadline. So its
+    /// deadline is noticed at the first correction after it, as in the simulator. Leaving the
+    /// queue out of turn would price the head more often than the simulator does: waking it
+    /// whenever any waiting request gave up let the live gateway admit waiting work sooner and
+    /// more of it (docs/simulator.md). `backstop` after the deadline it returns whatever
+    /// happens, in case corrections stop.
+    pub async fn turn(&self, deadline: Instant, backstop: Duration) {
+        let last = tokio::time::Instant::from_std(deadline) + backstop;
         loop {
             let moved = self.moved();
             tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep_until(last) => return,
                 _ = moved => {}
             }
             if self.at_head() || Instant::now() >= deadline {
@@ -55,9 +63,16 @@ impl Waiting {
 }
 
 impl Drop for Waiting {
+    /// Gives the place up; if it was the head, the next head is woken to be priced at once.
     fn drop(&mut self) {
-        self.alloc.deferred[self.pool].lock().expect("defer lock").remove(self.id);
-        self.alloc.deferred_moved[self.pool].notify_waiters();
+        let (now, low) = (self.alloc.now(), self.alloc.low_price(self.pool));
+        let mut q = self.alloc.deferred[self.pool].lock().expect("defer lock");
+        let was_head = q.head(now, low) == Some(self.id);
+        q.remove(self.id);
+        drop(q);
+        if was_head {
+            self.alloc.deferred_moved[self.pool].notify_waiters();
+        }
     }
 }
 
@@ -96,11 +111,39 @@ mod tests {
             drop(ahead);
         };
         let t0 = Instant::now();
-        tokio::join!(leave, behind.turn(Duration::from_secs(30), far));
+        tokio::join!(leave, behind.turn(far, Duration::from_secs(1)));
         assert!(behind.at_head() && t0.elapsed() < Duration::from_secs(30));
-        // Not at the head: it comes back at its deadline.
+        // Not at the head, and no correction runs here: it comes back at its backstop.
         let first = Waiting::enqueue(&alloc, 0, 9.0, open(&alloc), 1e9);
-        behind.turn(Duration::from_millis(5), Instant::now() + Duration::from_millis(30)).await;
+        let t0 = Instant::now();
+        behind.turn(Instant::now() + Duration::from_millis(30), Duration::from_millis(20)).await;
         assert!(!behind.at_head() && first.at_head());
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn a_correction_wakes_the_head_and_a_waiting_request_leaving_behind_it_does_not() {
+        let cfg = crate::config::one_pool_for_tests(1);
+        let alloc = Arc::new(Allocator::new(&cfg).unwrap());
+        let head = Waiting::enqueue(&alloc, 0, 5.0, open(&alloc), 1e9);
+        let behind = Waiting::enqueue(&alloc, 0, 1.0, open(&alloc), 1e9);
+        let far = Instant::now() + Duration::from_secs(60);
+        // The one behind leaves: the head is not woken (its turn runs to the short deadline and
+        // backstop instead, 100 ms).
+        let t0 = Instant::now();
+        let leave = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            drop(behind);
+        };
+        tokio::join!(leave, head.turn(Instant::now() + Duration::from_millis(50), Duration::from_millis(50)));
+        assert!(t0.elapsed() >= Duration::from_millis(100), "woken by a request behind it");
+        // A price correction wakes it at once.
+        let t0 = Instant::now();
+        let correct = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            alloc.correct_prices();
+        };
+        tokio::join!(correct, head.turn(far, Duration::from_secs(5)));
+        assert!(t0.elapsed() < Duration::from_secs(5) && head.at_head());
     }
 }

@@ -18,8 +18,9 @@ use crate::state::{Denied, TenantHold};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often held (deferred) batch work is priced again.
-const DEFER_POLL: Duration = Duration::from_millis(50);
+/// How long after its deadline a waiting request stops waiting even if no price correction
+/// wakes it (they come every 50 ms; this only guards against their stopping).
+const DEFER_BACKSTOP: Duration = Duration::from_secs(1);
 
 /// What admission granted a request; dropping it gives everything back.
 pub struct Admitted {
@@ -242,8 +243,8 @@ pub async fn admit(
             }
         }
         // Work that may wait does, for its price to clear, until its deadline. Only the densest
-        // waiting request of the pool is priced again (every poll, or at once when the one ahead
-        // leaves the queue); the others keep waiting. Past its deadline a request is refused
+        // waiting request of the pool is priced again (after each price correction, or at once
+        // when the one ahead leaves the queue); the others keep waiting. Past its deadline a request is refused
         // without being priced again, as in the simulator (where one not at the head gets no
         // last try either).
         let asked = r.asked;
@@ -254,7 +255,7 @@ pub async fn admit(
                 let until = alloc.now() + deadline.saturating_duration_since(Instant::now()).as_secs_f64();
                 Waiting::enqueue(alloc, asked.pool, value / asked.work.max(1e-12), window, until)
             });
-            w.turn(DEFER_POLL, deadline).await;
+            w.turn(deadline, DEFER_BACKSTOP).await;
         }
         if past() {
             return Err(refuse(alloc, &class, &asked, asked.quote_per_1k(tokens), asked.price, value, meter));
