@@ -99,12 +99,18 @@ mod tests {
         assert_eq!(alloc.deferred[0].lock().unwrap().len(), 0);
     }
 
-    #[tokio::test]
-    async fn a_request_behind_another_gets_its_turn_when_that_one_leaves() {
+    /// A one-pool allocator with two requests waiting, the denser one at the head.
+    fn two_waiting() -> (Arc<Allocator>, Waiting, Waiting) {
         let cfg = crate::config::one_pool_for_tests(1);
         let alloc = Arc::new(Allocator::new(&cfg).unwrap());
-        let ahead = Waiting::enqueue(&alloc, 0, 5.0, open(&alloc), 1e9);
+        let head = Waiting::enqueue(&alloc, 0, 5.0, open(&alloc), 1e9);
         let behind = Waiting::enqueue(&alloc, 0, 1.0, open(&alloc), 1e9);
+        (alloc, head, behind)
+    }
+
+    #[tokio::test]
+    async fn a_request_behind_another_gets_its_turn_when_that_one_leaves() {
+        let (alloc, ahead, behind) = two_waiting();
         let far = Instant::now() + Duration::from_secs(60);
         let leave = async {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -123,10 +129,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_correction_wakes_the_head_and_a_waiting_request_leaving_behind_it_does_not() {
-        let cfg = crate::config::one_pool_for_tests(1);
-        let alloc = Arc::new(Allocator::new(&cfg).unwrap());
-        let head = Waiting::enqueue(&alloc, 0, 5.0, open(&alloc), 1e9);
-        let behind = Waiting::enqueue(&alloc, 0, 1.0, open(&alloc), 1e9);
+        let (alloc, head, behind) = two_waiting();
         let far = Instant::now() + Duration::from_secs(60);
         // The one behind leaves: the head is not woken (its turn runs to the short deadline and
         // backstop instead, 100 ms).
