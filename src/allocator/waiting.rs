@@ -40,13 +40,11 @@ impl Waiting {
 
     /// Waits until this request is the one to price again, or past its `deadline`. It is woken
     /// when the simulator's tick would price its queue: after each price correction (every
-    /// [`super::CORRECTION_INTERVAL_S`]), and when the head leaves (served, so the next is priced
-    /// at once; or refused); it then goes on if it is at the head or past its deadline. So its
-    /// deadline is noticed at the first correction after it, as in the simulator. Leaving the
-    /// queue out of turn would price the head more often than the simulator does: waking it
-    /// whenever any waiting request gave up let the live gateway admit waiting work sooner and
-    /// more of it (docs/simulator.md). `backstop` after the deadline it returns whatever
-    /// happens, in case corrections stop.
+    /// [`super::CORRECTION_INTERVAL_S`]) and when the head leaves; it then goes on if it is at
+    /// the head or past its deadline, so its deadline is noticed at the first correction after
+    /// it, as in the simulator. A request leaving from behind the head wakes no one (the head is
+    /// unchanged). `backstop` after the deadline it returns whatever happens, in case
+    /// corrections stop.
     pub async fn turn(&self, deadline: Instant, backstop: Duration) {
         let last = tokio::time::Instant::from_std(deadline) + backstop;
         loop {

@@ -244,9 +244,9 @@ pub async fn admit(
         }
         // Work that may wait does, for its price to clear, until its deadline. Only the densest
         // waiting request of the pool is priced again (after each price correction, or at once
-        // when the one ahead leaves the queue); the others keep waiting. Past its deadline a request is refused
-        // without being priced again, as in the simulator (where one not at the head gets no
-        // last try either).
+        // when the one ahead leaves the queue); the others keep waiting. Past its deadline a
+        // request is refused without being priced again, as in the simulator (where one not at
+        // the head gets no last try either).
         let asked = r.asked;
         let past = || Instant::now() >= deadline;
         if !past() {
