@@ -192,9 +192,10 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "live requests were sent up to {:.1} ms late (p99); the gateway's timers started {:.0} ms before the replay (the simulator's run at that phase)",
+        "live requests were sent up to {:.1} ms late (p99); the gateway's timers started {:.0} ms before the replay (the simulator's run at that phase); the emulators' engine steps ended {:.2} ms late on average",
         1000.0 * cmp.send_lateness_p99_s,
-        1000.0 * cmp.timer_offset_s
+        1000.0 * cmp.timer_offset_s,
+        1000.0 * cmp.step_lag_mean_s
     );
     println!(
         "prompt tokens found in the engines' prefix caches: live {:.1}%, simulated {:.1}%",

@@ -83,6 +83,9 @@ pub struct Comparison {
     /// How long before the replay's time zero the live gateway's timers started, seconds (the
     /// simulator's replays run theirs at the same phase).
     pub timer_offset_s: f64,
+    /// How late the live emulators ended their engine steps on average, seconds: timing noise
+    /// the simulator is not given (its steps end when modelled).
+    pub step_lag_mean_s: f64,
 }
 
 impl Comparison {
@@ -121,7 +124,7 @@ pub async fn validate_with(
     data_dir: &Path,
     opts: &LiveOptions,
 ) -> anyhow::Result<Comparison> {
-    let LiveRun { outcomes, lateness, hit_share, timer_offset } = live(sc, reqs, data_dir, opts).await?;
+    let LiveRun { outcomes, lateness, hit_share, timer_offset, step_lag } = live(sc, reqs, data_dir, opts).await?;
     let mut live = side(sc, reqs, &outcomes)?;
     live.prefix_hit_share = hit_share;
     // The simulator is replayed several times, its timers at the live gateway's phase, each
@@ -202,6 +205,7 @@ pub async fn validate_with(
         sim_runs: SIM_RUNS,
         send_lateness_p99_s: late_p99,
         timer_offset_s: timer_offset,
+        step_lag_mean_s: step_lag,
     })
 }
 
@@ -289,12 +293,13 @@ fn side(sc: &Scenario, reqs: &[SimRequest], outcomes: &[Outcome]) -> anyhow::Res
 
 /// What the live replay saw: each request's end, how late each was sent (seconds), the share of
 /// prompt tokens the engines found cached, and how long before the replay's time zero the
-/// gateway's timers started (seconds).
+/// gateway's timers started (seconds), and the emulators' mean step lag (seconds).
 struct LiveRun {
     outcomes: Vec<Outcome>,
     lateness: Vec<f64>,
     hit_share: f64,
     timer_offset: f64,
+    step_lag: f64,
 }
 
 /// The live side: emulators for the pools, the gateway in front, every request sent at its time.
@@ -379,13 +384,16 @@ async fn live(sc: &Scenario, reqs: &[SimRequest], data_dir: &Path, opts: &LiveOp
         lateness.push(late);
     }
     gw.stop().await?;
-    let (mut queried, mut hit) = (0.0, 0.0);
+    let (mut queried, mut hit, mut lag, mut steps) = (0.0, 0.0, 0.0, 0.0);
     for url in urls.iter().flatten() {
         let text = client.get(format!("{url}/metrics")).send().await?.text().await?;
         queried += counter(&text, "vllm:prefix_cache_queries_total");
         hit += counter(&text, "vllm:prefix_cache_hits_total");
+        lag += counter(&text, "tollgate_emulator_step_lag_seconds_sum");
+        steps += counter(&text, "tollgate_emulator_step_lag_seconds_count");
     }
-    Ok(LiveRun { outcomes: out, lateness, hit_share: if queried > 0.0 { hit / queried } else { 0.0 }, timer_offset })
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    Ok(LiveRun { outcomes: out, lateness, hit_share: ratio(hit, queried), timer_offset, step_lag: ratio(lag, steps) })
 }
 
 /// The sum of a counter's samples in a Prometheus text exposition.
