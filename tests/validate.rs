@@ -6,7 +6,7 @@
 use std::path::Path;
 use tollgate::sim::run::{load_requests, Load};
 use tollgate::sim::scenario::Scenario;
-use tollgate::sim::validate::validate;
+use tollgate::sim::validate::{simulated_replays, validate, Side, TOLERANCE};
 
 /// Held by each replay, so the two never share the machine.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -28,16 +28,22 @@ async fn they_agree_on_a_held_out_scenario_too() {
     agree_on("scenarios/mixed-fleet.toml", 180.0, 10_000).await;
 }
 
-async fn agree_on(scenario: &str, seconds: f64, at_least: usize) {
-    let _alone = ONE_AT_A_TIME.lock().await;
+/// The first `seconds` of `scenario` at 2x, with batch deadlines cut to 30 s (batch work may wait
+/// up to its deadline on both sides; this keeps the run short).
+fn slice(scenario: &str, seconds: f64) -> (Scenario, Vec<tollgate::sim::des::SimRequest>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(scenario);
     let (mut sc, base) = Scenario::from_file(&path).unwrap();
     sc.duration_s = Some(seconds);
-    // Batch work may wait up to its deadline on both sides; keep the run short.
     for t in &mut sc.tiers {
         t.deadline_ms = t.deadline_ms.min(30_000);
     }
     let reqs = load_requests(&sc, &base, &Load { overload: 2.0, ..Load::default() }).unwrap();
+    (sc, reqs)
+}
+
+async fn agree_on(scenario: &str, seconds: f64, at_least: usize) {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let (sc, reqs) = slice(scenario, seconds);
     assert!(reqs.len() > at_least, "{}", reqs.len());
     let table = |cmp: &tollgate::sim::validate::Comparison| -> Vec<String> {
         cmp.checks
@@ -74,4 +80,43 @@ async fn agree_on(scenario: &str, seconds: f64, at_least: usize) {
     // Admission did something: not everything was simply admitted.
     assert!(cmp.simulated.downgraded + cmp.simulated.deferred + cmp.simulated.not_served > 0, "{:?}", cmp.simulated);
     assert!(cmp.agrees(), "{scenario}: live and simulated differ:\n{}", table.join("\n"));
+}
+
+/// The comparison's noise floor on each slice: one simulated replay against the mean of five
+/// others, as `validate` compares one live replay, the arrivals shifted by 0-4 ms (the live
+/// client's lateness) and the timers at the live gateway's usual phase. On the slice the default
+/// run validates, a replay must agree with the others' mean in at least 9 comparisons of 10 on
+/// every figure, or a live replay could not be expected to; `mixed-fleet`'s is printed, not held
+/// to it (docs/simulator.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_simulated_replay_agrees_with_the_others_on_the_tested_slice() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let lateness: Vec<f64> = (0..=40).map(|i| f64::from(i) * 1e-4).collect();
+    for (scenario, seconds, held) in
+        [("scenarios/azure-conv-code.toml", 240.0, true), ("scenarios/mixed-fleet.toml", 180.0, false)]
+    {
+        let (sc, reqs) = slice(scenario, seconds);
+        let runs = simulated_replays(&sc, &reqs, 0.002, &lateness, 30).unwrap();
+        let figures = |s: &Side| [s.served as f64, s.value_usd, s.ttft_p50_s, s.ttft_p95_s, s.e2e_p50_s, s.e2e_p95_s];
+        let names = ["served", "value_usd", "ttft_p50_s", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s"];
+        for (i, name) in names.iter().enumerate() {
+            let v: Vec<f64> = runs.iter().map(|r| figures(r)[i]).collect();
+            let d: Vec<f64> = (0..v.len())
+                .map(|k| {
+                    let others = (1..=5).map(|j| v[(k + j) % v.len()]).sum::<f64>() / 5.0;
+                    (v[k] - others) / others
+                })
+                .collect();
+            let over = d.iter().filter(|x| x.abs() > TOLERANCE).count();
+            let rms = (d.iter().map(|x| x * x).sum::<f64>() / d.len() as f64).sqrt();
+            eprintln!(
+                "{scenario} {name}: {over} of {} replays over 10% from the others' mean; rms {:.1}%",
+                d.len(),
+                100.0 * rms
+            );
+            if held {
+                assert!(over * 10 <= d.len(), "{scenario} {name}: {over} of {} over the tolerance", d.len());
+            }
+        }
+    }
 }

@@ -131,35 +131,7 @@ pub async fn validate_with(
     // replay but the first with the arrival times shifted by the lateness the live requests
     // actually had (drawn at random): tail percentiles at this size move with timing noise that
     // small, so the figure compared is their mean.
-    let mut runs = Vec::with_capacity(SIM_RUNS);
-    for k in 0..SIM_RUNS {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(k as u64);
-        let mut shifted = reqs.to_vec();
-        // The live client sends `max_tokens` = the output (so the emulator generates exactly
-        // it): the simulator's admission sees the same.
-        for r in &mut shifted {
-            r.max_tokens = Some(r.output.max(1));
-        }
-        if k > 0 && !lateness.is_empty() {
-            for r in &mut shifted {
-                r.at += lateness[rng.random_range(0..lateness.len())];
-            }
-        }
-        let (fates, _, hit_share) = Sim::new(sc, Policy::BidPrice, &shifted)
-            .map_err(anyhow::Error::msg)?
-            .with_timer_offset(timer_offset)
-            .run_counting(&mut |_| {});
-        let outcomes: Vec<Outcome> = fates
-            .into_iter()
-            .map(|f| match f {
-                Fate::Served { pool, ttft, e2e, deferred, .. } => Outcome { pool: Some(pool), deferred, ttft, e2e },
-                Fate::Refused | Fate::Dropped => Outcome::default(),
-            })
-            .collect();
-        let mut run = side(sc, reqs, &outcomes)?;
-        run.prefix_hit_share = hit_share;
-        runs.push(run);
-    }
+    let runs = simulated_replays(sc, reqs, timer_offset, &lateness, SIM_RUNS)?;
     let simulated = mean(&runs);
     let figures = |s: &Side| [s.served as f64, s.value_usd, s.ttft_p50_s, s.ttft_p95_s, s.e2e_p50_s, s.e2e_p95_s];
     let names = ["served", "value_usd", "ttft_p50_s", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s"];
@@ -207,6 +179,48 @@ pub async fn validate_with(
         timer_offset_s: timer_offset,
         step_lag_mean_s: step_lag,
     })
+}
+
+/// `n` replays of `reqs` through the simulator with bid prices, its timers `timer_offset` seconds
+/// ahead, each replay but the first with every arrival shifted by a delay drawn from `lateness`
+/// (seeded by the replay's index), as [`validate`] runs them.
+pub fn simulated_replays(
+    sc: &Scenario,
+    reqs: &[SimRequest],
+    timer_offset: f64,
+    lateness: &[f64],
+    n: usize,
+) -> anyhow::Result<Vec<Side>> {
+    let mut runs = Vec::with_capacity(n);
+    for k in 0..n {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(k as u64);
+        let mut shifted = reqs.to_vec();
+        // The live client sends `max_tokens` = the output (so the emulator generates exactly
+        // it): the simulator's admission sees the same.
+        for r in &mut shifted {
+            r.max_tokens = Some(r.output.max(1));
+        }
+        if k > 0 && !lateness.is_empty() {
+            for r in &mut shifted {
+                r.at += lateness[rng.random_range(0..lateness.len())];
+            }
+        }
+        let (fates, _, hit_share) = Sim::new(sc, Policy::BidPrice, &shifted)
+            .map_err(anyhow::Error::msg)?
+            .with_timer_offset(timer_offset)
+            .run_counting(&mut |_| {});
+        let outcomes: Vec<Outcome> = fates
+            .into_iter()
+            .map(|f| match f {
+                Fate::Served { pool, ttft, e2e, deferred, .. } => Outcome { pool: Some(pool), deferred, ttft, e2e },
+                Fate::Refused | Fate::Dropped => Outcome::default(),
+            })
+            .collect();
+        let mut run = side(sc, reqs, &outcomes)?;
+        run.prefix_hit_share = hit_share;
+        runs.push(run);
+    }
+    Ok(runs)
 }
 
 /// The share of `sorted` at or below `value`, minus `q` (none for no latencies).
