@@ -7,7 +7,7 @@
 use std::path::Path;
 use tollgate::sim::run::{load_requests, Load};
 use tollgate::sim::scenario::Scenario;
-use tollgate::sim::validate::{simulated_replays, validate, Side, TOLERANCE};
+use tollgate::sim::validate::{simulated_replays, validate, FIGURES, TOLERANCE};
 
 /// Held by each replay, so the two never share the machine.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -98,10 +98,8 @@ async fn one_simulated_replay_agrees_with_the_others_on_the_tested_slice() {
     {
         let (sc, reqs) = slice(scenario, seconds);
         let runs = simulated_replays(&sc, &reqs, 0.002, &lateness, 30).unwrap();
-        let figures = |s: &Side| [s.served as f64, s.value_usd, s.ttft_p50_s, s.ttft_p95_s, s.e2e_p50_s, s.e2e_p95_s];
-        let names = ["served", "value_usd", "ttft_p50_s", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s"];
-        for (i, name) in names.iter().enumerate() {
-            let v: Vec<f64> = runs.iter().map(|r| figures(r)[i]).collect();
+        for (i, name) in FIGURES.iter().enumerate() {
+            let v: Vec<f64> = runs.iter().map(|r| r.figures()[i]).collect();
             let d: Vec<f64> = (0..v.len())
                 .map(|k| {
                     let others = (1..=5).map(|j| v[(k + j) % v.len()]).sum::<f64>() / 5.0;

@@ -88,6 +88,16 @@ pub struct Comparison {
     pub step_lag_mean_s: f64,
 }
 
+/// The figures compared, in the order of [`Side::figures`].
+pub const FIGURES: [&str; 6] = ["served", "value_usd", "ttft_p50_s", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s"];
+
+impl Side {
+    /// The figures compared, named by [`FIGURES`].
+    pub fn figures(&self) -> [f64; 6] {
+        [self.served as f64, self.value_usd, self.ttft_p50_s, self.ttft_p95_s, self.e2e_p50_s, self.e2e_p95_s]
+    }
+}
+
 impl Comparison {
     pub fn agrees(&self) -> bool {
         self.checks.iter().all(|c| c.ok)
@@ -133,8 +143,7 @@ pub async fn validate_with(
     // small, so the figure compared is their mean.
     let runs = simulated_replays(sc, reqs, timer_offset, &lateness, SIM_RUNS)?;
     let simulated = mean(&runs);
-    let figures = |s: &Side| [s.served as f64, s.value_usd, s.ttft_p50_s, s.ttft_p95_s, s.e2e_p50_s, s.e2e_p95_s];
-    let names = ["served", "value_usd", "ttft_p50_s", "ttft_p95_s", "e2e_p50_s", "e2e_p95_s"];
+    let (figures, names) = (Side::figures, FIGURES);
     // Which latencies and percentile each figure is, for the rank check.
     let pooled = |f: fn(&Side) -> &Vec<f64>| {
         let mut v: Vec<f64> = runs.iter().flat_map(|r| f(r).iter().copied()).collect();
