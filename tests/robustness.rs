@@ -1,30 +1,69 @@
-//! Robustness runs, briefly: the shipped Azure scenario at 2x for three simulated minutes, with
-//! its traffic changed halfway in ways the forecast has not seen, or one of its four 70B replicas
+//! Robustness runs, briefly: shipped scenarios at 2x for a few simulated minutes, with their
+//! traffic changed halfway in ways the forecast has not seen, or one replica of their first pool
 //! lost halfway. Bid prices must still capture more value than the best baseline (FIFO, strict
-//! priority, per-tenant quotas) in every run.
+//! priority, per-tenant quotas) in every run. The Azure scenario (where admission's settings were
+//! chosen) has the runs the issue named; the others run every class's change, and on
+//! `decode-heavy` bid prices do not hold yet (its test is ignored, with the figures).
 
 use std::path::Path;
+use tollgate::sim::request::SimRequest;
 use tollgate::sim::robust::{apply, Perturbation};
 use tollgate::sim::run::{load_requests, Load};
 use tollgate::sim::scenario::{Outage, Scenario};
 use tollgate::sim::suite::{evaluate, POLICIES};
 
-fn check(sc: &Scenario, reqs: &[tollgate::sim::request::SimRequest], name: &str) {
+/// Bid prices' value and the best baseline's in one run, printed.
+fn values(sc: &Scenario, reqs: &[SimRequest], name: &str) -> (f64, f64) {
     let r = evaluate(sc, reqs, 2.0, &POLICIES, false, &mut |_, _| {}).unwrap();
     let value = |name: &str| r.policies.iter().find(|x| x.policy == name).unwrap().value_usd;
     let best = ["fifo", "priority", "quota"].into_iter().map(value).fold(0.0, f64::max);
     let bid = value("bid-price");
-    println!("{name}: bid-price {bid:.4} USD, best baseline {best:.4} ({:.2}x)", bid / best);
-    assert!(bid > best, "{name}: bid-price {bid} <= best baseline {best}");
+    println!("{} | {name}: bid-price {bid:.4} USD, best baseline {best:.4} ({:.3}x)", sc.name, bid / best);
+    (bid, best)
+}
+
+fn check(sc: &Scenario, reqs: &[SimRequest], name: &str) {
+    let (bid, best) = values(sc, reqs, name);
+    assert!(bid > best, "{} | {name}: bid-price {bid} <= best baseline {best}", sc.name);
+}
+
+/// The first `seconds` of a shipped scenario at 2x, and the time halfway through its requests.
+fn slice(scenario: &str, seconds: f64) -> (Scenario, Vec<SimRequest>, f64) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(scenario);
+    let (mut sc, base) = Scenario::from_file(&path).unwrap();
+    sc.duration_s = Some(seconds);
+    let reqs = load_requests(&sc, &base, &Load { overload: 2.0, ..Load::default() }).unwrap();
+    let half = reqs.last().unwrap().at / 2.0;
+    (sc, reqs, half)
+}
+
+/// Every run on a scenario: outputs twice and half as long, each class's rate doubling and each
+/// class arriving new, halfway; then a replica of its first pool lost halfway. Asserts, after
+/// all of them ran, that bid prices captured more than the best baseline in each.
+fn every_run(scenario: &str, seconds: f64) {
+    let (mut sc, reqs, half) = slice(scenario, seconds);
+    let mut runs = vec![Perturbation::OutputsScaled { factor: 2.0 }, Perturbation::OutputsScaled { factor: 0.5 }];
+    for class in 0..sc.classes.len() {
+        runs.extend([Perturbation::RateDoubles { class }, Perturbation::NewTenant { class }]);
+    }
+    let mut lost = Vec::new();
+    for p in runs {
+        let (bid, best) = values(&sc, &apply(&reqs, p, half), &p.name());
+        if bid <= best {
+            lost.push(p.name());
+        }
+    }
+    sc.outages = vec![Outage { pool: sc.pools[0].name.clone(), at_s: half }];
+    let (bid, best) = values(&sc, &reqs, "a replica of the first pool lost");
+    if bid <= best {
+        lost.push("a replica of the first pool lost".into());
+    }
+    assert!(lost.is_empty(), "{scenario}: bid prices at or below the best baseline in {lost:?}");
 }
 
 #[test]
 fn bid_prices_stay_above_the_best_baseline_when_traffic_changes_mid_trace() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/azure-conv-code.toml");
-    let (mut sc, base) = Scenario::from_file(&path).unwrap();
-    sc.duration_s = Some(180.0);
-    let reqs = load_requests(&sc, &base, &Load { overload: 2.0, ..Load::default() }).unwrap();
-    let half = reqs.last().unwrap().at / 2.0;
+    let (mut sc, reqs, half) = slice("azure-conv-code.toml", 180.0);
     let consumer = sc.classes.iter().position(|c| c.name == "consumer-chat").unwrap();
     let enterprise = sc.classes.iter().position(|c| c.name == "enterprise-code").unwrap();
     let runs = [
@@ -40,4 +79,27 @@ fn bid_prices_stay_above_the_best_baseline_when_traffic_changes_mid_trace() {
     // One of the four 70B replicas is lost halfway, with what it was serving.
     sc.outages = vec![Outage { pool: "llama2-70b".into(), at_s: half }];
     check(&sc, &reqs, "a llama2-70b replica lost");
+}
+
+/// Held out: no admission setting was chosen on these two.
+#[test]
+fn and_on_held_out_scenarios() {
+    every_run("servegen-clients.toml", 180.0);
+    every_run("mixed-fleet.toml", 180.0);
+}
+
+/// The other development scenario; ten minutes, since its long prompts arrive a few a second.
+#[test]
+fn and_on_the_long_prompt_scenario() {
+    every_run("mooncake-prefix.toml", 600.0);
+}
+
+/// Not in the default run: on the decode-heavy scenario (held out; at 2x the pro tier's work
+/// alone is most of the pool, and both tiers' requests hold the room for minutes) a baseline
+/// captures more than bid prices in 5 of these 7 runs, and in the unchanged slice too (0.99x).
+/// Run it with `--ignored` to see them.
+#[test]
+#[ignore = "bid prices lose to the best baseline here in 5 of 7 runs (0.84-0.99x); issue 21"]
+fn and_on_the_decode_heavy_scenario() {
+    every_run("decode-heavy.toml", 600.0);
 }
