@@ -26,6 +26,10 @@ struct Replica {
     busy: bool,
     /// False once the replica is lost (a scenario's outage).
     up: bool,
+    /// Requests placed here and not yet ended: the load placement reads, as the gateway's is
+    /// its requests outstanding on each backend (it cannot see the engine's own queues, which
+    /// the engine model has moved past a step's tokens before they are due).
+    outstanding: u32,
 }
 
 struct Live {
@@ -95,6 +99,7 @@ impl<'a> Sim<'a> {
                         pending: Vec::new(),
                         busy: false,
                         up: true,
+                        outstanding: 0,
                     })
                     .collect())
             })
@@ -266,10 +271,7 @@ impl<'a> Sim<'a> {
         let r = &self.reqs[i];
         let id = self.next_id;
         self.next_id += 1;
-        let loads: Vec<u32> = self.pools[pool]
-            .iter()
-            .map(|x| (x.engine.load().running + x.engine.load().waiting).min(u32::MAX as usize) as u32)
-            .collect();
+        let loads: Vec<u32> = self.pools[pool].iter().map(|x| x.outstanding).collect();
         let up: Vec<bool> = self.pools[pool].iter().map(|x| x.up).collect();
         let Some(ri) = self.placers[pool].choose(&r.hashes, &loads, &up) else {
             self.fates[i] = Some(Fate::Refused);
@@ -286,6 +288,7 @@ impl<'a> Sim<'a> {
             self.fates[i] = Some(Fate::Refused);
             return;
         }
+        rep.outstanding += 1;
         self.live.insert(
             id,
             Live { req: i, pool, replica: ri, started: t, quality, first: None, deferred, reservation: res },
@@ -323,7 +326,7 @@ impl<'a> Sim<'a> {
                 }
             }
             if last {
-                let l = self.live.remove(&id).expect("present");
+                let l = self.end(id);
                 let at = self.reqs[l.req].at;
                 let key = self.key(self.reqs[l.req].class);
                 self.alloc.observe_finish(key, f64::from(self.reqs[l.req].output));
@@ -389,8 +392,8 @@ impl<'a> Sim<'a> {
         let lost: Vec<u64> =
             self.live.iter().filter(|(_, l)| l.pool == pool && l.replica == ri).map(|(id, _)| *id).collect();
         for id in lost {
-            rep.engine.abort(id);
-            let l = self.live.remove(&id).expect("present");
+            self.pools[pool][ri].engine.abort(id);
+            let l = self.end(id);
             self.fates[l.req] = Some(Fate::Dropped);
         }
     }
@@ -402,12 +405,20 @@ impl<'a> Sim<'a> {
         let stale: Vec<u64> =
             self.live.iter().filter(|(_, l)| l.first.is_none() && t - l.started > timeout).map(|(id, _)| *id).collect();
         for id in stale {
-            let l = self.live.remove(&id).expect("present");
+            let l = self.end(id);
             for rep in &mut self.pools[l.pool] {
                 rep.engine.abort(id);
             }
             self.fates[l.req] = Some(Fate::Dropped);
         }
+    }
+
+    /// Request `id` leaves its replica (served, dropped or lost).
+    fn end(&mut self, id: u64) -> Live {
+        let l = self.live.remove(&id).expect("present");
+        let rep = &mut self.pools[l.pool][l.replica];
+        rep.outstanding = rep.outstanding.saturating_sub(1);
+        l
     }
 
     fn solve(&mut self, t: f64) {
