@@ -71,9 +71,16 @@ impl Backend {
         if !cfg.keep_alive {
             b = b.pool_max_idle_per_host(0);
         }
+        let tls_err =
+            |e: super::tls::TlsError| BackendError::Client { backend: cfg.name.clone(), message: e.to_string() };
+        for cert in super::tls::extra_roots(cfg).map_err(tls_err)? {
+            let cert = reqwest::Certificate::from_der(&cert)
+                .map_err(|e| BackendError::Client { backend: cfg.name.clone(), message: e.to_string() })?;
+            b = b.add_root_certificate(cert);
+        }
         let client =
             b.build().map_err(|e| BackendError::Client { backend: cfg.name.clone(), message: e.to_string() })?;
-        let http = super::client::http_client(cfg);
+        let http = super::client::http_client(cfg).map_err(tls_err)?;
         let base = cfg.url.trim_end_matches('/').to_string();
         let endpoints = ENDPOINTS
             .iter()

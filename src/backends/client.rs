@@ -10,6 +10,7 @@
 //! writes them together). A connection goes back to the pool only when its response was read to
 //! the end; a response dropped part-way closes it.
 
+use super::tls::{self, Io};
 use crate::config::BackendConfig;
 use axum::http::{header, HeaderValue, Request, Response, Uri};
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// How long an idle connection is kept for reuse.
 const IDLE_KEEP: Duration = Duration::from_secs(60);
@@ -46,7 +48,7 @@ pub enum ClientError {
     Transport(String),
 }
 
-type Conn = Connection<TokioIo<TcpStream>, Full<Bytes>>;
+type Conn = Connection<TokioIo<Io>, Full<Bytes>>;
 
 /// One upstream connection: the handle requests are sent on and the connection it drives.
 struct Link {
@@ -71,15 +73,19 @@ pub struct HttpClient {
     idle: Arc<Mutex<Vec<Link>>>,
     connect_timeout: Duration,
     keep_alive: bool,
+    /// For an `https://` backend: the TLS handshake every new connection makes.
+    tls: Option<TlsConnector>,
 }
 
-/// The client for `cfg`: TCP_NODELAY, its connect timeout, keep-alive unless turned off.
-pub fn http_client(cfg: &BackendConfig) -> HttpClient {
-    HttpClient {
+/// The client for `cfg`: TCP_NODELAY, its connect timeout, keep-alive unless turned off, TLS for
+/// an `https://` URL.
+pub fn http_client(cfg: &BackendConfig) -> Result<HttpClient, tls::TlsError> {
+    Ok(HttpClient {
         idle: Arc::default(),
         connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
         keep_alive: cfg.keep_alive,
-    }
+        tls: tls::connector(cfg)?,
+    })
 }
 
 impl HttpClient {
@@ -111,7 +117,8 @@ impl HttpClient {
                 Err(Sent::Late(e)) => return Err(ClientError::Transport(e.to_string())),
             }
         }
-        let link = self.connect(authority.host(), authority.port_u16().unwrap_or(80)).await?;
+        let port = authority.port_u16().unwrap_or(if self.tls.is_some() { 443 } else { 80 });
+        let link = self.connect(authority.host(), port).await?;
         self.send(link, build()).await.map_err(|e| match e {
             Sent::Early(e) | Sent::Late(e) => ClientError::Transport(e.to_string()),
         })
@@ -128,15 +135,24 @@ impl HttpClient {
         None
     }
 
+    /// A new connection to `host:port`: TCP, then TLS for an `https://` backend, both within
+    /// the connect timeout.
     async fn connect(&self, host: &str, port: u16) -> Result<Link, ClientError> {
-        let connect = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port));
-        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let open = async {
+            let stream = TcpStream::connect((host, port)).await?;
+            let _ = stream.set_nodelay(true);
+            match &self.tls {
+                Some(connector) => tls::handshake(connector, host, stream).await,
+                None => Ok(Io::Plain(stream)),
+            }
+        };
+        let stream = match tokio::time::timeout(self.connect_timeout, open).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(ClientError::Connect(e.to_string())),
             Err(_) => return Err(ClientError::Connect("connect timed out".into())),
         };
-        let _ = stream.set_nodelay(true);
-        tracing::debug!(host, port, "connected to upstream");
+        tracing::debug!(host, port, tls = self.tls.is_some(), "connected to upstream");
         let (tx, conn) = hyper::client::conn::http1::Builder::new()
             .read_buf_exact_size(Some(READ_BUFFER))
             .handshake(TokioIo::new(stream))

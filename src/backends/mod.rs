@@ -8,6 +8,7 @@
 pub mod circuit;
 mod client;
 mod health;
+mod tls;
 pub mod upstream;
 
 mod backend;

@@ -30,8 +30,9 @@ pub struct Opened {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("could not connect to {0}")]
-    Connect(String),
+    /// The backend's name, and why (refused, timed out, a TLS certificate not trusted).
+    #[error("could not connect to {0}: {1}")]
+    Connect(String, String),
     #[error("no response from {0} within the first-byte timeout")]
     FirstByteTimeout(String),
     #[error("{0}")]
@@ -54,7 +55,7 @@ pub async fn open(backend: &Backend, path: &str, body: Bytes, request_id: &str) 
     let req = req.body(Full::new(body)).map_err(|e| UpstreamError::Transport(format!("{name}: {e}")))?;
     let exchange = async {
         let resp = backend.http.request(req).await.map_err(|e| match e {
-            ClientError::Connect(_) => UpstreamError::Connect(name.clone()),
+            ClientError::Connect(why) => UpstreamError::Connect(name.clone(), why),
             ClientError::Transport(e) => UpstreamError::Transport(format!("{name}: {e}")),
         })?;
         let status = resp.status();

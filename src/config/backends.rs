@@ -22,8 +22,13 @@ pub enum BackendKind {
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     pub name: String,
-    /// Base URL; `/v1/...` paths are appended.
+    /// Base URL; `/v1/...` paths are appended. `https://` is spoken over TLS (rustls, Mozilla's
+    /// roots plus `ca_file`).
     pub url: String,
+    /// PEM file of certificate authorities trusted for this backend besides the public roots
+    /// (an internal CA, or a self-signed engine); only for an `https://` URL.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     #[serde(default)]
     pub kind: BackendKind,
     /// Environment variable holding the upstream's API key (never the client's).
@@ -103,6 +108,11 @@ impl CircuitConfig {
 }
 
 impl BackendConfig {
+    /// Whether the backend is reached over TLS.
+    pub fn is_https(&self) -> bool {
+        self.url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
+
     /// The path active health checks probe.
     pub fn health_path(&self) -> &str {
         match (&self.health_path, self.kind) {
@@ -115,6 +125,7 @@ impl BackendConfig {
 
     pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
         ensure(http_url(&self.url), at, "url", format!("`{}` is not an http(s) URL", self.url))?;
+        ensure(self.ca_file.is_none() || self.is_https(), at, "ca_file", "is only read for an https:// url")?;
         let timeouts = self.connect_timeout_ms > 0 && self.first_byte_timeout_ms > 0 && self.idle_timeout_ms > 0;
         ensure(timeouts, at, "*_timeout_ms", "timeouts must be positive")?;
         ensure(self.max_in_flight > 0, at, "max_in_flight", "must be at least 1")?;
