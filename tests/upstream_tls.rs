@@ -63,8 +63,9 @@ async fn https_backends_are_reached_over_tls_and_only_when_trusted() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, cert.cert.pem()).unwrap();
     let url = format!("https://localhost:{}", tls.port);
+    // Health checks start after 2 s, when the requests below are done.
     let config = format!(
-        "{}{}[[models]]\nname = \"llama3-8b\"\nbackends = [\"tls\"]\n\
+        "[health]\ninterval_ms = 2000\n{}{}[[models]]\nname = \"llama3-8b\"\nbackends = [\"tls\"]\n\
          [[models]]\nname = \"untrusted\"\nupstream_model = \"llama3-8b\"\nbackends = [\"untrusted\"]\n{}",
         common::backend("tls", &url, &format!("ca_file = \"{}\"", ca.display())),
         common::backend("untrusted", &url, ""),
@@ -102,6 +103,16 @@ async fn https_backends_are_reached_over_tls_and_only_when_trusted() {
     let message = err["error"]["message"].as_str().unwrap();
     assert!(message.contains("untrusted") && message.contains("certificate"), "{message}");
     assert_eq!(tls.handshakes.load(Ordering::SeqCst), after_trusted, "no TLS session with an untrusted upstream");
+
+    // Health checks go over TLS too: the untrusted backend is marked down, the trusted one stays up.
+    let up = |m: &str, b: &str| m.lines().any(|l| l == format!("tollgate_backend_up{{backend=\"{b}\"}} 1"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut metrics = gw.metrics().await;
+    while up(&metrics, "untrusted") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        metrics = gw.metrics().await;
+    }
+    assert!(!up(&metrics, "untrusted") && up(&metrics, "tls"), "{metrics}");
     let rows = gw.stop_and_ledger().await;
     assert_eq!(rows.len(), 3, "one ledger row per request");
     let bad = rows.iter().find(|r| r.model_requested == "untrusted").unwrap();
