@@ -71,16 +71,16 @@ impl Backend {
         if !cfg.keep_alive {
             b = b.pool_max_idle_per_host(0);
         }
-        let tls_err =
-            |e: super::tls::TlsError| BackendError::Client { backend: cfg.name.clone(), message: e.to_string() };
-        for cert in super::tls::extra_roots(cfg).map_err(tls_err)? {
-            let cert = reqwest::Certificate::from_der(&cert)
-                .map_err(|e| BackendError::Client { backend: cfg.name.clone(), message: e.to_string() })?;
-            b = b.add_root_certificate(cert);
+        let client_err =
+            |e: &dyn std::fmt::Display| BackendError::Client { backend: cfg.name.clone(), message: e.to_string() };
+        // The `ca_file`'s certificates, read once: trusted by health checks and proxied requests alike.
+        let extra = super::tls::extra_roots(cfg).map_err(|e| client_err(&e))?;
+        for cert in &extra {
+            b = b.add_root_certificate(reqwest::Certificate::from_der(cert).map_err(|e| client_err(&e))?);
         }
-        let client =
-            b.build().map_err(|e| BackendError::Client { backend: cfg.name.clone(), message: e.to_string() })?;
-        let http = super::client::http_client(cfg).map_err(tls_err)?;
+        let client = b.build().map_err(|e| client_err(&e))?;
+        let tls = super::tls::connector(cfg, &extra).map_err(|e| client_err(&e))?;
+        let http = super::client::http_client(cfg, tls);
         let base = cfg.url.trim_end_matches('/').to_string();
         let endpoints = ENDPOINTS
             .iter()

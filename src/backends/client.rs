@@ -78,14 +78,14 @@ pub struct HttpClient {
 }
 
 /// The client for `cfg`: TCP_NODELAY, its connect timeout, keep-alive unless turned off, TLS for
-/// an `https://` URL.
-pub fn http_client(cfg: &BackendConfig) -> Result<HttpClient, tls::TlsError> {
-    Ok(HttpClient {
+/// an `https://` URL (trusting `tls`, if any).
+pub fn http_client(cfg: &BackendConfig, tls: Option<TlsConnector>) -> HttpClient {
+    HttpClient {
         idle: Arc::default(),
         connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
         keep_alive: cfg.keep_alive,
-        tls: tls::connector(cfg)?,
-    })
+        tls,
+    }
 }
 
 impl HttpClient {

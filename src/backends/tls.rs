@@ -37,18 +37,16 @@ pub fn extra_roots(cfg: &BackendConfig) -> Result<Vec<CertificateDer<'static>>, 
     Ok(certs)
 }
 
-/// The connector for `cfg`, or `None` when its `url` is plain `http://`. It speaks HTTP/1.1
-/// only (offered by ALPN), as the client above it does.
-pub fn connector(cfg: &BackendConfig) -> Result<Option<TlsConnector>, TlsError> {
+/// The connector for `cfg`, trusting Mozilla's roots and `extra` (its [`extra_roots`]), or
+/// `None` when its `url` is plain `http://`. It speaks HTTP/1.1 only (offered by ALPN), as the
+/// client above it does.
+pub fn connector(cfg: &BackendConfig, extra: &[CertificateDer<'static>]) -> Result<Option<TlsConnector>, TlsError> {
     if !cfg.is_https() {
         return Ok(None);
     }
     let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    for cert in extra_roots(cfg)? {
-        roots.add(cert).map_err(|e| TlsError::CaFile {
-            path: cfg.ca_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
-            message: e.to_string(),
-        })?;
+    for cert in extra {
+        roots.add(cert.clone())?;
     }
     // rustls 0.23.48 deprecates ring's provider because ring has no post-quantum key exchange;
     // aws-lc-rs has one but builds a second crypto library (reqwest's TLS is on ring) with a
