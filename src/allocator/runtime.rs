@@ -41,8 +41,8 @@ pub struct Allocator {
     /// Each pool's price at each correction: what work that may wait is priced at.
     history: Vec<Mutex<PriceHistory>>,
     /// What each pool's engines are measured to do: request lifetimes (batched requests
-    /// overlap, so by Little's law the work in flight at full capacity is capacity x lifetime),
-    /// the prefill drain rate, and the room's scale learned from objectives met.
+    /// overlap, so by Little's law the work in flight at full capacity is capacity x lifetime)
+    /// and the prefill drain rate.
     calib: Vec<Calibration>,
     board: ArcSwap<PriceBoard>,
     forecast: Mutex<Forecast>,
