@@ -39,6 +39,11 @@ fn serve_embedded_default_then_sigterm_drains_and_flushes() {
         }
     }
     let (demo, admin) = (demo.unwrap(), admin.unwrap());
+    // Transparent huge pages are off for the gateway (kernels before 5.0 do not report it).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    if let Some(thp) = status.lines().find_map(|l| l.strip_prefix("THP_enabled:")) {
+        assert_eq!(thp.trim(), "0", "transparent huge pages are on for the gateway");
+    }
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::blocking::Client::new();
     let chat = |stream: bool, max: u32| serde_json::json!({"model": "llama3-8b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": max, "ignore_eos": true, "stream": stream});
