@@ -3,9 +3,8 @@
 use clap::Parser;
 
 /// mimalloc: per-event allocations on the relay path cost a sixth of the CPU under glibc's malloc.
-/// Built without transparent huge pages (`no_thp`: it never asks for them), and [`no_huge_pages`]
-/// keeps a kernel that uses them unasked from doing so: with them, 9,900 open streams held 55 KiB
-/// each instead of 39, at the same CPU (ARCHITECTURE.md, `src/backends/`).
+/// Transparent huge pages are off for the process ([`no_huge_pages`]): with them, 9,900 open
+/// streams held 55 KiB each instead of 39, at the same CPU (ARCHITECTURE.md, `src/backends/`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
