@@ -44,7 +44,7 @@ tier = "t"
 fn priced_admission(c: &mut Criterion) {
     let cfg = fleet();
     let alloc = tollgate::allocator::Allocator::new(&cfg).unwrap();
-    let class = tollgate::allocator::forecast::ClassKey { tenant: "acme".into(), model: "big".into() };
+    let class = tollgate::allocator::forecast::ClassKey::new("acme", "big");
     c.bench_function("priced admission (pools, prices, room, decision)", |b| {
         b.iter(|| {
             let options = alloc.options(&cfg, black_box(&class), 500.0, 200.0).unwrap();

@@ -90,7 +90,7 @@ mod tests {
     fn a_round_reserves_what_it_serves_and_gives_it_back_on_drop() {
         let cfg = cfg(1);
         let alloc = Allocator::new(&cfg).unwrap();
-        let class = ClassKey { tenant: "a".into(), model: "m".into() };
+        let class = ClassKey::new("a", "m");
         let req = request(&class, 100.0, 1.0);
         let r = round(&alloc, &cfg, &req).expect("managed");
         let Outcome::Serve { cand, reservation, downgraded, .. } = r.outcome else { panic!("{:?}", r.outcome) };
@@ -105,10 +105,10 @@ mod tests {
     fn an_unmanaged_model_has_no_round_and_a_full_pool_refuses_with_a_quote() {
         let cfg = cfg(1);
         let alloc = Allocator::new(&cfg).unwrap();
-        let other = ClassKey { tenant: "a".into(), model: "nope".into() };
+        let other = ClassKey::new("a", "nope");
         let req = request(&other, 1.0, 1.0);
         assert!(round(&alloc, &cfg, &req).is_none());
-        let class = ClassKey { tenant: "a".into(), model: "m".into() };
+        let class = ClassKey::new("a", "m");
         // Far more work than the pool's room: no candidate fits.
         let huge = request(&class, 1e9, 1e9);
         let r = round(&alloc, &cfg, &huge).unwrap();

@@ -24,6 +24,10 @@ pub struct PoolPrice {
     /// publisher measured): every replica that installs the board uses this one room.
     #[serde(default)]
     pub room: f64,
+    /// The tightest time-to-first-token objective of the classes asking for this pool, seconds
+    /// (`None` when none has one): how full its prefill backlog is read against.
+    #[serde(default)]
+    pub ttft_slo_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

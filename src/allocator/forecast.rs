@@ -1,4 +1,4 @@
-//! Demand forecast per class (tenant x model): an exponentially weighted arrival rate and mean
+//! Demand forecast per class (tenant x model x the service tier requests name): an exponentially weighted arrival rate and mean
 //! input and output tokens. Output estimates settle from the responses as they finish. Pure:
 //! time is passed in, in seconds.
 
@@ -8,6 +8,18 @@ use std::collections::HashMap;
 pub struct ClassKey {
     pub tenant: String,
     pub model: String,
+    /// The service tier the requests named (`flex`, `priority`, a batch's lines): valued at
+    /// another tier than the tenant's, so forecast apart (the scarcity price then has their
+    /// densities to protect).
+    #[serde(default)]
+    pub service: crate::config::ServiceTier,
+}
+
+impl ClassKey {
+    /// The class of `tenant`'s requests for `model` at its own tier.
+    pub fn new(tenant: impl Into<String>, model: impl Into<String>) -> Self {
+        Self { tenant: tenant.into(), model: model.into(), service: crate::config::ServiceTier::Default }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -139,7 +151,7 @@ mod tests {
 
     #[test]
     fn rate_tracks_a_steady_stream_and_decays_after_it() {
-        let key = ClassKey { tenant: "t".into(), model: "m".into() };
+        let key = ClassKey::new("t", "m");
         let mut f = Forecast::new(5.0);
         for i in 0..400 {
             f.observe_arrival(&key, i as f64 * 0.1, 100.0);

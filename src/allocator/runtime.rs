@@ -122,10 +122,27 @@ impl Allocator {
     }
 
     /// The uncorrected opportunity cost of an engine-second of `pool` under board entry `p`: the
-    /// LP's shadow price, or the scarcity price of the room left now if that is higher.
+    /// scarcity price of the room left now, or, while the pool is as full as the plan allows
+    /// (see [`Self::binding`]), the LP's shadow price if that is higher. The shadow price is what
+    /// an engine-second is worth when the capacity the LP planned with binds; charged while the
+    /// pool has room to spare, it refuses work the fleet could serve (stop 48's diagnosis).
     fn opportunity(&self, pool: usize, p: &PoolPrice) -> f64 {
+        let full = self.fullness(pool, p);
+        let scarce = scarcity::price(&p.wants, self.loads[pool].room() * (1.0 - full), self.plannable(pool));
+        if full >= TARGET_UTILISATION {
+            p.lambda.max(scarce)
+        } else {
+            scarce
+        }
+    }
+
+    /// How full `pool` is now, 0 to 1 or above: the share of its room in use, or how far its
+    /// prefill backlog has come towards the tightest TTFT objective of those asking for it, if
+    /// that is further (an engine whose batch is full queues prompts long before its room fills).
+    fn fullness(&self, pool: usize, p: &PoolPrice) -> f64 {
         let load = &self.loads[pool];
-        p.lambda.max(scarcity::price(&p.wants, load.room() - load.total_inflight(), self.plannable(pool)))
+        let queued = p.ttft_slo_s.map_or(0.0, |slo| self.ttft_estimate(pool, load.backlog(), 0.0) / slo.max(1e-9));
+        load.utilisation().max(queued)
     }
 
     /// `pool`'s lowest price over the last planning horizon, never below what it falls to when
@@ -215,9 +232,8 @@ impl Allocator {
     pub fn correct_prices(&self) {
         let board = self.board.load();
         let density = board.value_density.max(1e-6);
-        for (i, load) in self.loads.iter().enumerate() {
-            let g = load.utilisation() - TARGET_UTILISATION;
-            let p = &board.pools[i];
+        for (i, p) in board.pools.iter().enumerate() {
+            let g = self.fullness(i, p) - TARGET_UTILISATION;
             let base = self.opportunity(i, p);
             let cur = load_f64(&self.adjust[i]);
             // The corrected price never goes below zero.
@@ -282,19 +298,24 @@ impl Allocator {
             .collect();
         let mut classes = Vec::new();
         let mut keys = Vec::new();
+        let mut slos = Vec::new();
         let (mut value_rate, mut work_rate) = (0.0, 0.0);
         for (key, s) in snapshot {
             let Some(options) = self.options(cfg, key, s.mean_in, s.mean_out) else { continue };
-            let value = value_rates(cfg, &key.tenant).charge_f(s.mean_in, s.mean_out);
-            let reserved = cfg
-                .tenant(&key.tenant)
-                .and_then(|t| cfg.tier(&t.tier))
-                .map(|t| t.reserved_engine_seconds)
-                .unwrap_or(0.0);
+            // The tier the class's requests are valued at: the tenant's, or the one their
+            // service tier names.
+            let tier = cfg.request_tier(&key.tenant, key.service);
+            let value =
+                tier.map(crate::config::TierConfig::value_rates).unwrap_or_default().charge_f(s.mean_in, s.mean_out);
+            // A tenant's reserved capacity goes with the requests at its own tier.
+            let reserved = tier
+                .filter(|_| key.service == crate::config::ServiceTier::Default)
+                .map_or(0.0, |t| t.reserved_engine_seconds);
             value_rate += s.rate * value;
             work_rate += s.rate * options[0].work;
             classes.push(LpClass { rate: s.rate, value, options, reserved });
             keys.push((key.clone(), *s));
+            slos.push(tier.map(crate::config::TierConfig::ttft_slo_s).filter(|s| s.is_finite()));
         }
         let plan = self.planner.lock().unwrap_or_else(|e| e.into_inner()).solve(
             &pools,
@@ -304,12 +325,17 @@ impl Allocator {
         )?;
         let mut planned = vec![0.0; pools.len()];
         let mut wants: Vec<Vec<Want>> = vec![Vec::new(); pools.len()];
-        for (c, rates) in classes.iter().zip(&plan.rate) {
+        let mut slo: Vec<Option<f64>> = vec![None; pools.len()];
+        for ((c, rates), class_slo) in classes.iter().zip(&plan.rate).zip(&slos) {
             for (o, r) in c.options.iter().zip(rates) {
                 planned[o.pool] += r * o.work;
             }
             // What the class asks of the pool it asks for.
             if let Some(o) = c.options.first() {
+                slo[o.pool] = match (slo[o.pool], *class_slo) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 wants[o.pool].push(Want {
                     density: c.value / o.work.max(1e-12),
                     work_rate: c.rate * o.work,
@@ -338,6 +364,7 @@ impl Allocator {
                     capacity: pools[i].capacity,
                     wants: std::mem::take(&mut wants[i]),
                     room: self.planned_room(i, demand),
+                    ttft_slo_s: slo[i],
                 })
                 .collect(),
             classes: keys

@@ -112,7 +112,7 @@ pub async fn admit(
     }
     // The tenant's tier, or the one its `service_tier` names: limits, charge and value all follow it.
     let tier = cfg.request_tier(&caller.tenant, c.service());
-    let class = ClassKey { tenant: caller.tenant.clone(), model: c.model.clone() };
+    let class = ClassKey { tenant: caller.tenant.clone(), model: c.model.clone(), service: c.service() };
     let managed = gw.allocator.filter(|a| cfg.admission.enabled && a.fleet.pool(&c.model).is_some());
     let limit = tier.and_then(|t| t.max_context_tokens);
     let tenant_cfg = cfg.tenant(&caller.tenant);

@@ -23,7 +23,8 @@ pub struct ServiceTiers {
 }
 
 /// OpenAI's `service_tier`, as a request names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ServiceTier {
     /// `auto`, `default` or none: the tenant's own tier.
     #[default]

@@ -125,7 +125,7 @@ impl<'a> Sim<'a> {
             pool_index,
             placers,
             plan: Vec::new(),
-            keys: sc.classes.iter().map(|c| ClassKey { tenant: c.name.clone(), model: c.pool.clone() }).collect(),
+            keys: sc.classes.iter().map(|c| ClassKey::new(c.name.clone(), c.pool.clone())).collect(),
             timer_offset_s: 0.0,
         })
     }

@@ -96,7 +96,7 @@ mod tests {
 
     #[test]
     fn forecasts_merge_by_rate() {
-        let k = ClassKey { tenant: "t".into(), model: "m".into() };
+        let k = ClassKey::new("t", "m");
         let s = |rate, mean_in| ClassStats { rate, last: 1.0, mean_in, mean_out: 10.0, arrivals: 1, finished: 1 };
         let o = |lifetime_s, seen| PoolObs { lifetime_s, seen };
         let d = |stats, pools| Demand { classes: vec![(k.clone(), stats)], pools };
