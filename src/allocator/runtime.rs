@@ -470,3 +470,7 @@ pub fn value_rates(cfg: &Config, tenant: &str) -> Rates {
         .map(crate::config::TierConfig::value_rates)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod tests;
