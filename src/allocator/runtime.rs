@@ -122,8 +122,8 @@ impl Allocator {
     }
 
     /// The uncorrected opportunity cost of an engine-second of `pool` under board entry `p`: the
-    /// scarcity price of the room left now, or, while the pool is as full as the plan allows
-    /// (see [`Self::binding`]), the LP's shadow price if that is higher. The shadow price is what
+    /// scarcity price of the room left at the pool's fullness ([`Self::fullness`]), or, while the
+    /// pool is at least the target share full, the LP's shadow price if that is higher. The shadow price is what
     /// an engine-second is worth when the capacity the LP planned with binds; charged while the
     /// pool has room to spare, it refuses work the fleet could serve (stop 48's diagnosis).
     fn opportunity(&self, pool: usize, p: &PoolPrice) -> f64 {
