@@ -118,16 +118,16 @@ impl Allocator {
     pub fn price(&self, pool: usize) -> f64 {
         let b = self.board.load();
         let p = &b.pools[pool];
-        (self.opportunity(pool, p) + load_f64(&self.adjust[pool])).max(0.0) + p.cost + p.power
+        (self.opportunity(pool, p, self.fullness(pool, p)) + load_f64(&self.adjust[pool])).max(0.0) + p.cost + p.power
     }
 
-    /// The uncorrected opportunity cost of an engine-second of `pool` under board entry `p`: the
-    /// scarcity price of the room left at the pool's fullness ([`Self::fullness`]), or, while the
-    /// pool is at least the target share full, the LP's shadow price if that is higher. The shadow price is what
-    /// an engine-second is worth when the capacity the LP planned with binds; charged while the
-    /// pool has room to spare, it refuses work the fleet could serve (stop 48's diagnosis).
-    fn opportunity(&self, pool: usize, p: &PoolPrice) -> f64 {
-        let full = self.fullness(pool, p);
+    /// The uncorrected opportunity cost of an engine-second of `pool` under board entry `p`, the
+    /// pool being `full` ([`Self::fullness`]): the scarcity price of the room left at that
+    /// fullness, or, while the pool is at least the target share full, the LP's shadow price if
+    /// that is higher. The shadow price is what an engine-second is worth when the capacity the
+    /// LP planned with binds; charged while the pool has room to spare, it refuses work the fleet
+    /// could serve (stop 48's diagnosis).
+    fn opportunity(&self, pool: usize, p: &PoolPrice, full: f64) -> f64 {
         let scarce = scarcity::price(&p.wants, self.loads[pool].room() * (1.0 - full), self.plannable(pool));
         if full >= TARGET_UTILISATION {
             p.lambda.max(scarce)
@@ -233,8 +233,9 @@ impl Allocator {
         let board = self.board.load();
         let density = board.value_density.max(1e-6);
         for (i, p) in board.pools.iter().enumerate() {
-            let g = self.fullness(i, p) - TARGET_UTILISATION;
-            let base = self.opportunity(i, p);
+            let full = self.fullness(i, p);
+            let g = full - TARGET_UTILISATION;
+            let base = self.opportunity(i, p, full);
             let cur = load_f64(&self.adjust[i]);
             // The corrected price never goes below zero.
             let next = (cur + self.step * density * g).max(-base);
@@ -315,7 +316,7 @@ impl Allocator {
             work_rate += s.rate * options[0].work;
             classes.push(LpClass { rate: s.rate, value, options, reserved });
             keys.push((key.clone(), *s));
-            slos.push(tier.map(crate::config::TierConfig::ttft_slo_s).filter(|s| s.is_finite()));
+            slos.push(tier.map_or(f64::INFINITY, crate::config::TierConfig::ttft_slo_s));
         }
         let plan = self.planner.lock().unwrap_or_else(|e| e.into_inner()).solve(
             &pools,
@@ -325,17 +326,14 @@ impl Allocator {
         )?;
         let mut planned = vec![0.0; pools.len()];
         let mut wants: Vec<Vec<Want>> = vec![Vec::new(); pools.len()];
-        let mut slo: Vec<Option<f64>> = vec![None; pools.len()];
+        let mut slo = vec![f64::INFINITY; pools.len()];
         for ((c, rates), class_slo) in classes.iter().zip(&plan.rate).zip(&slos) {
             for (o, r) in c.options.iter().zip(rates) {
                 planned[o.pool] += r * o.work;
             }
             // What the class asks of the pool it asks for.
             if let Some(o) = c.options.first() {
-                slo[o.pool] = match (slo[o.pool], *class_slo) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                slo[o.pool] = slo[o.pool].min(*class_slo);
                 wants[o.pool].push(Want {
                     density: c.value / o.work.max(1e-12),
                     work_rate: c.rate * o.work,
@@ -364,7 +362,7 @@ impl Allocator {
                     capacity: pools[i].capacity,
                     wants: std::mem::take(&mut wants[i]),
                     room: self.planned_room(i, demand),
-                    ttft_slo_s: slo[i],
+                    ttft_slo_s: slo[i].is_finite().then_some(slo[i]),
                 })
                 .collect(),
             classes: keys
@@ -400,7 +398,7 @@ impl Allocator {
     /// it), within what keeps every price non-negative.
     fn keep_corrections(&self, board: &PriceBoard) {
         for (i, (a, p)) in self.adjust.iter().zip(&board.pools).enumerate() {
-            a.store(load_f64(a).max(-self.opportunity(i, p)).to_bits(), Ordering::Relaxed);
+            a.store(load_f64(a).max(-self.opportunity(i, p, self.fullness(i, p))).to_bits(), Ordering::Relaxed);
         }
     }
 
