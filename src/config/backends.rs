@@ -71,17 +71,28 @@ pub struct BackendConfig {
 pub struct HealthConfig {
     pub interval_ms: u64,
     pub timeout_ms: u64,
+    /// Consecutive failed probes that take a backend out (one late probe, as when the gateway
+    /// itself was paused, does not).
+    pub unhealthy_threshold: u32,
+    /// Consecutive good probes that bring it back.
+    pub healthy_threshold: u32,
 }
 
 impl Default for HealthConfig {
     fn default() -> Self {
-        Self { interval_ms: 5_000, timeout_ms: 2_000 }
+        Self { interval_ms: 5_000, timeout_ms: 2_000, unhealthy_threshold: 3, healthy_threshold: 2 }
     }
 }
 
 impl HealthConfig {
     pub(super) fn validate(&self, at: &str) -> Result<(), Invalid> {
-        ensure(self.interval_ms > 0 && self.timeout_ms > 0, at, "", "interval_ms and timeout_ms must be positive")
+        ensure(self.interval_ms > 0 && self.timeout_ms > 0, at, "", "interval_ms and timeout_ms must be positive")?;
+        ensure(
+            self.unhealthy_threshold > 0 && self.healthy_threshold > 0,
+            at,
+            "",
+            "unhealthy_threshold and healthy_threshold must be at least 1",
+        )
     }
 }
 
