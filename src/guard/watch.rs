@@ -194,11 +194,13 @@ fn prune(t: &mut Tracker, board: &Board) {
 /// Messages taken in before the subjects they touched are scored and published.
 const BATCH: usize = 512;
 
-/// After a batch of more than one message the thread waits this long before taking the next, so
-/// under load each subject is scored once for many requests, and the thread is woken once per
-/// batch rather than once per message (per message, the watch took 11-14% of the gateway's CPU
-/// at saturation: `bench/profile.sh`). Standings lag by about this much more.
-const COALESCE: std::time::Duration = std::time::Duration::from_millis(2);
+/// Once woken by a message, the thread takes what comes every this long (sleeping, not waiting
+/// on the channel, so that the request path's sends wake nobody), until a period brings nothing
+/// and it waits on the channel again. Under load each subject is then scored once for many
+/// requests, and the thread is woken once a period rather than once or twice a request (per
+/// message, the watch took 11-14% of the gateway's CPU at saturation: `bench/profile.sh`; at
+/// concurrency 1 it was woken 1.2 times a request). Standings lag by about this much more.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
 
 fn take(t: &mut Tracker, m: Msg, touched: &mut HashMap<String, HashSet<String>>) {
     let (tenant, key) = match m {
@@ -230,29 +232,41 @@ fn run(mut t: Tracker, rx: Receiver<Msg>, board: &Board) {
     let mut last_prune = std::time::Instant::now();
     let mut touched: HashMap<String, HashSet<String>> = HashMap::new();
     loop {
+        // Idle: wait for a message (or a minute, to prune). Only here does a send wake the thread.
         let mut next = match rx.recv_timeout(every) {
             Ok(m) => Some(m),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        if last_prune.elapsed() >= every {
-            last_prune = std::time::Instant::now();
-            prune(&mut t, board);
-        }
-        let mut taken = 0;
-        while let Some(m) = next {
-            take(&mut t, m, &mut touched);
-            taken += 1;
-            next = if taken < BATCH { rx.try_recv().ok() } else { None };
-        }
-        for (tenant, keys) in touched.drain() {
-            for key in keys {
-                publish(&board.keys, &key, t.key_standing(&tenant, &key));
+        // Busy: take what came, publish, sleep; idle again after a period that brought nothing.
+        loop {
+            if last_prune.elapsed() >= every {
+                last_prune = std::time::Instant::now();
+                prune(&mut t, board);
             }
-            publish(&board.tenants, &tenant, t.tenant_standing(&tenant));
-        }
-        if taken > 1 {
-            std::thread::sleep(COALESCE);
+            let mut taken = 0;
+            while let Some(m) = next {
+                take(&mut t, m, &mut touched);
+                taken += 1;
+                next = if taken < BATCH { rx.try_recv().ok() } else { None };
+            }
+            for (tenant, keys) in touched.drain() {
+                for key in keys {
+                    publish(&board.keys, &key, t.key_standing(&tenant, &key));
+                }
+                publish(&board.tenants, &tenant, t.tenant_standing(&tenant));
+            }
+            if taken == 0 {
+                break;
+            }
+            if taken < BATCH {
+                std::thread::sleep(COALESCE);
+            }
+            next = match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+            };
         }
     }
 }
