@@ -1,6 +1,6 @@
 //! Demand forecast per class (tenant x model x the service tier requests name): an exponentially
-//! weighted arrival rate and mean input and output tokens. Output estimates settle from the responses as they finish. Pure:
-//! time is passed in, in seconds.
+//! weighted arrival rate and mean input and output tokens. Output estimates settle from the
+//! responses as they finish. Pure: time is passed in, in seconds.
 
 use std::collections::HashMap;
 

@@ -21,7 +21,8 @@ struct Verdicts {
 
 impl Verdicts {
     fn new(cfg: &HealthConfig) -> Self {
-        Self { fall: cfg.unhealthy_threshold.max(1), rise: cfg.healthy_threshold.max(1), streak: 0 }
+        // Both at least 1 (`HealthConfig::validate`).
+        Self { fall: cfg.unhealthy_threshold, rise: cfg.healthy_threshold, streak: 0 }
     }
 
     /// A probe came back `ok` for a backend now `healthy`: whether it is healthy after it.

@@ -177,4 +177,15 @@ mod tests {
         assert_eq!(parse("kind = \"anthropic\"").health_path(), "/v1/models");
         assert_eq!(parse("kind = \"anthropic\"\nhealth_path = \"/up\"").health_path(), "/up");
     }
+
+    #[test]
+    fn health_thresholds_default_to_three_out_and_two_back_and_must_be_at_least_one() {
+        let parse = |toml: &str| toml::from_str::<HealthConfig>(toml).unwrap();
+        let d = parse("");
+        assert_eq!((d.unhealthy_threshold, d.healthy_threshold), (3, 2));
+        assert!(d.validate("health").is_ok());
+        let err = parse("unhealthy_threshold = 0").validate("health").unwrap_err().message;
+        assert!(err.contains("at least 1"), "{err}");
+        assert!(parse("healthy_threshold = 0").validate("health").is_err());
+    }
 }
